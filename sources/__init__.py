@@ -1,0 +1,1 @@
+"""Source adapters, one small class per kind, registered in ``sources.registry``."""

@@ -1,0 +1,273 @@
+"""The types each pipeline stage hands to the next.
+
+The flow, and the name of what crosses each arrow::
+
+    adapter.fetch ──▶ Fetched(pages: Page…)          (I/O, sources/*)
+    adapter.parse ──▶ RawItem…                       (pure, strings as found)
+    normalise     ──▶ Item                           (pure: text, dates, enums, hash)
+    track.decide  ──▶ Intent (NewItem / UpdatedItem / Unchanged)   (pure: old + new + now)
+    storage.apply ──▶ StoredItem                     (the only writer)
+
+A poll of one source ends as a ``PollResult``: either counts, or a ``SourceError``
+value. "Not modified" is a status, never an exception.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Lifecycle of a call or consultation."""
+
+    FORTHCOMING = "forthcoming"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Kind(enum.StrEnum):
+    """What an item is."""
+
+    CALL = "call"
+    FORTHCOMING_CALL = "forthcoming_call"
+    CONSULTATION = "consultation"
+    EVENT = "event"
+    NEWS = "news"
+    PARTNER_SEARCH = "partner_search"
+    PAGE_CHANGE = "page_change"
+
+
+DateLike = str | date | datetime
+
+
+@dataclass(frozen=True)
+class Page:
+    """One HTTP response body as fetched (or read from a saved file)."""
+
+    url: str
+    content: bytes
+    content_type: str = ""
+    encoding: str | None = None  # from the Content-Type header, if any
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status_code: int = 200
+
+
+@dataclass(frozen=True)
+class CacheState:
+    """What a source remembers between polls for conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class FetchStatus(enum.StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What an adapter's fetch returns: pages to parse, or 'not modified'."""
+
+    status: FetchStatus
+    pages: tuple[Page, ...] = ()
+    cache: CacheState = CacheState()
+    # Adapters that fetch extra pages (details) for some items say so here: key -> Page.
+    details: Mapping[str, Page] = field(default_factory=dict)
+
+    @classmethod
+    def not_modified(cls, cache: CacheState) -> Fetched:
+        return cls(FetchStatus.NOT_MODIFIED, (), cache)
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """An item as an adapter found it: strings as on the page, or values the format
+    already types (a JSON API's dates). ``normalise`` turns it into an ``Item``."""
+
+    key: str
+    title: str
+    link: str = ""
+    summary: str = ""  # plain text or HTML (see summary_is_html)
+    summary_is_html: bool = False
+    language: str | None = None
+    kind: str | None = None
+    programme: str | None = None
+    identifier: str | None = None  # a call identifier shared across sources, if any
+    status: str | None = None
+    published: DateLike | None = None
+    opening: DateLike | None = None
+    deadlines: tuple[DateLike, ...] = ()
+    budget: str | None = None
+    budget_amount: float | None = None
+    currency: str | None = None
+    regions: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A normalised item: plain text, aware datetimes (UTC), enums, content hash."""
+
+    source_id: str
+    key: str
+    title: str
+    link: str
+    summary: str
+    language: str
+    kind: Kind
+    status: Status | None
+    programme: str | None
+    identifier: str | None
+    published: datetime | None
+    opening: datetime | None
+    deadlines: tuple[datetime, ...]
+    budget: str | None
+    budget_amount: float | None
+    currency: str | None
+    regions: tuple[str, ...]
+    topics: tuple[str, ...]
+    content_hash: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def deadline(self) -> datetime | None:
+        """The next deadline that has not passed is not knowable without ``now``;
+        this is the last (final) deadline, the one that closes the call."""
+        return max(self.deadlines) if self.deadlines else None
+
+
+# The fields whose change makes an item "updated" (and is recorded with old/new values).
+TRACKED_FIELDS: tuple[str, ...] = (
+    "title",
+    "link",
+    "summary",
+    "status",
+    "kind",
+    "programme",
+    "opening",
+    "deadlines",
+    "budget",
+    "regions",
+)
+
+# Of those, the ones a digest reports as an update (a reworded summary alone is not news).
+NOTABLE_FIELDS: frozenset[str] = frozenset(
+    {"title", "status", "opening", "deadlines", "budget", "programme", "link"}
+)
+
+
+@dataclass(frozen=True)
+class StoredSlice:
+    """The part of a stored item that change tracking needs."""
+
+    item_id: int
+    source_id: str
+    key: str
+    content_hash: str
+    values: Mapping[str, Any]  # TRACKED_FIELDS as stored (JSON-ready values)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+
+class IntentKind(enum.StrEnum):
+    NEW = "new"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What storage should do with one normalised item."""
+
+    kind: IntentKind
+    item: Item
+    item_id: int | None = None  # the stored item it applies to (UPDATED / UNCHANGED / merged NEW)
+    changes: tuple[FieldChange, ...] = ()
+    duplicate_of: int | None = None  # NEW item recognised as a stored item from another source
+    reason: str = ""  # why it was matched as a duplicate
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """A failed poll, as a value. ``code`` is a stable machine-readable word."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class PollStatus(enum.StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class PollResult:
+    source_id: str
+    status: PollStatus
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    parsed: int = 0
+    error: SourceError | None = None
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source_id,
+            "status": self.status.value,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "error": self.error.as_dict() if self.error else None,
+        }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why a rule fired: the field it looked at and the text it matched there."""
+
+    field: str  # "title" | "summary" | "source" | "kind" | "programme" | "status" | …
+    matched: str
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One tag on an item, with the rule that gave it and the evidence."""
+
+    kind: str  # "area" | "theme"
+    tag: str
+    rule_id: str
+    evidence: tuple[Evidence, ...] = ()
+    score: float = 1.0
+
+    def why(self) -> str:
+        """A one-line explanation for people: rule and evidence."""
+        ev = "; ".join(f"{e.field}: «{e.matched}»" for e in self.evidence)
+        return f"{self.rule_id} ({ev})" if ev else self.rule_id
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The result of classifying one item."""
+
+    tags: tuple[Tag, ...]
+    relevant: bool
+    reason: str = ""  # why not relevant, when it is not
+
+    def ids(self, kind: str) -> frozenset[str]:
+        return frozenset(t.tag for t in self.tags if t.kind == kind)
