@@ -1,0 +1,23 @@
+"""Storage: SQLAlchemy stays in here; the rest of the code sees ``Storage`` and our types."""
+
+from watcher.storage.store import (
+    ApplyOutcome,
+    ItemChange,
+    ItemFilter,
+    SourceLink,
+    SourceState,
+    Storage,
+    StoredItem,
+    StoredTag,
+)
+
+__all__ = [
+    "ApplyOutcome",
+    "ItemChange",
+    "ItemFilter",
+    "SourceLink",
+    "SourceState",
+    "Storage",
+    "StoredItem",
+    "StoredTag",
+]

@@ -1,0 +1,241 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in ``migrations/`` mirror it.
+
+Every timestamp is stored as an aware UTC datetime (``UtcDateTime``), on SQLite and
+PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+sources_state = Table(
+    "sources_state",
+    metadata,
+    Column("source_id", String(64), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_poll_at", UtcDateTime),
+    Column("last_success_at", UtcDateTime),
+    Column("last_error_at", UtcDateTime),
+    Column("last_error_code", String(64)),
+    Column("last_error_message", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime),
+    Column("last_parsed", Integer),
+    Column("warning", Text),
+    Column("baseline_done", Boolean, nullable=False, default=False),
+    Column("field_profile", JSON),
+)
+
+poll_log = Table(
+    "poll_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", String(64), nullable=False, index=True),
+    Column("started_at", UtcDateTime, nullable=False, index=True),
+    Column("finished_at", UtcDateTime),
+    Column("status", String(16), nullable=False),
+    Column("new", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("parsed", Integer, nullable=False, default=0),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("warnings", JSON),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(600), nullable=False, unique=True),
+    Column("source_id", String(64), nullable=False, index=True),  # the first source that saw it
+    Column("title", Text, nullable=False),
+    Column("link", Text, nullable=False, default=""),
+    Column("summary", Text, nullable=False, default=""),
+    Column("language", String(8), nullable=False, default="und"),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), index=True),
+    Column("programme", String(255)),
+    Column("identifier", String(255), index=True),
+    Column("published", UtcDateTime),
+    Column("opening", UtcDateTime),
+    Column("deadline", UtcDateTime, index=True),  # the last deadline, for sorting and filters
+    Column("deadlines", JSON, nullable=False, default=list),
+    Column("budget", Text),
+    Column("budget_amount", Float),
+    Column("currency", String(8)),
+    Column("regions", JSON, nullable=False, default=list),
+    Column("topics", JSON, nullable=False, default=list),
+    Column("content_hash", String(64), nullable=False),
+    Column("relevant", Boolean, nullable=False, default=True),
+    Column("first_seen", UtcDateTime, nullable=False, index=True),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, index=True),  # last notable update
+    Column("baseline", Boolean, nullable=False, default=False),  # seen in a first poll: silent
+    Column("held", Boolean, nullable=False, default=False),  # part of a flood held for the admin
+    Column("extra", JSON, nullable=False, default=dict),
+)
+
+item_sources = Table(
+    "item_sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("source_id", String(64), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("link", Text, nullable=False, default=""),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("values", JSON, nullable=False),  # this source's tracked values, for change tracking
+    UniqueConstraint("source_id", "key", name="uq_item_sources_source_key"),
+)
+
+item_changes = Table(
+    "item_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("source_id", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # new | updated | merged
+    Column("changes", JSON, nullable=False, default=list),  # [{"field", "old", "new"}]
+    Column("notable", Boolean, nullable=False, default=False),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # area | theme
+    Column("tag", String(64), primary_key=True),
+    Column("rule_id", String(128), nullable=False),
+    Column("evidence", JSON, nullable=False, default=list),
+    Column("score", Float, nullable=False, default=1.0),
+    Index("ix_tags_kind_tag", "kind", "tag"),
+)
+
+tag_changes = Table(
+    "tag_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("added", JSON, nullable=False, default=list),
+    Column("removed", JSON, nullable=False, default=list),
+    Column("rules_version", String(64)),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("network_id", String(64), nullable=False),
+    Column("window_start", UtcDateTime),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sending | done | empty
+    Column("subject", Text),
+    Column("item_ids", JSON, nullable=False, default=list),
+    Column("payload", JSON, nullable=False, default=dict),
+    UniqueConstraint("network_id", "window_end", name="uq_digests_network_window"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("address", String(254), nullable=False),
+    Column("message_id", String(255), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # pending | sent | failed | opted_out
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("next_attempt_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("digest_id", "address", name="uq_deliveries_digest_address"),
+)
+
+optouts = Table(
+    "optouts",
+    metadata,
+    Column("network_id", String(64), primary_key=True),
+    Column("address", String(254), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=False, default=""),
+    Column("details", JSON, nullable=False, default=dict),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

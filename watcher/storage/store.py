@@ -1,0 +1,972 @@
+"""The storage facade: the only writer of the database.
+
+Every public method translates database errors into ``StorageError``. Items leave this
+module as ``StoredItem`` values, never as rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from watcher.dates import from_iso
+from watcher.exceptions import StorageError
+from watcher.pipeline.normalise import tracked_values
+from watcher.pipeline.track import DupCandidate
+from watcher.storage import base
+from watcher.storage.schema import (
+    audit_log,
+    item_changes,
+    item_sources,
+    items,
+    locks,
+    meta,
+    poll_log,
+    sources_state,
+    tag_changes,
+    tags,
+)
+from watcher.types import (
+    NOTABLE_FIELDS,
+    Classification,
+    Intent,
+    IntentKind,
+    Item,
+    PollResult,
+    SourceError,
+    StoredSlice,
+)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What is remembered of a source between polls (and shown as its health)."""
+
+    source_id: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error_code: str | None = None
+    last_error_message: str | None = None
+    consecutive_failures: int = 0
+    next_attempt_at: datetime | None = None
+    last_parsed: int | None = None
+    warning: str | None = None
+    baseline_done: bool = False
+    field_profile: Mapping[str, float] = field(default_factory=dict)
+    item_count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredTag:
+    kind: str
+    tag: str
+    rule_id: str
+    evidence: tuple[Mapping[str, str], ...]
+    score: float
+
+    def why(self) -> str:
+        ev = "; ".join(f"{e.get('field')}: «{e.get('matched')}»" for e in self.evidence)
+        return f"{self.rule_id} ({ev})" if ev else self.rule_id
+
+
+@dataclass(frozen=True)
+class SourceLink:
+    source_id: str
+    key: str
+    link: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    id: int
+    uid: str
+    source_id: str
+    title: str
+    link: str
+    summary: str
+    language: str
+    kind: str
+    status: str | None
+    programme: str | None
+    identifier: str | None
+    published: datetime | None
+    opening: datetime | None
+    deadline: datetime | None
+    deadlines: tuple[datetime, ...]
+    budget: str | None
+    budget_amount: float | None
+    currency: str | None
+    regions: tuple[str, ...]
+    topics: tuple[str, ...]
+    relevant: bool
+    first_seen: datetime
+    last_seen: datetime
+    changed_at: datetime | None
+    baseline: bool
+    held: bool
+    extra: Mapping[str, Any]
+    tags: tuple[StoredTag, ...] = ()
+    sources: tuple[SourceLink, ...] = ()
+
+    def tag_ids(self, kind: str) -> list[str]:
+        return [t.tag for t in self.tags if t.kind == kind]
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    at: datetime
+    source_id: str
+    kind: str
+    changes: tuple[Mapping[str, Any], ...]
+    notable: bool
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """Filters for listing items (CLI, web, API, digests)."""
+
+    source: str | None = None
+    since: datetime | None = None  # first seen at or after
+    changed_since: datetime | None = None
+    area: str | None = None
+    theme: str | None = None
+    status: str | None = None
+    programme: str | None = None
+    kind: str | None = None
+    text: str | None = None
+    deadline_from: datetime | None = None
+    deadline_to: datetime | None = None
+    relevant: bool | None = None
+    include_held: bool = True
+    order: str = "newest"  # newest | deadline
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    new_ids: tuple[int, ...]
+    updated_ids: tuple[int, ...]
+    merged_ids: tuple[int, ...]
+
+
+def _row_to_state(row: RowMapping | None, source_id: str, count: int = 0) -> SourceState:
+    if row is None:
+        return SourceState(source_id=source_id, item_count=count)
+    return SourceState(
+        source_id=row["source_id"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        last_poll_at=row["last_poll_at"],
+        last_success_at=row["last_success_at"],
+        last_error_at=row["last_error_at"],
+        last_error_code=row["last_error_code"],
+        last_error_message=row["last_error_message"],
+        consecutive_failures=row["consecutive_failures"] or 0,
+        next_attempt_at=row["next_attempt_at"],
+        last_parsed=row["last_parsed"],
+        warning=row["warning"],
+        baseline_done=bool(row["baseline_done"]),
+        field_profile=row["field_profile"] or {},
+        item_count=count,
+    )
+
+
+def _item_values(item: Item) -> dict[str, Any]:
+    return {
+        "title": item.title,
+        "link": item.link,
+        "summary": item.summary,
+        "language": item.language,
+        "kind": item.kind.value,
+        "status": item.status.value if item.status else None,
+        "programme": item.programme,
+        "identifier": item.identifier,
+        "published": item.published,
+        "opening": item.opening,
+        "deadline": item.deadline,
+        "deadlines": [d.isoformat() for d in item.deadlines],
+        "budget": item.budget,
+        "budget_amount": item.budget_amount,
+        "currency": item.currency,
+        "regions": list(item.regions),
+        "topics": list(item.topics),
+        "content_hash": item.content_hash,
+        "extra": _jsonable(item.extra),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+class Storage:
+    """All database reads and writes of the service."""
+
+    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+        self.url = url
+        self.engine: Engine = base.make_engine(url, base_dir)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        base.upgrade(self.engine)
+
+    @base.translate_errors
+    def revision(self) -> str | None:
+        return base.current_revision(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Migrate when behind (the embedded default upgrades itself on start)."""
+        if self.revision() != base.head_revision():
+            self.upgrade()
+
+    @base.translate_errors
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+        return True
+
+    # -- sources ----------------------------------------------------------------------------
+
+    @base.translate_errors
+    def source_state(self, source_id: str) -> SourceState:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(sources_state).where(sources_state.c.source_id == source_id)
+            ).mappings().first()
+            count = conn.execute(
+                select(func.count()).select_from(item_sources).where(item_sources.c.source_id == source_id)
+            ).scalar_one()
+        return _row_to_state(row, source_id, count)
+
+    @base.translate_errors
+    def source_states(self) -> dict[str, SourceState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(sources_state)).mappings().all()
+            counts = dict(
+                conn.execute(
+                    select(item_sources.c.source_id, func.count()).group_by(item_sources.c.source_id)
+                ).all()
+            )
+        out = {r["source_id"]: _row_to_state(r, r["source_id"], counts.get(r["source_id"], 0)) for r in rows}
+        for sid, n in counts.items():
+            out.setdefault(sid, SourceState(source_id=sid, item_count=n))
+        return out
+
+    @base.translate_errors
+    def recent_item_counts(self, since: datetime) -> dict[str, int]:
+        """Items first seen per source since a time (health: 'items in the last 30 days')."""
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    select(item_sources.c.source_id, func.count())
+                    .where(item_sources.c.first_seen >= since)
+                    .group_by(item_sources.c.source_id)
+                ).all()
+            )
+
+    @base.translate_errors
+    def poll_history(self, source_id: str, limit: int = 30) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(poll_log)
+                .where(poll_log.c.source_id == source_id)
+                .order_by(poll_log.c.started_at.desc(), poll_log.c.id.desc())
+                .limit(limit)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def _upsert_state(self, conn: Connection, source_id: str, values: Mapping[str, Any]) -> None:
+        res = conn.execute(
+            update(sources_state).where(sources_state.c.source_id == source_id).values(**values)
+        )
+        if res.rowcount == 0:
+            defaults = {"consecutive_failures": 0, "baseline_done": False}
+            conn.execute(insert(sources_state).values(source_id=source_id, **{**defaults, **values}))
+
+    @base.translate_errors
+    def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
+        """This source's stored items, as the tracker needs them."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    item_sources.c.item_id,
+                    item_sources.c.key,
+                    item_sources.c.content_hash,
+                    item_sources.c["values"],
+                ).where(item_sources.c.source_id == source_id)
+            ).all()
+        return {
+            r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {}) for r in rows
+        }
+
+    @base.translate_errors
+    def known_statuses(self, source_id: str) -> dict[str, str | None]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(item_sources.c.key, items.c.status)
+                .join(items, items.c.id == item_sources.c.item_id)
+                .where(item_sources.c.source_id == source_id)
+            ).all()
+        return {r.key: r.status for r in rows}
+
+    @base.translate_errors
+    def duplicate_candidates(
+        self, source_id: str, identifiers: Iterable[str], deadlines: Iterable[datetime]
+    ) -> list[DupCandidate]:
+        """Stored items of other sources sharing an identifier or a deadline day."""
+        ids = sorted({i for i in identifiers if i})
+        days = sorted({d.date() for d in deadlines})
+        conds = []
+        if ids:
+            conds.append(items.c.identifier.in_(ids))
+        for day in days:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=14)
+            conds.append(and_(items.c.deadline >= start, items.c.deadline < start + timedelta(hours=52)))
+        # Items that carry an identifier may be named in this source's titles: few, so load them.
+        conds.append(items.c.identifier.is_not(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(items.c.id, items.c.identifier, items.c.title, items.c.deadlines).where(or_(*conds))
+            ).all()
+            if not rows:
+                return []
+            links: dict[int, set[str]] = {}
+            for item_id, sid in conn.execute(
+                select(item_sources.c.item_id, item_sources.c.source_id).where(
+                    item_sources.c.item_id.in_([r.id for r in rows])
+                )
+            ).all():
+                links.setdefault(item_id, set()).add(sid)
+        out = []
+        for r in rows:
+            sids = frozenset(links.get(r.id, set()))
+            if source_id in sids:
+                continue
+            dls = tuple(d for d in (from_iso(x) for x in (r.deadlines or [])) if d)
+            out.append(DupCandidate(r.id, sids, r.identifier, r.title, dls))
+        return out
+
+    # -- applying a poll -------------------------------------------------------------------
+
+    @base.translate_errors
+    def apply(
+        self,
+        source_id: str,
+        intents: Sequence[Intent],
+        result: PollResult,
+        now: datetime,
+        *,
+        cache: tuple[str | None, str | None] = (None, None),
+        baseline: bool = False,
+        hold_new: bool = False,
+        warning: str | None = None,
+        field_profile: Mapping[str, float] | None = None,
+        started_at: datetime | None = None,
+    ) -> ApplyOutcome:
+        """Write one successful poll in one transaction: items, links, history, health."""
+        new_ids: list[int] = []
+        updated_ids: list[int] = []
+        merged_ids: list[int] = []
+        unchanged: list[tuple[int, str, str]] = []
+        with self.engine.begin() as conn:
+            for intent in intents:
+                it = intent.item
+                if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
+                    item_id = conn.execute(
+                        insert(items)
+                        .values(
+                            uid=f"{source_id}:{it.key}",
+                            source_id=source_id,
+                            relevant=True,
+                            first_seen=now,
+                            last_seen=now,
+                            changed_at=None,
+                            baseline=baseline,
+                            held=hold_new,
+                            **_item_values(it),
+                        )
+                        .returning(items.c.id)
+                    ).scalar_one()
+                    self._link(conn, item_id, it, now)
+                    conn.execute(
+                        insert(item_changes).values(
+                            item_id=item_id, source_id=source_id, at=now, kind="new", changes=[], notable=False
+                        )
+                    )
+                    new_ids.append(item_id)
+                elif intent.kind == IntentKind.NEW:
+                    item_id = intent.duplicate_of
+                    assert item_id is not None
+                    self._link(conn, item_id, it, now)
+                    self._fill_missing(conn, item_id, it)
+                    conn.execute(
+                        insert(item_changes).values(
+                            item_id=item_id,
+                            source_id=source_id,
+                            at=now,
+                            kind="merged",
+                            changes=[{"field": "sources", "old": None, "new": it.link, "reason": intent.reason}],
+                            notable=False,
+                        )
+                    )
+                    merged_ids.append(item_id)
+                elif intent.kind == IntentKind.UPDATED:
+                    assert intent.item_id is not None
+                    changes = [
+                        {"field": c.field, "old": c.old, "new": c.new} for c in intent.changes
+                    ]
+                    notable = any(c.field in NOTABLE_FIELDS for c in intent.changes)
+                    conn.execute(
+                        update(item_sources)
+                        .where(item_sources.c.item_id == intent.item_id, item_sources.c.source_id == source_id)
+                        .values(
+                            key=it.key,
+                            link=it.link,
+                            last_seen=now,
+                            content_hash=it.content_hash,
+                            values=tracked_values(it),
+                        )
+                    )
+                    values = _item_values(it)
+                    extra: dict[str, Any] = {"last_seen": now}
+                    if notable:
+                        extra["changed_at"] = now
+                    conn.execute(update(items).where(items.c.id == intent.item_id).values(**values, **extra))
+                    conn.execute(
+                        insert(item_changes).values(
+                            item_id=intent.item_id,
+                            source_id=source_id,
+                            at=now,
+                            kind="updated",
+                            changes=changes,
+                            notable=notable,
+                        )
+                    )
+                    updated_ids.append(intent.item_id)
+                else:
+                    assert intent.item_id is not None
+                    unchanged.append((intent.item_id, it.key, it.link))
+            if unchanged:
+                ids = [u[0] for u in unchanged]
+                for chunk in _chunks(ids, 500):
+                    conn.execute(update(items).where(items.c.id.in_(chunk)).values(last_seen=now))
+                    conn.execute(
+                        update(item_sources)
+                        .where(item_sources.c.item_id.in_(chunk), item_sources.c.source_id == source_id)
+                        .values(last_seen=now)
+                    )
+                # Keys may have changed (guid churn matched by link and title): keep them current.
+                for item_id, key, _link in unchanged:
+                    conn.execute(
+                        update(item_sources)
+                        .where(
+                            item_sources.c.item_id == item_id,
+                            item_sources.c.source_id == source_id,
+                            item_sources.c.key != key,
+                        )
+                        .values(key=key)
+                    )
+            self._upsert_state(
+                conn,
+                source_id,
+                {
+                    "etag": cache[0],
+                    "last_modified": cache[1],
+                    "last_poll_at": now,
+                    "last_success_at": now,
+                    "consecutive_failures": 0,
+                    "next_attempt_at": None,
+                    "last_parsed": result.parsed,
+                    "warning": warning,
+                    "baseline_done": True,
+                    "field_profile": dict(field_profile or {}),
+                },
+            )
+            self._log_poll(conn, result, started_at or now, now)
+        return ApplyOutcome(tuple(new_ids), tuple(updated_ids), tuple(merged_ids))
+
+    def _link(self, conn: Connection, item_id: int, it: Item, now: datetime) -> None:
+        conn.execute(
+            insert(item_sources).values(
+                item_id=item_id,
+                source_id=it.source_id,
+                key=it.key,
+                link=it.link,
+                first_seen=now,
+                last_seen=now,
+                content_hash=it.content_hash,
+                values=tracked_values(it),
+            )
+        )
+
+    def _fill_missing(self, conn: Connection, item_id: int, it: Item) -> None:
+        """A second source may know what the first did not (budget, identifier, dates)."""
+        row = conn.execute(select(items).where(items.c.id == item_id)).mappings().one()
+        fill: dict[str, Any] = {}
+        for col, value in (
+            ("identifier", it.identifier),
+            ("programme", it.programme),
+            ("budget", it.budget),
+            ("budget_amount", it.budget_amount),
+            ("opening", it.opening),
+        ):
+            if row[col] is None and value is not None:
+                fill[col] = value
+        if not row["deadlines"] and it.deadlines:
+            fill["deadlines"] = [d.isoformat() for d in it.deadlines]
+            fill["deadline"] = it.deadline
+        if fill:
+            conn.execute(update(items).where(items.c.id == item_id).values(**fill))
+
+    def _log_poll(self, conn: Connection, result: PollResult, started: datetime, now: datetime) -> None:
+        conn.execute(
+            insert(poll_log).values(
+                source_id=result.source_id,
+                started_at=started,
+                finished_at=now,
+                status=result.status.value,
+                new=result.new,
+                updated=result.updated,
+                unchanged=result.unchanged,
+                parsed=result.parsed,
+                error_code=result.error.code if result.error else None,
+                error_message=result.error.message if result.error else None,
+                warnings=list(result.warnings),
+            )
+        )
+
+    @base.translate_errors
+    def record_not_modified(
+        self, source_id: str, result: PollResult, now: datetime, cache: tuple[str | None, str | None],
+        started_at: datetime | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            self._upsert_state(
+                conn,
+                source_id,
+                {
+                    "etag": cache[0],
+                    "last_modified": cache[1],
+                    "last_poll_at": now,
+                    "last_success_at": now,
+                    "consecutive_failures": 0,
+                    "next_attempt_at": None,
+                },
+            )
+            self._log_poll(conn, result, started_at or now, now)
+
+    @base.translate_errors
+    def record_failure(
+        self,
+        source_id: str,
+        error: SourceError,
+        result: PollResult,
+        now: datetime,
+        next_attempt_at: datetime | None,
+        started_at: datetime | None = None,
+    ) -> int:
+        """Record a failed poll; returns the number of consecutive failures."""
+        with self.engine.begin() as conn:
+            prev = conn.execute(
+                select(sources_state.c.consecutive_failures).where(sources_state.c.source_id == source_id)
+            ).scalar()
+            failures = (prev or 0) + 1
+            self._upsert_state(
+                conn,
+                source_id,
+                {
+                    "last_poll_at": now,
+                    "last_error_at": now,
+                    "last_error_code": error.code,
+                    "last_error_message": error.message[:2000],
+                    "consecutive_failures": failures,
+                    "next_attempt_at": next_attempt_at,
+                },
+            )
+            self._log_poll(conn, result, started_at or now, now)
+        return failures
+
+    @base.translate_errors
+    def set_source_warning(self, source_id: str, warning: str | None) -> None:
+        with self.engine.begin() as conn:
+            self._upsert_state(conn, source_id, {"warning": warning})
+
+    @base.translate_errors
+    def reset_source(self, source_id: str) -> None:
+        """Forget a source's conditional-GET state (next poll fetches in full)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sources_state)
+                .where(sources_state.c.source_id == source_id)
+                .values(etag=None, last_modified=None, next_attempt_at=None)
+            )
+
+    # -- tags ------------------------------------------------------------------------------
+
+    @base.translate_errors
+    def set_tags(
+        self,
+        item_id: int,
+        result: Classification,
+        now: datetime,
+        rules_version: str | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Replace an item's tags; record what was added and removed. Returns (added, removed)."""
+        with self.engine.begin() as conn:
+            return self._set_tags(conn, item_id, result, now, rules_version)
+
+    def _set_tags(
+        self, conn: Connection, item_id: int, result: Classification, now: datetime, version: str | None
+    ) -> tuple[list[str], list[str]]:
+        old = {
+            f"{r.kind}:{r.tag}"
+            for r in conn.execute(select(tags.c.kind, tags.c.tag).where(tags.c.item_id == item_id)).all()
+        }
+        new = {f"{t.kind}:{t.tag}" for t in result.tags}
+        conn.execute(delete(tags).where(tags.c.item_id == item_id))
+        rows = []
+        seen: set[tuple[str, str]] = set()
+        for t in result.tags:
+            if (t.kind, t.tag) in seen:
+                continue
+            seen.add((t.kind, t.tag))
+            rows.append(
+                {
+                    "item_id": item_id,
+                    "kind": t.kind,
+                    "tag": t.tag,
+                    "rule_id": t.rule_id,
+                    "evidence": [{"field": e.field, "matched": e.matched} for e in t.evidence],
+                    "score": t.score,
+                }
+            )
+        if rows:
+            conn.execute(insert(tags), rows)
+        conn.execute(update(items).where(items.c.id == item_id).values(relevant=result.relevant))
+        added, removed = sorted(new - old), sorted(old - new)
+        if added or removed:
+            conn.execute(
+                insert(tag_changes).values(
+                    item_id=item_id, at=now, added=added, removed=removed, rules_version=version
+                )
+            )
+        return added, removed
+
+    @base.translate_errors
+    def set_tags_many(
+        self,
+        results: Mapping[int, Classification],
+        now: datetime,
+        rules_version: str | None = None,
+    ) -> dict[int, tuple[list[str], list[str]]]:
+        out = {}
+        with self.engine.begin() as conn:
+            for item_id, result in results.items():
+                out[item_id] = self._set_tags(conn, item_id, result, now, rules_version)
+        return out
+
+    @base.translate_errors
+    def tag_history(self, item_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(tag_changes).where(tag_changes.c.item_id == item_id).order_by(tag_changes.c.id)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- meta ------------------------------------------------------------------------------
+
+    @base.translate_errors
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    @base.translate_errors
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.engine.begin() as conn:
+            res = conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+            if res.rowcount == 0:
+                conn.execute(insert(meta).values(key=key, value=value))
+
+    # -- reading items ---------------------------------------------------------------------
+
+    def _filtered(self, f: ItemFilter) -> Any:
+        q = select(items)
+        if f.source:
+            q = q.where(
+                items.c.id.in_(select(item_sources.c.item_id).where(item_sources.c.source_id == f.source))
+            )
+        if f.since:
+            q = q.where(items.c.first_seen >= f.since)
+        if f.changed_since:
+            q = q.where(items.c.changed_at >= f.changed_since)
+        for kind, tag in (("area", f.area), ("theme", f.theme)):
+            if tag:
+                q = q.where(
+                    items.c.id.in_(select(tags.c.item_id).where(tags.c.kind == kind, tags.c.tag == tag))
+                )
+        if f.status:
+            q = q.where(items.c.status == f.status)
+        if f.programme:
+            q = q.where(func.lower(items.c.programme).contains(f.programme.lower(), autoescape=True))
+        if f.kind:
+            q = q.where(items.c.kind == f.kind)
+        if f.text:
+            for word in f.text.split()[:8]:
+                pattern = word.lower()
+                q = q.where(
+                    or_(
+                        func.lower(items.c.title).contains(pattern, autoescape=True),
+                        func.lower(items.c.summary).contains(pattern, autoescape=True),
+                        func.lower(func.coalesce(items.c.identifier, "")).contains(pattern, autoescape=True),
+                        func.lower(func.coalesce(items.c.programme, "")).contains(pattern, autoescape=True),
+                    )
+                )
+        if f.deadline_from:
+            q = q.where(items.c.deadline >= f.deadline_from)
+        if f.deadline_to:
+            q = q.where(items.c.deadline <= f.deadline_to)
+        if f.relevant is not None:
+            q = q.where(items.c.relevant == f.relevant)
+        if not f.include_held:
+            q = q.where(items.c.held.is_(False))
+        return q
+
+    @base.translate_errors
+    def list_items(self, f: ItemFilter = ItemFilter(), *, with_tags: bool = True) -> list[StoredItem]:
+        q = self._filtered(f)
+        if f.order == "deadline":
+            q = q.order_by(items.c.deadline.is_(None), items.c.deadline.asc(), items.c.id.desc())
+        else:
+            q = q.order_by(items.c.first_seen.desc(), items.c.id.desc())
+        q = q.limit(f.limit).offset(f.offset)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+            return self._hydrate(conn, rows, with_tags=with_tags, with_sources=with_tags)
+
+    @base.translate_errors
+    def count_items(self, f: ItemFilter = ItemFilter()) -> int:
+        q = self._filtered(f).with_only_columns(func.count()).order_by(None)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    @base.translate_errors
+    def get_item(self, item_id: int) -> StoredItem | None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(items).where(items.c.id == item_id)).mappings().all()
+            found = self._hydrate(conn, rows)
+        return found[0] if found else None
+
+    @base.translate_errors
+    def get_items(self, ids: Sequence[int]) -> list[StoredItem]:
+        out: list[StoredItem] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(ids), 500):
+                rows = conn.execute(select(items).where(items.c.id.in_(chunk))).mappings().all()
+                out.extend(self._hydrate(conn, rows))
+        order = {i: n for n, i in enumerate(ids)}
+        return sorted(out, key=lambda it: order.get(it.id, 0))
+
+    def _hydrate(
+        self, conn: Connection, rows: Sequence[RowMapping], *, with_tags: bool = True, with_sources: bool = True
+    ) -> list[StoredItem]:
+        ids = [r["id"] for r in rows]
+        tag_map: dict[int, list[StoredTag]] = {}
+        src_map: dict[int, list[SourceLink]] = {}
+        for chunk in _chunks(ids, 500):
+            if with_tags:
+                for t in conn.execute(
+                    select(tags).where(tags.c.item_id.in_(chunk)).order_by(tags.c.kind, tags.c.tag)
+                ).mappings():
+                    tag_map.setdefault(t["item_id"], []).append(
+                        StoredTag(t["kind"], t["tag"], t["rule_id"], tuple(t["evidence"] or ()), t["score"])
+                    )
+            if with_sources:
+                for s in conn.execute(
+                    select(item_sources).where(item_sources.c.item_id.in_(chunk)).order_by(item_sources.c.id)
+                ).mappings():
+                    src_map.setdefault(s["item_id"], []).append(
+                        SourceLink(s["source_id"], s["key"], s["link"], s["first_seen"], s["last_seen"])
+                    )
+        return [
+            StoredItem(
+                id=r["id"],
+                uid=r["uid"],
+                source_id=r["source_id"],
+                title=r["title"],
+                link=r["link"],
+                summary=r["summary"],
+                language=r["language"],
+                kind=r["kind"],
+                status=r["status"],
+                programme=r["programme"],
+                identifier=r["identifier"],
+                published=r["published"],
+                opening=r["opening"],
+                deadline=r["deadline"],
+                deadlines=tuple(d for d in (from_iso(x) for x in (r["deadlines"] or [])) if d),
+                budget=r["budget"],
+                budget_amount=r["budget_amount"],
+                currency=r["currency"],
+                regions=tuple(r["regions"] or ()),
+                topics=tuple(r["topics"] or ()),
+                relevant=bool(r["relevant"]),
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+                changed_at=r["changed_at"],
+                baseline=bool(r["baseline"]),
+                held=bool(r["held"]),
+                extra=r["extra"] or {},
+                tags=tuple(tag_map.get(r["id"], ())),
+                sources=tuple(src_map.get(r["id"], ())),
+            )
+            for r in rows
+        ]
+
+    @base.translate_errors
+    def item_history(self, item_id: int) -> list[ItemChange]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(item_changes).where(item_changes.c.item_id == item_id).order_by(item_changes.c.id)
+            ).mappings().all()
+        return [
+            ItemChange(r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), bool(r["notable"]))
+            for r in rows
+        ]
+
+    @base.translate_errors
+    def changes_since(self, since: datetime | None, until: datetime) -> list[tuple[int, ItemChange]]:
+        """Notable updates in a window (digests report these as 'updated')."""
+        q = select(item_changes).where(
+            item_changes.c.kind == "updated", item_changes.c.notable.is_(True), item_changes.c.at <= until
+        )
+        if since is not None:
+            q = q.where(item_changes.c.at > since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(item_changes.c.id)).mappings().all()
+        return [
+            (r["item_id"], ItemChange(r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), True))
+            for r in rows
+        ]
+
+    @base.translate_errors
+    def all_item_ids(self, since: datetime | None = None) -> list[int]:
+        q = select(items.c.id).order_by(items.c.id)
+        if since is not None:
+            q = q.where(items.c.first_seen >= since)
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q).all()]
+
+    @base.translate_errors
+    def release_held(self, source_id: str | None = None, *, discard: bool = False) -> int:
+        """Let held items go out in the next digests (or mark them as baseline: silent)."""
+        q = update(items).where(items.c.held.is_(True))
+        if source_id:
+            q = q.where(items.c.source_id == source_id)
+        values: dict[str, Any] = {"held": False}
+        if discard:
+            values["baseline"] = True
+        with self.engine.begin() as conn:
+            return conn.execute(q.values(**values)).rowcount
+
+    @base.translate_errors
+    def held_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    select(items.c.source_id, func.count()).where(items.c.held.is_(True)).group_by(items.c.source_id)
+                ).all()
+            )
+
+    # -- audit -----------------------------------------------------------------------------
+
+    @base.translate_errors
+    def audit(self, actor: str, action: str, target: str, details: Mapping[str, Any], now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(audit_log).values(
+                    at=now, actor=actor, action=action, target=target, details=_jsonable(dict(details))
+                )
+            )
+
+    @base.translate_errors
+    def audit_entries(self, limit: int = 200) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- locks -----------------------------------------------------------------------------
+
+    @base.translate_errors
+    def acquire_lock(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
+        """Take or renew a named lock; False when another live holder has it."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(locks)
+                .where(locks.c.name == name, or_(locks.c.holder == holder, locks.c.expires_at < now))
+                .values(holder=holder, acquired_at=now, expires_at=now + ttl)
+            )
+            if res.rowcount:
+                return True
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(locks).values(name=name, holder=holder, acquired_at=now, expires_at=now + ttl)
+                    )
+            except IntegrityError:
+                return False
+            return True
+
+    @base.translate_errors
+    def release_lock(self, name: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
+
+    @base.translate_errors
+    def lock_holder(self, name: str, now: datetime) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(locks.c.holder).where(locks.c.name == name, locks.c.expires_at >= now)
+            ).scalar()
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+__all__ = [
+    "ApplyOutcome",
+    "ItemChange",
+    "ItemFilter",
+    "SourceLink",
+    "SourceState",
+    "Storage",
+    "StorageError",
+    "StoredItem",
+    "StoredTag",
+]
