@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,8 @@ class FetchContext:
     cache: CacheState = CacheState()
     # Stored items of this source: key -> status (to re-check open calls' detail pages).
     known: Mapping[str, Status | None] = field(default_factory=dict)
+    # Stored items of this source: key -> tracked values (title, summary, …), oldest first.
+    previous: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Adapter:

@@ -78,6 +78,9 @@ class Fetched:
     cache: CacheState = CacheState()
     # Adapters that fetch extra pages (details) for some items say so here: key -> Page.
     details: Mapping[str, Page] = field(default_factory=dict)
+    # What fetch learnt from earlier polls that the pure parse needs (e.g. a watched
+    # page's previous text, to say what changed).
+    context: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def not_modified(cls, cache: CacheState) -> Fetched:

@@ -30,7 +30,7 @@ _WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
 _NL_RE = re.compile(r"\n\s*\n+")
 # Characters XML 1.0 does not allow; scraped text must never break a feed.
 _XML_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-_SUMMARY_MAX = 4000
+_SUMMARY_MAX = 20000
 
 _STATUS_WORDS: dict[str, Status] = {
     "forthcoming": Status.FORTHCOMING,

@@ -316,7 +316,9 @@ class Storage:
                     item_sources.c.key,
                     item_sources.c.content_hash,
                     item_sources.c["values"],
-                ).where(item_sources.c.source_id == source_id)
+                )
+                .where(item_sources.c.source_id == source_id)
+                .order_by(item_sources.c.id)
             ).all()
         return {
             r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {}) for r in rows

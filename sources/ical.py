@@ -1,0 +1,95 @@
+"""The ``ical`` adapter: any iCalendar feed; DTSTART is the opening, DTEND the deadline."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from icalendar import Calendar
+from pydantic import Field
+
+from sources._common import FilterOptions, keep, require_body
+from sources.base import Adapter
+from sources.registry import register
+from watcher.exceptions import ParseError
+from watcher.types import Page, RawItem
+
+
+@register
+class IcalAdapter(Adapter):
+    """Any iCalendar (.ics) feed, such as the interreg.no calendar of Interreg calls.
+
+    Each VEVENT is an item keyed by its UID: DTSTART is the opening, DTEND the deadline
+    (``dtend_is_deadline = false`` for plain events). ``programmes`` maps the prefix of
+    SUMMARY before a colon ("ÖKS: Utlysning 5" → "ÖKS") to a programme name;
+    ``exclude_programmes`` leaves out events whose prefix is listed (programmes outside the
+    region), and ``only_mapped = true`` keeps only events whose prefix is mapped.
+    """
+
+    kind = "ical"
+    expected_fields = ("title", "opening", "deadlines")
+
+    class Options(FilterOptions):
+        kind: str = Field("call", description="the kind of every item (call, event …)")
+        dtend_is_deadline: bool = Field(True, description="read DTEND as the deadline")
+        programmes: dict[str, str] = Field(
+            default_factory=dict, description="SUMMARY prefix → programme name"
+        )
+        exclude_programmes: tuple[str, ...] = Field(
+            default=(), description="SUMMARY prefixes (or programme names) to leave out"
+        )
+        only_mapped: bool = Field(False, description="keep only events whose prefix is mapped")
+        language: str | None = Field(None, description="language of the events, e.g. 'no'")
+
+    options: Options
+
+    def parse(self, page: Page) -> list[RawItem]:
+        require_body(page)
+        try:
+            cal = Calendar.from_ical(page.content)
+        except (ValueError, IndexError, KeyError) as e:
+            raise ParseError(f"not a readable iCalendar file: {e}", code="invalid_ical") from e
+        o = self.options
+        excluded = {x.casefold() for x in o.exclude_programmes}
+        mapping = {k.casefold(): v for k, v in o.programmes.items()}
+        out: list[RawItem] = []
+        for ev in cal.walk("VEVENT"):
+            summary_text = str(ev.get("SUMMARY", "")).strip()
+            uid = str(ev.get("UID", "")).strip()
+            if not summary_text:
+                continue
+            prefix, _, rest = summary_text.partition(":")
+            prefix = prefix.strip() if rest else ""
+            programme = mapping.get(prefix.casefold()) if prefix else None
+            if prefix.casefold() in excluded or (programme and programme.casefold() in excluded):
+                continue
+            if o.only_mapped and programme is None:
+                continue
+            description = str(ev.get("DESCRIPTION", "") or "")
+            if not keep(f"{summary_text} {description}", o.include, o.exclude):
+                continue
+            start = _when(ev.get("DTSTART"))
+            end = _when(ev.get("DTEND"))
+            link = str(ev.get("URL", "") or "")
+            out.append(
+                RawItem(
+                    key=uid or f"{summary_text}|{start}",
+                    title=summary_text,
+                    link=link,
+                    summary=description,
+                    kind=o.kind,
+                    programme=programme or (prefix or None),
+                    opening=start,
+                    deadlines=(end,) if (end is not None and o.dtend_is_deadline) else (),
+                    published=_when(ev.get("CREATED")),
+                    language=o.language,
+                )
+            )
+        return out
+
+
+def _when(prop: Any) -> datetime | date | None:
+    if prop is None:
+        return None
+    value = getattr(prop, "dt", prop)
+    return value if isinstance(value, date | datetime) else None

@@ -1,0 +1,265 @@
+"""Polling: the one place the stages run in order for a source.
+
+fetch (adapter, guarded HTTP) → parse (pure) → normalise (pure) → layout checks (pure)
+→ decide (pure) → apply (storage) → classify and tag (pure rules, storage writes).
+
+A poll never raises: whatever goes wrong ends as a ``PollResult`` with a ``SourceError``,
+recorded on the source's health, and the other sources of the same run go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+from zoneinfo import ZoneInfo
+
+from watcher.exceptions import ParseError, SourceFailure, StorageError
+from watcher.pipeline.normalise import normalise
+from watcher.pipeline.track import decide
+from watcher.types import (
+    Classification,
+    FetchStatus,
+    IntentKind,
+    Item,
+    PollResult,
+    PollStatus,
+    SourceError,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from sources.base import Adapter
+    from watcher.config import SourceConfig
+    from watcher.http import HttpClient
+    from watcher.storage import SourceState, Storage
+
+log = logging.getLogger(__name__)
+
+# Fields whose sudden disappearance from a source's items suggests a changed layout.
+PROFILE_FIELDS = ("link", "summary", "published", "opening", "deadlines", "status")
+MIN_BACKOFF = timedelta(minutes=1)
+
+
+class Classifier(Protocol):
+    """What polling needs from the rules engine."""
+
+    @property
+    def version(self) -> str: ...
+
+    def __call__(self, item: Item, source: SourceConfig | None) -> Classification: ...
+
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    warnings: tuple[str, ...]
+    profile: Mapping[str, float]
+
+
+def field_profile(items: Sequence[Item]) -> dict[str, float]:
+    if not items:
+        return {}
+    n = len(items)
+    return {f: round(sum(1 for it in items if getattr(it, f)) / n, 3) for f in PROFILE_FIELDS}
+
+
+def check_layout(state: SourceState, items: Sequence[Item], adapter_kind: str) -> LayoutCheck:
+    """Warn when a source suddenly yields nothing, or loses fields it always had. Pure."""
+    warnings: list[str] = []
+    profile = field_profile(items)
+    if not items:
+        if state.last_parsed:
+            warnings.append(
+                f"layout changed? the source gave no items (last time {state.last_parsed})"
+            )
+        else:
+            warnings.append(
+                "layout changed? no items found"
+                + (" — check the CSS selectors" if adapter_kind in ("html",) else "")
+            )
+        # Keep the old profile so the next good poll compares against it.
+        return LayoutCheck(tuple(warnings), dict(state.field_profile))
+    if len(items) >= 3 and state.field_profile:
+        lost = [
+            f
+            for f, share in state.field_profile.items()
+            if share >= 0.8 and profile.get(f, 0.0) == 0.0
+        ]
+        if lost:
+            warnings.append(
+                "layout changed? items no longer have " + ", ".join(sorted(lost))
+            )
+    return LayoutCheck(tuple(warnings), profile)
+
+
+def backoff_until(failures: int, interval_seconds: float, now: datetime) -> datetime:
+    """When to try a failing source again: 1, 2, 4 … minutes, at most its own interval."""
+    delay = MIN_BACKOFF * (2 ** max(0, failures - 1))
+    cap = timedelta(seconds=max(interval_seconds, MIN_BACKOFF.total_seconds()))
+    return now + min(delay, cap)
+
+
+@dataclass
+class Poller:
+    """Polls sources with one HTTP client and one storage; ``classifier`` tags items."""
+
+    storage: Storage
+    http: HttpClient
+    tz: ZoneInfo
+    classifier: Classifier | None = None
+    flood_threshold: int = 50
+    on_changed: Sequence[Callable[[str, Sequence[int]], None]] = ()
+
+    async def poll_many(
+        self,
+        sources: Sequence[SourceConfig],
+        now: Callable[[], datetime],
+        progress: Callable[[PollResult], None] | None = None,
+    ) -> list[PollResult]:
+        async def one(src: SourceConfig) -> PollResult:
+            result = await self.poll(src, now)
+            if progress:
+                progress(result)
+            return result
+
+        return list(await asyncio.gather(*(one(s) for s in sources)))
+
+    async def poll(self, source: SourceConfig, now: Callable[[], datetime]) -> PollResult:
+        started = now()
+        try:
+            return await self._poll(source, now, started)
+        except Exception as e:  # one source's bug must never stop the others
+            code = e.code if isinstance(e, SourceFailure) else (
+                "storage_error" if isinstance(e, StorageError) else "internal_error"
+            )
+            if code == "internal_error":
+                log.exception("polling %s failed", source.id)
+            error = SourceError(code, _message(e))
+            return await self._failed(source, error, started, now())
+
+    async def _failed(
+        self, source: SourceConfig, error: SourceError, started: datetime, at: datetime
+    ) -> PollResult:
+        result = PollResult(source.id, PollStatus.ERROR, error=error)
+        try:
+            state = await asyncio.to_thread(self.storage.source_state, source.id)
+            retry = backoff_until(
+                state.consecutive_failures + 1, source.parsed_schedule.approx_seconds, at
+            )
+            await asyncio.to_thread(
+                self.storage.record_failure, source.id, error, result, at, retry, started
+            )
+        except StorageError:
+            log.exception("could not record the failure of %s", source.id)
+        return result
+
+    async def _poll(
+        self, source: SourceConfig, now: Callable[[], datetime], started: datetime
+    ) -> PollResult:
+        from sources import registry
+        from sources.base import FetchContext
+        from watcher.types import CacheState
+
+        adapter: Adapter = registry.get(source.kind)(source)
+        state = await asyncio.to_thread(self.storage.source_state, source.id)
+        statuses = await asyncio.to_thread(self.storage.known_statuses, source.id)
+        ctx = FetchContext(
+            cache=CacheState(state.etag, state.last_modified),
+            known={k: (Status(v) if v else None) for k, v in statuses.items()},
+        )
+        try:
+            fetched = await adapter.fetch(self.http, ctx)
+        except SourceFailure as e:
+            return await self._failed(source, SourceError(e.code, str(e)), started, now())
+        cache = (fetched.cache.etag, fetched.cache.last_modified)
+        if fetched.status == FetchStatus.NOT_MODIFIED:
+            result = PollResult(source.id, PollStatus.NOT_MODIFIED)
+            await asyncio.to_thread(
+                self.storage.record_not_modified, source.id, result, now(), cache, started
+            )
+            return result
+        try:
+            raws = adapter.parse_fetched(fetched)
+        except ParseError as e:
+            return await self._failed(source, SourceError(e.code, str(e)), started, now())
+        at = now()
+        items: list[Item] = []
+        bad = 0
+        for raw in raws:
+            try:
+                items.append(normalise(raw, source, at, self.tz))
+            except Exception:  # one malformed item never stops the rest
+                log.warning("skipping an item of %s that could not be normalised", source.id, exc_info=True)
+                bad += 1
+        layout = check_layout(state, items, adapter.kind)
+        warnings = list(layout.warnings)
+        if bad:
+            warnings.append(f"{bad} item(s) could not be read and were skipped")
+        known = await asyncio.to_thread(self.storage.known_slices, source.id)
+        fresh = [it for it in items if it.key not in known]
+        candidates = []
+        if fresh:
+            candidates = await asyncio.to_thread(
+                self.storage.duplicate_candidates,
+                source.id,
+                [it.identifier for it in fresh if it.identifier],
+                [d for it in fresh for d in it.deadlines],
+            )
+        intents = decide(items, known, candidates)
+        counts = {k: sum(1 for i in intents if i.kind == k) for k in IntentKind}
+        new_count = sum(1 for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None)
+        baseline = not state.baseline_done
+        hold = not baseline and new_count > self.flood_threshold
+        if hold:
+            warnings.append(
+                f"{new_count} new items at once (more than {self.flood_threshold}): held for the "
+                "admin instead of being mailed — release or discard them in the admin"
+            )
+        result = PollResult(
+            source.id,
+            PollStatus.OK,
+            new=counts[IntentKind.NEW],
+            updated=counts[IntentKind.UPDATED],
+            unchanged=counts[IntentKind.UNCHANGED],
+            parsed=len(items),
+            warnings=tuple(warnings),
+        )
+        outcome = await asyncio.to_thread(
+            self.storage.apply,
+            source.id,
+            intents,
+            result,
+            at,
+            cache=cache,
+            baseline=baseline,
+            hold_new=hold,
+            warning="; ".join(warnings) or None,
+            field_profile=layout.profile,
+            started_at=started,
+        )
+        if self.classifier is not None:
+            by_id: dict[int, Item] = {}
+            new_iter = iter(outcome.new_ids)
+            for intent in intents:
+                if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
+                    by_id[next(new_iter)] = intent.item
+                elif intent.kind == IntentKind.UPDATED and intent.item_id is not None:
+                    by_id[intent.item_id] = intent.item
+            if by_id:
+                classifier = self.classifier
+                results = {i: classifier(item, source) for i, item in by_id.items()}
+                await asyncio.to_thread(self.storage.set_tags_many, results, at, classifier.version)
+        changed = [*outcome.new_ids, *outcome.updated_ids, *outcome.merged_ids]
+        if changed:
+            for hook in self.on_changed:
+                hook(source.id, changed)
+        return result
+
+
+def _message(e: BaseException) -> str:
+    text = str(e) or e.__class__.__name__
+    return text if len(text) <= 500 else text[:497] + "…"
+
