@@ -1,0 +1,167 @@
+"""The application facade: config, storage, rules, the one clock, and the jobs.
+
+The CLI, the scheduler and the web all go through an ``App``. It owns the only place the
+wall clock is read (``App.now``); everything below takes ``now`` as a parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from watcher import config as config_mod
+from watcher.config import Config, SourceConfig
+from watcher.exceptions import ConfigError
+from watcher.storage import Storage
+from watcher.types import PollResult
+
+if TYPE_CHECKING:
+    from watcher.http import HttpClient
+    from watcher.pipeline.poll import Classifier
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    """The wall clock. Only ``App`` calls it; tests give their own."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Hooks:
+    """Typed hook lists; built-in features use them too."""
+
+    # (source_id, item ids) after a poll stored new, updated or merged items.
+    items_changed: list[Callable[[str, Sequence[int]], None]] = field(default_factory=list)
+    # (old config, new config) after the config was reloaded or edited.
+    config_changed: list[Callable[[Config, Config], None]] = field(default_factory=list)
+    # (item ids) after items were re-tagged.
+    items_retagged: list[Callable[[Sequence[int]], None]] = field(default_factory=list)
+
+
+class App:
+    """One running EU-bevakning: what the CLI, the scheduler and the web share."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        storage: Storage | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._config = config
+        self.clock = clock
+        self.transport = transport
+        self.storage = storage or Storage(config.watcher.database_url, config.base_dir)
+        self.hooks = Hooks()
+        self.config_error: ConfigError | None = None
+        self._config_mtime = self._mtime()
+        self._rules: Any = None
+        self.http: HttpClient | None = None  # the service's long-lived client (set by run)
+
+    # -- config ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_path(cls, path: str | Path | None = None, **kwargs: Any) -> App:
+        return cls(config_mod.load(path), **kwargs)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def _mtime(self) -> float | None:
+        p = self._config.path
+        try:
+            return Path(p).stat().st_mtime if p else None
+        except OSError:
+            return None
+
+    def set_config(self, new: Config) -> None:
+        """Switch to a new, already validated config (the admin's edits come here)."""
+        old, self._config = self._config, new
+        self._config_mtime = self._mtime()
+        self.config_error = None
+        for hook in self.hooks.config_changed:
+            hook(old, new)
+
+    def reload_config_if_changed(self) -> bool:
+        """Re-read config.toml when it changed on disk. A bad file keeps the last good
+        config in force; the error is kept in ``config_error`` for the admin to see."""
+        if self._config.path is None or self._mtime() == self._config_mtime:
+            return False
+        try:
+            new = config_mod.load(self._config.path)
+        except ConfigError as e:
+            self.config_error = e
+            self._config_mtime = self._mtime()
+            log.error("config.toml has errors; the last good config stays in force: %s", e)
+            return False
+        self.set_config(new)
+        return True
+
+    # -- time ------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @property
+    def classifier(self) -> Classifier | None:
+        if self._rules is None:
+            from watcher.classify import RulesClassifier
+
+            self._rules = RulesClassifier.from_config(self._config)
+        return self._rules  # type: ignore[no-any-return]
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def new_http_client(self) -> HttpClient:
+        from watcher.http import HttpClient
+
+        return HttpClient(self._config.fetch, self._config.watcher.user_agent, transport=self.transport)
+
+    def sources(self, ids: Sequence[str] | None = None, *, include_disabled: bool = False) -> list[SourceConfig]:
+        """Sources by id (all enabled ones by default); unknown ids raise ConfigError."""
+        if not ids:
+            return [s for s in self._config.sources if s.enabled or include_disabled]
+        known = {s.id: s for s in self._config.sources}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise ConfigError(f"unknown source(s): {', '.join(missing)}; see `watcher sources list`")
+        return [known[i] for i in ids]
+
+    async def poll(
+        self,
+        ids: Sequence[str] | None = None,
+        progress: Callable[[PollResult], None] | None = None,
+        http: HttpClient | None = None,
+    ) -> list[PollResult]:
+        from watcher.pipeline.poll import Poller
+
+        sources = self.sources(ids)
+        own = http is None and self.http is None
+        client = http or self.http or self.new_http_client()
+        try:
+            poller = Poller(
+                storage=self.storage,
+                http=client,
+                tz=self._config.tz,
+                classifier=self.classifier,
+                flood_threshold=self._config.email.flood_threshold,
+                on_changed=self.hooks.items_changed,
+            )
+            return await poller.poll_many(sources, self.now, progress)
+        finally:
+            if own:
+                await client.aclose()
+
+    def close(self) -> None:
+        self.storage.close()

@@ -1,0 +1,194 @@
+"""The scheduler: one APScheduler job per source (and per network's digest).
+
+- no overlapping runs of one source (``max_instances=1``), missed runs coalesced;
+- start-up jitter, so a restart does not hit every site at once;
+- a failing source backs off (1, 2, 4 … minutes, at most its own interval) and keeps
+  being retried: it never stops silently, its health shows every failure;
+- with several processes on one database only the holder of the ``scheduler`` lock runs
+  jobs; the others keep trying to take it over when it expires;
+- ``stop`` waits for polls in flight, so a SIGTERM never leaves half-written items (each
+  poll is written in one transaction anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from watcher.config import Config, SourceConfig
+from watcher.types import PollStatus
+
+if TYPE_CHECKING:
+    from watcher.app import App
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "scheduler"
+LOCK_TTL = timedelta(seconds=90)
+LOCK_RENEW_SECONDS = 30
+MAX_START_JITTER = 60.0
+
+
+def source_trigger(src: SourceConfig, tz: Any) -> IntervalTrigger | CronTrigger:
+    sched = src.parsed_schedule
+    if sched.interval is not None:
+        # jitter spreads sources that share an interval
+        return IntervalTrigger(seconds=int(sched.interval.total_seconds()), jitter=30, timezone=tz)
+    assert sched.cron is not None
+    return CronTrigger.from_crontab(sched.cron, timezone=tz)
+
+
+class Scheduler:
+    """Runs the service's jobs while this process holds the scheduler lock."""
+
+    def __init__(self, app: App, *, start_jitter: float = MAX_START_JITTER) -> None:
+        self.app = app
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.start_jitter = start_jitter
+        self.aps = AsyncIOScheduler(timezone=app.config.tz)
+        self.leader = False
+        self._inflight: set[asyncio.Task[Any]] = set()
+        # Other features add their own jobs here (digests): called with (scheduler, config).
+        self.job_providers: list[Callable[[Scheduler, Config], None]] = []
+        app.hooks.config_changed.append(lambda _old, _new: self.sync_jobs())
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.aps.start()
+        self.aps.add_job(
+            self._leadership,
+            IntervalTrigger(seconds=LOCK_RENEW_SECONDS),
+            id="leadership",
+            next_run_time=self.app.now(),
+            max_instances=1,
+            coalesce=True,
+        )
+        self.aps.add_job(
+            self._watch_files,
+            IntervalTrigger(seconds=10),
+            id="watch-files",
+            max_instances=1,
+            coalesce=True,
+        )
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop scheduling; let polls in flight finish (up to ``timeout``); free the lock."""
+        if self.aps.running:
+            self.aps.shutdown(wait=False)
+        if self._inflight:
+            done, pending = await asyncio.wait(self._inflight, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        if self.leader:
+            try:
+                await asyncio.to_thread(self.app.storage.release_lock, LOCK_NAME, self.holder)
+            except Exception:
+                log.exception("could not release the scheduler lock")
+            self.leader = False
+
+    async def _leadership(self) -> None:
+        try:
+            got = await asyncio.to_thread(
+                self.app.storage.acquire_lock, LOCK_NAME, self.holder, LOCK_TTL, self.app.now()
+            )
+        except Exception:
+            log.exception("scheduler lock check failed")
+            got = False
+        if got and not self.leader:
+            log.info("this process runs the scheduler (%s)", self.holder)
+            self.leader = True
+            self.sync_jobs(initial=True)
+        elif not got and self.leader:
+            log.warning("lost the scheduler lock; another process runs the jobs now")
+            self.leader = False
+            self._remove_work_jobs()
+
+    async def _watch_files(self) -> None:
+        self.app.reload_config_if_changed()
+        classifier = self.app.classifier
+        if classifier is not None and hasattr(classifier, "reload_if_changed"):
+            classifier.reload_if_changed()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def _remove_work_jobs(self) -> None:
+        for job in self.aps.get_jobs():
+            if job.id not in ("leadership", "watch-files"):
+                job.remove()
+
+    def sync_jobs(self, initial: bool = False) -> None:
+        """Make the jobs match the config: add, replace or remove source jobs."""
+        if not self.leader:
+            return
+        cfg = self.app.config
+        wanted = {f"source:{s.id}": s for s in cfg.sources if s.enabled}
+        for job in self.aps.get_jobs():
+            if job.id.startswith(("source:", "retry:")) and job.id.removeprefix("retry:").removeprefix(
+                "source:"
+            ) not in {s.id for s in wanted.values()}:
+                job.remove()
+        now = self.app.now()
+        for job_id, src in wanted.items():
+            existing = self.aps.get_job(job_id)
+            trigger = source_trigger(src, cfg.tz)
+            if existing is not None and str(existing.trigger) == str(trigger):
+                continue
+            first = now + timedelta(seconds=random.uniform(0, self.start_jitter)) if initial else None
+            self.aps.add_job(
+                self._run_source,
+                trigger,
+                args=[src.id],
+                id=job_id,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,
+                **({"next_run_time": first} if first else {}),
+            )
+        for provider in self.job_providers:
+            provider(self, cfg)
+
+    async def _run_source(self, source_id: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            if source_id not in {s.id for s in self.app.config.sources if s.enabled}:
+                return
+            results = await self.app.poll([source_id])
+            result = results[0]
+            if result.status == PollStatus.ERROR:
+                state = await asyncio.to_thread(self.app.storage.source_state, source_id)
+                if state.next_attempt_at is not None:
+                    self.aps.add_job(
+                        self._run_source,
+                        DateTrigger(run_date=state.next_attempt_at),
+                        args=[source_id],
+                        id=f"retry:{source_id}",
+                        replace_existing=True,
+                        max_instances=1,
+                    )
+                log.warning(
+                    "source %s failed (%s, %d in a row); retrying at %s",
+                    source_id,
+                    result.error.code if result.error else "?",
+                    state.consecutive_failures,
+                    state.next_attempt_at,
+                )
+        except Exception:
+            log.exception("the poll job of %s failed", source_id)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)

@@ -1,0 +1,1 @@
+"""The web: public pages, feeds, JSON API, admin, health."""

@@ -1,0 +1,48 @@
+"""The ASGI application: every router, and the service's lifespan (HTTP client, scheduler)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from watcher.app import App
+from watcher.web import health
+
+
+def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
+    """The web application for ``app``. With ``run_scheduler`` (``watcher run``) the
+    scheduler runs in the same event loop, when this process holds the scheduler lock."""
+
+    @asynccontextmanager
+    async def lifespan(_web: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        app.http = app.new_http_client()
+        if run_scheduler:
+            from watcher.scheduler import Scheduler
+
+            scheduler = Scheduler(app)
+            web.state.scheduler = scheduler
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await scheduler.stop()
+            await app.http.aclose()
+            app.http = None
+
+    web = FastAPI(
+        title="EU-bevakning",
+        description="EU funding and policy items for the Gothenburg region's EU network.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    web.state.app = app
+    web.state.scheduler = None
+    web.include_router(health.router)
+    return web
