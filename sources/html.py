@@ -54,7 +54,9 @@ class HtmlAdapter(Adapter):
     class Options(FilterOptions):
         item: str = Field(description="CSS selector of each entry in the listing")
         title: str = Field("h1, h2, h3, h4, a", description="selector of the title inside an entry")
-        link: str | None = Field(None, description="selector of the link (default: the title's link)")
+        link: str | None = Field(
+            None, description="selector of the link (default: the title's link)"
+        )
         date: str | None = Field(None, description="selector of the published date")
         summary: str | None = Field(None, description="selector of the summary text")
         deadline: str | None = Field(None, description="selector of the deadline")
@@ -112,7 +114,9 @@ class HtmlAdapter(Adapter):
         if not title:
             return None
         text = _text(entry)
-        summary = _text(entry.select_one(o.summary)) if o.summary and entry.select_one(o.summary) else ""
+        summary = (
+            _text(entry.select_one(o.summary)) if o.summary and entry.select_one(o.summary) else ""
+        )
         published = _text(entry.select_one(o.date)) if o.date and entry.select_one(o.date) else None
         deadlines: list[str] = []
         if o.deadline and (el := entry.select_one(o.deadline)) is not None:
@@ -122,7 +126,9 @@ class HtmlAdapter(Adapter):
         opening = None
         if o.opening_regex and (m := re.search(o.opening_regex, text, re.I)):
             opening = m.group(1) if m.groups() else m.group(0)
-        status = _text(entry.select_one(o.status)) if o.status and entry.select_one(o.status) else None
+        status = (
+            _text(entry.select_one(o.status)) if o.status and entry.select_one(o.status) else None
+        )
         return RawItem(
             key=link or stable_key(title),
             title=title,

@@ -66,7 +66,9 @@ class PageAdapter(Adapter):
         for bad in soup(["script", "style", "noscript", "template"]):
             bad.decompose()
         title = " ".join(soup.title.get_text().split()) if soup.title else page.url
-        root: Any = soup.select_one(self.options.selector) if self.options.selector else soup.body or soup
+        root: Any = (
+            soup.select_one(self.options.selector) if self.options.selector else soup.body or soup
+        )
         if root is None:
             raise ParseError(
                 f"the selector {self.options.selector!r} matches nothing on the page "
@@ -97,15 +99,39 @@ class PageAdapter(Adapter):
         text = "\n".join(lines)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
         if previous is None:
-            return [RawItem(key=f"v:{digest}", title=title, link=page.url, summary=text, kind=self.options.kind)]
+            return [
+                RawItem(
+                    key=f"v:{digest}",
+                    title=title,
+                    link=page.url,
+                    summary=text,
+                    kind=self.options.kind,
+                )
+            ]
         old_lines = _content_lines(previous)
         if old_lines == lines:
             # Same content as the stored version: keep the key stable (unchanged).
-            return [RawItem(key=f"v:{digest}", title=title, link=page.url, summary=previous, kind=self.options.kind)]
+            return [
+                RawItem(
+                    key=f"v:{digest}",
+                    title=title,
+                    link=page.url,
+                    summary=previous,
+                    kind=self.options.kind,
+                )
+            ]
         added = [ln for ln in lines if ln not in set(old_lines)]
         removed = [ln for ln in old_lines if ln not in set(lines)]
         if sum(len(x) for x in added + removed) < self.options.min_changed_chars:
-            return [RawItem(key=f"v:{digest}", title=title, link=page.url, summary=previous, kind=self.options.kind)]
+            return [
+                RawItem(
+                    key=f"v:{digest}",
+                    title=title,
+                    link=page.url,
+                    summary=previous,
+                    kind=self.options.kind,
+                )
+            ]
         diff = summarise_change(added, removed)
         return [
             RawItem(
@@ -139,5 +165,3 @@ def summarise_change(added: list[str], removed: list[str], limit: int = 12) -> s
     if more:
         parts.append(f"(och {more} rader till)")
     return "\n".join(parts) if parts else "Sidan har ändrats."
-
-

@@ -48,13 +48,19 @@ class RssAdapter(Adapter):
         refuse_hostile_xml(page)
         text = decode_text(page)
         parsed: Any = feedparser.parse(
-            utf8_xml(text), sanitize_html=True, resolve_relative_uris=True,
-            response_headers={"content-location": page.url, "content-type": "application/xml; charset=utf-8"},
+            utf8_xml(text),
+            sanitize_html=True,
+            resolve_relative_uris=True,
+            response_headers={
+                "content-location": page.url,
+                "content-type": "application/xml; charset=utf-8",
+            },
         )
         if not parsed.get("version") and not parsed.entries:
             reason = parsed.get("bozo_exception")
             raise ParseError(
-                f"not an RSS or Atom feed ({reason or 'no feed elements found'})", code="invalid_feed"
+                f"not an RSS or Atom feed ({reason or 'no feed elements found'})",
+                code="invalid_feed",
             )
         out: list[RawItem] = []
         for entry in parsed.entries[: self.options.max_items]:

@@ -126,16 +126,22 @@ class App:
     def new_http_client(self) -> HttpClient:
         from watcher.http import HttpClient
 
-        return HttpClient(self._config.fetch, self._config.watcher.user_agent, transport=self.transport)
+        return HttpClient(
+            self._config.fetch, self._config.watcher.user_agent, transport=self.transport
+        )
 
-    def sources(self, ids: Sequence[str] | None = None, *, include_disabled: bool = False) -> list[SourceConfig]:
+    def sources(
+        self, ids: Sequence[str] | None = None, *, include_disabled: bool = False
+    ) -> list[SourceConfig]:
         """Sources by id (all enabled ones by default); unknown ids raise ConfigError."""
         if not ids:
             return [s for s in self._config.sources if s.enabled or include_disabled]
         known = {s.id: s for s in self._config.sources}
         missing = [i for i in ids if i not in known]
         if missing:
-            raise ConfigError(f"unknown source(s): {', '.join(missing)}; see `watcher sources list`")
+            raise ConfigError(
+                f"unknown source(s): {', '.join(missing)}; see `watcher sources list`"
+            )
         return [known[i] for i in ids]
 
     async def poll(

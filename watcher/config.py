@@ -109,9 +109,7 @@ def validate_email(address: str) -> str:
 class WatcherSection(Strict):
     database_url: str = "sqlite:///var/watcher.db"
     timezone: str = "Europe/Stockholm"
-    user_agent: str = (
-        "EU-bevakning/0.1 (+https://goteborgsregionen.se; contact: eu-bevakning@goteborgsregionen.se)"
-    )
+    user_agent: str = "EU-bevakning/0.1 (+https://goteborgsregionen.se; contact: eu-bevakning@goteborgsregionen.se)"
     data_dir: str = "var"
     base_url: str = "http://127.0.0.1:8000"
 
@@ -469,7 +467,9 @@ def check_source_options(cfg: Config) -> list[ConfigProblem]:
         except ValidationError as e:
             for p in _problems_from(e, src.options):
                 problems.append(
-                    ConfigProblem(f"sources[{i}].options" + ("." + p.path if p.path else ""), p.message)
+                    ConfigProblem(
+                        f"sources[{i}].options" + ("." + p.path if p.path else ""), p.message
+                    )
                 )
     return problems
 

@@ -101,10 +101,10 @@ def parse_date(
             return None
         if m["h"] is None:
             return from_date(d, tz, end_of_day)
-        return to_utc(
-            datetime.combine(d, time(int(m["h"]), int(m["mi"]), int(m["s"] or 0))), tz
-        )
-    if re.match(r"^[A-Za-z]{3},?\s+\d", text) or re.search(r"\d{2}:\d{2}(:\d{2})?\s+[+-]\d{4}$", text):
+        return to_utc(datetime.combine(d, time(int(m["h"]), int(m["mi"]), int(m["s"] or 0))), tz)
+    if re.match(r"^[A-Za-z]{3},?\s+\d", text) or re.search(
+        r"\d{2}:\d{2}(:\d{2})?\s+[+-]\d{4}$", text
+    ):
         try:
             return to_utc(parsedate_to_datetime(text), tz)
         except (TypeError, ValueError, IndexError):

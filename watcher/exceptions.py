@@ -72,7 +72,9 @@ class StorageError(WatcherError):
 
 
 class RuleError(WatcherError):
-    def __init__(self, message: str, path: str = "", line: int | None = None, rule: str = "") -> None:
+    def __init__(
+        self, message: str, path: str = "", line: int | None = None, rule: str = ""
+    ) -> None:
         self.path, self.line, self.rule = path, line, rule
         where = path + (f":{line}" if line else "")
         who = f" (rule {rule})" if rule else ""

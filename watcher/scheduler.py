@@ -88,7 +88,7 @@ class Scheduler:
         if self.aps.running:
             self.aps.shutdown(wait=False)
         if self._inflight:
-            done, pending = await asyncio.wait(self._inflight, timeout=timeout)
+            _done, pending = await asyncio.wait(self._inflight, timeout=timeout)
             for task in pending:
                 task.cancel()
         if self.leader:
@@ -135,9 +135,9 @@ class Scheduler:
         cfg = self.app.config
         wanted = {f"source:{s.id}": s for s in cfg.sources if s.enabled}
         for job in self.aps.get_jobs():
-            if job.id.startswith(("source:", "retry:")) and job.id.removeprefix("retry:").removeprefix(
-                "source:"
-            ) not in {s.id for s in wanted.values()}:
+            if job.id.startswith(("source:", "retry:")) and job.id.removeprefix(
+                "retry:"
+            ).removeprefix("source:") not in {s.id for s in wanted.values()}:
                 job.remove()
         now = self.app.now()
         for job_id, src in wanted.items():
@@ -145,7 +145,9 @@ class Scheduler:
             trigger = source_trigger(src, cfg.tz)
             if existing is not None and str(existing.trigger) == str(trigger):
                 continue
-            first = now + timedelta(seconds=random.uniform(0, self.start_jitter)) if initial else None
+            first = (
+                now + timedelta(seconds=random.uniform(0, self.start_jitter)) if initial else None
+            )
             self.aps.add_job(
                 self._run_source,
                 trigger,

@@ -277,10 +277,16 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
     if as_json:
         data = item_json(it)
         data["tags"] = [
-            {"kind": t.kind, "tag": t.tag, "rule": t.rule_id, "evidence": list(t.evidence)} for t in it.tags
+            {"kind": t.kind, "tag": t.tag, "rule": t.rule_id, "evidence": list(t.evidence)}
+            for t in it.tags
         ]
         data["history"] = [
-            {"at": h.at.isoformat(), "source": h.source_id, "kind": h.kind, "changes": list(h.changes)}
+            {
+                "at": h.at.isoformat(),
+                "source": h.source_id,
+                "kind": h.kind,
+                "changes": list(h.changes),
+            }
             for h in history
         ]
         print_json(data)
@@ -313,7 +319,9 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
         desc = ", ".join(
             f"{c.get('field')}: {c.get('old')!s:.40} → {c.get('new')!s:.40}" for c in h.changes
         )
-        console.print(f"  {fmt_time(h.at)} {h.kind} ({h.source_id}) {desc}", markup=False, highlight=False)
+        console.print(
+            f"  {fmt_time(h.at)} {h.kind} ({h.source_id}) {desc}", markup=False, highlight=False
+        )
     if it.summary:
         console.print("\n" + it.summary[:1500], markup=False, highlight=False)
 
@@ -421,7 +429,9 @@ def sources_test(ctx: Ctx, source_id: str, file_path: Path | None, as_json: bool
         if as_json:
             print_json({"error": preview.error.as_dict()})
         else:
-            err_console.print(f"[red]{preview.error.code}[/]: {preview.error.message}", highlight=False)
+            err_console.print(
+                f"[red]{preview.error.code}[/]: {preview.error.message}", highlight=False
+            )
         sys.exit(1)
     if as_json:
         for it in preview.items:

@@ -169,9 +169,7 @@ def normalise(
         summary = summary[: _SUMMARY_MAX - 1].rstrip() + "…"
     opening = parse_date(raw.opening, tz) if raw.opening is not None else None
     deadlines = tuple(
-        sorted(
-            {d for d in (parse_date(v, tz, end_of_day=True) for v in raw.deadlines) if d}
-        )
+        sorted({d for d in (parse_date(v, tz, end_of_day=True) for v in raw.deadlines) if d})
     )
     published = parse_date(raw.published, tz) if raw.published is not None else None
     kind = parse_kind(raw.kind)

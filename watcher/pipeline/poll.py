@@ -89,9 +89,7 @@ def check_layout(state: SourceState, items: Sequence[Item], adapter_kind: str) -
             if share >= 0.8 and profile.get(f, 0.0) == 0.0
         ]
         if lost:
-            warnings.append(
-                "layout changed? items no longer have " + ", ".join(sorted(lost))
-            )
+            warnings.append("layout changed? items no longer have " + ", ".join(sorted(lost)))
     return LayoutCheck(tuple(warnings), profile)
 
 
@@ -132,8 +130,10 @@ class Poller:
         try:
             return await self._poll(source, now, started)
         except Exception as e:  # one source's bug must never stop the others
-            code = e.code if isinstance(e, SourceFailure) else (
-                "storage_error" if isinstance(e, StorageError) else "internal_error"
+            code = (
+                e.code
+                if isinstance(e, SourceFailure)
+                else ("storage_error" if isinstance(e, StorageError) else "internal_error")
             )
             if code == "internal_error":
                 log.exception("polling %s failed", source.id)
@@ -166,9 +166,11 @@ class Poller:
         adapter: Adapter = registry.get(source.kind)(source)
         state = await asyncio.to_thread(self.storage.source_state, source.id)
         statuses = await asyncio.to_thread(self.storage.known_statuses, source.id)
+        known = await asyncio.to_thread(self.storage.known_slices, source.id)
         ctx = FetchContext(
             cache=CacheState(state.etag, state.last_modified),
             known={k: (Status(v) if v else None) for k, v in statuses.items()},
+            previous={k: s.values for k, s in known.items()},
         )
         try:
             fetched = await adapter.fetch(self.http, ctx)
@@ -192,13 +194,14 @@ class Poller:
             try:
                 items.append(normalise(raw, source, at, self.tz))
             except Exception:  # one malformed item never stops the rest
-                log.warning("skipping an item of %s that could not be normalised", source.id, exc_info=True)
+                log.warning(
+                    "skipping an item of %s that could not be normalised", source.id, exc_info=True
+                )
                 bad += 1
         layout = check_layout(state, items, adapter.kind)
         warnings = list(layout.warnings)
         if bad:
             warnings.append(f"{bad} item(s) could not be read and were skipped")
-        known = await asyncio.to_thread(self.storage.known_slices, source.id)
         fresh = [it for it in items if it.key not in known]
         candidates = []
         if fresh:
@@ -262,4 +265,3 @@ class Poller:
 def _message(e: BaseException) -> str:
     text = str(e) or e.__class__.__name__
     return text if len(text) <= 500 else text[:497] + "…"
-

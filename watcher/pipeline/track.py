@@ -104,9 +104,17 @@ def find_duplicate(
             continue
         if item.identifier and cand.identifier and item.identifier == cand.identifier:
             return cand, f"same identifier {item.identifier}"
-        if cand.identifier and len(cand.identifier) >= 8 and _contains_id(haystack, cand.identifier):
+        if (
+            cand.identifier
+            and len(cand.identifier) >= 8
+            and _contains_id(haystack, cand.identifier)
+        ):
             return cand, f"identifier {cand.identifier} named in the text"
-        if item.identifier and len(item.identifier) >= 8 and _contains_id(cand.title.upper(), item.identifier):
+        if (
+            item.identifier
+            and len(item.identifier) >= 8
+            and _contains_id(cand.title.upper(), item.identifier)
+        ):
             return cand, f"identifier {item.identifier} named in the title"
         if days and days & {d.date() for d in cand.deadlines}:
             sim = title_similarity(title_norm, normalise_title(cand.title))
@@ -120,8 +128,7 @@ def _contains_id(text: str, identifier: str) -> bool:
 
 
 _STOP = frozenset(
-    "the a an of for and to in on call calls proposals proposal för och av till i på utlysning "
-    "utlysningen inom med".split()
+    ["the", "a", "an", "of", "for", "and", "to", "in", "on", "call", "calls", "proposals", "proposal", "för", "och", "av", "till", "i", "på", "utlysning", "utlysningen", "inom", "med"]
 )
 
 

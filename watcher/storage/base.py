@@ -31,7 +31,9 @@ def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except SQLAlchemyError as e:
-            raise StorageError(f"database error in {fn.__name__}: {e.__class__.__name__}: {e}") from e
+            raise StorageError(
+                f"database error in {fn.__name__}: {e.__class__.__name__}: {e}"
+            ) from e
 
     return wrapper
 
@@ -107,9 +109,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
-
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

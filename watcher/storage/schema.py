@@ -129,7 +129,9 @@ item_sources = Table(
     "item_sources",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     Column("source_id", String(64), nullable=False),
     Column("key", String(500), nullable=False),
     Column("link", Text, nullable=False, default=""),
@@ -144,7 +146,9 @@ item_changes = Table(
     "item_changes",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     Column("source_id", String(64), nullable=False),
     Column("at", UtcDateTime, nullable=False, index=True),
     Column("kind", String(16), nullable=False),  # new | updated | merged
@@ -168,7 +172,9 @@ tag_changes = Table(
     "tag_changes",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     Column("at", UtcDateTime, nullable=False),
     Column("added", JSON, nullable=False, default=list),
     Column("removed", JSON, nullable=False, default=list),
@@ -201,7 +207,13 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("digest_id", Integer, ForeignKey("digests.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "digest_id",
+        Integer,
+        ForeignKey("digests.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("address", String(254), nullable=False),
     Column("message_id", String(255), nullable=False, unique=True),
     Column("status", String(16), nullable=False),  # pending | sent | failed | opted_out

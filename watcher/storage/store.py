@@ -253,11 +253,15 @@ class Storage:
     @base.translate_errors
     def source_state(self, source_id: str) -> SourceState:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(sources_state).where(sources_state.c.source_id == source_id)
-            ).mappings().first()
+            row = (
+                conn.execute(select(sources_state).where(sources_state.c.source_id == source_id))
+                .mappings()
+                .first()
+            )
             count = conn.execute(
-                select(func.count()).select_from(item_sources).where(item_sources.c.source_id == source_id)
+                select(func.count())
+                .select_from(item_sources)
+                .where(item_sources.c.source_id == source_id)
             ).scalar_one()
         return _row_to_state(row, source_id, count)
 
@@ -267,10 +271,15 @@ class Storage:
             rows = conn.execute(select(sources_state)).mappings().all()
             counts = dict(
                 conn.execute(
-                    select(item_sources.c.source_id, func.count()).group_by(item_sources.c.source_id)
+                    select(item_sources.c.source_id, func.count()).group_by(
+                        item_sources.c.source_id
+                    )
                 ).all()
             )
-        out = {r["source_id"]: _row_to_state(r, r["source_id"], counts.get(r["source_id"], 0)) for r in rows}
+        out = {
+            r["source_id"]: _row_to_state(r, r["source_id"], counts.get(r["source_id"], 0))
+            for r in rows
+        }
         for sid, n in counts.items():
             out.setdefault(sid, SourceState(source_id=sid, item_count=n))
         return out
@@ -290,12 +299,16 @@ class Storage:
     @base.translate_errors
     def poll_history(self, source_id: str, limit: int = 30) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(poll_log)
-                .where(poll_log.c.source_id == source_id)
-                .order_by(poll_log.c.started_at.desc(), poll_log.c.id.desc())
-                .limit(limit)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(poll_log)
+                    .where(poll_log.c.source_id == source_id)
+                    .order_by(poll_log.c.started_at.desc(), poll_log.c.id.desc())
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def _upsert_state(self, conn: Connection, source_id: str, values: Mapping[str, Any]) -> None:
@@ -304,7 +317,9 @@ class Storage:
         )
         if res.rowcount == 0:
             defaults = {"consecutive_failures": 0, "baseline_done": False}
-            conn.execute(insert(sources_state).values(source_id=source_id, **{**defaults, **values}))
+            conn.execute(
+                insert(sources_state).values(source_id=source_id, **{**defaults, **values})
+            )
 
     @base.translate_errors
     def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
@@ -321,7 +336,8 @@ class Storage:
                 .order_by(item_sources.c.id)
             ).all()
         return {
-            r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {}) for r in rows
+            r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {})
+            for r in rows
         }
 
     @base.translate_errors
@@ -346,12 +362,16 @@ class Storage:
             conds.append(items.c.identifier.in_(ids))
         for day in days:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=14)
-            conds.append(and_(items.c.deadline >= start, items.c.deadline < start + timedelta(hours=52)))
+            conds.append(
+                and_(items.c.deadline >= start, items.c.deadline < start + timedelta(hours=52))
+            )
         # Items that carry an identifier may be named in this source's titles: few, so load them.
         conds.append(items.c.identifier.is_not(None))
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(items.c.id, items.c.identifier, items.c.title, items.c.deadlines).where(or_(*conds))
+                select(items.c.id, items.c.identifier, items.c.title, items.c.deadlines).where(
+                    or_(*conds)
+                )
             ).all()
             if not rows:
                 return []
@@ -415,7 +435,12 @@ class Storage:
                     self._link(conn, item_id, it, now)
                     conn.execute(
                         insert(item_changes).values(
-                            item_id=item_id, source_id=source_id, at=now, kind="new", changes=[], notable=False
+                            item_id=item_id,
+                            source_id=source_id,
+                            at=now,
+                            kind="new",
+                            changes=[],
+                            notable=False,
                         )
                     )
                     new_ids.append(item_id)
@@ -430,7 +455,14 @@ class Storage:
                             source_id=source_id,
                             at=now,
                             kind="merged",
-                            changes=[{"field": "sources", "old": None, "new": it.link, "reason": intent.reason}],
+                            changes=[
+                                {
+                                    "field": "sources",
+                                    "old": None,
+                                    "new": it.link,
+                                    "reason": intent.reason,
+                                }
+                            ],
                             notable=False,
                         )
                     )
@@ -443,7 +475,10 @@ class Storage:
                     notable = any(c.field in NOTABLE_FIELDS for c in intent.changes)
                     conn.execute(
                         update(item_sources)
-                        .where(item_sources.c.item_id == intent.item_id, item_sources.c.source_id == source_id)
+                        .where(
+                            item_sources.c.item_id == intent.item_id,
+                            item_sources.c.source_id == source_id,
+                        )
                         .values(
                             key=it.key,
                             link=it.link,
@@ -456,7 +491,9 @@ class Storage:
                     extra: dict[str, Any] = {"last_seen": now}
                     if notable:
                         extra["changed_at"] = now
-                    conn.execute(update(items).where(items.c.id == intent.item_id).values(**values, **extra))
+                    conn.execute(
+                        update(items).where(items.c.id == intent.item_id).values(**values, **extra)
+                    )
                     conn.execute(
                         insert(item_changes).values(
                             item_id=intent.item_id,
@@ -477,7 +514,9 @@ class Storage:
                     conn.execute(update(items).where(items.c.id.in_(chunk)).values(last_seen=now))
                     conn.execute(
                         update(item_sources)
-                        .where(item_sources.c.item_id.in_(chunk), item_sources.c.source_id == source_id)
+                        .where(
+                            item_sources.c.item_id.in_(chunk), item_sources.c.source_id == source_id
+                        )
                         .values(last_seen=now)
                     )
                 # Keys may have changed (guid churn matched by link and title): keep them current.
@@ -543,7 +582,9 @@ class Storage:
         if fill:
             conn.execute(update(items).where(items.c.id == item_id).values(**fill))
 
-    def _log_poll(self, conn: Connection, result: PollResult, started: datetime, now: datetime) -> None:
+    def _log_poll(
+        self, conn: Connection, result: PollResult, started: datetime, now: datetime
+    ) -> None:
         conn.execute(
             insert(poll_log).values(
                 source_id=result.source_id,
@@ -562,7 +603,11 @@ class Storage:
 
     @base.translate_errors
     def record_not_modified(
-        self, source_id: str, result: PollResult, now: datetime, cache: tuple[str | None, str | None],
+        self,
+        source_id: str,
+        result: PollResult,
+        now: datetime,
+        cache: tuple[str | None, str | None],
         started_at: datetime | None = None,
     ) -> None:
         with self.engine.begin() as conn:
@@ -593,7 +638,9 @@ class Storage:
         """Record a failed poll; returns the number of consecutive failures."""
         with self.engine.begin() as conn:
             prev = conn.execute(
-                select(sources_state.c.consecutive_failures).where(sources_state.c.source_id == source_id)
+                select(sources_state.c.consecutive_failures).where(
+                    sources_state.c.source_id == source_id
+                )
             ).scalar()
             failures = (prev or 0) + 1
             self._upsert_state(
@@ -641,11 +688,18 @@ class Storage:
             return self._set_tags(conn, item_id, result, now, rules_version)
 
     def _set_tags(
-        self, conn: Connection, item_id: int, result: Classification, now: datetime, version: str | None
+        self,
+        conn: Connection,
+        item_id: int,
+        result: Classification,
+        now: datetime,
+        version: str | None,
     ) -> tuple[list[str], list[str]]:
         old = {
             f"{r.kind}:{r.tag}"
-            for r in conn.execute(select(tags.c.kind, tags.c.tag).where(tags.c.item_id == item_id)).all()
+            for r in conn.execute(
+                select(tags.c.kind, tags.c.tag).where(tags.c.item_id == item_id)
+            ).all()
         }
         new = {f"{t.kind}:{t.tag}" for t in result.tags}
         conn.execute(delete(tags).where(tags.c.item_id == item_id))
@@ -693,9 +747,15 @@ class Storage:
     @base.translate_errors
     def tag_history(self, item_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(tag_changes).where(tag_changes.c.item_id == item_id).order_by(tag_changes.c.id)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(tag_changes)
+                    .where(tag_changes.c.item_id == item_id)
+                    .order_by(tag_changes.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     # -- meta ------------------------------------------------------------------------------
@@ -718,7 +778,9 @@ class Storage:
         q = select(items)
         if f.source:
             q = q.where(
-                items.c.id.in_(select(item_sources.c.item_id).where(item_sources.c.source_id == f.source))
+                items.c.id.in_(
+                    select(item_sources.c.item_id).where(item_sources.c.source_id == f.source)
+                )
             )
         if f.since:
             q = q.where(items.c.first_seen >= f.since)
@@ -727,12 +789,16 @@ class Storage:
         for kind, tag in (("area", f.area), ("theme", f.theme)):
             if tag:
                 q = q.where(
-                    items.c.id.in_(select(tags.c.item_id).where(tags.c.kind == kind, tags.c.tag == tag))
+                    items.c.id.in_(
+                        select(tags.c.item_id).where(tags.c.kind == kind, tags.c.tag == tag)
+                    )
                 )
         if f.status:
             q = q.where(items.c.status == f.status)
         if f.programme:
-            q = q.where(func.lower(items.c.programme).contains(f.programme.lower(), autoescape=True))
+            q = q.where(
+                func.lower(items.c.programme).contains(f.programme.lower(), autoescape=True)
+            )
         if f.kind:
             q = q.where(items.c.kind == f.kind)
         if f.text:
@@ -742,8 +808,12 @@ class Storage:
                     or_(
                         func.lower(items.c.title).contains(pattern, autoescape=True),
                         func.lower(items.c.summary).contains(pattern, autoescape=True),
-                        func.lower(func.coalesce(items.c.identifier, "")).contains(pattern, autoescape=True),
-                        func.lower(func.coalesce(items.c.programme, "")).contains(pattern, autoescape=True),
+                        func.lower(func.coalesce(items.c.identifier, "")).contains(
+                            pattern, autoescape=True
+                        ),
+                        func.lower(func.coalesce(items.c.programme, "")).contains(
+                            pattern, autoescape=True
+                        ),
                     )
                 )
         if f.deadline_from:
@@ -757,7 +827,9 @@ class Storage:
         return q
 
     @base.translate_errors
-    def list_items(self, f: ItemFilter = ItemFilter(), *, with_tags: bool = True) -> list[StoredItem]:
+    def list_items(
+        self, f: ItemFilter = ItemFilter(), *, with_tags: bool = True
+    ) -> list[StoredItem]:
         q = self._filtered(f)
         if f.order == "deadline":
             q = q.order_by(items.c.deadline.is_(None), items.c.deadline.asc(), items.c.id.desc())
@@ -770,7 +842,7 @@ class Storage:
 
     @base.translate_errors
     def count_items(self, f: ItemFilter = ItemFilter()) -> int:
-        q = self._filtered(f).with_only_columns(func.count()).order_by(None)
+        q = select(func.count()).select_from(self._filtered(f).subquery())
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
@@ -792,7 +864,12 @@ class Storage:
         return sorted(out, key=lambda it: order.get(it.id, 0))
 
     def _hydrate(
-        self, conn: Connection, rows: Sequence[RowMapping], *, with_tags: bool = True, with_sources: bool = True
+        self,
+        conn: Connection,
+        rows: Sequence[RowMapping],
+        *,
+        with_tags: bool = True,
+        with_sources: bool = True,
     ) -> list[StoredItem]:
         ids = [r["id"] for r in rows]
         tag_map: dict[int, list[StoredTag]] = {}
@@ -803,14 +880,24 @@ class Storage:
                     select(tags).where(tags.c.item_id.in_(chunk)).order_by(tags.c.kind, tags.c.tag)
                 ).mappings():
                     tag_map.setdefault(t["item_id"], []).append(
-                        StoredTag(t["kind"], t["tag"], t["rule_id"], tuple(t["evidence"] or ()), t["score"])
+                        StoredTag(
+                            t["kind"],
+                            t["tag"],
+                            t["rule_id"],
+                            tuple(t["evidence"] or ()),
+                            t["score"],
+                        )
                     )
             if with_sources:
                 for s in conn.execute(
-                    select(item_sources).where(item_sources.c.item_id.in_(chunk)).order_by(item_sources.c.id)
+                    select(item_sources)
+                    .where(item_sources.c.item_id.in_(chunk))
+                    .order_by(item_sources.c.id)
                 ).mappings():
                     src_map.setdefault(s["item_id"], []).append(
-                        SourceLink(s["source_id"], s["key"], s["link"], s["first_seen"], s["last_seen"])
+                        SourceLink(
+                            s["source_id"], s["key"], s["link"], s["first_seen"], s["last_seen"]
+                        )
                     )
         return [
             StoredItem(
@@ -850,26 +937,41 @@ class Storage:
     @base.translate_errors
     def item_history(self, item_id: int) -> list[ItemChange]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(item_changes).where(item_changes.c.item_id == item_id).order_by(item_changes.c.id)
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(item_changes)
+                    .where(item_changes.c.item_id == item_id)
+                    .order_by(item_changes.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [
-            ItemChange(r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), bool(r["notable"]))
+            ItemChange(
+                r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), bool(r["notable"])
+            )
             for r in rows
         ]
 
     @base.translate_errors
-    def changes_since(self, since: datetime | None, until: datetime) -> list[tuple[int, ItemChange]]:
+    def changes_since(
+        self, since: datetime | None, until: datetime
+    ) -> list[tuple[int, ItemChange]]:
         """Notable updates in a window (digests report these as 'updated')."""
         q = select(item_changes).where(
-            item_changes.c.kind == "updated", item_changes.c.notable.is_(True), item_changes.c.at <= until
+            item_changes.c.kind == "updated",
+            item_changes.c.notable.is_(True),
+            item_changes.c.at <= until,
         )
         if since is not None:
             q = q.where(item_changes.c.at > since)
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(item_changes.c.id)).mappings().all()
         return [
-            (r["item_id"], ItemChange(r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), True))
+            (
+                r["item_id"],
+                ItemChange(r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), True),
+            )
             for r in rows
         ]
 
@@ -898,27 +1000,37 @@ class Storage:
         with self.engine.connect() as conn:
             return dict(
                 conn.execute(
-                    select(items.c.source_id, func.count()).where(items.c.held.is_(True)).group_by(items.c.source_id)
+                    select(items.c.source_id, func.count())
+                    .where(items.c.held.is_(True))
+                    .group_by(items.c.source_id)
                 ).all()
             )
 
     # -- audit -----------------------------------------------------------------------------
 
     @base.translate_errors
-    def audit(self, actor: str, action: str, target: str, details: Mapping[str, Any], now: datetime) -> None:
+    def audit(
+        self, actor: str, action: str, target: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(audit_log).values(
-                    at=now, actor=actor, action=action, target=target, details=_jsonable(dict(details))
+                    at=now,
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    details=_jsonable(dict(details)),
                 )
             )
 
     @base.translate_errors
     def audit_entries(self, limit: int = 200) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-            ).mappings().all()
+            rows = (
+                conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     # -- locks -----------------------------------------------------------------------------
@@ -929,7 +1041,9 @@ class Storage:
         with self.engine.begin() as conn:
             res = conn.execute(
                 update(locks)
-                .where(locks.c.name == name, or_(locks.c.holder == holder, locks.c.expires_at < now))
+                .where(
+                    locks.c.name == name, or_(locks.c.holder == holder, locks.c.expires_at < now)
+                )
                 .values(holder=holder, acquired_at=now, expires_at=now + ttl)
             )
             if res.rowcount:
@@ -937,7 +1051,9 @@ class Storage:
             try:
                 with conn.begin_nested():
                     conn.execute(
-                        insert(locks).values(name=name, holder=holder, acquired_at=now, expires_at=now + ttl)
+                        insert(locks).values(
+                            name=name, holder=holder, acquired_at=now, expires_at=now + ttl
+                        )
                     )
             except IntegrityError:
                 return False

@@ -1,0 +1,134 @@
+"""Shared fixtures: a fixed clock, storage on SQLite (always) and PostgreSQL (when
+WATCHER_TEST_DATABASE_URL is set), an App built from a config written to a temp folder,
+and the loopback HTTP server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+
+from tests.loopback import LoopbackServer, loopback  # noqa: F401
+from watcher.app import App
+from watcher.config import validate_data
+from watcher.storage import Storage
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PG_ENV = "WATCHER_TEST_DATABASE_URL"
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    """A clock tests move by hand; nothing ever sleeps."""
+
+    current: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.current += timedelta(**kwargs)
+        return self.current
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def _pg_storage() -> Iterator[Storage]:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"PostgreSQL not tested: {PG_ENV} is not set (.ci/run sets it)")
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as e:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {PG_ENV}: {str(e).splitlines()[0]}")
+    sep = "&" if "?" in url else "?"
+    storage = Storage(f"{url}{sep}options=-csearch_path%3D{schema}")
+    try:
+        storage.upgrade()
+        yield storage
+    finally:
+        storage.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """Storage on each database: the same test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        storage = Storage(f"sqlite:///{tmp_path / 'watcher.db'}")
+        storage.upgrade()
+        yield storage
+        storage.close()
+    else:
+        yield from _pg_storage()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[Storage]:
+    """SQLite storage in a temp folder (most tests)."""
+    s = Storage(f"sqlite:///{tmp_path / 'watcher.db'}")
+    s.upgrade()
+    yield s
+    s.close()
+
+
+def write_config(path: Path, data: Mapping[str, Any]) -> Path:
+    path.write_text(tomlkit.dumps(dict(data)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, clock: Clock) -> Iterator[Any]:
+    """Build an App from a config dict (written to tmp_path/config.toml)."""
+    apps: list[App] = []
+
+    def build(data: Mapping[str, Any], storage: Storage | None = None, **kwargs: Any) -> App:
+        base = {
+            "watcher": {"database_url": f"sqlite:///{tmp_path / 'watcher.db'}"},
+            "email": {"outbox": str(tmp_path / "outbox")},
+        }
+        merged = {**base, **data}
+        for key in ("watcher", "email"):
+            if key in data:
+                merged[key] = {**base[key], **data[key]}
+        path = write_config(tmp_path / "config.toml", merged)
+        cfg = validate_data(merged, str(path))
+        app = App(cfg, storage=storage, clock=clock, **kwargs)
+        app.storage.ensure_schema()
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.close()
+
+
+def fetch_settings(server: LoopbackServer, **overrides: Any) -> dict[str, Any]:
+    """A [fetch] table admitting the loopback server, fast for tests."""
+    return {
+        "allow_private_networks": [server.allow_entry],
+        "respect_robots_txt": False,
+        "retries": 0,
+        "timeout": 5,
+        **overrides,
+    }

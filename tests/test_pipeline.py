@@ -1,0 +1,414 @@
+"""End to end: sources on a loopback server polled through the real pipeline into storage."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import SHARED, fetch_settings
+from tests.loopback import LoopbackServer, Reply
+from watcher.storage import ItemFilter
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Nyheter</title><link>https://example.se/</link>
+{items}
+</channel></rss>"""
+
+
+def rss_item(guid: str | None, title: str, link: str, desc: str = "", date: str = "") -> str:
+    g = f"<guid>{guid}</guid>" if guid else ""
+    d = f"<pubDate>{date}</pubDate>" if date else ""
+    return f"<item>{g}<title>{title}</title><link>{link}</link><description>{desc}</description>{d}</item>"
+
+
+def feed(*items: str, encoding: str = "utf-8") -> str:
+    return RSS.format(items="\n".join(items)).replace('encoding="utf-8"', f'encoding="{encoding}"')
+
+
+def src(id: str, url: str, adapter: str = "rss", **options: Any) -> dict[str, Any]:
+    return {"id": id, "name": id, "kind": adapter, "url": url, "schedule": "1h", "options": options}
+
+
+GOOD = feed(
+    rss_item(
+        "a1", "Utlysning: kompetensförsörjning", "https://esf.example/a1", "ESF+ i Västsverige"
+    ),
+    rss_item("a2", "Samråd om sammanhållningspolitiken", "https://esf.example/a2", "Have your say"),
+)
+
+
+async def test_poll_stores_items_and_a_repoll_changes_nothing(make_app, loopback: LoopbackServer):
+    loopback.add("/feed.xml", GOOD, content_type="application/rss+xml")
+    app = make_app(
+        {"fetch": fetch_settings(loopback), "sources": [src("feed", loopback.url("/feed.xml"))]}
+    )
+    [r] = await app.poll()
+    assert (r.status.value, r.new, r.updated, r.unchanged) == ("ok", 2, 0, 0)
+    stored = app.storage.list_items(ItemFilter(source="feed"))
+    assert sorted(i.title for i in stored) == [
+        "Samråd om sammanhållningspolitiken",
+        "Utlysning: kompetensförsörjning",
+    ]
+    [r2] = await app.poll()
+    assert (r2.new, r2.updated, r2.unchanged) == (0, 0, 2)
+    assert app.storage.count_items() == 2
+    history = app.storage.item_history(stored[0].id)
+    assert [h.kind for h in history] == ["new"]
+
+
+async def test_conditional_get_gives_not_modified(make_app, loopback: LoopbackServer):
+    loopback.add("/feed.xml", GOOD, content_type="application/rss+xml", etag='"v1"')
+    app = make_app(
+        {"fetch": fetch_settings(loopback), "sources": [src("feed", loopback.url("/feed.xml"))]}
+    )
+    await app.poll()
+    [r] = await app.poll()
+    assert r.status.value == "not_modified"
+    assert loopback.requests[-1].header("if-none-match") == '"v1"'
+    assert app.storage.source_state("feed").etag == '"v1"'
+
+
+async def test_changed_title_and_deadline_is_an_update_with_field_diffs(make_app, loopback, clock):
+    def page(deadline: str) -> str:
+        return f"""<html><body><ul>
+        <li class="call"><h3><a href="/c/1">Utlysning om kompetens</a></h3>
+            <p>Sista ansökningsdag: {deadline}</p></li></ul></body></html>"""
+
+    loopback.add("/list", page("16 mars 2027"))
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("list", loopback.url("/list"), adapter="html", item="li.call", kind="call")
+            ],
+        }
+    )
+    [r] = await app.poll()
+    assert r.new == 1
+    [item] = app.storage.list_items()
+    assert item.deadline is not None and item.deadline.date().isoformat() == "2027-03-16"
+    loopback.add("/list", page("30 mars 2027"))
+    clock.advance(hours=2)
+    [r] = await app.poll()
+    assert (r.new, r.updated) == (0, 1)
+    [item] = app.storage.list_items()
+    assert item.deadline.date().isoformat() == "2027-03-30"
+    changes = app.storage.item_history(item.id)[-1]
+    assert changes.kind == "updated" and changes.notable
+    fields = {c["field"] for c in changes.changes}
+    assert fields == {"deadlines"}
+
+
+async def test_guid_that_changes_every_fetch_makes_no_duplicates(make_app, loopback):
+    n = {"count": 0}
+
+    def handler(_req: Any) -> Reply:
+        n["count"] += 1
+        body = feed(rss_item(f"guid-{n['count']}", "Samma nyhet", "https://x.example/same"))
+        return Reply(200, {"Content-Type": "application/rss+xml"}, body.encode())
+
+    loopback.add_handler("/churn.xml", handler)
+    app = make_app(
+        {"fetch": fetch_settings(loopback), "sources": [src("churn", loopback.url("/churn.xml"))]}
+    )
+    await app.poll()
+    [r] = await app.poll()
+    assert (r.new, r.unchanged) == (0, 1)
+    assert app.storage.count_items() == 1
+
+
+async def test_items_without_guid_are_keyed_by_link(make_app, loopback):
+    body = feed(
+        rss_item(None, "Utan guid", "https://x.example/1"),
+        rss_item(None, "Också", "https://x.example/2"),
+    )
+    loopback.add("/f.xml", body, content_type="application/rss+xml")
+    app = make_app(
+        {"fetch": fetch_settings(loopback), "sources": [src("f", loopback.url("/f.xml"))]}
+    )
+    await app.poll()
+    [r] = await app.poll()
+    assert (r.new, r.unchanged) == (0, 2)
+    keys = sorted(s.key for it in app.storage.list_items() for s in it.sources)
+    assert keys == ["https://x.example/1", "https://x.example/2"]
+
+
+async def test_wrongly_declared_encoding_still_gives_swedish_letters(make_app, loopback):
+    # Declares ISO-8859-1 in the XML and the header but sends UTF-8 (a common CMS fault).
+    body = feed(
+        rss_item("x", "Utlysning för äldreomsorg på Hönö", "https://x.example/å"),
+        encoding="ISO-8859-1",
+    )
+    loopback.add(
+        "/f.xml", body.encode("utf-8"), content_type="application/rss+xml; charset=ISO-8859-1"
+    )
+    # …and one that really is Latin-1 but claims UTF-8 nowhere.
+    latin = feed(
+        rss_item("y", "Kompetensförsörjning i Västsverige", "https://x.example/y"),
+        encoding="ISO-8859-1",
+    )
+    loopback.add("/latin.xml", latin.encode("latin-1"), content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("f", loopback.url("/f.xml")), src("l", loopback.url("/latin.xml"))],
+        }
+    )
+    await app.poll()
+    titles = sorted(i.title for i in app.storage.list_items())
+    assert titles == ["Kompetensförsörjning i Västsverige", "Utlysning för äldreomsorg på Hönö"]
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<rss version="2.0"><channel><title>&lol3;</title><item><title>&lol3;</title><link>https://x/1</link></item></channel></rss>"""
+
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<rss version="2.0"><channel><title>x</title><item><title>&xxe;</title><link>https://x/1</link></item></channel></rss>"""
+
+
+def _bomb() -> bytes:
+    return gzip.compress(b"<" + b"a" * 30_000_000, compresslevel=9)
+
+
+# Every fault ends as a clear error code on that source alone.
+FAULTS: list[tuple[str, Any, dict[str, Any], str]] = [
+    ("http_500", Reply(500, body=b"oops"), {}, "http_500"),
+    ("not_found", Reply(404, body=b"no"), {}, "http_404"),
+    ("rate_limited", Reply(429, {"Retry-After": "7200"}), {}, "rate_limited"),
+    (
+        "too_large",
+        Reply(200, {"Content-Type": "application/rss+xml"}, b"<rss>" + b" " * 300_000),
+        {},
+        "too_large",
+    ),
+    (
+        "gzip_bomb",
+        Reply(200, {"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"}, _bomb()),
+        {},
+        "too_large",
+    ),
+    (
+        "billion_laughs",
+        Reply(200, {"Content-Type": "application/rss+xml"}, BILLION_LAUGHS.encode()),
+        {},
+        "hostile_xml",
+    ),
+    ("xxe", Reply(200, {"Content-Type": "application/rss+xml"}, XXE.encode()), {}, "hostile_xml"),
+    (
+        "malformed",
+        Reply(200, {"Content-Type": "text/html"}, b"<html><body>not a feed</html>"),
+        {},
+        "invalid_feed",
+    ),
+    ("empty", Reply(200, {"Content-Type": "application/rss+xml"}, b""), {}, "empty_body"),
+    ("drip", Reply(200, {"Content-Type": "application/rss+xml"}, [b"<"] * 50, 0.2), {}, "timeout"),
+]
+
+
+async def test_each_fault_is_an_error_on_its_own_source_and_others_complete(make_app, loopback):
+    loopback.add("/good.xml", GOOD, content_type="application/rss+xml")
+    sources = [src("good", loopback.url("/good.xml"))]
+    for name, reply, _opts, _code in FAULTS:
+        loopback.add_handler(f"/{name}", lambda _req, reply=reply: reply)
+        sources.append(src(name.replace("_", "-"), loopback.url(f"/{name}")))
+    # A redirect loop, and a redirect to an address that is refused.
+    loopback.add_handler("/loop", lambda _req: Reply.redirect(loopback.url("/loop")))
+    loopback.add_handler(
+        "/to-internal", lambda _req: Reply.redirect("http://169.254.169.254/latest/meta-data")
+    )
+    sources += [src("loop", loopback.url("/loop")), src("internal", loopback.url("/to-internal"))]
+    # A refused address spelled as a decimal number, with no allow-list entry.
+    sources.append(src("decimal", "http://2130706433:9/feed.xml"))
+    app = make_app(
+        {"fetch": fetch_settings(loopback, max_bytes=200_000, timeout=1.5), "sources": sources}
+    )
+    results = {r.source_id: r for r in await app.poll()}
+    assert results["good"].status.value == "ok" and results["good"].new == 2
+    expected = {name.replace("_", "-"): code for name, _r, _o, code in FAULTS}
+    expected |= {
+        "loop": "too_many_redirects",
+        "internal": "blocked_address",
+        "decimal": "blocked_address",
+    }
+    got = {sid: (r.error.code if r.error else None) for sid, r in results.items() if sid != "good"}
+    assert got == expected
+    states = app.storage.source_states()
+    for sid, code in expected.items():
+        assert states[sid].last_error_code == code
+        assert states[sid].consecutive_failures == 1
+        assert states[sid].next_attempt_at is not None
+    assert states["good"].consecutive_failures == 0
+    # The lol entities never expanded into anything stored.
+    assert app.storage.count_items() == 2
+
+
+async def test_a_failure_keeps_what_was_stored_and_recovery_resets_health(
+    make_app, loopback, clock
+):
+    loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
+    app = make_app(
+        {"fetch": fetch_settings(loopback), "sources": [src("f", loopback.url("/f.xml"))]}
+    )
+    await app.poll()
+    loopback.add("/f.xml", "err", status=503)
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert r.error is not None and r.error.code == "http_503"
+    assert app.storage.count_items() == 2
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert app.storage.source_state("f").consecutive_failures == 2
+    loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    st = app.storage.source_state("f")
+    assert (r.status.value, st.consecutive_failures, st.last_error_code) == ("ok", 0, "http_503")
+    assert st.last_success_at == clock.current
+
+
+async def test_html_selector_matching_nothing_is_a_layout_warning(make_app, loopback):
+    loopback.add(
+        "/list", "<html><body><div class='card'><h2><a href='/a'>Ett</a></h2></div></body></html>"
+    )
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("l", loopback.url("/list"), adapter="html", item=".card")],
+        }
+    )
+    [r] = await app.poll()
+    assert r.new == 1 and not r.warnings
+    loopback.add(
+        "/list", "<html><body><article><h2><a href='/a'>Ett</a></h2></article></body></html>"
+    )
+    [r] = await app.poll()
+    assert r.status.value == "ok"
+    assert any("layout changed?" in w for w in r.warnings)
+    assert "layout changed?" in (app.storage.source_state("l").warning or "")
+    assert app.storage.count_items() == 1
+
+
+async def test_page_watch_makes_one_item_per_meaningful_change(make_app, loopback, clock):
+    def page(rows: list[str], stamp: str) -> str:
+        lis = "".join(f"<li>{r}</li>" for r in rows)
+        return f"<html><head><title>Utlysningsplan</title></head><body><main><ul>{lis}</ul><p>Uppdaterad {stamp}</p></main></body></html>"
+
+    loopback.add("/plan", page(["Utlysning A: mars 2027"], "1 nov"))
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src(
+                    "plan",
+                    loopback.url("/plan"),
+                    adapter="page",
+                    selector="main",
+                    ignore=[r"Uppdaterad .*"],
+                )
+            ],
+        }
+    )
+    [r] = await app.poll()
+    assert r.new == 1
+    loopback.add("/plan", page(["Utlysning A: mars 2027"], "2 nov"))  # only the ignored stamp
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert (r.new, r.updated) == (0, 0)
+    loopback.add("/plan", page(["Utlysning A: april 2027", "Utlysning B: maj 2027"], "3 nov"))
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert r.new == 1
+    newest = app.storage.list_items()[0]
+    assert newest.title == "Ändrad sida: Utlysningsplan"
+    assert "+ Utlysning B: maj 2027" in newest.summary
+    assert "- Utlysning A: mars 2027" in newest.summary
+
+
+async def test_ical_calls_with_programme_mapping(make_app, loopback):
+    ics = SHARED / "data/sources/interreg_no_kalender_event.ics"
+    if not ics.exists():
+        pytest.skip(f"sample missing: {ics}")
+    loopback.add("/cal.ics", ics.read_bytes(), content_type="text/calendar")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src(
+                    "cal",
+                    loopback.url("/cal.ics"),
+                    adapter="ical",
+                    programmes={"Europe": "Interreg Europe"},
+                )
+            ],
+        }
+    )
+    [r] = await app.poll()
+    assert r.new == 1
+    [item] = app.storage.list_items()
+    assert item.programme == "Interreg Europe"
+    assert item.opening is not None and item.opening.isoformat() == "2024-03-20T07:00:00+00:00"
+    assert [d.isoformat() for d in item.deadlines] == ["2024-06-06T10:00:00+00:00"]
+    assert item.status == "closed"
+
+
+async def test_flood_of_new_items_is_held_not_mailed(make_app, loopback, clock):
+    loopback.add(
+        "/f.xml", feed(rss_item("1", "Första", "https://x/1")), content_type="application/rss+xml"
+    )
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "email": {"flood_threshold": 5},
+            "sources": [src("f", loopback.url("/f.xml"))],
+        }
+    )
+    await app.poll()
+    [first] = app.storage.list_items()
+    assert first.baseline and not first.held  # the first poll is a silent baseline
+    many = feed(*(rss_item(str(i), f"Nyhet {i}", f"https://x/{i}") for i in range(1, 30)))
+    loopback.add("/f.xml", many, content_type="application/rss+xml")
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert r.new == 28
+    assert any("held for the admin" in w for w in r.warnings)
+    assert app.storage.held_counts() == {"f": 28}
+    assert app.storage.release_held("f") == 28
+
+
+async def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
+    from click.testing import CliRunner
+
+    from tests.conftest import write_config
+    from watcher.cli import main
+
+    loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
+    cfg = write_config(
+        tmp_path / "config.toml",
+        {
+            "watcher": {"database_url": f"sqlite:///{tmp_path / 'w.db'}"},
+            "fetch": fetch_settings(loopback),
+            "sources": [src("f", loopback.url("/f.xml")), src("bad", loopback.url("/missing"))],
+        },
+    )
+    runner = CliRunner()
+    res = runner.invoke(main, ["--config", str(cfg), "poll", "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    by = {d["source"]: d for d in lines}
+    assert by["f"] == {
+        "source": "f",
+        "status": "ok",
+        "new": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "error": None,
+    }
+    assert by["bad"]["status"] == "error" and by["bad"]["error"]["code"] == "http_404"
+    res = runner.invoke(main, ["--config", str(cfg), "poll", "nope"])
+    assert res.exit_code == 2 and "unknown source" in res.output

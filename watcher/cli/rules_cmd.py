@@ -1,0 +1,150 @@
+"""``watcher rules …``: check, back-test, evaluate and re-tag."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from watcher import config as config_mod
+from watcher.cli import Ctx, console, err_console, handle_errors, parse_since, print_json
+
+
+@click.group()
+def rules() -> None:
+    """Classification rules: check, back-test, evaluate, re-tag."""
+
+
+def _config_rule_paths(ctx: Ctx) -> tuple[list[Path], bool]:
+    cfg = config_mod.load(ctx.config_path)
+    return [cfg.resolve_path(p) for p in cfg.rules.paths], cfg.rules.use_defaults
+
+
+@rules.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.pass_obj
+@handle_errors
+def rules_check(ctx: Ctx, paths: tuple[Path, ...]) -> None:
+    """Validate rule files (the configured ones, or PATHS); exit 1 on any error."""
+    from rules.loader import check_rules, rule_files
+
+    if paths:
+        files, defaults = list(paths), False
+    else:
+        files, defaults = _config_rule_paths(ctx)
+    errors = check_rules(files, defaults=defaults)
+    names = [str(p) for p in rule_files(files, defaults=defaults)]
+    if errors:
+        err_console.print(f"[bold red]{len(errors)} problem(s)[/] in the rule files:")
+        for e in errors:
+            err_console.print(f"  • {e}", markup=False, highlight=False)
+        sys.exit(1)
+    console.print(f"[green]OK[/] {len(names)} rule file(s): " + ", ".join(names), highlight=False)
+
+
+@rules.command("test")
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="The changed rule set (a file or a folder of .toml files) to compare with the rules in force.",
+)
+@click.option("--since", help="Only items first seen on or after this date.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per changed item.")
+@click.option("--limit", default=200, show_default=True, help="Items to list in the text report.")
+@click.pass_obj
+@handle_errors
+def rules_test(
+    ctx: Ctx, rules_path: Path | None, since: str | None, as_json: bool, limit: int
+) -> None:
+    """Back-test: which stored items would gain or lose which tags. Nothing is saved."""
+    from rules.backtest import backtest, format_backtest
+    from rules.loader import load_rules
+
+    app = ctx.app
+    current = app.classifier
+    if rules_path is not None:
+        new = load_rules([rules_path], defaults=False)
+    else:
+        paths, defaults = _config_rule_paths(ctx)
+        new = load_rules(paths, defaults=defaults)
+    defaults_by_source = {s.id: (s.areas, s.themes) for s in app.config.sources}
+    storage = app.storage
+    diffs = []
+    ids = storage.all_item_ids(parse_since(since))
+    for start in range(0, len(ids), 500):
+        batch = storage.get_items(ids[start : start + 500])
+        diffs.extend(backtest(batch, current.store.rules, new, source_defaults=defaults_by_source))
+    if as_json:
+        for d in diffs:
+            print_json(
+                {
+                    "id": d.item.id,
+                    "title": d.item.title,
+                    "gained": [f"{t.kind}:{t.tag}" for t in d.gained],
+                    "lost": [f"{t.kind}:{t.tag}" for t in d.lost],
+                    "relevant": [d.before.relevant, d.after.relevant],
+                    "why": {f"{t.kind}:{t.tag}": t.why() for t in d.gained},
+                }
+            )
+        return
+    console.print(f"Back-test over {len(ids)} stored items:", highlight=False)
+    console.print(format_backtest(diffs, limit=limit), markup=False, highlight=False)
+
+
+@rules.command("evaluate")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Labelled JSONL (title, summary, areas, themes, relevant …).",
+)
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Rule set to evaluate.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--mistakes", is_flag=True, help="List the items the rules got wrong.")
+@click.pass_obj
+@handle_errors
+def rules_evaluate(
+    ctx: Ctx, data_path: Path, rules_path: Path | None, as_json: bool, mistakes: bool
+) -> None:
+    """Precision, recall and F1 per area and theme, macro-F1, relevance accuracy."""
+    from rules.evaluate import evaluate_file
+    from rules.loader import load_rules
+
+    if rules_path is not None:
+        ruleset = load_rules([rules_path], defaults=False)
+    else:
+        paths, defaults = _config_rule_paths(ctx)
+        ruleset = load_rules(paths, defaults=defaults)
+    report = evaluate_file(data_path, ruleset)
+    if as_json:
+        print_json(report.as_json())
+        return
+    console.print(report.as_text(mistakes=mistakes), markup=False, highlight=False)
+
+
+@rules.command("retag")
+@click.option("--since", help="Only items first seen on or after this date.")
+@click.pass_obj
+@handle_errors
+def rules_retag(ctx: Ctx, since: str | None) -> None:
+    """Re-tag stored items with the rules in force, recording each change."""
+    from watcher.classify import retag
+
+    app = ctx.app
+    classifier = app.classifier
+    if classifier.error is not None:
+        err_console.print(
+            f"[yellow]warning:[/] rule files have errors; using the last good rules: {classifier.error}"
+        )
+    report = retag(app.storage, classifier, app.now(), since=parse_since(since))
+    console.print(
+        f"{report.items} items checked, {report.changed} changed (+{report.added} −{report.removed} tags)"
+    )
