@@ -1,0 +1,147 @@
+"""robots.txt parsing and matching (RFC 9309), and the per-origin cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from watcher.robots import (
+    RobotsCache,
+    RobotsEntry,
+    RobotsRules,
+    RobotsStatus,
+    normalise_path,
+    product_token,
+)
+
+UA = "EU-bevakning/0.1 (+https://goteborgsregionen.se; contact: eu@example.org)"
+
+
+def allows(text: str, path: str, ua: str = UA) -> bool:
+    return RobotsRules.parse(text, ua).allows(path)
+
+
+def test_product_token_is_the_name_before_the_version() -> None:
+    assert product_token(UA) == "eu-bevakning"
+    assert product_token("Googlebot-News") == "googlebot-news"
+    assert product_token("  ") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "expected"),
+    [
+        ("User-agent: *\nDisallow: /private\n", "/private/x", False),
+        ("User-agent: *\nDisallow: /private\n", "/public", True),
+        ("User-agent: *\nDisallow: /\n", "/anything", False),
+        ("User-agent: *\nDisallow:\n", "/anything", True),
+        ("", "/anything", True),
+        # Longest match wins; robotparser would take the first matching line.
+        ("User-agent: *\nDisallow: /a\nAllow: /a/b\n", "/a/b/c", True),
+        ("User-agent: *\nAllow: /a\nDisallow: /a/b\n", "/a/b/c", False),
+        # Equal length: Allow wins.
+        ("User-agent: *\nDisallow: /page\nAllow: /page\n", "/page", True),
+        # Wildcards and the end anchor.
+        ("User-agent: *\nDisallow: /*.pdf$\n", "/docs/call.pdf", False),
+        ("User-agent: *\nDisallow: /*.pdf$\n", "/docs/call.pdf?x=1", True),
+        ("User-agent: *\nDisallow: /search*q=\n", "/search/?q=ESF", False),
+        ("User-agent: *\nDisallow: /*?\n", "/list?page=2", False),
+        ("User-agent: *\nDisallow: /*?\n", "/list", True),
+        # The query is part of what is matched.
+        ("User-agent: *\nDisallow: /list?page=\n", "/list?page=3", False),
+        # robots.txt itself is always allowed.
+        ("User-agent: *\nDisallow: /\n", "/robots.txt", True),
+        # Comments, blank lines, BOM, odd spacing and case of keys.
+        ("\ufeff# hi\nUSER-AGENT : *  # all\n\n DISALLOW :  /x # no\n", "/x/1", False),
+        # Rules before any user-agent line belong to no group.
+        ("Disallow: /x\nUser-agent: *\nDisallow: /y\n", "/x", True),
+        # Sitemap and unknown lines do not end a group.
+        (
+            "User-agent: *\nSitemap: https://e.org/s.xml\nCrawl-delay: 5\nDisallow: /y\n",
+            "/y",
+            False,
+        ),
+    ],
+)
+def test_rules(text: str, path: str, expected: bool) -> None:
+    assert allows(text, path) is expected
+
+
+def test_a_group_naming_our_token_replaces_the_star_group() -> None:
+    text = (
+        "User-agent: *\nDisallow: /\n\n"
+        "User-agent: eu-bevakning\nDisallow: /admin\n\n"
+        "User-agent: otherbot\nDisallow: /calls\n"
+    )
+    assert allows(text, "/calls")
+    assert not allows(text, "/admin/x")
+    assert not allows(text, "/calls", ua="otherbot/2.0")
+    assert not allows(text, "/calls", ua="somebody-else/1.0")
+
+
+def test_groups_for_our_token_are_merged_and_shared_groups_apply() -> None:
+    text = (
+        "User-agent: a-bot\nUser-agent: EU-bevakning/0.1\nDisallow: /one\n\n"
+        "User-agent: EU-Bevakning\nDisallow: /two\n"
+    )
+    assert not allows(text, "/one")
+    assert not allows(text, "/two")
+    assert allows(text, "/three")
+
+
+def test_our_token_must_match_whole_not_as_a_prefix() -> None:
+    text = "User-agent: eu\nDisallow: /\n"
+    assert allows(text, "/page")
+
+
+def test_full_urls_are_matched_by_path_and_query() -> None:
+    rules = RobotsRules.parse("User-agent: *\nDisallow: /p?x=1\n", UA)
+    assert not rules.allows("https://example.org/p?x=1")
+    assert rules.allows("https://example.org/p?x=2")
+    assert rules.allows("https://example.org")
+
+
+def test_percent_encoding_is_normalised_on_both_sides() -> None:
+    assert normalise_path("/a%7eb") == "/a~b"
+    assert normalise_path("/a%2fb") == "/a%2Fb"  # reserved: stays encoded
+    assert normalise_path("/utlysning/ä") == "/utlysning/%C3%A4"
+    assert not allows("User-agent: *\nDisallow: /utlysning/ä\n", "/utlysning/%c3%a4/1")
+    assert not allows("User-agent: *\nDisallow: /a%7Eb\n", "/a~b")
+    assert allows("User-agent: *\nDisallow: /a%2Fb\n", "/a/b")
+
+
+def test_entries_from_outcomes() -> None:
+    entry = RobotsEntry.fetched(b"User-agent: *\nDisallow: /x\n\xff\n", UA)
+    assert entry.status is RobotsStatus.FETCHED
+    assert not entry.allows("/x")
+    missing = RobotsEntry.missing("http_404")
+    assert (missing.status, missing.reason, missing.allows("/x")) == (
+        RobotsStatus.MISSING,
+        "http_404",
+        True,
+    )
+    down = RobotsEntry.unreachable("timeout")
+    assert (down.status, down.allows("/x")) == (RobotsStatus.UNREACHABLE, True)
+
+
+async def test_cache_fetches_each_origin_once_even_when_asked_concurrently() -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    async def fetch(origin: str) -> RobotsEntry:
+        calls.append(origin)
+        await gate.wait()
+        return RobotsEntry.fetched(b"User-agent: *\nDisallow: /x\n", UA)
+
+    cache = RobotsCache(fetch)
+    waiting = [asyncio.create_task(cache.get("https://a.example")) for _ in range(5)]
+    other = asyncio.create_task(cache.get("https://b.example"))
+    await asyncio.sleep(0)
+    gate.set()
+    entries = await asyncio.gather(*waiting, other)
+    assert sorted(calls) == ["https://a.example", "https://b.example"]
+    assert all(e is entries[0] for e in entries[:5])
+    assert not entries[0].allows("/x/y")
+    assert set(cache.entries) == {"https://a.example", "https://b.example"}
+    await cache.get("https://a.example")
+    assert len(calls) == 2
