@@ -342,7 +342,8 @@ class EsfAdapter(Adapter):
         if excerpt.strip():
             lines = _html.text_lines(_html.soup(excerpt)) + lines
         hints = list(_terms(obj))
-        acf = obj.get("acf") if isinstance(obj.get("acf"), dict) else {}
+        acf_value = obj.get("acf")
+        acf: Mapping[str, Any] = acf_value if isinstance(acf_value, dict) else {}
         facts = _facts(title, lines, hints, acf)
         key = _html.last_path_segment(link) or str(obj.get("slug") or "") or f"wp-{obj.get('id')}"
         published = obj.get("date_gmt")
@@ -492,7 +493,7 @@ def _terms(obj: Mapping[str, Any]) -> Iterable[str]:
 
 
 def _content_root(doc: BeautifulSoup) -> Tag | BeautifulSoup:
-    main = doc.find("main") or doc.find(attrs={"role": "main"})
+    main = doc.find("main") or doc.select_one('[role="main"]')
     if isinstance(main, Tag):
         return main
     body = doc.body or doc

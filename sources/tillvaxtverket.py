@@ -385,7 +385,7 @@ def parse_detail(page: Page) -> Detail | None:
     if not page.content.strip():
         return None
     doc = _html.soup(page)
-    main = doc.find("main") or doc.find(attrs={"role": "main"}) or doc.body or doc
+    main = doc.find("main") or doc.select_one('[role="main"]') or doc.body or doc
     h1 = main.find("h1") or doc.find("h1")
     title = _html.node_text(h1) if isinstance(h1, Tag) else None
 

@@ -73,7 +73,7 @@ def source_for(kind: str, url: str | None = None, **options: Any) -> SourceConfi
 
 def golden_cases() -> list[tuple[str, str]]:
     """(kind, case) for every recorded case of the native adapters."""
-    out = []
+    out: list[tuple[str, str]] = []
     for kind in KINDS:
         names = set()
         for f in (DATA / kind).iterdir():
@@ -303,7 +303,7 @@ async def _resolver(host: str, port: int) -> list[str]:
 
 
 def client(handler: Handler) -> HttpClient:
-    settings = FetchSection(respect_robots_txt=False, retries=0)
+    settings = FetchSection.model_validate({"respect_robots_txt": False, "retries": 0})
     return HttpClient(
         settings,
         "EU-bevakning-test/1.0",
@@ -339,14 +339,12 @@ def form_parts(request: httpx.Request) -> dict[str, tuple[str | None, str, bytes
     """Multipart body → name: (filename, content type, bytes)."""
     head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
     message = BytesParser(policy=HTTP).parsebytes(head + request.content)
-    out = {}
+    out: dict[str, tuple[str | None, str, bytes]] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        out[str(name)] = (
-            part.get_filename(),
-            part.get_content_type(),
-            part.get_payload(decode=True),
-        )
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        out[str(name)] = (part.get_filename(), part.get_content_type(), payload)
     return out
 
 
