@@ -7,11 +7,13 @@ import asyncio
 import functools
 import gzip
 import ipaddress
+import re
 import socket
 import threading
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,9 +21,10 @@ import pytest
 
 from tests.loopback import LoopbackServer, RecordedRequest, Reply
 from tests.loopback import loopback as loopback  # the shared fixture, used below
+from watcher import http as http_module
 from watcher.config import FetchSection
 from watcher.exceptions import FetchError
-from watcher.http import HttpClient, HttpResponse
+from watcher.http import ERROR_CODES, HttpClient, HttpResponse
 from watcher.robots import RobotsStatus
 from watcher.types import CacheState
 
@@ -477,10 +480,11 @@ async def test_gzip_bomb_is_refused(server: LoopbackServer) -> None:
 
 
 class CountingStream(httpx.AsyncByteStream):
-    """A response body in 1 KB pieces that counts how many the client pulled."""
+    """A response body in 8 KB pieces (each inflates to 8 MB) that counts how many the
+    client pulled."""
 
     def __init__(self, data: bytes) -> None:
-        self.pieces = [data[i : i + 1024] for i in range(0, len(data), 1024)]
+        self.pieces = [data[i : i + 8192] for i in range(0, len(data), 8192)]
         self.pulled = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -506,8 +510,8 @@ async def test_gzip_bomb_stops_early_without_inflating_it_all() -> None:
         finally:
             tracemalloc.stop()
     assert error.code == "too_large"
-    assert stream.pulled <= 2 < len(stream.pieces)
-    assert peak < 5_000_000  # inflating it all would take 20 MB
+    assert stream.pulled == 1 < len(stream.pieces)
+    assert peak < 4_000_000  # inflating even one piece whole would take 8 MB
 
 
 @pytest.mark.parametrize(
@@ -745,3 +749,12 @@ async def test_stats_count_requests_statuses_and_bytes(
     assert http.stats.by_status == {302: 1, 200: 1, 404: 1}
     assert http.stats.bytes == 5
     assert http.stats.errors == {"http_404": 1}
+
+
+def test_every_error_code_is_listed_and_documented() -> None:
+    source = Path(http_module.__file__).read_text(encoding="utf-8")
+    raised = set(re.findall(r'code="([a-z_]+)"', source)) | {"http_<status>"}
+    assert raised == set(ERROR_CODES)
+    doc = http_module.__doc__ or ""
+    for code in ERROR_CODES:
+        assert f"| `{code}`" in doc, code

@@ -21,32 +21,28 @@ HTTP policy lives in this module:
   ``Retry-After`` on 429/503 honoured up to ``max_retry_after``;
 - robots.txt fetched once per origin and obeyed for our User-Agent (``watcher.robots``).
 
-Error codes (``FetchError.code``; they show up on source health):
+Error codes (``FetchError.code``; they show up on source health). "Retried" means the
+client tries again itself, with backoff, up to ``retries`` times before raising:
 
-=====================  ===============================================================  =======
-code                   meaning                                                          retried
-=====================  ===============================================================  =======
-``invalid_url``        the URL cannot be parsed (no host, bad port, bad IPv6 or IDN)    no
-``blocked_scheme``     not http/https, in the URL or in a redirect's Location           no
-``blocked_address``    the host resolves to a non-public address that                   no
-                       ``allow_private_networks`` does not admit
-``dns_error``          the host name did not resolve                                    no
-``connection_error``   refused, reset, or closed before the response was complete       yes
-``tls_error``          the TLS handshake failed (certificate not valid for the host …)  no
-``timeout``            the deadline passed (DNS, connect, waiting, or reading the body) yes
-``too_many_redirects`` more than ``max_redirects`` hops, or a redirect loop             no
-``too_large``          the decoded body is larger than ``max_bytes``                    no
-``bad_encoding``       a Content-Encoding we did not ask for, or a corrupt compressed   no
-                       body
-``robots_disallowed``  the origin's robots.txt disallows the URL for our User-Agent     no
-``rate_limited``       429 after all retries, or a Retry-After longer than              yes,
-                       ``max_retry_after``                                              within
-                                                                                        limits
-``http_<status>``      a final 4xx/5xx answer (``http_404``, ``http_500`` …), or a 3xx  500,
-                       without Location                                                 502,
-                                                                                        503,
-                                                                                        504
-=====================  ===============================================================  =======
+| code                 | meaning                                                     | retried  |
+|----------------------|-------------------------------------------------------------|----------|
+| `invalid_url`        | the URL cannot be parsed (no host, bad port, bad IPv6/IDN)  | no       |
+| `blocked_scheme`     | not http/https, in the URL or in a redirect's Location      | no       |
+| `blocked_address`    | the host is or resolves to a non-public address that        | no       |
+|                      | `allow_private_networks` does not admit                     |          |
+| `dns_error`          | the host name did not resolve                               | no       |
+| `connection_error`   | refused, reset, or closed before the response was complete  | yes      |
+| `tls_error`          | TLS handshake failed (e.g. certificate not valid for host)  | no       |
+| `timeout`            | the deadline passed (DNS, connect, wait, or body)           | yes      |
+| `too_many_redirects` | more than `max_redirects` hops, or a redirect loop          | no       |
+| `too_large`          | the decoded body is larger than `max_bytes`                 | no       |
+| `bad_encoding`       | a Content-Encoding we did not ask for (br, zstd …), or a    | no       |
+|                      | corrupt compressed body                                     |          |
+| `robots_disallowed`  | the origin's robots.txt disallows the URL for our UA        | no       |
+| `rate_limited`       | still 429 after all retries, or a 429/503 Retry-After       | (429)    |
+|                      | longer than `max_retry_after` (given up at once)            |          |
+| `http_<status>`      | a final 4xx/5xx (`http_404`, `http_500` …), or a 3xx        | 500, 502 |
+|                      | without Location                                            | 503, 504 |
 
 POST requests are retried like GET: the service only POSTs search queries (the F&T portal),
 which are safe to repeat. Cookies are neither stored nor sent: a poll needs none, and a
@@ -83,6 +79,7 @@ from watcher.robots import RobotsCache, RobotsEntry
 from watcher.types import CacheState, Page
 
 __all__ = [
+    "ERROR_CODES",
     "HttpClient",
     "HttpResponse",
     "HttpStats",
@@ -92,6 +89,24 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Every FetchError code this module raises (http_<status> stands for all statuses), for
+# source health and the docs; the table in the module docstring explains each.
+ERROR_CODES: tuple[str, ...] = (
+    "invalid_url",
+    "blocked_scheme",
+    "blocked_address",
+    "dns_error",
+    "connection_error",
+    "tls_error",
+    "timeout",
+    "too_many_redirects",
+    "too_large",
+    "bad_encoding",
+    "robots_disallowed",
+    "rate_limited",
+    "http_<status>",
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -797,7 +812,7 @@ class HttpClient:
                 async with asyncio.timeout(timeout):
                     response = await self._connect(method, target, headers, body)
                     try:
-                        return await self._answer(response, target, headers, limit, strict_size)
+                        return await self._answer(response, target, limit, strict_size)
                     finally:
                         await response.aclose()
             except TimeoutError as e:
@@ -809,8 +824,16 @@ class HttpClient:
                     f"timed out ({type(e).__name__}) on {target.url}", code="timeout"
                 ) from e
             except httpx.TransportError as e:
-                code = "tls_error" if _is_tls_failure(e) else "connection_error"
-                raise FetchError(f"{target.url}: {e or type(e).__name__}", code=code) from e
+                why = f"{target.url}: {e or type(e).__name__}"
+                if _is_tls_failure(e):
+                    raise FetchError(why, code="tls_error") from e
+                raise FetchError(why, code="connection_error") from e
+            except httpx.InvalidURL as e:  # e.g. a control character in the path
+                raise FetchError(f"invalid URL {target.url!r}: {e}", code="invalid_url") from e
+            except httpx.HTTPError as e:
+                raise FetchError(
+                    f"{target.url}: {e or type(e).__name__}", code="connection_error"
+                ) from e
 
     async def _connect(
         self,
@@ -857,7 +880,6 @@ class HttpClient:
         self,
         response: httpx.Response,
         target: _Target,
-        headers: Mapping[str, str],
         limit: int,
         strict_size: bool,
     ) -> HttpResponse | _Redirect:
