@@ -1,0 +1,542 @@
+"""What goes into a network's digest: pure selection over stored items and history.
+
+``select_digest`` is a pure function of the network, the candidate items, the recorded
+notable changes, the network's history and ``now``; ``build_digests`` loads those through
+storage and calls it. The rules:
+
+- an item goes to a network when it is ``relevant``, not held (a flood waiting for the
+  admin), has at least one tag, and has one of the network's areas and one of its themes
+  (``"all"`` lifts the condition for that kind); the optional ``sources``/``kinds`` of a
+  network narrow it further;
+- **new**: items first seen since the network's first digest that no earlier digest of the
+  network introduced, that are not a source's silent first-poll baseline and are not over
+  (closed, or every deadline passed). "Not introduced before" rather than "first seen in the
+  window" means items released from hold, or tagged late, still arrive once. Items first
+  seen more than ``NEW_LOOKBACK`` before the last digest are history, not news;
+- **updated**: notable changes (deadline, status, title, …) of the network's items that no
+  earlier digest reported, with what changed (several changes of one field in one window
+  are folded into first-old → last-new);
+- a network's **first** digest lists what is open or forthcoming now (baseline items
+  included: that is what the network is joining), not the whole history;
+- **closing soon**: the network's open calls whose next deadline is within
+  ``closing_soon_days``; a reminder list, it never triggers a digest by itself;
+- entries are grouped by their first area the network follows (in the taxonomy's order)
+  and sorted by deadline (none last); one item that cannot be read is skipped and counted,
+  never stopping the digest.
+
+The ``Digest`` is self-contained (display values, not rows) and is stored as the digest's
+payload, so a resumed send renders exactly what the first attempt rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from notifications.text import multi_line, one_line, safe_link
+from watcher.config import AREAS, THEMES, NetworkConfig
+from watcher.dates import from_iso
+from watcher.storage.deliveries import NetworkHistory, NotableChange
+from watcher.types import NOTABLE_FIELDS
+
+if TYPE_CHECKING:
+    from watcher.app import App
+    from watcher.storage import StoredItem
+
+log = logging.getLogger(__name__)
+
+NEW_LOOKBACK = timedelta(days=30)
+# A poll's change is stamped when the poll read the page and committed a moment later: a
+# digest built in between must not lose it, so changes are looked for a little before the
+# last window's end (each is reported once: reported change ids are remembered).
+CHANGE_LOOKBACK = timedelta(days=2)
+SUMMARY_CHARS = 280
+TITLE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class TagNote:
+    """A tag and why it was given (rule and the evidence it matched)."""
+
+    kind: str
+    tag: str
+    rule_id: str
+    evidence: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldNote:
+    """One field that changed, with JSON values as recorded (formatted when rendered)."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item as a digest shows it. Every string is cleaned already."""
+
+    item_id: int
+    uid: str
+    title: str
+    link: str
+    kind: str
+    status: str | None
+    programme: str | None
+    opening: datetime | None
+    deadline: datetime | None  # the next deadline (the last one when all have passed)
+    deadlines: tuple[datetime, ...]
+    sources: tuple[tuple[str, str], ...]  # (source name, link)
+    tags: tuple[TagNote, ...]
+    group: str  # the area it is listed under ("" when it has none the network follows)
+    summary: str = ""
+    changes: tuple[FieldNote, ...] = ()
+
+    @property
+    def areas(self) -> list[str]:
+        return [t.tag for t in self.tags if t.kind == "area"]
+
+    @property
+    def themes(self) -> list[str]:
+        return [t.tag for t in self.tags if t.kind == "theme"]
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A network's digest for one window: what is new, updated and closing soon."""
+
+    network_id: str
+    network_name: str
+    language: str
+    window_start: datetime | None
+    window_end: datetime
+    first: bool
+    new: tuple[Entry, ...] = ()
+    updated: tuple[Entry, ...] = ()
+    closing_soon: tuple[Entry, ...] = ()
+    change_ids: tuple[int, ...] = ()  # the notable changes this digest accounts for
+    skipped: int = 0  # items that could not be read
+    closing_soon_days: int = 14
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing new and nothing updated: nothing is sent."""
+        return not self.new and not self.updated
+
+    @property
+    def item_ids(self) -> tuple[int, ...]:
+        """The items this digest introduces as new."""
+        return tuple(e.item_id for e in self.new)
+
+    def groups(self, section: str) -> list[tuple[str, list[Entry]]]:
+        """``new`` or ``updated`` entries by area, in the taxonomy's order ('' last)."""
+        entries: Sequence[Entry] = getattr(self, section)
+        order = {a: i for i, a in enumerate(AREAS)}
+        by: dict[str, list[Entry]] = {}
+        for e in entries:
+            by.setdefault(e.group, []).append(e)
+        return sorted(by.items(), key=lambda kv: order.get(kv[0], len(order)))
+
+    # -- stored as the digest's payload ----------------------------------------------------
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "network_id": self.network_id,
+            "network_name": self.network_name,
+            "language": self.language,
+            "window_start": _iso(self.window_start),
+            "window_end": _iso(self.window_end),
+            "first": self.first,
+            "new": [_entry_json(e) for e in self.new],
+            "updated": [_entry_json(e) for e in self.updated],
+            "closing_soon": [_entry_json(e) for e in self.closing_soon],
+            "change_ids": list(self.change_ids),
+            "skipped": self.skipped,
+            "closing_soon_days": self.closing_soon_days,
+        }
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Digest:
+        end = from_iso(data["window_end"])
+        assert end is not None
+        return cls(
+            network_id=data["network_id"],
+            network_name=data["network_name"],
+            language=data.get("language", "sv"),
+            window_start=from_iso(data.get("window_start")),
+            window_end=end,
+            first=bool(data.get("first")),
+            new=tuple(_entry_from(e) for e in data.get("new", ())),
+            updated=tuple(_entry_from(e) for e in data.get("updated", ())),
+            closing_soon=tuple(_entry_from(e) for e in data.get("closing_soon", ())),
+            change_ids=tuple(int(i) for i in data.get("change_ids", ())),
+            skipped=int(data.get("skipped", 0)),
+            closing_soon_days=int(data.get("closing_soon_days", 14)),
+        )
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    return {
+        "item_id": e.item_id,
+        "uid": e.uid,
+        "title": e.title,
+        "link": e.link,
+        "kind": e.kind,
+        "status": e.status,
+        "programme": e.programme,
+        "opening": _iso(e.opening),
+        "deadline": _iso(e.deadline),
+        "deadlines": [d.isoformat() for d in e.deadlines],
+        "sources": [list(s) for s in e.sources],
+        "tags": [
+            {
+                "kind": t.kind,
+                "tag": t.tag,
+                "rule": t.rule_id,
+                "evidence": [list(x) for x in t.evidence],
+            }
+            for t in e.tags
+        ],
+        "group": e.group,
+        "summary": e.summary,
+        "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in e.changes],
+    }
+
+
+def _entry_from(d: Mapping[str, Any]) -> Entry:
+    return Entry(
+        item_id=int(d["item_id"]),
+        uid=d.get("uid", ""),
+        title=d["title"],
+        link=d.get("link", ""),
+        kind=d.get("kind", ""),
+        status=d.get("status"),
+        programme=d.get("programme"),
+        opening=from_iso(d.get("opening")),
+        deadline=from_iso(d.get("deadline")),
+        deadlines=tuple(x for x in (from_iso(v) for v in d.get("deadlines", ())) if x),
+        sources=tuple((str(s[0]), str(s[1])) for s in d.get("sources", ())),
+        tags=tuple(
+            TagNote(
+                t["kind"],
+                t["tag"],
+                t.get("rule", ""),
+                tuple((a, b) for a, b in t.get("evidence", ())),
+            )
+            for t in d.get("tags", ())
+        ),
+        group=d.get("group", ""),
+        summary=d.get("summary", ""),
+        changes=tuple(
+            FieldNote(c["field"], c.get("old"), c.get("new")) for c in d.get("changes", ())
+        ),
+    )
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+def followed(values: Sequence[str], universe: Sequence[str]) -> tuple[str, ...]:
+    """A network's areas or themes with ``"all"`` spelled out."""
+    return tuple(universe) if tuple(values) == ("all",) else tuple(values)
+
+
+def matches(item: StoredItem, network: NetworkConfig) -> bool:
+    """Whether an item goes to a network (see the module docstring)."""
+    if not item.relevant or item.held or not item.tags:
+        return False
+    for kind, wanted in (("area", network.areas), ("theme", network.themes)):
+        if tuple(wanted) == ("all",):
+            continue
+        if not set(item.tag_ids(kind)) & set(wanted):
+            return False
+    item_sources = {s.source_id for s in item.sources} | {item.source_id}
+    if network.sources and not item_sources & set(network.sources):
+        return False
+    return not (network.kinds and item.kind not in network.kinds)
+
+
+def next_deadline(item: StoredItem, now: datetime) -> datetime | None:
+    """The first deadline still ahead; the last one when all have passed."""
+    ahead = [d for d in item.deadlines if d > now]
+    if ahead:
+        return min(ahead)
+    return max(item.deadlines) if item.deadlines else item.deadline
+
+
+def is_over(item: StoredItem, now: datetime) -> bool:
+    """Closed, or every deadline has passed."""
+    if item.status == "closed":
+        return True
+    last = max(item.deadlines) if item.deadlines else item.deadline
+    return last is not None and last <= now
+
+
+def is_open(item: StoredItem, now: datetime) -> bool:
+    """Open for applications or comments now."""
+    if is_over(item, now):
+        return False
+    if item.status == "open":
+        return True
+    if item.status is None and item.deadline is not None:
+        return item.opening is None or item.opening <= now
+    return False
+
+
+def is_current(item: StoredItem, now: datetime) -> bool:
+    """Open or forthcoming now (what a network's first digest covers)."""
+    if is_over(item, now):
+        return False
+    return item.status in ("open", "forthcoming") or (
+        item.status is None and item.deadline is not None
+    )
+
+
+def _primary_group(item: StoredItem, network: NetworkConfig) -> str:
+    mine = set(item.tag_ids("area")) & set(followed(network.areas, AREAS))
+    for area in AREAS:
+        if area in mine:
+            return area
+    return ""
+
+
+def fold_changes(changes: Iterable[NotableChange]) -> tuple[FieldNote, ...]:
+    """Several changes of one item, as one note per field: first old → last new; notable
+    fields only; a field that came back to where it was is left out."""
+    first_old: dict[str, Any] = {}
+    last_new: dict[str, Any] = {}
+    for ch in changes:
+        for c in ch.changes:
+            f = str(c.get("field", ""))
+            if f not in NOTABLE_FIELDS:
+                continue
+            first_old.setdefault(f, c.get("old"))
+            last_new[f] = c.get("new")
+    order = ("title", "status", "opening", "deadlines", "programme", "budget", "link")
+    return tuple(
+        FieldNote(f, first_old[f], last_new[f])
+        for f in sorted(first_old, key=lambda x: order.index(x) if x in order else len(order))
+        if first_old[f] != last_new[f]
+    )
+
+
+def make_entry(
+    item: StoredItem,
+    network: NetworkConfig,
+    now: datetime,
+    source_names: Mapping[str, str],
+    changes: tuple[FieldNote, ...] = (),
+) -> Entry:
+    """An item as the digest shows it, every string cleaned."""
+    sources: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for s in item.sources or ():
+        if s.source_id in seen:
+            continue
+        seen.add(s.source_id)
+        sources.append(
+            (one_line(source_names.get(s.source_id, s.source_id), 120), safe_link(s.link))
+        )
+    if not sources:
+        sources.append((one_line(source_names.get(item.source_id, item.source_id), 120), ""))
+    tag_order = {t: i for i, t in enumerate((*AREAS, *THEMES))}
+    tags = tuple(
+        TagNote(
+            one_line(t.kind, 16),
+            one_line(t.tag, 64),
+            one_line(t.rule_id, 128),
+            tuple(
+                (one_line(e.get("field", ""), 32), one_line(e.get("matched", ""), 80))
+                for e in t.evidence[:3]
+            ),
+        )
+        for t in sorted(item.tags, key=lambda t: (t.kind != "area", tag_order.get(t.tag, 99)))
+    )
+    return Entry(
+        item_id=item.id,
+        uid=item.uid,
+        title=one_line(item.title, TITLE_CHARS) or "(utan titel)",
+        link=safe_link(item.link),
+        kind=item.kind,
+        status=item.status,
+        programme=one_line(item.programme, 200) or None,
+        opening=item.opening,
+        deadline=next_deadline(item, now),
+        deadlines=tuple(sorted(item.deadlines)),
+        sources=tuple(sources),
+        tags=tags,
+        group=_primary_group(item, network),
+        summary=multi_line(item.summary, SUMMARY_CHARS),
+        changes=changes,
+    )
+
+
+def _sort_key(e: Entry) -> tuple[bool, datetime | str, str]:
+    return (e.deadline is None, e.deadline or "", e.title.lower())
+
+
+def select_digest(
+    network: NetworkConfig,
+    items: Iterable[StoredItem],
+    changes: Sequence[NotableChange],
+    history: NetworkHistory,
+    now: datetime,
+    *,
+    closing_soon_days: int = 14,
+    source_names: Mapping[str, str] | None = None,
+) -> Digest:
+    """The digest of ``network`` for the window that ends ``now`` (pure)."""
+    names = source_names or {}
+    first = history.epoch is None
+    mine: dict[int, StoredItem] = {}
+    skipped = 0
+    for it in items:
+        try:
+            if matches(it, network):
+                mine[it.id] = it
+        except Exception:  # one unreadable item never stops a digest
+            log.exception("digest %s: skipping item %s", network.id, getattr(it, "id", "?"))
+            skipped += 1
+
+    def entry(it: StoredItem, notes: tuple[FieldNote, ...] = ()) -> Entry | None:
+        nonlocal skipped
+        try:
+            return make_entry(it, network, now, names, notes)
+        except Exception:
+            log.exception("digest %s: skipping item %s", network.id, it.id)
+            skipped += 1
+            return None
+
+    new: list[Entry] = []
+    updated: list[Entry] = []
+    change_ids: list[int] = []
+    if first:
+        for it in mine.values():
+            if it.first_seen <= now and is_current(it, now) and (e := entry(it)):
+                new.append(e)
+    else:
+        assert history.last_window_end is not None and history.epoch is not None
+        lower_new = max(history.epoch, history.last_window_end - NEW_LOOKBACK)
+        for it in mine.values():
+            if (
+                not it.baseline
+                and it.id not in history.sent_item_ids
+                and lower_new < it.first_seen <= now
+                and not is_over(it, now)
+                and (e := entry(it))
+            ):
+                new.append(e)
+        lower_changes = max(history.epoch, history.last_window_end - CHANGE_LOOKBACK)
+        new_ids = {e.item_id for e in new}
+        by_item: dict[int, list[NotableChange]] = {}
+        for ch in changes:
+            if (
+                ch.id in history.reported_change_ids
+                or not lower_changes < ch.at <= now
+                or ch.item_id not in mine
+            ):
+                continue
+            change_ids.append(ch.id)
+            if ch.item_id not in new_ids:
+                by_item.setdefault(ch.item_id, []).append(ch)
+        for item_id, chs in by_item.items():
+            notes = fold_changes(chs)
+            if notes and (e := entry(mine[item_id], notes)):
+                updated.append(e)
+    soon: list[Entry] = []
+    horizon = now + timedelta(days=closing_soon_days)
+    for it in mine.values():
+        nd = next_deadline(it, now)
+        if nd is not None and now < nd <= horizon and is_open(it, now) and (e := entry(it)):
+            soon.append(e)
+    return Digest(
+        network_id=network.id,
+        network_name=one_line(network.name, 200),
+        language=network.language,
+        window_start=history.last_window_end,
+        window_end=now,
+        first=first,
+        new=tuple(sorted(new, key=_sort_key)),
+        updated=tuple(sorted(updated, key=_sort_key)),
+        closing_soon=tuple(sorted(soon, key=_sort_key)),
+        change_ids=tuple(sorted(change_ids)),
+        skipped=skipped,
+        closing_soon_days=closing_soon_days,
+    )
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+@dataclass
+class DigestInputs:
+    """What ``select_digest`` needs for several networks, loaded once."""
+
+    histories: dict[str, NetworkHistory]
+    items: list[StoredItem]
+    changes: list[NotableChange] = field(default_factory=list)
+
+
+def load_inputs(app: App, network_ids: Sequence[str], now: datetime) -> DigestInputs:
+    """Load histories, candidate items and notable changes for these networks."""
+    from watcher.storage.deliveries import DeliveryStore
+
+    store = DeliveryStore(app.storage)
+    histories = {nid: store.network_history(nid, NEW_LOOKBACK) for nid in network_ids}
+    started = [h for h in histories.values() if h.epoch is not None]
+    first_seen_after: datetime | None = None
+    changes: list[NotableChange] = []
+    if started and len(started) == len(histories):
+        first_seen_after = min(
+            max(h.epoch, h.last_window_end - NEW_LOOKBACK)  # type: ignore[operator,type-var]
+            for h in started
+        )
+    if started:
+        since = min(
+            max(h.epoch, h.last_window_end - CHANGE_LOOKBACK)  # type: ignore[operator,type-var]
+            for h in started
+        )
+        changes = store.notable_changes(since, now)
+    ids = set(
+        store.candidate_item_ids(first_seen_after=first_seen_after, changed_after=None, now=now)
+    )
+    ids.update(c.item_id for c in changes)
+    return DigestInputs(histories, app.storage.get_items(sorted(ids)), changes)
+
+
+def build_digests(
+    app: App, network_ids: Sequence[str] | None = None, now: datetime | None = None
+) -> list[Digest]:
+    """The next digest of each network (all configured ones by default), as it would be
+    sent at ``now``; nothing is recorded. The admin's "preview of the next digest"."""
+    cfg = app.config
+    nets = [cfg.network(n) for n in network_ids] if network_ids else list(cfg.networks)
+    at = now or app.now()
+    inputs = load_inputs(app, [n.id for n in nets], at)
+    names = {s.id: s.name for s in cfg.sources}
+    return [
+        select_digest(
+            n,
+            inputs.items,
+            inputs.changes,
+            inputs.histories[n.id],
+            at,
+            closing_soon_days=cfg.email.closing_soon_days,
+            source_names=names,
+        )
+        for n in nets
+    ]
+
+
+def build_digest(app: App, network_id: str, now: datetime | None = None) -> Digest:
+    """The next digest of one network at ``now`` (KeyError for an unknown network)."""
+    return build_digests(app, [network_id], now)[0]

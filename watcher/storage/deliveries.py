@@ -1,0 +1,627 @@
+"""Digests, deliveries and opt-outs: the storage side of exactly-once email.
+
+The state machine of one member's delivery of one digest::
+
+    pending ──claim──▶ sending ──250──▶ sent
+       ▲                  │  ├──5xx / too many attempts──▶ failed
+       └──4xx (backoff)───┘  └──opted out / no longer a member──▶ opted_out | cancelled
+
+A digest and all its deliveries are written in one transaction *before* anything is sent.
+A sender claims one delivery at a time (``pending`` → ``sending`` with a lease in
+``next_attempt_at``); only one claimant can win, so two senders never mail the same member.
+A claim whose lease ran out belongs to a sender that died: it may be claimed again.
+
+Every method translates database errors into ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from watcher.storage import base
+from watcher.storage.schema import deliveries, digests, item_changes, items, meta, optouts
+from watcher.storage.store import Storage
+
+# Delivery statuses.
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+OPTED_OUT = "opted_out"
+CANCELLED = "cancelled"
+OPEN_STATUSES = (PENDING, SENDING)
+
+# Digest statuses.
+DIGEST_SENDING = "sending"
+DIGEST_DONE = "done"
+DIGEST_EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class NetworkHistory:
+    """What a network's earlier digests say about the next one.
+
+    ``epoch`` is the end of the network's first digest window (None: no digest yet);
+    ``sent_item_ids`` and ``reported_change_ids`` come from the digests whose window ended
+    after ``since`` (the caller's look-back)."""
+
+    network_id: str
+    epoch: datetime | None
+    last_window_end: datetime | None
+    sent_item_ids: frozenset[int]
+    reported_change_ids: frozenset[int]
+
+
+@dataclass(frozen=True)
+class NotableChange:
+    """One recorded notable update of an item (what a digest reports as 'updated')."""
+
+    id: int
+    item_id: int
+    at: datetime
+    source_id: str
+    changes: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class DigestRecord:
+    id: int
+    network_id: str
+    window_start: datetime | None
+    window_end: datetime
+    created_at: datetime
+    status: str
+    subject: str | None
+    item_ids: tuple[int, ...]
+    payload: Mapping[str, Any]
+    counts: Mapping[str, int]  # deliveries by status
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    id: int
+    digest_id: int
+    address: str
+    message_id: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryLogEntry:
+    """One member's delivery of one digest, for the admin's delivery log."""
+
+    delivery_id: int
+    digest_id: int
+    network_id: str
+    window_end: datetime
+    subject: str | None
+    address: str
+    message_id: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OptOut:
+    network_id: str
+    address: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A delivery to record with its digest."""
+
+    address: str
+    message_id: str
+    status: str = PENDING
+    last_error: str | None = None
+
+
+def _delivery(r: RowMapping) -> DeliveryRecord:
+    return DeliveryRecord(
+        id=r["id"],
+        digest_id=r["digest_id"],
+        address=r["address"],
+        message_id=r["message_id"],
+        status=r["status"],
+        attempts=r["attempts"] or 0,
+        last_error=r["last_error"],
+        next_attempt_at=r["next_attempt_at"],
+        sent_at=r["sent_at"],
+    )
+
+
+def lock_name(network_id: str) -> str:
+    """The name of a network's digest lock (the locks table allows 64 characters)."""
+    name = f"digest:{network_id}"
+    if len(name) > 64:
+        name = "digest:" + hashlib.sha256(network_id.encode()).hexdigest()[:32]
+    return name
+
+
+class DeliveryStore:
+    """All SQL of digests, deliveries and opt-outs, over the service's ``Storage``."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.engine = storage.engine
+
+    # -- what the next digest builds on ----------------------------------------------------
+
+    @base.translate_errors
+    def network_history(self, network_id: str, lookback: timedelta) -> NetworkHistory:
+        """The network's first and last digest windows, and what the digests of the last
+        ``lookback`` before the last window's end introduced or reported."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(digests.c.window_end, digests.c.item_ids, digests.c.payload)
+                .where(digests.c.network_id == network_id)
+                .order_by(digests.c.window_end)
+            ).all()
+        sent: set[int] = set()
+        reported: set[int] = set()
+        if not rows:
+            return NetworkHistory(network_id, None, None, frozenset(), frozenset())
+        epoch, last = rows[0].window_end, rows[-1].window_end
+        since = last - lookback
+        for r in rows:
+            if r.window_end > since:
+                sent.update(int(i) for i in r.item_ids or ())
+                reported.update(int(i) for i in (r.payload or {}).get("change_ids", ()))
+        return NetworkHistory(network_id, epoch, last, frozenset(sent), frozenset(reported))
+
+    @base.translate_errors
+    def candidate_item_ids(
+        self, *, first_seen_after: datetime | None, changed_after: datetime | None, now: datetime
+    ) -> list[int]:
+        """Relevant, not held items a digest might list: first seen after a time (new),
+        changed after a time (updated), or not over yet (first digests, closing soon).
+        ``None`` for ``first_seen_after`` means every item is a candidate."""
+        q = select(items.c.id).where(items.c.relevant.is_(True), items.c.held.is_(False))
+        if first_seen_after is not None:
+            conds = [
+                items.c.first_seen > first_seen_after,
+                items.c.deadline > now,
+                items.c.status.in_(("open", "forthcoming")),
+            ]
+            if changed_after is not None:
+                conds.append(items.c.changed_at > changed_after)
+            q = q.where(or_(*conds))
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q.order_by(items.c.id)).all()]
+
+    @base.translate_errors
+    def notable_changes(self, since: datetime, until: datetime) -> list[NotableChange]:
+        """Notable updates recorded in ``(since, until]``, oldest first."""
+        q = (
+            select(item_changes)
+            .where(
+                item_changes.c.kind == "updated",
+                item_changes.c.notable.is_(True),
+                item_changes.c.at > since,
+                item_changes.c.at <= until,
+            )
+            .order_by(item_changes.c.at, item_changes.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            NotableChange(r["id"], r["item_id"], r["at"], r["source_id"], tuple(r["changes"] or ()))
+            for r in rows
+        ]
+
+    # -- recording -------------------------------------------------------------------------
+
+    @base.translate_errors
+    def record_digest(
+        self,
+        network_id: str,
+        *,
+        window_start: datetime | None,
+        window_end: datetime,
+        created_at: datetime,
+        subject: str | None,
+        item_ids: Sequence[int],
+        payload: Mapping[str, Any],
+        recipients: Sequence[NewDelivery],
+    ) -> tuple[int, bool]:
+        """Write a digest and every delivery in one transaction, before anything is sent.
+
+        Returns ``(digest_id, created)``. When this network's digest for the same window
+        end already exists (triggered twice) nothing is written and its id comes back with
+        ``created=False``."""
+        status = DIGEST_SENDING if any(r.status == PENDING for r in recipients) else DIGEST_DONE
+        if not recipients:
+            status = DIGEST_EMPTY if not item_ids else DIGEST_DONE
+        try:
+            with self.engine.begin() as conn:
+                digest_id = conn.execute(
+                    insert(digests)
+                    .values(
+                        network_id=network_id,
+                        window_start=window_start,
+                        window_end=window_end,
+                        created_at=created_at,
+                        status=status,
+                        subject=subject,
+                        item_ids=list(item_ids),
+                        payload=dict(payload),
+                    )
+                    .returning(digests.c.id)
+                ).scalar_one()
+                if recipients:
+                    conn.execute(
+                        insert(deliveries),
+                        [
+                            {
+                                "digest_id": digest_id,
+                                "address": r.address,
+                                "message_id": r.message_id,
+                                "status": r.status,
+                                "attempts": 0,
+                                "last_error": r.last_error,
+                                "next_attempt_at": None,
+                                "sent_at": None,
+                            }
+                            for r in recipients
+                        ],
+                    )
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                existing = conn.execute(
+                    select(digests.c.id).where(
+                        digests.c.network_id == network_id, digests.c.window_end == window_end
+                    )
+                ).scalar()
+            if existing is None:
+                raise
+            return int(existing), False
+        return int(digest_id), True
+
+    # -- sending ---------------------------------------------------------------------------
+
+    @base.translate_errors
+    def unfinished_digests(self, network_id: str | None = None) -> list[DigestRecord]:
+        """Digests with deliveries still to send (oldest first)."""
+        q = select(digests).where(digests.c.status == DIGEST_SENDING)
+        if network_id is not None:
+            q = q.where(digests.c.network_id == network_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(digests.c.window_end, digests.c.id)).mappings().all()
+            return self._digest_records(conn, rows)
+
+    @base.translate_errors
+    def deliveries(self, digest_id: int) -> list[DeliveryRecord]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(deliveries)
+                    .where(deliveries.c.digest_id == digest_id)
+                    .order_by(deliveries.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [_delivery(r) for r in rows]
+
+    @base.translate_errors
+    def claim(self, delivery_id: int, now: datetime, lease: timedelta) -> DeliveryRecord | None:
+        """Take one delivery for sending. Only one caller wins; a delivery is claimable when
+        pending and due, or when a previous claim's lease ran out (its sender died)."""
+        due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    or_(
+                        and_(deliveries.c.status == PENDING, due),
+                        and_(deliveries.c.status == SENDING, deliveries.c.next_attempt_at <= now),
+                    ),
+                )
+                .values(
+                    status=SENDING,
+                    attempts=deliveries.c.attempts + 1,
+                    next_attempt_at=now + lease,
+                )
+            )
+            if res.rowcount != 1:
+                return None
+            row = (
+                conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))
+                .mappings()
+                .one()
+            )
+        return _delivery(row)
+
+    @base.translate_errors
+    def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(status=SENT, sent_at=now, next_attempt_at=None, last_error=None)
+            )
+
+    @base.translate_errors
+    def mark_retry(
+        self, delivery_id: int, error: str, next_attempt_at: datetime, *, count: bool = True
+    ) -> None:
+        """Back to pending after a transient failure; ``count=False`` gives the attempt back
+        (the message never left: the server was unreachable)."""
+        values: dict[str, Any] = {
+            "status": PENDING,
+            "last_error": error[:2000],
+            "next_attempt_at": next_attempt_at,
+        }
+        if not count:
+            values["attempts"] = case(
+                (deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0
+            )
+        with self.engine.begin() as conn:
+            conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+
+    @base.translate_errors
+    def mark_final(self, delivery_id: int, status: str, error: str | None) -> None:
+        """A final status other than sent: failed, opted_out or cancelled."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    status=status,
+                    last_error=error[:2000] if error else None,
+                    next_attempt_at=None,
+                )
+            )
+
+    @base.translate_errors
+    def finish_if_done(self, digest_id: int) -> bool:
+        """Mark the digest done when none of its deliveries is pending or sending."""
+        with self.engine.begin() as conn:
+            open_count = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.status.in_(OPEN_STATUSES))
+            ).scalar_one()
+            if open_count:
+                return False
+            conn.execute(
+                update(digests)
+                .where(digests.c.id == digest_id, digests.c.status == DIGEST_SENDING)
+                .values(status=DIGEST_DONE)
+            )
+        return True
+
+    @base.translate_errors
+    def next_due(self, now: datetime, network_id: str | None = None) -> datetime | None:
+        """When the earliest open delivery may be tried (again): ``now`` when one is due
+        already, None when nothing is left to send."""
+        q = (
+            select(deliveries.c.next_attempt_at)
+            .select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
+            .where(deliveries.c.status.in_(OPEN_STATUSES))
+        )
+        if network_id is not None:
+            q = q.where(digests.c.network_id == network_id)
+        with self.engine.connect() as conn:
+            times = [r[0] for r in conn.execute(q).all()]
+        if not times:
+            return None
+        return max(now, min(t or now for t in times))
+
+    # -- the admin's view ------------------------------------------------------------------
+
+    @base.translate_errors
+    def get_digest(self, digest_id: int) -> DigestRecord | None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(digests).where(digests.c.id == digest_id)).mappings().all()
+            found = self._digest_records(conn, rows)
+        return found[0] if found else None
+
+    @base.translate_errors
+    def digests(self, network_id: str | None = None, limit: int = 50) -> list[DigestRecord]:
+        """Recorded digests, newest first, with their deliveries counted by status."""
+        q = select(digests)
+        if network_id is not None:
+            q = q.where(digests.c.network_id == network_id)
+        q = q.order_by(digests.c.window_end.desc(), digests.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+            return self._digest_records(conn, rows)
+
+    def _digest_records(self, conn: Connection, rows: Sequence[RowMapping]) -> list[DigestRecord]:
+        ids = [r["id"] for r in rows]
+        counts: dict[int, dict[str, int]] = {}
+        if ids:
+            for digest_id, status, n in conn.execute(
+                select(deliveries.c.digest_id, deliveries.c.status, func.count())
+                .where(deliveries.c.digest_id.in_(ids))
+                .group_by(deliveries.c.digest_id, deliveries.c.status)
+            ).all():
+                counts.setdefault(digest_id, {})[status] = int(n)
+        return [
+            DigestRecord(
+                id=r["id"],
+                network_id=r["network_id"],
+                window_start=r["window_start"],
+                window_end=r["window_end"],
+                created_at=r["created_at"],
+                status=r["status"],
+                subject=r["subject"],
+                item_ids=tuple(int(i) for i in r["item_ids"] or ()),
+                payload=r["payload"] or {},
+                counts=counts.get(r["id"], {}),
+            )
+            for r in rows
+        ]
+
+    @base.translate_errors
+    def delivery_log(
+        self,
+        network_id: str | None = None,
+        *,
+        status: str | Iterable[str] | None = None,
+        address: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> list[DeliveryLogEntry]:
+        """Deliveries, newest digest first (the admin's delivery log; ``status="failed"``
+        lists what needs attention)."""
+        q = select(
+            deliveries,
+            digests.c.network_id,
+            digests.c.window_end,
+            digests.c.subject,
+        ).select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
+        if network_id is not None:
+            q = q.where(digests.c.network_id == network_id)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            q = q.where(deliveries.c.status.in_(wanted))
+        if address is not None:
+            q = q.where(func.lower(deliveries.c.address) == address.lower())
+        q = q.order_by(digests.c.window_end.desc(), deliveries.c.id).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            DeliveryLogEntry(
+                delivery_id=r["id"],
+                digest_id=r["digest_id"],
+                network_id=r["network_id"],
+                window_end=r["window_end"],
+                subject=r["subject"],
+                address=r["address"],
+                message_id=r["message_id"],
+                status=r["status"],
+                attempts=r["attempts"] or 0,
+                last_error=r["last_error"],
+                next_attempt_at=r["next_attempt_at"],
+                sent_at=r["sent_at"],
+            )
+            for r in rows
+        ]
+
+    @base.translate_errors
+    def retry_failed(self, digest_id: int | None = None, delivery_id: int | None = None) -> int:
+        """Queue failed deliveries again (the admin fixed an address or the server);
+        the next digest run sends them. Returns how many were queued."""
+        conds = [deliveries.c.status == FAILED]
+        if digest_id is not None:
+            conds.append(deliveries.c.digest_id == digest_id)
+        if delivery_id is not None:
+            conds.append(deliveries.c.id == delivery_id)
+        with self.engine.begin() as conn:
+            ids = [
+                r[0] for r in conn.execute(select(deliveries.c.digest_id).where(*conds).distinct())
+            ]
+            n = conn.execute(
+                update(deliveries)
+                .where(*conds)
+                .values(status=PENDING, attempts=0, next_attempt_at=None)
+            ).rowcount
+            if ids:
+                conn.execute(
+                    update(digests).where(digests.c.id.in_(ids)).values(status=DIGEST_SENDING)
+                )
+        return int(n)
+
+    # -- opt-outs --------------------------------------------------------------------------
+
+    @base.translate_errors
+    def add_optout(self, network_id: str, address: str, now: datetime) -> bool:
+        """Record an opt-out; True when it is new. Addresses compare case-insensitively."""
+        addr = address.strip().lower()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(optouts).values(network_id=network_id, address=addr, at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    @base.translate_errors
+    def remove_optout(self, network_id: str, address: str) -> bool:
+        """The admin re-subscribes a member (who asked to come back)."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                delete(optouts).where(
+                    optouts.c.network_id == network_id,
+                    optouts.c.address == address.strip().lower(),
+                )
+            )
+        return bool(res.rowcount)
+
+    @base.translate_errors
+    def optouts(self, network_id: str | None = None) -> list[OptOut]:
+        """Every opt-out, newest first (the admin sees these)."""
+        q = select(optouts)
+        if network_id is not None:
+            q = q.where(optouts.c.network_id == network_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(optouts.c.at.desc())).mappings().all()
+        return [OptOut(r["network_id"], r["address"], r["at"]) for r in rows]
+
+    @base.translate_errors
+    def opted_out(self, network_id: str) -> frozenset[str]:
+        """The lower-cased addresses that left this network's digest."""
+        with self.engine.connect() as conn:
+            return frozenset(
+                r[0]
+                for r in conn.execute(
+                    select(optouts.c.address).where(optouts.c.network_id == network_id)
+                ).all()
+            )
+
+    # -- the signing key -------------------------------------------------------------------
+
+    @base.translate_errors
+    def secret(self, key: str = "unsubscribe_secret") -> str:
+        """A random key kept in the ``meta`` table, made once (several processes may race
+        to make it: the first insert wins and everyone reads that one)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+        if value:
+            return str(value)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(meta).values(key=key, value=secrets.token_urlsafe(32)))
+        except IntegrityError:
+            pass
+        with self.engine.connect() as conn:
+            return str(conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one())
+
+
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "OPTED_OUT",
+    "PENDING",
+    "SENDING",
+    "SENT",
+    "DeliveryLogEntry",
+    "DeliveryRecord",
+    "DeliveryStore",
+    "DigestRecord",
+    "NetworkHistory",
+    "NewDelivery",
+    "NotableChange",
+    "OptOut",
+    "lock_name",
+]
