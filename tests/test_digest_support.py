@@ -169,6 +169,7 @@ class SmtpSink:
     data: Callable[[int], str | None] = lambda n: None
     hold: int | None = None
     accepted: list[Accepted] = field(default_factory=list)
+    rcpt_attempts: list[str] = field(default_factory=list)
     attempts: int = 0
     holding: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -176,6 +177,7 @@ class SmtpSink:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        self.rcpt_attempts.append(address.lower())
         reply = self.rcpt.get(address.lower())
         if reply:
             return reply
@@ -191,9 +193,8 @@ class SmtpSink:
             return "451 4.3.0 the client went away"
         reply = self.data(n)
         if reply == "drop":
-            session.transport.close() if hasattr(session, "transport") else None
-            server.transport.close()
-            return "421 closing"
+            server.transport.close()  # the connection breaks before the server answers
+            return "421 4.4.2 connection dropped"
         if reply:
             return reply
         self.accepted.append(
