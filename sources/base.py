@@ -36,7 +36,7 @@ class Options(BaseModel):
 class FetchContext:
     """What a fetch may know about earlier polls of its source."""
 
-    cache: CacheState = CacheState()
+    cache: CacheState = field(default_factory=CacheState)
     # Stored items of this source: key -> status (to re-check open calls' detail pages).
     known: Mapping[str, Status | None] = field(default_factory=dict)
     # Stored items of this source: key -> tracked values (title, summary, …), oldest first.
@@ -51,6 +51,9 @@ class Adapter:
     # Fields that, once items of this source usually have them, should not vanish
     # (layout-change detection compares against this list).
     expected_fields: ClassVar[tuple[str, ...]] = ("title", "link")
+    # What ``fetch`` needs from storage (loaded only when asked, to keep 304 polls cheap):
+    needs_known: ClassVar[bool] = False  # FetchContext.known (stored statuses)
+    needs_previous: ClassVar[bool] = False  # FetchContext.previous (stored values)
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source
@@ -72,6 +75,14 @@ class Adapter:
         for page in fetched.pages:
             items.extend(self.parse(page))
         return items
+
+    def filters_items(self) -> bool:
+        """Whether this source drops entries by its options (keywords, regions): then a
+        poll with no items is not by itself a sign of a changed layout."""
+        o = self.options
+        return bool(
+            getattr(o, "include", None) or getattr(o, "exclude", None) or getattr(o, "regions", None)
+        )
 
     @classmethod
     def help(cls) -> str:

@@ -33,6 +33,7 @@ class PageAdapter(Adapter):
 
     kind = "page"
     expected_fields = ("title",)
+    needs_previous = True
 
     class Options(Options):
         selector: str | None = Field(None, description="CSS selector of the region to watch")

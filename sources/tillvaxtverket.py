@@ -180,6 +180,7 @@ class TillvaxtverketAdapter(Adapter):
     """
 
     kind: ClassVar[str] = "tillvaxtverket"
+    needs_known: ClassVar[bool] = True
     Options: ClassVar[type[Options]] = TillvaxtverketOptions
     expected_fields: ClassVar[tuple[str, ...]] = ("title", "link", "status")
 
@@ -255,7 +256,8 @@ class TillvaxtverketAdapter(Adapter):
 
         for key, page in await asyncio.gather(*(one(e) for e in wanted)):
             details[key] = page
-        return Fetched(FetchStatus.OK, (rss,), CacheState(), details)
+        skipped = sum(1 for p in details.values() if _state(p) == SKIPPED_CLOSED)
+        return Fetched(FetchStatus.OK, (rss,), CacheState(), details, context={"skipped": skipped})
 
     def parse(self, page: Page) -> list[RawItem]:
         """The RSS alone (no detail pages): items without status or regions."""

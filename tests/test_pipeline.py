@@ -226,7 +226,7 @@ async def test_each_fault_is_an_error_on_its_own_source_and_others_complete(make
     # A refused address spelled as a decimal number, with no allow-list entry.
     sources.append(src("decimal", "http://2130706433:9/feed.xml"))
     app = make_app(
-        {"fetch": fetch_settings(loopback, max_bytes=200_000, timeout=1.5), "sources": sources}
+        {"fetch": fetch_settings(loopback, max_bytes=200_000, timeout=3), "sources": sources}
     )
     results = {r.source_id: r for r in await app.poll()}
     assert results["good"].status.value == "ok" and results["good"].new == 2
@@ -381,7 +381,7 @@ async def test_flood_of_new_items_is_held_not_mailed(make_app, loopback, clock):
     assert app.storage.release_held("f") == 28
 
 
-async def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
+def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
     from click.testing import CliRunner
 
     from tests.conftest import write_config

@@ -62,5 +62,8 @@ async def preview_source(
             items.append(normalise(raw, source, now, app.config.tz))
         except Exception as e:  # shown to the admin, never raised
             warnings.append(f"an item could not be read: {e}")
-    warnings.extend(check_layout(SourceState(source_id=source.id), items, adapter.kind).warnings)
+    layout = check_layout(
+        SourceState(source_id=source.id), items, adapter.kind, filtered=adapter.filters_items()
+    )
+    warnings.extend(layout.warnings)
     return Preview(items=items, warnings=warnings)

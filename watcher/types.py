@@ -75,7 +75,7 @@ class Fetched:
 
     status: FetchStatus
     pages: tuple[Page, ...] = ()
-    cache: CacheState = CacheState()
+    cache: CacheState = field(default_factory=CacheState)
     # Adapters that fetch extra pages (details) for some items say so here: key -> Page.
     details: Mapping[str, Page] = field(default_factory=dict)
     # What fetch learnt from earlier polls that the pure parse needs (e.g. a watched
@@ -199,6 +199,7 @@ class Intent:
     changes: tuple[FieldChange, ...] = ()
     duplicate_of: int | None = None  # NEW item recognised as a stored item from another source
     reason: str = ""  # why it was matched as a duplicate
+    stored_key: str | None = None  # the key storage has, when it differs (guid churn)
 
 
 @dataclass(frozen=True)

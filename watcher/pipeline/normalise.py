@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
-from bs4 import BeautifulSoup
+import lxml.etree
+import lxml.html
 
 from watcher.dates import STOCKHOLM, parse_date
 from watcher.types import Item, Kind, RawItem, Status
@@ -74,19 +75,43 @@ def one_line(text: str) -> str:
     return " ".join(clean_text(text).split())
 
 
+_BLOCK_TAGS = (
+    "p",
+    "div",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "section",
+    "article",
+    "ul",
+    "ol",
+    "table",
+    "blockquote",
+)
+
+
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML fragment, paragraphs kept apart."""
+    """Visible text of an HTML fragment, paragraphs and list items kept apart."""
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
-    soup = BeautifulSoup(markup, "lxml")
-    for bad in soup(["script", "style", "noscript", "template"]):
-        bad.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for block in soup.find_all(["p", "div", "li", "h1", "h2", "h3", "h4", "tr", "section"]):
-        block.insert_before("\n")
-        block.insert_after("\n")
-    return clean_text(html.unescape(soup.get_text()))
+    try:
+        root = lxml.html.fragment_fromstring(markup, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", markup)))
+    for bad in list(root.iter("script", "style", "noscript", "template")):
+        bad.drop_tree()
+    for el in root.iter("br"):
+        el.tail = "\n" + (el.tail or "")
+    for el in root.iter(*_BLOCK_TAGS):
+        el.tail = "\n" + (el.tail or "")
+        if el.tag not in ("li", "tr") and (el.text is not None or len(el)):
+            el.text = "\n" + (el.text or "")
+    return clean_text(root.text_content())
 
 
 def parse_status(value: str | None) -> Status | None:

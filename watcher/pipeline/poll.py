@@ -22,6 +22,7 @@ from watcher.pipeline.normalise import normalise
 from watcher.pipeline.track import decide
 from watcher.types import (
     Classification,
+    Fetched,
     FetchStatus,
     IntentKind,
     Item,
@@ -66,19 +67,31 @@ def field_profile(items: Sequence[Item]) -> dict[str, float]:
     return {f: round(sum(1 for it in items if getattr(it, f)) / n, 3) for f in PROFILE_FIELDS}
 
 
-def check_layout(state: SourceState, items: Sequence[Item], adapter_kind: str) -> LayoutCheck:
-    """Warn when a source suddenly yields nothing, or loses fields it always had. Pure."""
+def check_layout(
+    state: SourceState,
+    items: Sequence[Item],
+    adapter_kind: str,
+    *,
+    filtered: bool = False,
+    skipped: int = 0,
+) -> LayoutCheck:
+    """Warn when a source suddenly yields nothing, or loses fields it always had. Pure.
+
+    ``filtered``: the source drops entries by keywords or regions, so an empty result may
+    be honest; ``skipped``: entries the adapter knowingly left out (stored closed calls)."""
     warnings: list[str] = []
     profile = field_profile(items)
     if not items:
-        if state.last_parsed:
+        if skipped:
+            pass
+        elif state.last_parsed and not filtered:
             warnings.append(
                 f"layout changed? the source gave no items (last time {state.last_parsed})"
             )
-        else:
+        elif not state.last_parsed and (adapter_kind == "html" or not filtered):
             warnings.append(
                 "layout changed? no items found"
-                + (" — check the CSS selectors" if adapter_kind in ("html",) else "")
+                + (" — check the CSS selectors" if adapter_kind == "html" else "")
             )
         # Keep the old profile so the next good poll compares against it.
         return LayoutCheck(tuple(warnings), dict(state.field_profile))
@@ -139,6 +152,28 @@ class Poller:
                 log.exception("polling %s failed", source.id)
             error = SourceError(code, _message(e))
             return await self._failed(source, error, started, now())
+
+    def _parse(
+        self, adapter: Adapter, fetched: Fetched, source: SourceConfig, at: datetime
+    ) -> tuple[list[Item], int]:
+        raws = adapter.parse_fetched(fetched)
+        items: list[Item] = []
+        bad = 0
+        for raw in raws:
+            try:
+                items.append(normalise(raw, source, at, self.tz))
+            except Exception:  # one malformed item never stops the rest
+                log.warning(
+                    "skipping an item of %s that could not be normalised", source.id, exc_info=True
+                )
+                bad += 1
+        return items, bad
+
+    def _tag(self, by_id: Mapping[int, Item], source: SourceConfig, at: datetime) -> None:
+        classifier = self.classifier
+        assert classifier is not None
+        results = {i: classifier(item, source) for i, item in by_id.items()}
+        self.storage.set_tags_many(results, at, classifier.version)
 
     async def _failed(
         self, source: SourceConfig, error: SourceError, started: datetime, at: datetime
@@ -252,9 +287,7 @@ class Poller:
                 elif intent.kind == IntentKind.UPDATED and intent.item_id is not None:
                     by_id[intent.item_id] = intent.item
             if by_id:
-                classifier = self.classifier
-                results = {i: classifier(item, source) for i, item in by_id.items()}
-                await asyncio.to_thread(self.storage.set_tags_many, results, at, classifier.version)
+                await asyncio.to_thread(self._tag, by_id, source, at)
         changed = [*outcome.new_ids, *outcome.updated_ids, *outcome.merged_ids]
         if changed:
             for hook in self.on_changed:

@@ -20,7 +20,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import cached_property
 
 from watcher.pipeline.normalise import tracked_values
 from watcher.types import TRACKED_FIELDS, FieldChange, Intent, IntentKind, Item, StoredSlice
@@ -38,6 +39,18 @@ class DupCandidate:
     title: str
     deadlines: tuple[datetime, ...]
 
+    @cached_property
+    def tokens(self) -> frozenset[str]:
+        return frozenset(normalise_title(self.title))
+
+    @cached_property
+    def days(self) -> frozenset[date]:
+        return frozenset(d.date() for d in self.deadlines)
+
+    @cached_property
+    def upper_title(self) -> str:
+        return self.title.upper()
+
 
 def decide(
     items: Sequence[Item],
@@ -46,6 +59,7 @@ def decide(
 ) -> list[Intent]:
     """One intent per distinct key in ``items`` (the first of repeated keys wins)."""
     by_link_title = {(s.values.get("link"), s.values.get("title")): s for s in known.values()}
+    index = CandidateIndex(candidates)
     claimed: set[int] = set()
     intents: list[Intent] = []
     seen: set[str] = set()
@@ -62,7 +76,7 @@ def decide(
             claimed.add(stored.item_id)
             intents.append(_compare(item, stored))
             continue
-        match = find_duplicate(item, candidates)
+        match = find_duplicate(item, index)
         if match is not None:
             cand, reason = match
             intents.append(Intent(IntentKind.NEW, item, cand.item_id, (), cand.item_id, reason))
@@ -72,8 +86,9 @@ def decide(
 
 
 def _compare(item: Item, stored: StoredSlice) -> Intent:
-    if item.content_hash == stored.content_hash and item.key == stored.key:
-        return Intent(IntentKind.UNCHANGED, item, stored.item_id)
+    rekey = stored.key if stored.key != item.key else None
+    if item.content_hash == stored.content_hash:
+        return Intent(IntentKind.UNCHANGED, item, stored.item_id, stored_key=rekey)
     new = tracked_values(item)
     changes = tuple(
         FieldChange(f, stored.values.get(f), new[f])
@@ -81,8 +96,8 @@ def _compare(item: Item, stored: StoredSlice) -> Intent:
         if _differs(stored.values.get(f), new[f])
     )
     if not changes:
-        return Intent(IntentKind.UNCHANGED, item, stored.item_id)
-    return Intent(IntentKind.UPDATED, item, stored.item_id, changes)
+        return Intent(IntentKind.UNCHANGED, item, stored.item_id, stored_key=rekey)
+    return Intent(IntentKind.UPDATED, item, stored.item_id, changes, stored_key=rekey)
 
 
 def _differs(old: object, new: object) -> bool:
@@ -91,11 +106,34 @@ def _differs(old: object, new: object) -> bool:
     return (old or None) != (new or None)
 
 
+class CandidateIndex:
+    """Candidates grouped for quick lookup: those with an identifier (checked against
+    every item) and, by deadline day, those a close title could match."""
+
+    def __init__(self, candidates: Iterable[DupCandidate]) -> None:
+        self.with_identifier: list[DupCandidate] = []
+        self.by_day: dict[date, list[DupCandidate]] = {}
+        for cand in candidates:
+            if cand.identifier:
+                self.with_identifier.append(cand)
+            for day in cand.days:
+                self.by_day.setdefault(day, []).append(cand)
+
+    def for_item(self, item: Item) -> list[DupCandidate]:
+        out: dict[int, DupCandidate] = {c.item_id: c for c in self.with_identifier}
+        for d in item.deadlines:
+            for c in self.by_day.get(d.date(), ()):
+                out.setdefault(c.item_id, c)
+        return list(out.values())
+
+
 def find_duplicate(
-    item: Item, candidates: Iterable[DupCandidate]
+    item: Item, candidates: Iterable[DupCandidate] | CandidateIndex
 ) -> tuple[DupCandidate, str] | None:
     """The stored call (from another source) that ``item`` is, with the reason."""
-    title_norm = normalise_title(item.title)
+    if isinstance(candidates, CandidateIndex):
+        candidates = candidates.for_item(item)
+    title_norm = frozenset(normalise_title(item.title))
     haystack = f"{item.title} {item.summary}".upper()
     days = {d.date() for d in item.deadlines}
     best: tuple[float, DupCandidate, str] | None = None
@@ -116,8 +154,8 @@ def find_duplicate(
             and _contains_id(cand.title.upper(), item.identifier)
         ):
             return cand, f"identifier {item.identifier} named in the title"
-        if days and days & {d.date() for d in cand.deadlines}:
-            sim = title_similarity(title_norm, normalise_title(cand.title))
+        if days and not days.isdisjoint(cand.days):
+            sim = title_similarity(title_norm, cand.tokens)
             if sim >= TITLE_SIMILARITY and (best is None or sim > best[0]):
                 best = (sim, cand, f"close title ({sim:.0%}) and the same deadline")
     return (best[1], best[2]) if best else None
@@ -128,7 +166,31 @@ def _contains_id(text: str, identifier: str) -> bool:
 
 
 _STOP = frozenset(
-    ["the", "a", "an", "of", "for", "and", "to", "in", "on", "call", "calls", "proposals", "proposal", "för", "och", "av", "till", "i", "på", "utlysning", "utlysningen", "inom", "med"]
+    [
+        "the",
+        "a",
+        "an",
+        "of",
+        "for",
+        "and",
+        "to",
+        "in",
+        "on",
+        "call",
+        "calls",
+        "proposals",
+        "proposal",
+        "för",
+        "och",
+        "av",
+        "till",
+        "i",
+        "på",
+        "utlysning",
+        "utlysningen",
+        "inom",
+        "med",
+    ]
 )
 
 
@@ -138,9 +200,14 @@ def normalise_title(title: str) -> list[str]:
     return [w for w in re.findall(r"[a-z0-9]+", text) if w not in _STOP]
 
 
-def title_similarity(a: list[str], b: list[str]) -> float:
-    """Token-set similarity (Dice coefficient), robust to reordering and prefixes."""
+def title_similarity(a: Iterable[str], b: Iterable[str]) -> float:
+    """Token-set similarity (Dice coefficient), robust to reordering and prefixes.
+    Titles that carry different numbers ("Call 3" and "Call 5", "2026" and "2027") are
+    different calls, however alike the rest is."""
     sa, sb = set(a), set(b)
     if not sa or not sb:
+        return 0.0
+    na, nb = {w for w in sa if w.isdigit()}, {w for w in sb if w.isdigit()}
+    if na and nb and na != nb:
         return 0.0
     return 2 * len(sa & sb) / (len(sa) + len(sb))

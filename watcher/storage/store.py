@@ -414,36 +414,54 @@ class Storage:
         merged_ids: list[int] = []
         unchanged: list[tuple[int, str, str]] = []
         with self.engine.begin() as conn:
+            fresh = [i.item for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None]
+            if fresh:
+                # One multi-row INSERT … RETURNING for all new items, then their links and
+                # history rows in two executemany calls: a first poll of a big source is
+                # thousands of rows.
+                rows = [
+                    {
+                        "uid": f"{source_id}:{it.key}",
+                        "source_id": source_id,
+                        "relevant": True,
+                        "first_seen": now,
+                        "last_seen": now,
+                        "changed_at": None,
+                        "baseline": baseline,
+                        "held": hold_new,
+                        **_item_values(it),
+                    }
+                    for it in fresh
+                ]
+                result_rows = conn.execute(
+                    insert(items).returning(items.c.id, sort_by_parameter_order=True), rows
+                ).all()
+                new_ids = [r[0] for r in result_rows]
+                conn.execute(
+                    insert(item_sources),
+                    [
+                        self._link_row(item_id, it, now)
+                        for item_id, it in zip(new_ids, fresh, strict=True)
+                    ],
+                )
+                conn.execute(
+                    insert(item_changes),
+                    [
+                        {
+                            "item_id": item_id,
+                            "source_id": source_id,
+                            "at": now,
+                            "kind": "new",
+                            "changes": [],
+                            "notable": False,
+                        }
+                        for item_id in new_ids
+                    ],
+                )
             for intent in intents:
                 it = intent.item
                 if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
-                    item_id = conn.execute(
-                        insert(items)
-                        .values(
-                            uid=f"{source_id}:{it.key}",
-                            source_id=source_id,
-                            relevant=True,
-                            first_seen=now,
-                            last_seen=now,
-                            changed_at=None,
-                            baseline=baseline,
-                            held=hold_new,
-                            **_item_values(it),
-                        )
-                        .returning(items.c.id)
-                    ).scalar_one()
-                    self._link(conn, item_id, it, now)
-                    conn.execute(
-                        insert(item_changes).values(
-                            item_id=item_id,
-                            source_id=source_id,
-                            at=now,
-                            kind="new",
-                            changes=[],
-                            notable=False,
-                        )
-                    )
-                    new_ids.append(item_id)
+                    continue
                 elif intent.kind == IntentKind.NEW:
                     item_id = intent.duplicate_of
                     assert item_id is not None
@@ -507,7 +525,7 @@ class Storage:
                     updated_ids.append(intent.item_id)
                 else:
                     assert intent.item_id is not None
-                    unchanged.append((intent.item_id, it.key, it.link))
+                    unchanged.append((intent.item_id, it.key, intent.stored_key))
             if unchanged:
                 ids = [u[0] for u in unchanged]
                 for chunk in _chunks(ids, 500):
@@ -519,17 +537,17 @@ class Storage:
                         )
                         .values(last_seen=now)
                     )
-                # Keys may have changed (guid churn matched by link and title): keep them current.
-                for item_id, key, _link in unchanged:
-                    conn.execute(
-                        update(item_sources)
-                        .where(
-                            item_sources.c.item_id == item_id,
-                            item_sources.c.source_id == source_id,
-                            item_sources.c.key != key,
+                # Keys that changed (guid churn matched by link and title) are kept current.
+                for item_id, key, stored_key in unchanged:
+                    if stored_key is not None:
+                        conn.execute(
+                            update(item_sources)
+                            .where(
+                                item_sources.c.item_id == item_id,
+                                item_sources.c.source_id == source_id,
+                            )
+                            .values(key=key)
                         )
-                        .values(key=key)
-                    )
             self._upsert_state(
                 conn,
                 source_id,
@@ -549,19 +567,21 @@ class Storage:
             self._log_poll(conn, result, started_at or now, now)
         return ApplyOutcome(tuple(new_ids), tuple(updated_ids), tuple(merged_ids))
 
+    @staticmethod
+    def _link_row(item_id: int, it: Item, now: datetime) -> dict[str, Any]:
+        return {
+            "item_id": item_id,
+            "source_id": it.source_id,
+            "key": it.key,
+            "link": it.link,
+            "first_seen": now,
+            "last_seen": now,
+            "content_hash": it.content_hash,
+            "values": tracked_values(it),
+        }
+
     def _link(self, conn: Connection, item_id: int, it: Item, now: datetime) -> None:
-        conn.execute(
-            insert(item_sources).values(
-                item_id=item_id,
-                source_id=it.source_id,
-                key=it.key,
-                link=it.link,
-                first_seen=now,
-                last_seen=now,
-                content_hash=it.content_hash,
-                values=tracked_values(it),
-            )
-        )
+        conn.execute(insert(item_sources).values(**self._link_row(item_id, it, now)))
 
     def _fill_missing(self, conn: Connection, item_id: int, it: Item) -> None:
         """A second source may know what the first did not (budget, identifier, dates)."""
@@ -684,52 +704,7 @@ class Storage:
         rules_version: str | None = None,
     ) -> tuple[list[str], list[str]]:
         """Replace an item's tags; record what was added and removed. Returns (added, removed)."""
-        with self.engine.begin() as conn:
-            return self._set_tags(conn, item_id, result, now, rules_version)
-
-    def _set_tags(
-        self,
-        conn: Connection,
-        item_id: int,
-        result: Classification,
-        now: datetime,
-        version: str | None,
-    ) -> tuple[list[str], list[str]]:
-        old = {
-            f"{r.kind}:{r.tag}"
-            for r in conn.execute(
-                select(tags.c.kind, tags.c.tag).where(tags.c.item_id == item_id)
-            ).all()
-        }
-        new = {f"{t.kind}:{t.tag}" for t in result.tags}
-        conn.execute(delete(tags).where(tags.c.item_id == item_id))
-        rows = []
-        seen: set[tuple[str, str]] = set()
-        for t in result.tags:
-            if (t.kind, t.tag) in seen:
-                continue
-            seen.add((t.kind, t.tag))
-            rows.append(
-                {
-                    "item_id": item_id,
-                    "kind": t.kind,
-                    "tag": t.tag,
-                    "rule_id": t.rule_id,
-                    "evidence": [{"field": e.field, "matched": e.matched} for e in t.evidence],
-                    "score": t.score,
-                }
-            )
-        if rows:
-            conn.execute(insert(tags), rows)
-        conn.execute(update(items).where(items.c.id == item_id).values(relevant=result.relevant))
-        added, removed = sorted(new - old), sorted(old - new)
-        if added or removed:
-            conn.execute(
-                insert(tag_changes).values(
-                    item_id=item_id, at=now, added=added, removed=removed, rules_version=version
-                )
-            )
-        return added, removed
+        return self.set_tags_many({item_id: result}, now, rules_version)[item_id]
 
     @base.translate_errors
     def set_tags_many(
@@ -738,10 +713,61 @@ class Storage:
         now: datetime,
         rules_version: str | None = None,
     ) -> dict[int, tuple[list[str], list[str]]]:
-        out = {}
+        """Replace the tags of many items in one transaction, recording every change
+        (``tag_changes``). Returns, per item, the tags added and removed."""
+        out: dict[int, tuple[list[str], list[str]]] = {}
+        ids = list(results)
         with self.engine.begin() as conn:
+            old: dict[int, set[str]] = {i: set() for i in ids}
+            for chunk in _chunks(ids, 500):
+                for r in conn.execute(
+                    select(tags.c.item_id, tags.c.kind, tags.c.tag).where(tags.c.item_id.in_(chunk))
+                ).all():
+                    old[r.item_id].add(f"{r.kind}:{r.tag}")
+            tag_rows: list[dict[str, Any]] = []
+            change_rows: list[dict[str, Any]] = []
+            relevant: dict[bool, list[int]] = {True: [], False: []}
             for item_id, result in results.items():
-                out[item_id] = self._set_tags(conn, item_id, result, now, rules_version)
+                seen: set[tuple[str, str]] = set()
+                for t in result.tags:
+                    if (t.kind, t.tag) in seen:
+                        continue
+                    seen.add((t.kind, t.tag))
+                    tag_rows.append(
+                        {
+                            "item_id": item_id,
+                            "kind": t.kind,
+                            "tag": t.tag,
+                            "rule_id": t.rule_id,
+                            "evidence": [
+                                {"field": e.field, "matched": e.matched} for e in t.evidence
+                            ],
+                            "score": t.score,
+                        }
+                    )
+                new = {f"{k}:{tag}" for k, tag in seen}
+                added, removed = sorted(new - old[item_id]), sorted(old[item_id] - new)
+                out[item_id] = (added, removed)
+                if added or removed:
+                    change_rows.append(
+                        {
+                            "item_id": item_id,
+                            "at": now,
+                            "added": added,
+                            "removed": removed,
+                            "rules_version": rules_version,
+                        }
+                    )
+                relevant[result.relevant].append(item_id)
+            for chunk in _chunks(ids, 500):
+                conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))
+            if tag_rows:
+                conn.execute(insert(tags), tag_rows)
+            if change_rows:
+                conn.execute(insert(tag_changes), change_rows)
+            for flag, flagged in relevant.items():
+                for chunk in _chunks(flagged, 500):
+                    conn.execute(update(items).where(items.c.id.in_(chunk)).values(relevant=flag))
         return out
 
     @base.translate_errors

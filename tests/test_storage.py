@@ -1,0 +1,290 @@
+"""Storage on SQLite and PostgreSQL: applying intents, history, tags, locks, errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import T0
+from watcher.config import SourceConfig
+from watcher.exceptions import StorageError
+from watcher.pipeline.normalise import normalise
+from watcher.pipeline.track import decide
+from watcher.storage import ItemFilter, Storage
+from watcher.types import (
+    Classification,
+    Evidence,
+    PollResult,
+    PollStatus,
+    RawItem,
+    SourceError,
+    Tag,
+)
+
+SRC = SourceConfig(id="esf", name="ESF", kind="rss", url="https://esf.example/feed")
+OTHER = SourceConfig(id="ft", name="F&T", kind="ft-portal", url="https://ft.example/api")
+
+
+def items(source: SourceConfig, *raws: RawItem, now: Any = T0) -> list[Any]:
+    return [normalise(r, source, now) for r in raws]
+
+
+def poll_into(storage: Storage, source: SourceConfig, raws: list[RawItem], now: Any = T0) -> Any:
+    its = items(source, *raws, now=now)
+    known = storage.known_slices(source.id)
+    cands = storage.duplicate_candidates(
+        source.id,
+        [i.identifier for i in its if i.identifier],
+        [d for i in its for d in i.deadlines],
+    )
+    intents = decide(its, known, cands)
+    result = PollResult(source.id, PollStatus.OK, parsed=len(its))
+    return storage.apply(source.id, intents, result, now)
+
+
+CALL = RawItem(
+    key="c1",
+    title="Utlysning: kompetensförsörjning i Västsverige",
+    link="https://esf.example/c1",
+    kind="call",
+    opening="2026-10-01",
+    deadlines=("2027-03-16",),
+    budget="50 miljoner kronor",
+)
+
+
+def test_apply_new_then_unchanged_then_updated(any_storage: Storage):
+    out = poll_into(any_storage, SRC, [CALL])
+    assert len(out.new_ids) == 1
+    out2 = poll_into(any_storage, SRC, [CALL], now=T0 + timedelta(hours=1))
+    assert out2.new_ids == () and out2.updated_ids == ()
+    moved = RawItem(
+        **{**CALL.__dict__, "deadlines": ("2027-04-20",), "budget": "60 miljoner kronor"}
+    )
+    out3 = poll_into(any_storage, SRC, [moved], now=T0 + timedelta(hours=2))
+    assert out3.updated_ids == out.new_ids
+    item = any_storage.get_item(out.new_ids[0])
+    assert item is not None
+    assert item.budget == "60 miljoner kronor"
+    assert item.changed_at == T0 + timedelta(hours=2)
+    assert item.last_seen == T0 + timedelta(hours=2)
+    history = any_storage.item_history(item.id)
+    assert [h.kind for h in history] == ["new", "updated"]
+    fields = {c["field"]: (c["old"], c["new"]) for c in history[1].changes}
+    assert fields["budget"] == ("50 miljoner kronor", "60 miljoner kronor")
+    assert set(fields) == {"budget", "deadlines"}
+
+
+def test_same_call_from_two_sources_is_one_item_with_both_links(any_storage: Storage):
+    ft_call = RawItem(
+        key="HORIZON-CL2-2027-TRANSFORMATIONS-01",
+        title="Social innovation for inclusive cities",
+        link="https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/topic-details/HORIZON-CL2-2027-TRANSFORMATIONS-01",
+        identifier="HORIZON-CL2-2027-TRANSFORMATIONS-01",
+        kind="call",
+        deadlines=("2027-02-10T17:00:00+01:00",),
+    )
+    national = RawItem(
+        key="https://vinnova.example/nyhet/1",
+        title="Ny utlysning i Horisont Europa: HORIZON-CL2-2027-TRANSFORMATIONS-01",
+        link="https://vinnova.example/nyhet/1",
+        summary="Kommuner kan söka för sociala innovationer.",
+    )
+    first = poll_into(any_storage, OTHER, [ft_call])
+    second = poll_into(any_storage, SRC, [national])
+    assert second.new_ids == () and second.merged_ids == first.new_ids
+    assert any_storage.count_items() == 1
+    item = any_storage.get_item(first.new_ids[0])
+    assert item is not None
+    assert sorted(s.source_id for s in item.sources) == ["esf", "ft"]
+    assert any(h.kind == "merged" for h in any_storage.item_history(item.id))
+    # A re-poll of the national page is "unchanged", never a new duplicate.
+    again = poll_into(any_storage, SRC, [national], now=T0 + timedelta(hours=1))
+    assert again.new_ids == () and again.merged_ids == ()
+
+
+def test_close_title_and_same_deadline_is_the_same_call(any_storage: Storage):
+    a = RawItem(
+        key="a",
+        title="ESF+ call: Active inclusion of young people 2027",
+        deadlines=("2027-05-01",),
+        link="https://a/1",
+    )
+    b = RawItem(
+        key="b",
+        title="Active inclusion of young people 2027 (ESF+ call)",
+        deadlines=("2027-05-01",),
+        link="https://b/1",
+    )
+    c = RawItem(
+        key="c",
+        title="Active inclusion of young people 2028",
+        deadlines=("2027-05-01",),
+        link="https://b/2",
+    )
+    poll_into(any_storage, OTHER, [a])
+    out = poll_into(any_storage, SRC, [b, c])
+    assert len(out.merged_ids) == 1 and len(out.new_ids) == 1  # 2028 is another call
+
+
+def test_tags_replace_and_record_history(any_storage: Storage):
+    out = poll_into(any_storage, SRC, [CALL])
+    item_id = out.new_ids[0]
+    first = Classification(
+        (
+            Tag("area", "fonder-program", "call-kind", (Evidence("kind", "call"),)),
+            Tag(
+                "theme",
+                "arbetsmarknad",
+                "arbetsmarknad-terms",
+                (Evidence("title", "kompetensförsörjning"),),
+            ),
+        ),
+        relevant=True,
+    )
+    assert any_storage.set_tags(item_id, first, T0, "v1") == (
+        ["area:fonder-program", "theme:arbetsmarknad"],
+        [],
+    )
+    second = Classification((Tag("area", "fonder-program", "call-kind"),), relevant=True)
+    assert any_storage.set_tags(item_id, second, T0 + timedelta(hours=1), "v2") == (
+        [],
+        ["theme:arbetsmarknad"],
+    )
+    item = any_storage.get_item(item_id)
+    assert item is not None and [t.tag for t in item.tags] == ["fonder-program"]
+    history = any_storage.tag_history(item_id)
+    assert [h["rules_version"] for h in history] == ["v1", "v2"]
+    assert any_storage.list_items(ItemFilter(area="fonder-program"))[0].id == item_id
+    assert any_storage.list_items(ItemFilter(theme="arbetsmarknad")) == []
+
+
+def test_filters_and_search(any_storage: Storage):
+    poll_into(
+        any_storage,
+        SRC,
+        [
+            CALL,
+            RawItem(
+                key="n1",
+                title="Nyhet om 100% budget_ökning",
+                link="https://esf.example/n1",
+                summary="Inget om EU",
+            ),
+        ],
+    )
+    assert [i.title for i in any_storage.list_items(ItemFilter(text="kompetens"))] == [CALL.title]
+    # LIKE wildcards in the search text are taken literally.
+    assert [
+        i.key
+        for i in [s for it in any_storage.list_items(ItemFilter(text="100%")) for s in it.sources]
+    ] == ["n1"]
+    assert any_storage.list_items(ItemFilter(text="_ökning")) != []
+    assert any_storage.count_items(ItemFilter(status="open")) == 1
+    ordered = any_storage.list_items(ItemFilter(order="deadline"))
+    assert ordered[0].title == CALL.title  # items with a deadline first
+
+
+def test_source_health_records(any_storage: Storage):
+    err = SourceError("timeout", "no answer in 30 s")
+    fails = any_storage.record_failure(
+        "x", err, PollResult("x", PollStatus.ERROR, error=err), T0, T0 + timedelta(minutes=1)
+    )
+    assert fails == 1
+    fails = any_storage.record_failure(
+        "x", err, PollResult("x", PollStatus.ERROR, error=err), T0, T0 + timedelta(minutes=2)
+    )
+    st = any_storage.source_state("x")
+    assert (fails, st.consecutive_failures, st.last_error_code) == (2, 2, "timeout")
+    assert st.next_attempt_at == T0 + timedelta(minutes=2)
+    assert [p["status"] for p in any_storage.poll_history("x")] == ["error", "error"]
+
+
+def test_scheduler_lock_has_one_holder(any_storage: Storage):
+    ttl = timedelta(seconds=90)
+    assert any_storage.acquire_lock("scheduler", "a", ttl, T0)
+    assert not any_storage.acquire_lock("scheduler", "b", ttl, T0 + timedelta(seconds=30))
+    assert any_storage.acquire_lock("scheduler", "a", ttl, T0 + timedelta(seconds=60))  # renew
+    assert not any_storage.acquire_lock("scheduler", "b", ttl, T0 + timedelta(seconds=120))
+    # a's lease expires unrenewed: b takes over
+    assert any_storage.acquire_lock("scheduler", "b", ttl, T0 + timedelta(seconds=151))
+    assert any_storage.lock_holder("scheduler", T0 + timedelta(seconds=152)) == "b"
+    any_storage.release_lock("scheduler", "b")
+    assert any_storage.lock_holder("scheduler", T0 + timedelta(seconds=153)) is None
+
+
+def test_meta_and_audit(any_storage: Storage):
+    any_storage.set_meta("k", "1")
+    any_storage.set_meta("k", "2")
+    assert any_storage.get_meta("k") == "2"
+    any_storage.audit("admin", "source.edit", "esf", {"url": ["a", "b"]}, T0)
+    [entry] = any_storage.audit_entries()
+    assert (entry["actor"], entry["action"], entry["details"]) == (
+        "admin",
+        "source.edit",
+        {"url": ["a", "b"]},
+    )
+
+
+# Every public method turns a database failure into StorageError (never a raw SQLAlchemy error).
+BROKEN_CALLS: list[tuple[str, tuple[Any, ...]]] = [
+    ("source_state", ("x",)),
+    ("source_states", ()),
+    ("known_slices", ("x",)),
+    ("known_statuses", ("x",)),
+    ("duplicate_candidates", ("x", ["ID-1"], [T0])),
+    ("list_items", (ItemFilter(),)),
+    ("count_items", (ItemFilter(),)),
+    ("get_item", (1,)),
+    ("get_items", ([1],)),
+    ("item_history", (1,)),
+    ("tag_history", (1,)),
+    ("get_meta", ("k",)),
+    ("set_meta", ("k", "v")),
+    ("audit_entries", ()),
+    ("audit", ("a", "b", "c", {}, T0)),
+    ("acquire_lock", ("s", "h", timedelta(seconds=5), T0)),
+    ("held_counts", ()),
+    ("recent_item_counts", (T0,)),
+    ("poll_history", ("x",)),
+    ("set_tags_many", ({1: Classification((), relevant=True)}, T0)),
+    ("release_held", ()),
+    ("all_item_ids", ()),
+    ("changes_since", (None, T0)),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), BROKEN_CALLS, ids=[m for m, _ in BROKEN_CALLS])
+def test_database_errors_come_out_as_storage_error(
+    any_storage: Storage, method: str, args: tuple[Any, ...]
+):
+    with any_storage.engine.begin() as conn:
+        for table in (
+            "tags",
+            "tag_changes",
+            "item_changes",
+            "item_sources",
+            "items",
+            "sources_state",
+            "poll_log",
+            "meta",
+            "audit_log",
+            "locks",
+        ):
+            conn.execute(
+                text(
+                    f"DROP TABLE {table} CASCADE"
+                    if any_storage.dialect == "postgresql"
+                    else f"DROP TABLE {table}"
+                )
+            )
+    with pytest.raises(StorageError):
+        getattr(any_storage, method)(*args)
+
+
+def test_bad_database_url_is_a_storage_error(tmp_path):
+    with pytest.raises(StorageError):
+        Storage("postgresql://nobody@127.0.0.1:1/none").ping()
