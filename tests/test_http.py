@@ -9,6 +9,7 @@ import gzip
 import ipaddress
 import re
 import socket
+import ssl
 import threading
 import tracemalloc
 import zlib
@@ -223,6 +224,52 @@ async def test_public_names_are_pinned_to_the_checked_address() -> None:
     assert rebound.code == "blocked_address"
 
 
+async def test_international_names_are_sent_as_idna() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    resolver = resolving({"xn--rksmrgs-5wao1o.se": [PUBLIC_IP]})
+    async with client(transport=httpx.MockTransport(handler), resolver=resolver) as http:
+        response = await http.get("https://RÄKSMÖRGÅS.se/om")
+    assert seen[0].headers["host"] == "xn--rksmrgs-5wao1o.se"
+    assert response.url == "https://xn--rksmrgs-5wao1o.se/om"
+
+
+async def test_next_checked_address_is_tried_when_one_refuses(server: LoopbackServer) -> None:
+    server.add("/", "second address")
+    resolver = resolving({"multi.test": ["127.0.0.2", "127.0.0.1"]})  # nobody on 127.0.0.2
+    sleeps = Sleeps()
+    async with client(
+        server.allow_entry, f"127.0.0.2:{server.port}", sleep=sleeps, resolver=resolver
+    ) as http:
+        response = await http.get(f"http://multi.test:{server.port}/")
+    assert response.content == b"second address"
+    assert server.requests[0].header("host") == f"multi.test:{server.port}"
+    assert sleeps.delays == []
+
+
+async def test_tls_failures_are_tls_error_and_not_retried() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed: Hostname mismatch")
+        except ssl.SSLError as e:
+            raise httpx.ConnectError(str(e), request=request) from e
+
+    sleeps = Sleeps()
+    resolver = resolving({"tls.example.org": [PUBLIC_IP, "2606:4700::1111"]})
+    async with client(
+        sleep=sleeps, transport=httpx.MockTransport(handler), resolver=resolver
+    ) as http:
+        error = await fetch_error(http.get("https://tls.example.org/"))
+    assert error.code == "tls_error"
+    assert "Hostname mismatch" in str(error)
+    assert sleeps.delays == []
+    assert http.stats.requests == 1  # a certificate problem is not retried on the next address
+
+
 async def test_dns_failure_is_dns_error_and_not_retried() -> None:
     sleeps = Sleeps()
     async with client(sleep=sleeps, resolver=resolving({})) as http:
@@ -260,6 +307,27 @@ async def test_redirects_are_followed_and_report_the_final_url(
     server.add("/new", "here")
     response = await http.get(server.url("/old"))
     assert (response.url, response.content) == (server.url("/new?x=1"), b"here")
+
+
+async def test_credentials_do_not_follow_a_redirect_to_another_origin() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers["host"] == "a.example.org":
+            return httpx.Response(302, headers={"Location": "https://b.example.org/x"})
+        return httpx.Response(200, text="b")
+
+    resolver = resolving({"a.example.org": [PUBLIC_IP], "b.example.org": [PUBLIC_IP]})
+    async with client(transport=httpx.MockTransport(handler), resolver=resolver) as http:
+        await http.get(
+            "https://a.example.org/", headers={"Authorization": "Bearer t", "X-Keep": "1"}
+        )
+    first, second = seen
+    assert first.headers["authorization"] == "Bearer t"
+    assert "authorization" not in second.headers
+    assert second.headers["x-keep"] == "1"
+    assert second.extensions["sni_hostname"] == "b.example.org"
 
 
 async def test_redirect_to_a_refused_address_is_blocked(server: LoopbackServer) -> None:
