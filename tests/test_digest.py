@@ -1,0 +1,264 @@
+"""What goes into a network's digest, and how it is rendered (Swedish, English, escaping)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email import message_from_bytes, policy
+from typing import Any
+
+import pytest
+
+from notifications.delivery import run_digests
+from notifications.digest import Digest, build_digest, fold_changes
+from notifications.email import Sender, build_message, list_id
+from notifications.render import format_datetime, render_digest
+from notifications.transports import FileTransport
+from tests.conftest import T0
+from tests.test_digest_support import ItemBuilder
+from watcher.exceptions import PermanentDeliveryError
+from watcher.storage.deliveries import NotableChange
+
+
+def net(**kw: Any) -> dict[str, Any]:
+    return {"id": "n", "name": "Nätverket", "members": ["a@kommun.se"], **kw}
+
+
+@pytest.fixture
+def world(make_app, clock):
+    def build(*networks: dict[str, Any]) -> tuple[Any, ItemBuilder]:
+        app = make_app({"networks": list(networks) or [net()]})
+        return app, ItemBuilder(app.storage, clock)
+
+    return build
+
+
+def titles(entries) -> list[str]:
+    return [e.title for e in entries]
+
+
+def days(clock, n: float):
+    return clock() + timedelta(days=n)
+
+
+def test_first_digest_covers_what_is_open_or_forthcoming_now(world, clock):
+    app, items = world()
+    items.add("open", deadlines=[days(clock, 20)], baseline=True)
+    items.add("soon", status="forthcoming", deadlines=[days(clock, 60)], baseline=True)
+    items.add("closed", status="closed", baseline=True)
+    items.add("passed", status="open", deadlines=[days(clock, -1)], baseline=True)
+    items.add("news", kind="news", status=None, baseline=True)
+    items.add("held", deadlines=[days(clock, 20)], held=True)
+    d = build_digest(app, "n", clock())
+    assert d.first and titles(d.new) == ["Utlysning open", "Utlysning soon"]  # by deadline
+    assert d.updated == ()
+
+
+def test_later_digests_list_new_and_updated_since_the_last(world, clock):
+    app, items = world()
+    a = items.add("a", deadlines=[days(clock, 30)], baseline=True)
+    run_digests(app)
+    clock.advance(days=1)
+    items.add("b", deadlines=[days(clock, 10)])
+    items.add("base", deadlines=[days(clock, 10)], baseline=True)  # a new source's first poll
+    items.add("news", kind="news", status=None)
+    items.change(a, deadlines=[days(clock, 45)])
+    clock.advance(hours=1)
+    d = build_digest(app, "n", clock())
+    assert not d.first
+    assert titles(d.new) == ["Utlysning b", "Utlysning news"]
+    [upd] = d.updated
+    assert upd.title == "Utlysning a"
+    [note] = upd.changes
+    assert note.field == "deadlines"
+    run_digests(app)
+    clock.advance(hours=1)
+    assert build_digest(app, "n", clock()).is_empty  # each thing is reported once
+
+
+def test_held_items_arrive_once_released(world, clock):
+    app, items = world()
+    run_digests(app)  # the network's first (empty) digest
+    clock.advance(hours=1)
+    items.add("flood", deadlines=[days(clock, 30)], held=True)
+    clock.advance(hours=1)
+    assert build_digest(app, "n", clock()).is_empty
+    run_digests(app)
+    app.storage.release_held()
+    clock.advance(hours=1)
+    assert titles(build_digest(app, "n", clock()).new) == ["Utlysning flood"]
+
+
+def test_network_areas_themes_sources_kinds_and_relevance(world, clock):
+    app, items = world(
+        net(id="arb", areas=["fonder-program"], themes=["arbetsmarknad", "utbildning"]),
+        net(id="sam", areas=["all"], themes=["samhallsbyggnad"]),
+        net(id="esf", sources=["esf"], kinds=["call"]),
+    )
+    dl = [days(clock, 20)]
+    items.add("x", deadlines=dl, baseline=True, areas=["fonder-program"], themes=["utbildning"])
+    items.add("y", deadlines=dl, baseline=True, areas=["paverkan"], themes=["samhallsbyggnad"])
+    items.add("z", deadlines=dl, baseline=True, source="esf", areas=["kompetens"], themes=[])
+    items.add("w", deadlines=dl, baseline=True, relevant=False, themes=["samhallsbyggnad"])
+    items.add("u", deadlines=dl, baseline=True, areas=[], themes=[])
+    got = {n: titles(build_digest(app, n, clock()).new) for n in ("arb", "sam", "esf")}
+    assert got == {
+        "arb": ["Utlysning x"],
+        "sam": ["Utlysning y"],
+        "esf": ["Utlysning z"],
+    }
+
+
+def test_grouped_by_area_and_closing_soon(world, clock):
+    app, items = world()
+    items.add("late", deadlines=[days(clock, 40)], baseline=True, areas=["fonder-program"])
+    items.add("early", deadlines=[days(clock, 3)], baseline=True, areas=["fonder-program"])
+    items.add("p", deadlines=[days(clock, 5)], baseline=True, areas=["paverkan", "partners"])
+    items.add("none", deadlines=[], status="forthcoming", baseline=True, areas=["partners"])
+    d = build_digest(app, "n", clock())
+    groups = [(area, titles(es)) for area, es in d.groups("new")]
+    assert groups == [
+        ("fonder-program", ["Utlysning early", "Utlysning late"]),
+        ("paverkan", ["Utlysning p"]),
+        ("partners", ["Utlysning none"]),
+    ]
+    assert titles(d.closing_soon) == ["Utlysning early", "Utlysning p"]
+
+
+def test_several_deadlines_show_the_next_one(world, clock):
+    app, items = world()
+    items.add("multi", deadlines=[days(clock, -5), days(clock, 6), days(clock, 90)], baseline=True)
+    [e] = build_digest(app, "n", clock()).new
+    assert e.deadline == days(clock, 6)
+    [soon] = build_digest(app, "n", clock()).closing_soon
+    assert soon.item_id == e.item_id
+
+
+def test_fold_changes_keeps_first_old_and_last_new():
+    t = T0
+    chs = [
+        NotableChange(1, 9, t, "s", ({"field": "status", "old": "forthcoming", "new": "open"},)),
+        NotableChange(2, 9, t, "s", ({"field": "status", "old": "open", "new": "closed"},)),
+        NotableChange(3, 9, t, "s", ({"field": "title", "old": "A", "new": "B"},)),
+        NotableChange(4, 9, t, "s", ({"field": "title", "old": "B", "new": "A"},)),
+        NotableChange(5, 9, t, "s", ({"field": "summary", "old": "x", "new": "y"},)),
+    ]
+    assert [(n.field, n.old, n.new) for n in fold_changes(chs)] == [
+        ("status", "forthcoming", "closed")
+    ]
+
+
+def test_payload_round_trip_renders_the_same(world, clock):
+    app, items = world()
+    items.add("a", deadlines=[days(clock, 3)], baseline=True, summary="Rad ett\nRad två")
+    d = build_digest(app, "n", clock())
+    again = Digest.from_payload(d.to_payload())
+    assert again == d
+    r1, r2 = render_digest(d), render_digest(again)
+    assert r1.text.replace(r1.placeholder, "") == r2.text.replace(r2.placeholder, "")
+
+
+def test_one_bad_item_never_stops_a_digest(world, clock, monkeypatch):
+    import notifications.digest as digest_mod
+
+    app, items = world()
+    good = items.add("good", deadlines=[days(clock, 20)], baseline=True)
+    bad = items.add("bad", deadlines=[days(clock, 21)], baseline=True)
+    real = digest_mod.make_entry
+
+    def flaky(item, *a: Any, **k: Any):
+        if item.id == bad:
+            raise ValueError("unreadable")
+        return real(item, *a, **k)
+
+    monkeypatch.setattr(digest_mod, "make_entry", flaky)
+    d = build_digest(app, "n", clock())
+    assert [e.item_id for e in d.new] == [good] and d.skipped >= 1
+    assert "kunde inte läsas" in render_digest(d).text
+
+
+HOSTILE = 'Utlysning <script>alert("x")</script>\x00\x1b & "citat"\r\nBcc: evil@example.com'
+
+
+def test_untrusted_text_is_escaped_and_never_reaches_a_header(world, clock, tmp_path):
+    app, items = world(net(name="Nät\r\nBcc: evil@example.com"))
+    items.add(
+        "h",
+        HOSTILE,
+        deadlines=[days(clock, 3)],
+        baseline=True,
+        link="javascript:alert(1)",
+        summary="<img src=x onerror=alert(1)>",
+        programme="P\r\nX-Evil: 1",
+    )
+    [o] = run_digests(app)
+    assert o.sent == 1
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    raw = eml.read_bytes()
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg.get_all("Bcc") is None and msg.get_all("X-Evil") is None
+    assert "\n" not in msg["Subject"] and "\r" not in msg["List-Id"]
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "javascript:" not in html
+    assert "\x00" not in html and "\x1b" not in html
+    text = msg.get_body(("plain",)).get_content()
+    assert 'Utlysning <script>alert("x")</script> & "citat" Bcc: evil@example.com' in text
+
+
+def test_english_network_and_swedish_default(world, clock):
+    app, items = world(net(id="sv"), net(id="en", language="en"))
+    items.add("a", deadlines=[days(clock, 3)], baseline=True)
+    sv = render_digest(build_digest(app, "sv", clock()))
+    en = render_digest(build_digest(app, "en", clock()))
+    assert sv.subject == "Nätverket: 1 nya – 2 november 2026"
+    assert "Stänger snart" in sv.html and "Sista dag" in sv.text
+    assert en.subject == "Nätverket: 1 new – 2 November 2026"
+    assert "Closing soon" in en.html and "Deadline" in en.text
+
+
+def test_dates_are_shown_in_stockholm_time():
+    # 08:00 UTC is 09:00 in Stockholm (CET)
+    assert format_datetime(T0) == "2 november 2026 kl. 09:00"
+    assert format_datetime(T0.replace(hour=22, minute=59), "en") == "2 November 2026"
+
+
+def test_bad_recipient_address_is_a_permanent_failure_of_that_delivery():
+    sender = Sender.parse("EU-bevakning <eu@goteborgsregionen.se>")
+    kw = dict(
+        sender=sender,
+        subject="s",
+        html="<p>h</p>",
+        text="t",
+        message_id="<x@y>",
+        list_id=list_id("n", "N", sender.domain),
+        unsubscribe_url="https://x.se/u/1",
+        date=T0,
+    )
+    with pytest.raises(PermanentDeliveryError):
+        build_message(to="a@x.se\r\nBcc: evil@example.com", **kw)
+    with pytest.raises(PermanentDeliveryError):
+        build_message(to="Anna <a@x.se>", **kw)
+    ok = build_message(to="a@x.se", **kw)
+    assert ok["To"] == "a@x.se"
+
+
+def test_file_transport_writes_each_message_once(tmp_path):
+    sender = Sender.parse("EU <eu@x.se>")
+    msg = build_message(
+        sender=sender,
+        to="a@x.se",
+        subject="s",
+        html="<p>h</p>",
+        text="t",
+        message_id="<digest.n.1@x.se>",
+        list_id=list_id("n", "N", "x.se"),
+        unsubscribe_url="https://x.se/u/1",
+        date=T0,
+    )
+    t = FileTransport(tmp_path / "outbox")
+    t.send(msg, sender.address, "a@x.se")
+    t.send(msg, sender.address, "a@x.se")
+    files = list((tmp_path / "outbox").iterdir())
+    assert [f.name for f in files] == ["digest.n.1_x.se.eml"]
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
