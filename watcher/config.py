@@ -112,6 +112,8 @@ class WatcherSection(Strict):
     user_agent: str = "EU-bevakning/0.1 (+https://goteborgsregionen.se; contact: eu-bevakning@goteborgsregionen.se)"
     data_dir: str = "var"
     base_url: str = "http://127.0.0.1:8000"
+    # Spread the first polls after a start over this many seconds (politeness).
+    start_jitter: float = Field(60.0, ge=0, le=3600)
 
     @field_validator("timezone")
     @classmethod
@@ -436,36 +438,44 @@ def _problems_from(e: ValidationError, data: Mapping[str, Any]) -> list[ConfigPr
 
 def validate_data(data: Mapping[str, Any], path: str | None = None) -> Config:
     """Validate parsed TOML data (also used by the admin before it writes an edit)."""
+    problems = check_source_options(data.get("sources"))
     try:
         cfg = Config.model_validate({**data, "path": path})
     except ValidationError as e:
-        raise ConfigError(_problems_from(e, data), source=path or "") from e
-    problems = check_source_options(cfg)
+        raise ConfigError(_problems_from(e, data) + problems, source=path or "") from e
     if problems:
         raise ConfigError(problems, source=path or "")
     return cfg
 
 
-def check_source_options(cfg: Config) -> list[ConfigProblem]:
-    """Each source's kind is known and its options fit the adapter's schema."""
+def check_source_options(sources: Any) -> list[ConfigProblem]:
+    """Each source's kind is known and its options fit the adapter's schema (checked on
+    the raw data, so these problems are reported along with any others)."""
     from sources import registry
 
     problems: list[ConfigProblem] = []
-    for i, src in enumerate(cfg.sources):
+    if not isinstance(sources, list | tuple):
+        return problems
+    for i, src in enumerate(sources):
+        if not isinstance(src, Mapping) or not isinstance(src.get("kind"), str):
+            continue
         try:
-            adapter_cls = registry.get(src.kind)
+            adapter_cls = registry.get(src["kind"])
         except KeyError:
             problems.append(
                 ConfigProblem(
                     f"sources[{i}].kind",
-                    f"unknown adapter kind {src.kind!r}; known: {', '.join(registry.kinds())}",
+                    f"unknown adapter kind {src['kind']!r}; known: {', '.join(registry.kinds())}",
                 )
             )
             continue
+        options = src.get("options", {})
+        if not isinstance(options, Mapping):
+            continue  # the model reports the wrong type
         try:
-            adapter_cls.Options.model_validate(src.options)
+            adapter_cls.Options.model_validate(options)
         except ValidationError as e:
-            for p in _problems_from(e, src.options):
+            for p in _problems_from(e, options):
                 problems.append(
                     ConfigProblem(
                         f"sources[{i}].options" + ("." + p.path if p.path else ""), p.message

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "scheduler"
 LOCK_TTL = timedelta(seconds=90)
 LOCK_RENEW_SECONDS = 30
-MAX_START_JITTER = 60.0
 
 
 def source_trigger(src: SourceConfig, tz: Any) -> IntervalTrigger | CronTrigger:
@@ -52,12 +51,15 @@ def source_trigger(src: SourceConfig, tz: Any) -> IntervalTrigger | CronTrigger:
 class Scheduler:
     """Runs the service's jobs while this process holds the scheduler lock."""
 
-    def __init__(self, app: App, *, start_jitter: float = MAX_START_JITTER) -> None:
+    def __init__(self, app: App, *, start_jitter: float | None = None) -> None:
         self.app = app
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.start_jitter = start_jitter
+        self.start_jitter = (
+            app.config.watcher.start_jitter if start_jitter is None else start_jitter
+        )
         self.aps = AsyncIOScheduler(timezone=app.config.tz)
         self.leader = False
+        self._announced_standby = False
         self._inflight: set[asyncio.Task[Any]] = set()
         # Other features add their own jobs here (digests): called with (scheduler, config).
         self.job_providers: list[Callable[[Scheduler, Config], None]] = []
@@ -65,8 +67,9 @@ class Scheduler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.aps.start()
+    def start(self, *, paused: bool = False) -> None:
+        """Start scheduling (``paused``: jobs are kept but not run, for tests)."""
+        self.aps.start(paused=paused)
         self.aps.add_job(
             self._leadership,
             IntervalTrigger(seconds=LOCK_RENEW_SECONDS),
@@ -114,6 +117,9 @@ class Scheduler:
             log.warning("lost the scheduler lock; another process runs the jobs now")
             self.leader = False
             self._remove_work_jobs()
+        elif not got and not self._announced_standby:
+            log.info("another process runs the scheduler; this one serves the web and stands by")
+            self._announced_standby = True
 
     async def _watch_files(self) -> None:
         self.app.reload_config_if_changed()
@@ -171,6 +177,14 @@ class Scheduler:
                 return
             results = await self.app.poll([source_id])
             result = results[0]
+            log.info(
+                "polled %s: %s, %d new, %d updated, %d unchanged",
+                source_id,
+                result.status.value,
+                result.new,
+                result.updated,
+                result.unchanged,
+            )
             if result.status == PollStatus.ERROR:
                 state = await asyncio.to_thread(self.app.storage.source_state, source_id)
                 if state.next_attempt_at is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -25,7 +26,7 @@ from watcher import config as config_mod
 from watcher.exceptions import ConfigError, StorageError, WatcherError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,6 +139,9 @@ def run(ctx: Ctx, host: str | None, port: int | None, no_scheduler: bool) -> Non
         f"EU-bevakning on http://{h}:{p}  ·  database {_redacted(cfg.watcher.database_url)}  ·  "
         f"email: {cfg.email.backend}  ·  {len([s for s in cfg.sources if s.enabled])} sources"
     )
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; after a clean
+    # shutdown that is a normal end, so it exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(web, host=h, port=p, log_level="info", lifespan="on", timeout_graceful_shutdown=30)
 
 

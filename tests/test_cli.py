@@ -1,0 +1,129 @@
+"""The command line, end to end against a loopback server and a temp database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import SHARED, fetch_settings, write_config
+from tests.loopback import LoopbackServer
+from watcher.cli import main
+
+FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>
+<item><guid>1</guid><title>Utlysning: &lt;b&gt;kompetensförsörjning&lt;/b&gt; i Västsverige</title>
+<link>https://esf.example/1</link><description>Sista ansökningsdag 16 mars 2027</description></item>
+</channel></rss>"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path, loopback: LoopbackServer) -> Any:
+    loopback.add("/f.xml", FEED, content_type="application/rss+xml")
+    cfg = write_config(
+        tmp_path / "config.toml",
+        {
+            "watcher": {"database_url": f"sqlite:///{tmp_path / 'w.db'}"},
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                {
+                    "id": "feed",
+                    "name": "Feed",
+                    "kind": "rss",
+                    "url": loopback.url("/f.xml"),
+                    "areas": ["fonder-program"],
+                },
+                {
+                    "id": "cal",
+                    "name": "Kalender",
+                    "kind": "ical",
+                    "url": loopback.url("/cal.ics"),
+                    "options": {"programmes": {"Europe": "Interreg Europe"}},
+                },
+            ],
+        },
+    )
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> Any:
+        res = runner.invoke(main, ["--config", str(cfg), *args])
+        assert res.exit_code == code, res.output
+        return res
+
+    return run
+
+
+def test_poll_then_items_and_sources(cli):
+    out = cli("poll").output
+    assert "feed" in out and "ok" in out
+    lines = [json.loads(x) for x in cli("items", "list", "--json").stdout.splitlines()]
+    assert len(lines) == 1
+    item = lines[0]
+    assert item["title"] == "Utlysning: kompetensförsörjning i Västsverige"
+    assert "fonder-program" in item["areas"]
+    shown = json.loads(cli("items", "show", str(item["id"]), "--json").stdout)
+    assert shown["history"][0]["kind"] == "new"
+    assert any(t["tag"] == "fonder-program" and t["rule"] for t in shown["tags"])
+    text = cli("items", "show", str(item["id"])).output
+    assert "Taggar och varför" in text and "fonder-program" in text
+    sources = [json.loads(x) for x in cli("sources", "list", "--json").stdout.splitlines()]
+    by = {s["id"]: s for s in sources}
+    assert by["feed"]["items"] == 1 and by["feed"]["last_success"] is not None
+    assert by["cal"]["last_error"]["code"] == "http_404"
+    assert by["cal"]["consecutive_failures"] == 1
+    cli("items", "show", "999", code=2)
+    assert cli("items", "list", "--since", "2999-01-01", "--json").stdout == ""
+
+
+def test_sources_test_from_a_saved_file_stores_nothing(cli):
+    ics = SHARED / "data/sources/interreg_no_kalender_event.ics"
+    if not ics.exists():
+        pytest.skip(f"sample missing: {ics}")
+    res = cli("sources", "test", "cal", "--file", str(ics), "--json")
+    [item] = [json.loads(x) for x in res.stdout.splitlines()]
+    assert item["programme"] == "Interreg Europe"
+    assert item["deadlines"] == ["2024-06-06T10:00:00+00:00"]
+    assert {"key", "title", "link", "status", "opening", "deadlines", "programme"} <= set(item)
+    assert cli("items", "list", "--json").stdout == ""
+    res = cli("sources", "test", "feed")
+    assert "feed: 1 items (not stored)" in res.output
+    cli("sources", "test", "nope", code=2)
+
+
+def test_sources_kinds_lists_every_adapter(cli):
+    out = cli("sources", "kinds").output
+    for kind in (
+        "rss",
+        "html",
+        "page",
+        "ical",
+        "ft-portal",
+        "esf",
+        "tillvaxtverket",
+        "haveyoursay",
+    ):
+        assert kind in out
+
+
+def test_check_config_and_db_upgrade(tmp_path):
+    runner = CliRunner()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[sources]]\nid = "x"\nname = "x"\nkind = "rss"\nurl = "file:///etc"\n[sources.options]\nfoo = 1\n'
+    )
+    res = runner.invoke(main, ["--config", str(bad), "check-config"])
+    assert res.exit_code == 1
+    assert "sources[0].url" in res.output and "sources[0].options.foo" in res.output
+    res = runner.invoke(main, ["--config", str(bad), "poll"])
+    assert res.exit_code == 2
+    good = write_config(
+        tmp_path / "good.toml", {"watcher": {"database_url": f"sqlite:///{tmp_path / 'd.db'}"}}
+    )
+    res = runner.invoke(main, ["--config", str(good), "check-config"])
+    assert res.exit_code == 0 and "OK" in res.output
+    res = runner.invoke(main, ["--config", str(good), "db", "upgrade"])
+    assert res.exit_code == 0 and "revision 0001" in res.output
+    res = runner.invoke(main, ["--config", str(tmp_path / "missing.toml"), "check-config"])
+    assert res.exit_code == 1 and "does not exist" in res.output

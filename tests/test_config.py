@@ -1,0 +1,148 @@
+"""Config validation: every problem reported with its key path; secrets refused."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from watcher import config as config_mod
+from watcher.config import DigestSchedule, Schedule, validate_data
+from watcher.exceptions import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def problems(data: dict) -> dict[str, str]:
+    with pytest.raises(ConfigError) as exc:
+        validate_data(data)
+    return {p.path: p.message for p in exc.value.problems}
+
+
+def source(**kw):
+    return {"id": "s", "name": "S", "kind": "rss", "url": "https://example.org/feed", **kw}
+
+
+def test_the_shipped_config_is_valid_and_lists_the_real_sources():
+    cfg = config_mod.load(REPO / "config.toml")
+    kinds = {s.kind for s in cfg.sources}
+    assert {
+        "ft-portal",
+        "esf",
+        "tillvaxtverket",
+        "ical",
+        "haveyoursay",
+        "rss",
+        "html",
+        "page",
+    } <= kinds
+    assert all(s.enabled and (s.areas or s.themes or s.options) for s in cfg.sources)
+    assert all(s.url.startswith("https://") for s in cfg.sources)
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "fragment"),
+    [
+        ({"sources": [source(kind="nope")]}, "sources[0].kind", "unknown adapter kind"),
+        ({"sources": [source(url="file:///etc/passwd")]}, "sources[0].url", "not an http(s) URL"),
+        ({"sources": [source(url="ftp://x/y")]}, "sources[0].url", "not an http(s) URL"),
+        ({"sources": [source(schedule="often")]}, "sources[0].schedule", "neither an interval"),
+        ({"sources": [source(schedule="61 * * * *")]}, "sources[0].schedule", "cron"),
+        ({"sources": [source(areas=["economy"])]}, "sources[0].areas", "unknown area"),
+        (
+            {"sources": [source(options={"colour": "red"})]},
+            "sources[0].options.colour",
+            "unknown key",
+        ),
+        (
+            {"sources": [source(kind="html", options={"item": "div[", "title": "h2"})]},
+            "sources[0].options.item",
+            "invalid CSS selector",
+        ),
+        ({"sources": [source(kind="html", options={})]}, "sources[0].options.item", "required"),
+        ({"sources": [source(id="Bad Id")]}, "sources[0].id", "lower-case"),
+        ({"watcher": {"timezone": "Mars/Olympus"}}, "watcher.timezone", "unknown time zone"),
+        (
+            {"fetch": {"allow_private_networks": ["intranet"]}},
+            "fetch.allow_private_networks",
+            "not an IP",
+        ),
+        ({"fetch": {"timeout": -1}}, "fetch.timeout", "greater than 0"),
+        ({"email": {"smtp": {"password": "hunter2"}}}, "email.smtp", "must not be in config.toml"),
+        ({"web": {"admin_password": "x"}}, "web", "do not belong in config.toml"),
+        (
+            {"networks": [{"id": "n", "name": "N", "members": ["a@b.se, c@d.se"]}]},
+            "networks[0].members",
+            "one plain email",
+        ),
+        (
+            {"networks": [{"id": "n", "name": "N", "members": ["x@y.se\r\nBcc: z@w.se"]}]},
+            "networks[0].members",
+            "one plain email",
+        ),
+        (
+            {"networks": [{"id": "n", "name": "N", "schedule": "sometimes"}]},
+            "networks[0].schedule",
+            "daily HH:MM",
+        ),
+        (
+            {"networks": [{"id": "n", "name": "N", "themes": ["sport"]}]},
+            "networks[0].themes",
+            "unknown theme",
+        ),
+        ({"surprise": 1}, "surprise", "unknown key"),
+    ],
+)
+def test_problems_name_their_key(data, path, fragment):
+    found = problems(data)
+    assert path in found, found
+    assert fragment in found[path]
+
+
+def test_all_problems_are_reported_at_once():
+    found = problems(
+        {
+            "sources": [source(url="gopher://x"), source(id="t", schedule="x")],
+            "fetch": {"retries": -1},
+        }
+    )
+    assert {"sources[0].url", "sources[1].schedule", "fetch.retries"} <= set(found)
+
+
+def test_duplicate_ids():
+    found = problems({"sources": [source(), source()]})
+    assert any("duplicate id" in m for m in found.values())
+
+
+def test_schedules():
+    assert Schedule.parse("6h").interval.total_seconds() == 21600
+    assert Schedule.parse("0 7 * * 1-5").cron == "0 7 * * 1-5"
+    with pytest.raises(ValueError):
+        Schedule.parse("10s")
+    assert DigestSchedule.parse("mon 08:00") == DigestSchedule((0,), 8, 0)
+    assert DigestSchedule.parse("daily 07:30").days == tuple(range(7))
+    assert DigestSchedule.parse("mon,thu 9:05") == DigestSchedule((0, 3), 9, 5)
+
+
+def test_load_reports_toml_syntax_and_missing_file(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text("[watcher\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config_mod.load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_mod.load(tmp_path / "missing.toml")
+
+
+def test_every_toml_example_in_the_docs_parses_and_validates():
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    checked = 0
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        for block in text.split("```toml")[1:]:
+            body = block.split("```", 1)[0]
+            data = tomllib.loads(body)
+            if {"sources", "watcher", "fetch", "networks", "email", "web"} & set(data):
+                validate_data(data)
+                checked += 1
+    assert checked >= 1

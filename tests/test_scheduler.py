@@ -1,0 +1,91 @@
+"""The scheduler: jobs follow the config, failing sources back off and are retried, and
+only the holder of the database lock runs jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.conftest import T0, fetch_settings
+from watcher.config import validate_data
+from watcher.pipeline.poll import backoff_until
+from watcher.scheduler import Scheduler
+
+
+def sources(loopback, *ids: str, schedule: str = "1h") -> list[dict]:
+    return [
+        {"id": i, "name": i, "kind": "rss", "url": loopback.url(f"/{i}.xml"), "schedule": schedule}
+        for i in ids
+    ]
+
+
+def test_backoff_doubles_and_is_capped_by_the_interval():
+    delays = [(backoff_until(n, 3600, T0) - T0).total_seconds() for n in range(1, 10)]
+    assert delays[:4] == [60, 120, 240, 480]
+    assert max(delays) == 3600 and delays[-1] == 3600
+
+
+async def test_jobs_follow_the_config(make_app, loopback):
+    app = make_app({"fetch": fetch_settings(loopback), "sources": sources(loopback, "a", "b")})
+    sched = Scheduler(app, start_jitter=0)
+    sched.start(paused=True)
+    try:
+        await sched._leadership()
+        assert sched.leader
+        jobs = {j.id: j for j in sched.aps.get_jobs()}
+        assert {"source:a", "source:b"} <= set(jobs)
+        assert jobs["source:a"].max_instances == 1 and jobs["source:a"].coalesce
+        data = {
+            "fetch": fetch_settings(loopback),
+            "sources": [*sources(loopback, "a", schedule="0 7 * * 1-5"), *sources(loopback, "c")],
+        }
+        app.set_config(validate_data(data, app.config.path))
+        jobs = {j.id: j for j in sched.aps.get_jobs()}
+        assert "source:b" not in jobs and "source:c" in jobs
+        assert "cron" in str(jobs["source:a"].trigger)
+    finally:
+        await sched.stop()
+
+
+async def test_a_failing_source_is_retried_with_backoff(make_app, loopback):
+    loopback.add("/bad.xml", "nope", status=500)
+    app = make_app({"fetch": fetch_settings(loopback), "sources": sources(loopback, "bad")})
+    sched = Scheduler(app, start_jitter=0)
+    sched.start(paused=True)
+    try:
+        await sched._leadership()
+        await sched._run_source("bad")
+        retry = sched.aps.get_job("retry:bad")
+        assert retry is not None
+        state = app.storage.source_state("bad")
+        assert state.consecutive_failures == 1
+        assert state.next_attempt_at == T0 + timedelta(minutes=1)
+        await sched._run_source("bad")
+        assert app.storage.source_state("bad").next_attempt_at == T0 + timedelta(minutes=2)
+    finally:
+        await sched.stop()
+
+
+async def test_only_the_lock_holder_runs_jobs(make_app, loopback, clock):
+    app = make_app({"fetch": fetch_settings(loopback), "sources": sources(loopback, "a")})
+    first, second = Scheduler(app, start_jitter=0), Scheduler(app, start_jitter=0)
+    first.start(paused=True)
+    second.start(paused=True)
+    try:
+        await first._leadership()
+        await second._leadership()
+        assert first.leader and not second.leader
+        assert second.aps.get_job("source:a") is None
+        await first.stop()  # releases the lock
+        await second._leadership()
+        assert second.leader and second.aps.get_job("source:a") is not None
+        # A holder that stops renewing loses the lock once it expires.
+        clock.advance(seconds=200)
+        third = Scheduler(app, start_jitter=0)
+        third.start(paused=True)
+        await third._leadership()
+        assert third.leader
+        await second._leadership()
+        assert not second.leader and second.aps.get_job("source:a") is None
+        await third.stop()
+    finally:
+        await second.stop()

@@ -1,0 +1,163 @@
+"""`watcher run` as a real process: serves /healthz, polls on schedule, stops cleanly on
+SIGTERM even with a poll in flight, and only one of two processes runs the scheduler."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import fetch_settings, write_config
+from tests.loopback import LoopbackServer, Reply
+from watcher.storage import Storage
+
+FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>
+<item><guid>1</guid><title>Utlysning ett</title><link>https://x.example/1</link></item>
+<item><guid>2</guid><title>Utlysning två</title><link>https://x.example/2</link></item>
+</channel></rss>"""
+
+WAIT = 60.0  # an upper bound for a process to say something, never a pause
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """A `watcher run` subprocess whose log lines are read as they come."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "--config", str(config), "run", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def wait_for(self, fragment: str) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"no {fragment!r} in the log:\n" + "".join(self.log)) from None
+            self.log.append(line)
+            if line == "":
+                raise AssertionError(f"process ended before {fragment!r}:\n" + "".join(self.log))
+            if fragment in line:
+                return line
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=WAIT) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def service_config(tmp_path: Path, loopback: LoopbackServer) -> Iterator[Path]:
+    cfg = write_config(
+        tmp_path / "config.toml",
+        {
+            "watcher": {"database_url": f"sqlite:///{tmp_path / 'w.db'}", "start_jitter": 0},
+            "fetch": fetch_settings(loopback),
+            "email": {"outbox": str(tmp_path / "outbox")},
+            "sources": [
+                {
+                    "id": "feed",
+                    "name": "Feed",
+                    "kind": "rss",
+                    "url": loopback.url("/f.xml"),
+                    "schedule": "1h",
+                }
+            ],
+        },
+    )
+    yield cfg
+
+
+def test_run_serves_healthz_polls_and_stops_cleanly_mid_poll(
+    service_config: Path, loopback: LoopbackServer, tmp_path: Path
+):
+    arrived, release = threading.Event(), threading.Event()
+
+    def slow_feed(_req: Any) -> Reply:
+        arrived.set()
+        release.wait(WAIT)  # hold the response until the test has sent SIGTERM
+        return Reply(200, {"Content-Type": "application/rss+xml"}, FEED.encode())
+
+    loopback.add_handler("/f.xml", slow_feed)
+    svc = Service(service_config, free_port())
+    try:
+        svc.wait_for("Uvicorn running")
+        health = svc.get("/healthz")
+        assert health["status"] == "ok" and health["database"] == "ok"
+        assert arrived.wait(WAIT), "the scheduler never polled the source"
+        assert svc.get("/healthz")["scheduler"] == "leader"
+        svc.proc.send_signal(signal.SIGTERM)
+        svc.wait_for("Shutting down")
+        release.set()  # the poll in flight completes during shutdown
+        assert svc.stop() == 0
+    finally:
+        release.set()
+        if svc.proc.poll() is None:
+            svc.proc.kill()
+    storage = Storage(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        assert storage.count_items() == 2  # the whole poll was stored, nothing half-written
+        [entry] = storage.poll_history("feed")
+        assert entry["status"] == "ok" and entry["new"] == 2
+        assert storage.lock_holder("scheduler", storage_now()) is None  # released on exit
+    finally:
+        storage.close()
+
+
+def storage_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def test_two_processes_share_one_scheduler(service_config: Path, loopback: LoopbackServer):
+    loopback.add("/f.xml", FEED, content_type="application/rss+xml")
+    first = Service(service_config, free_port())
+    second = None
+    try:
+        first.wait_for("this process runs the scheduler")
+        second = Service(service_config, free_port())
+        second.wait_for("stands by")
+        assert first.get("/healthz")["scheduler"] == "leader"
+        assert second.get("/healthz")["scheduler"] == "standby"
+        assert first.stop() == 0
+        assert second.stop() == 0
+    finally:
+        for svc in (first, second):
+            if svc is not None and svc.proc.poll() is None:
+                svc.proc.kill()
