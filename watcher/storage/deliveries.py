@@ -28,7 +28,16 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from watcher.storage import base
-from watcher.storage.schema import deliveries, digests, item_changes, items, meta, optouts
+from watcher.storage.schema import (
+    deliveries,
+    digests,
+    item_changes,
+    item_sources,
+    items,
+    meta,
+    optouts,
+    tags,
+)
 from watcher.storage.store import Storage
 
 # Delivery statuses.
@@ -226,6 +235,52 @@ class DeliveryStore:
             NotableChange(r["id"], r["item_id"], r["at"], r["source_id"], tuple(r["changes"] or ()))
             for r in rows
         ]
+
+    @base.translate_errors
+    def feed_item_ids(
+        self,
+        *,
+        areas: Sequence[str] | None = None,
+        themes: Sequence[str] | None = None,
+        sources: Sequence[str] = (),
+        kinds: Sequence[str] = (),
+        deadline_after: datetime | None = None,
+        limit: int = 100,
+    ) -> list[int]:
+        """Relevant, not held, tagged items for a feed or calendar: with one of ``areas``
+        and one of ``themes`` (None: any), newest change first; with ``deadline_after``
+        only items whose last deadline is after it, soonest first."""
+        q = select(items.c.id).where(
+            items.c.relevant.is_(True),
+            items.c.held.is_(False),
+            items.c.id.in_(select(tags.c.item_id)),
+        )
+        for kind, wanted in (("area", areas), ("theme", themes)):
+            if wanted is not None:
+                q = q.where(
+                    items.c.id.in_(
+                        select(tags.c.item_id).where(tags.c.kind == kind, tags.c.tag.in_(wanted))
+                    )
+                )
+        if sources:
+            q = q.where(
+                or_(
+                    items.c.source_id.in_(sources),
+                    items.c.id.in_(
+                        select(item_sources.c.item_id).where(item_sources.c.source_id.in_(sources))
+                    ),
+                )
+            )
+        if kinds:
+            q = q.where(items.c.kind.in_(kinds))
+        if deadline_after is not None:
+            q = q.where(items.c.deadline > deadline_after).order_by(items.c.deadline, items.c.id)
+        else:
+            q = q.order_by(
+                func.coalesce(items.c.changed_at, items.c.first_seen).desc(), items.c.id.desc()
+            )
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q.limit(limit)).all()]
 
     # -- recording -------------------------------------------------------------------------
 

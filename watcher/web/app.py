@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from watcher.app import App
-from watcher.web import health
+from watcher.web import feeds, health
 
 
 def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
@@ -23,6 +23,9 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
             from watcher.scheduler import Scheduler
 
             scheduler = Scheduler(app)
+            from notifications.schedule import digest_jobs
+
+            scheduler.job_providers.append(digest_jobs)
             web.state.scheduler = scheduler
             scheduler.start()
         try:
@@ -45,4 +48,5 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     web.state.app = app
     web.state.scheduler = None
     web.include_router(health.router)
+    feeds.install(web, app)  # feeds, calendars, unsubscribe; cache hooked to app.hooks
     return web
