@@ -127,7 +127,10 @@ class App:
         from watcher.http import HttpClient
 
         return HttpClient(
-            self._config.fetch, self._config.watcher.user_agent, transport=self.transport
+            self._config.fetch,
+            self._config.watcher.user_agent,
+            transport=self.transport,
+            clock=self.clock,
         )
 
     def sources(

@@ -889,6 +889,9 @@ class HttpClient:
             return _Redirect(response.headers["location"], status)
         if status == 304:
             self.stats.responses_304 += 1
+            # A 304 has no body; reading its (empty) end lets the connection be reused
+            # instead of closed.
+            await response.aread()
             return HttpResponse(
                 target.url, 304, _Headers(response.headers), b"", _cache_of(response)
             )
