@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from watcher.app import App
-from watcher.web import feeds, health
+from watcher.web import admin, api, feeds, health, public
 
 
 def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
@@ -49,4 +49,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     web.state.scheduler = None
     web.include_router(health.router)
     feeds.install(web, app)  # feeds, calendars, unsubscribe; cache hooked to app.hooks
+    web.include_router(api.router)
+    public.install(web)  # pages, static files, error pages
+    admin.install(web)  # session middleware, login, admin routes
     return web
