@@ -197,9 +197,9 @@ class DigestSender:
                     continue
                 self._new_digest(net, o)
                 if o.digest_id is not None and not stopped:
-                    rec = self.store.get_digest(o.digest_id)
-                    if rec is not None and rec.status == "sending":
-                        self._send_digest(rec, net, o)
+                    fresh = self.store.get_digest(o.digest_id)
+                    if fresh is not None and fresh.status == "sending":
+                        self._send_digest(fresh, net, o)
             except _StopRun as e:
                 stopped = True
                 o.errors.append(str(e))

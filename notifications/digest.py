@@ -492,20 +492,16 @@ def load_inputs(app: App, network_ids: Sequence[str], now: datetime) -> DigestIn
 
     store = DeliveryStore(app.storage)
     histories = {nid: store.network_history(nid, NEW_LOOKBACK) for nid in network_ids}
-    started = [h for h in histories.values() if h.epoch is not None]
-    first_seen_after: datetime | None = None
-    changes: list[NotableChange] = []
-    if started and len(started) == len(histories):
-        first_seen_after = min(
-            max(h.epoch, h.last_window_end - NEW_LOOKBACK)  # type: ignore[operator,type-var]
-            for h in started
-        )
-    if started:
-        since = min(
-            max(h.epoch, h.last_window_end - CHANGE_LOOKBACK)  # type: ignore[operator,type-var]
-            for h in started
-        )
-        changes = store.notable_changes(since, now)
+    # The lower bounds of each started network's selection (see select_digest).
+    new_bounds: list[datetime] = []
+    change_bounds: list[datetime] = []
+    for h in histories.values():
+        if h.epoch is not None and h.last_window_end is not None:
+            new_bounds.append(max(h.epoch, h.last_window_end - NEW_LOOKBACK))
+            change_bounds.append(max(h.epoch, h.last_window_end - CHANGE_LOOKBACK))
+    # A network's first digest looks at every item; otherwise only the recent ones.
+    first_seen_after = min(new_bounds) if len(new_bounds) == len(histories) else None
+    changes = store.notable_changes(min(change_bounds), now) if change_bounds else []
     ids = set(
         store.candidate_item_ids(first_seen_after=first_seen_after, changed_after=None, now=now)
     )

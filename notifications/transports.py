@@ -96,10 +96,14 @@ class FileTransport(_Closing):
             raise TransportUnavailable(f"cannot write to the outbox {self.outbox}: {e}") from e
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _smtp_error(
     code: int, message: bytes | str, what: str
 ) -> TransientDeliveryError | PermanentDeliveryError:
-    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    text = _text(message)
     detail = f"{what}: {code} {text}".strip()
     if code == 421:
         return TransportUnavailable(detail)
@@ -179,7 +183,7 @@ class SmtpTransport(_Closing):
         except smtplib.SMTPResponseException as e:
             raise TransportUnavailable(
                 f"SMTP server {s.host}:{s.port} refused the session: {e.smtp_code} "
-                f"{e.smtp_error.decode('utf-8', 'replace')}"
+                f"{_text(e.smtp_error)}"
             ) from e
         except (smtplib.SMTPException, OSError, ssl.SSLError) as e:
             raise TransportUnavailable(

@@ -54,8 +54,8 @@ def digest(
                 note = (note + "; " if note else "") + f"[red]{o.failed} failed[/]"
             if o.deferred:
                 note = (note + "; " if note else "") + f"[yellow]{o.deferred} to retry later[/]"
-            for e in o.errors:
-                note = (note + "; " if note else "") + f"[red]{e}[/]"
+            for err in o.errors:
+                note = (note + "; " if note else "") + f"[red]{err}[/]"
             table.add_row(
                 o.network,
                 str(o.new),
