@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import feedparser
 from pydantic import Field
 
-from sources._common import (
-    FilterOptions,
-    decode_text,
-    keep,
-    refuse_hostile_xml,
-    require_body,
-    stable_key,
-    utf8_xml,
-)
+from sources._common import FilterOptions, keep, stable_key
+from sources._feed import parse_feed
 from sources.base import Adapter
 from sources.registry import register
-from watcher.exceptions import ParseError
 from watcher.types import Page, RawItem
 
 
@@ -44,29 +33,12 @@ class RssAdapter(Adapter):
     options: Options
 
     def parse(self, page: Page) -> list[RawItem]:
-        require_body(page)
-        refuse_hostile_xml(page)
-        text = decode_text(page)
-        parsed: Any = feedparser.parse(
-            utf8_xml(text),
-            sanitize_html=True,
-            resolve_relative_uris=True,
-            response_headers={
-                "content-location": page.url,
-                "content-type": "application/xml; charset=utf-8",
-            },
-        )
-        if not parsed.get("version") and not parsed.entries:
-            reason = parsed.get("bozo_exception")
-            raise ParseError(
-                f"not an RSS or Atom feed ({reason or 'no feed elements found'})",
-                code="invalid_feed",
-            )
+        feed = parse_feed(page)
         out: list[RawItem] = []
-        for entry in parsed.entries[: self.options.max_items]:
+        for entry in feed.entries[: self.options.max_items]:
             title = (entry.get("title") or "").strip()
             link = (entry.get("link") or "").strip()
-            summary = entry.get("summary") or entry.get("description") or ""
+            summary = entry.get("summary") or ""
             if not summary and entry.get("content"):
                 summary = entry["content"][0].get("value", "")
             if not title and not link:
@@ -75,7 +47,6 @@ class RssAdapter(Adapter):
                 continue
             guid = (entry.get("id") or "").strip() if self.options.use_guid else ""
             key = guid or link or stable_key(title, summary[:200])
-            published = entry.get("published") or entry.get("updated") or None
             out.append(
                 RawItem(
                     key=key,
@@ -84,9 +55,9 @@ class RssAdapter(Adapter):
                     summary=summary,
                     summary_is_html=True,
                     kind=self.options.kind,
-                    published=published,
-                    topics=tuple(t.get("term", "") for t in entry.get("tags", []) if t.get("term")),
-                    language=(parsed.feed.get("language") or None),
+                    published=entry.get("published") or entry.get("updated") or None,
+                    topics=tuple(t["term"] for t in entry.get("tags") or () if t.get("term")),
+                    language=feed.language or None,
                 )
             )
         return out

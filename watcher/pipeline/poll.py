@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sources.base import Adapter
     from watcher.config import SourceConfig
     from watcher.http import HttpClient
-    from watcher.storage import SourceState, Storage
+    from watcher.storage import ApplyOutcome, SourceState, Storage
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +169,6 @@ class Poller:
                 bad += 1
         return items, bad
 
-    def _tag(self, by_id: Mapping[int, Item], source: SourceConfig, at: datetime) -> None:
-        classifier = self.classifier
-        assert classifier is not None
-        results = {i: classifier(item, source) for i, item in by_id.items()}
-        self.storage.set_tags_many(results, at, classifier.version)
-
     async def _failed(
         self, source: SourceConfig, error: SourceError, started: datetime, at: datetime
     ) -> PollResult:
@@ -265,29 +259,38 @@ class Poller:
             parsed=len(items),
             warnings=tuple(warnings),
         )
-        outcome = await asyncio.to_thread(
-            self.storage.apply,
-            source.id,
-            intents,
-            result,
-            at,
-            cache=cache,
-            baseline=baseline,
-            hold_new=hold,
-            warning="; ".join(warnings) or None,
-            field_profile=layout.profile,
-            started_at=started,
-        )
-        if self.classifier is not None:
-            by_id: dict[int, Item] = {}
-            new_iter = iter(outcome.new_ids)
-            for intent in intents:
-                if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
-                    by_id[next(new_iter)] = intent.item
-                elif intent.kind == IntentKind.UPDATED and intent.item_id is not None:
-                    by_id[intent.item_id] = intent.item
-            if by_id:
-                await asyncio.to_thread(self._tag, by_id, source, at)
+
+        def classify_and_apply() -> ApplyOutcome:
+            # New and changed items are tagged here and written with them, in the same
+            # transaction: an item is never stored without its tags.
+            classifications = None
+            version = None
+            if self.classifier is not None:
+                classifier = self.classifier
+                version = classifier.version
+                classifications = [
+                    classifier(i.item, source)
+                    if i.kind == IntentKind.UPDATED
+                    or (i.kind == IntentKind.NEW and i.duplicate_of is None)
+                    else None
+                    for i in intents
+                ]
+            return self.storage.apply(
+                source.id,
+                intents,
+                result,
+                at,
+                cache=cache,
+                baseline=baseline,
+                hold_new=hold,
+                warning="; ".join(warnings) or None,
+                field_profile=layout.profile,
+                started_at=started,
+                classifications=classifications,
+                rules_version=version,
+            )
+
+        outcome = await asyncio.to_thread(classify_and_apply)
         changed = [*outcome.new_ids, *outcome.updated_ids, *outcome.merged_ids]
         if changed:
             for hook in self.on_changed:

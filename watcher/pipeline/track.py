@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC
 from functools import cached_property
 
 from watcher.pipeline.normalise import tracked_values
@@ -37,15 +37,11 @@ class DupCandidate:
     source_ids: frozenset[str]
     identifier: str | None
     title: str
-    deadlines: tuple[datetime, ...]
+    days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
 
     @cached_property
     def tokens(self) -> frozenset[str]:
         return frozenset(normalise_title(self.title))
-
-    @cached_property
-    def days(self) -> frozenset[date]:
-        return frozenset(d.date() for d in self.deadlines)
 
     @cached_property
     def upper_title(self) -> str:
@@ -112,7 +108,7 @@ class CandidateIndex:
 
     def __init__(self, candidates: Iterable[DupCandidate]) -> None:
         self.with_identifier: list[DupCandidate] = []
-        self.by_day: dict[date, list[DupCandidate]] = {}
+        self.by_day: dict[str, list[DupCandidate]] = {}
         for cand in candidates:
             if cand.identifier:
                 self.with_identifier.append(cand)
@@ -121,8 +117,8 @@ class CandidateIndex:
 
     def for_item(self, item: Item) -> list[DupCandidate]:
         out: dict[int, DupCandidate] = {c.item_id: c for c in self.with_identifier}
-        for d in item.deadlines:
-            for c in self.by_day.get(d.date(), ()):
+        for d in item_days(item):
+            for c in self.by_day.get(d, ()):
                 out.setdefault(c.item_id, c)
         return list(out.values())
 
@@ -135,7 +131,7 @@ def find_duplicate(
         candidates = candidates.for_item(item)
     title_norm = frozenset(normalise_title(item.title))
     haystack = f"{item.title} {item.summary}".upper()
-    days = {d.date() for d in item.deadlines}
+    days = item_days(item)
     best: tuple[float, DupCandidate, str] | None = None
     for cand in candidates:
         if item.source_id in cand.source_ids:
@@ -159,6 +155,11 @@ def find_duplicate(
             if sim >= TITLE_SIMILARITY and (best is None or sim > best[0]):
                 best = (sim, cand, f"close title ({sim:.0%}) and the same deadline")
     return (best[1], best[2]) if best else None
+
+
+def item_days(item: Item) -> frozenset[str]:
+    """An item's deadline days as UTC ISO dates, the form candidates carry."""
+    return frozenset(d.astimezone(UTC).date().isoformat() for d in item.deadlines)
 
 
 def _contains_id(text: str, identifier: str) -> bool:

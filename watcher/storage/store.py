@@ -376,19 +376,20 @@ class Storage:
             if not rows:
                 return []
             links: dict[int, set[str]] = {}
-            for item_id, sid in conn.execute(
-                select(item_sources.c.item_id, item_sources.c.source_id).where(
-                    item_sources.c.item_id.in_([r.id for r in rows])
-                )
-            ).all():
-                links.setdefault(item_id, set()).add(sid)
+            for chunk in _chunks([r.id for r in rows], 500):
+                for item_id, sid in conn.execute(
+                    select(item_sources.c.item_id, item_sources.c.source_id).where(
+                        item_sources.c.item_id.in_(chunk)
+                    )
+                ).all():
+                    links.setdefault(item_id, set()).add(sid)
         out = []
         for r in rows:
-            sids = frozenset(links.get(r.id, set()))
+            sids = frozenset(links.get(r.id, ()))
             if source_id in sids:
                 continue
-            dls = tuple(d for d in (from_iso(x) for x in (r.deadlines or [])) if d)
-            out.append(DupCandidate(r.id, sids, r.identifier, r.title, dls))
+            days = frozenset(_utc_day(x) for x in (r.deadlines or ()))
+            out.append(DupCandidate(r.id, sids, r.identifier, r.title, days))
         return out
 
     # -- applying a poll -------------------------------------------------------------------
@@ -407,8 +408,11 @@ class Storage:
         warning: str | None = None,
         field_profile: Mapping[str, float] | None = None,
         started_at: datetime | None = None,
+        classifications: Sequence[Classification | None] | None = None,
+        rules_version: str | None = None,
     ) -> ApplyOutcome:
-        """Write one successful poll in one transaction: items, links, history, health."""
+        """Write one successful poll in one transaction: items, links, history, tags
+        (``classifications``, aligned with ``intents``) and the source's health."""
         new_ids: list[int] = []
         updated_ids: list[int] = []
         merged_ids: list[int] = []
@@ -548,6 +552,15 @@ class Storage:
                             )
                             .values(key=key)
                         )
+            if classifications is not None:
+                ids_for = iter(new_ids)
+                to_tag: dict[int, Classification] = {}
+                for intent, cls in zip(intents, classifications, strict=True):
+                    fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
+                    item_id = next(ids_for) if fresh_item else intent.item_id
+                    if cls is not None and item_id is not None:
+                        to_tag[item_id] = cls
+                self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
             self._upsert_state(
                 conn,
                 source_id,
@@ -715,59 +728,70 @@ class Storage:
     ) -> dict[int, tuple[list[str], list[str]]]:
         """Replace the tags of many items in one transaction, recording every change
         (``tag_changes``). Returns, per item, the tags added and removed."""
+        with self.engine.begin() as conn:
+            return self._write_tags(conn, results, now, rules_version)
+
+    def _write_tags(
+        self,
+        conn: Connection,
+        results: Mapping[int, Classification],
+        now: datetime,
+        rules_version: str | None,
+        fresh: frozenset[int] = frozenset(),
+    ) -> dict[int, tuple[list[str], list[str]]]:
+        """Replace tags and record changes; ``fresh`` items are known to have no tags yet."""
         out: dict[int, tuple[list[str], list[str]]] = {}
         ids = list(results)
-        with self.engine.begin() as conn:
-            old: dict[int, set[str]] = {i: set() for i in ids}
-            for chunk in _chunks(ids, 500):
-                for r in conn.execute(
-                    select(tags.c.item_id, tags.c.kind, tags.c.tag).where(tags.c.item_id.in_(chunk))
-                ).all():
-                    old[r.item_id].add(f"{r.kind}:{r.tag}")
-            tag_rows: list[dict[str, Any]] = []
-            change_rows: list[dict[str, Any]] = []
-            relevant: dict[bool, list[int]] = {True: [], False: []}
-            for item_id, result in results.items():
-                seen: set[tuple[str, str]] = set()
-                for t in result.tags:
-                    if (t.kind, t.tag) in seen:
-                        continue
-                    seen.add((t.kind, t.tag))
-                    tag_rows.append(
-                        {
-                            "item_id": item_id,
-                            "kind": t.kind,
-                            "tag": t.tag,
-                            "rule_id": t.rule_id,
-                            "evidence": [
-                                {"field": e.field, "matched": e.matched} for e in t.evidence
-                            ],
-                            "score": t.score,
-                        }
-                    )
-                new = {f"{k}:{tag}" for k, tag in seen}
-                added, removed = sorted(new - old[item_id]), sorted(old[item_id] - new)
-                out[item_id] = (added, removed)
-                if added or removed:
-                    change_rows.append(
-                        {
-                            "item_id": item_id,
-                            "at": now,
-                            "added": added,
-                            "removed": removed,
-                            "rules_version": rules_version,
-                        }
-                    )
+        old: dict[int, set[str]] = {i: set() for i in ids}
+        existing = [i for i in ids if i not in fresh]
+        for chunk in _chunks(existing, 500):
+            for r in conn.execute(
+                select(tags.c.item_id, tags.c.kind, tags.c.tag).where(tags.c.item_id.in_(chunk))
+            ).all():
+                old[r.item_id].add(f"{r.kind}:{r.tag}")
+        tag_rows: list[dict[str, Any]] = []
+        change_rows: list[dict[str, Any]] = []
+        relevant: dict[bool, list[int]] = {True: [], False: []}
+        for item_id, result in results.items():
+            seen: set[tuple[str, str]] = set()
+            for t in result.tags:
+                if (t.kind, t.tag) in seen:
+                    continue
+                seen.add((t.kind, t.tag))
+                tag_rows.append(
+                    {
+                        "item_id": item_id,
+                        "kind": t.kind,
+                        "tag": t.tag,
+                        "rule_id": t.rule_id,
+                        "evidence": [{"field": e.field, "matched": e.matched} for e in t.evidence],
+                        "score": t.score,
+                    }
+                )
+            new = {f"{k}:{tag}" for k, tag in seen}
+            added, removed = sorted(new - old[item_id]), sorted(old[item_id] - new)
+            out[item_id] = (added, removed)
+            if added or removed:
+                change_rows.append(
+                    {
+                        "item_id": item_id,
+                        "at": now,
+                        "added": added,
+                        "removed": removed,
+                        "rules_version": rules_version,
+                    }
+                )
+            if not result.relevant or item_id not in fresh:
                 relevant[result.relevant].append(item_id)
-            for chunk in _chunks(ids, 500):
-                conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))
-            if tag_rows:
-                conn.execute(insert(tags), tag_rows)
-            if change_rows:
-                conn.execute(insert(tag_changes), change_rows)
-            for flag, flagged in relevant.items():
-                for chunk in _chunks(flagged, 500):
-                    conn.execute(update(items).where(items.c.id.in_(chunk)).values(relevant=flag))
+        for chunk in _chunks(existing, 500):
+            conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))
+        if tag_rows:
+            conn.execute(insert(tags), tag_rows)
+        if change_rows:
+            conn.execute(insert(tag_changes), change_rows)
+        for flag, flagged in relevant.items():
+            for chunk in _chunks(flagged, 500):
+                conn.execute(update(items).where(items.c.id.in_(chunk)).values(relevant=flag))
         return out
 
     @base.translate_errors
@@ -1096,6 +1120,14 @@ class Storage:
             return conn.execute(
                 select(locks.c.holder).where(locks.c.name == name, locks.c.expires_at >= now)
             ).scalar()
+
+
+def _utc_day(iso_value: str) -> str:
+    """The UTC date of a stored ISO timestamp (stored deadlines are UTC already)."""
+    if iso_value.endswith("+00:00") or iso_value.endswith("Z"):
+        return iso_value[:10]
+    dt = from_iso(iso_value)
+    return dt.astimezone(UTC).date().isoformat() if dt else iso_value[:10]
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
