@@ -21,7 +21,7 @@ from sources.registry import get as adapter_class  # noqa: F401  (loads the regi
 from watcher.app import App
 from watcher.config import SourceConfig
 from watcher.pipeline.normalise import normalise
-from watcher.types import Intent, IntentKind, PollResult, PollStatus, RawItem
+from watcher.types import Intent, IntentKind, Item, Kind, PollResult, PollStatus, RawItem
 from watcher.web.app import create_app
 
 PASSWORD = "rätt-häst-batteri-häftklammer"
@@ -75,6 +75,45 @@ def seed(
         results[item.id] = classifier(item, src)
     app.storage.set_tags_many(results, now, classifier.version)
     return list(outcome.new_ids)
+
+
+def store(
+    app: App, source_id: str, items: Sequence[Item], now: datetime | None = None
+) -> list[int]:
+    """Store ``Item`` values exactly as given (no normalising: what a hostile or broken
+    adapter could hand over), untagged; returns their ids."""
+    now = now or app.now()
+    outcome = app.storage.apply(
+        source_id,
+        [Intent(IntentKind.NEW, it) for it in items],
+        PollResult(source_id, PollStatus.OK, new=len(items), parsed=len(items)),
+        now,
+    )
+    return list(outcome.new_ids)
+
+
+def item(key: str, title: str, source_id: str = "esf", **kw: Any) -> Item:
+    """An ``Item`` with plain defaults."""
+    values: dict[str, Any] = {
+        "link": f"https://esf.example/{key}",
+        "summary": "",
+        "language": "sv",
+        "kind": Kind.CALL,
+        "status": None,
+        "programme": None,
+        "identifier": None,
+        "published": None,
+        "opening": None,
+        "deadlines": (),
+        "budget": None,
+        "budget_amount": None,
+        "currency": None,
+        "regions": (),
+        "topics": (),
+        "content_hash": f"hash-{key}",
+    }
+    values.update(kw)
+    return Item(source_id=source_id, key=key, title=title, **values)
 
 
 def raw(key: str, title: str, **kw: Any) -> RawItem:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from watcher.config_edit import redact_url
 from watcher.storage import ItemFilter, SourceState, StoredItem
 
 router = APIRouter(prefix="/api")
@@ -22,7 +23,7 @@ MAX_LIMIT = 200
 
 
 class TagOut(BaseModel):
-    kind: Literal["area", "theme"] | str = Field(description="area or theme")
+    kind: str = Field(description="area or theme")
     tag: str = Field(description="the area or theme id")
     rule: str = Field(description="the rule that gave the tag")
     evidence: list[dict[str, str]] = Field(description="what the rule matched: field and text")
@@ -272,7 +273,7 @@ def list_sources(request: Request) -> list[SourceOut]:
                 id=s.id,
                 name=s.name,
                 kind=s.kind,
-                url=s.url,
+                url=redact_url(s.url),  # a key in a source's URL is not for the public
                 enabled=s.enabled,
                 schedule=s.schedule,
                 areas=list(s.areas),

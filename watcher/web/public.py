@@ -140,11 +140,14 @@ def local_path(target: str | None, default: str = "/") -> str:
 
 
 def feed_url(scope: str, ident: str, fmt: str) -> str:
-    """The delivery feeds' URLs: ``/feeds/{scope}/{id}.xml`` (RSS), ``.atom`` (Atom),
-    ``/calendar/{scope}/{id}.ics`` (iCal)."""
-    if fmt == "ics":
-        return f"/calendar/{scope}/{ident}.ics"
-    return f"/feeds/{scope}/{ident}.{'atom' if fmt == 'atom' else 'xml'}"
+    """The delivery feeds' URLs (``watcher/web/feeds.py``): ``/feeds/{scope}/{id}.xml``
+    (RSS), ``.atom`` (Atom), ``/calendar/{scope}/{id}.ics`` (iCal); scope ``all`` is
+    ``/feeds/all.xml``, ``/feeds/all.atom``, ``/calendar/all.ics``."""
+    ext = {"ics": "ics", "atom": "atom"}.get(fmt, "xml")
+    base = "/calendar" if fmt == "ics" else "/feeds"
+    if scope == "all":
+        return f"{base}/all.{ext}"
+    return f"{base}/{scope}/{ident}.{ext}"
 
 
 # -- language ------------------------------------------------------------------------------------

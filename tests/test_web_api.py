@@ -1,0 +1,152 @@
+"""The JSON API: /api/items (filters, pagination), /api/items/{id}, /api/sources, OpenAPI."""
+
+# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.test_web_support import (  # noqa: F401
+    BASE_CONFIG,
+    LiveServer,
+    client,
+    item,
+    raw,
+    seed,
+    server,
+    store,
+    web_app,
+)
+from watcher.app import App
+from watcher.types import PollResult, PollStatus, SourceError
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def stocked(web_app: App) -> App:
+    seed(
+        web_app,
+        "esf",
+        [
+            raw(
+                f"c{i}",
+                f"Utlysning om kompetensförsörjning {i}",
+                summary="ESF+ arbetsmarknad",
+                deadlines=(f"2026-12-{i + 1:02d}",),
+                status="open",
+                programme="ESF+",
+            )
+            for i in range(7)
+        ]
+        + [raw("x", "Samråd om sammanhållningspolitiken", summary="Have your say", status="open")],
+    )
+    return web_app
+
+
+def test_items_are_paged_with_a_total_and_a_next_link(stocked: App, client: httpx.Client) -> None:
+    r = client.get("/api/items", params={"q": "kompetensförsörjning", "limit": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["total"], body["limit"], body["offset"], len(body["items"])) == (7, 3, 0, 3)
+    seen = [i["id"] for i in body["items"]]
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        seen += [i["id"] for i in body["items"]]
+    assert len(seen) == len(set(seen)) == 7
+    assert body["offset"] == 6
+
+
+def test_item_fields_and_filters(stocked: App, client: httpx.Client) -> None:
+    body = client.get(
+        "/api/items",
+        params={"theme": "arbetsmarknad", "sort": "deadline", "deadline_to": "2026-12-02"},
+    ).json()
+    assert [i["title"] for i in body["items"]] == [
+        "Utlysning om kompetensförsörjning 0",
+        "Utlysning om kompetensförsörjning 1",
+    ]
+    first = body["items"][0]
+    assert first["status"] == "open" and first["programme"] == "ESF+"
+    assert first["deadline"].startswith("2026-11-30T23:59") or first["deadline"].startswith(
+        "2026-12-01"
+    )
+    assert "arbetsmarknad" in first["themes"]
+    assert first["url"].endswith(f"/items/{first['id']}")
+    assert first["sources"][0]["source"] == "esf"
+    assert {t["tag"] for t in first["tags"]} >= {"arbetsmarknad"}
+    assert all(t["rule"] for t in first["tags"])
+    assert client.get("/api/items", params={"status": "closed"}).json()["total"] == 0
+    assert client.get("/api/items", params={"source": "nyheter"}).json()["total"] == 0
+    assert client.get("/api/items", params={"since": "2026-11-03"}).json()["total"] == 0
+
+
+def test_one_item_with_history_and_not_found(stocked: App, client: httpx.Client) -> None:
+    some = client.get("/api/items", params={"limit": 1}).json()["items"][0]
+    r = client.get(f"/api/items/{some['id']}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["title"] == some["title"]
+    assert [h["kind"] for h in body["history"]] == ["new"]
+    assert body["tag_history"] and body["tag_history"][0]["added"]
+    r = client.get("/api/items/999999")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 1000}, {"offset": -1}, {"status": "nope"}, {"deadline_from": "soon"}],
+    ids=["limit-0", "limit-big", "offset", "status", "date"],
+)
+def test_bad_parameters_are_422(stocked: App, client: httpx.Client, params: dict) -> None:
+    r = client.get("/api/items", params=params)
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/json")
+
+
+def test_sources_with_health_and_credentials_redacted(
+    make_app: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = {
+        **BASE_CONFIG,
+        "sources": [
+            *BASE_CONFIG["sources"],
+            {
+                "id": "keyed",
+                "name": "Keyed",
+                "kind": "rss",
+                "url": "https://user:pw@api.example/feed?api_key=S3CRET&lang=sv",
+            },
+        ],
+    }
+    app = make_app(cfg)  # type: ignore[operator]
+    seed(app, "esf", [raw("a", "Utlysning om arbetsmarknad")])
+    app.storage.record_failure(
+        "nyheter",
+        SourceError("http_500", "server error"),
+        PollResult("nyheter", PollStatus.ERROR, error=SourceError("http_500", "server error")),
+        T0,
+        T0 + timedelta(hours=1),
+    )
+    with LiveServer(app) as live, httpx.Client(base_url=live.url) as c:
+        body = c.get("/api/sources").json()
+    by_id = {s["id"]: s for s in body}
+    assert by_id["esf"]["items"] == 1 and by_id["esf"]["items_30d"] == 1
+    assert by_id["esf"]["last_success"].startswith("2026-11-02T08:00")
+    assert by_id["nyheter"]["consecutive_failures"] == 1
+    assert by_id["nyheter"]["last_error"]["code"] == "http_500"
+    assert "S3CRET" not in by_id["keyed"]["url"] and "pw@" not in by_id["keyed"]["url"]
+    assert "lang=sv" in by_id["keyed"]["url"]
+
+
+def test_openapi_describes_the_api_and_not_the_pages(web_app: App, client: httpx.Client) -> None:
+    spec = client.get("/api/openapi.json").json()
+    assert {"/api/items", "/api/items/{item_id}", "/api/sources"} <= set(spec["paths"])
+    assert not any(p.startswith("/admin") or p == "/" for p in spec["paths"])
+    schemas = spec["components"]["schemas"]
+    assert {"ItemPage", "ItemOut", "ItemDetail", "SourceOut"} <= set(schemas)
+    params = {p["name"] for p in spec["paths"]["/api/items"]["get"]["parameters"]}
+    assert {"q", "area", "theme", "source", "programme", "status", "limit", "offset"} <= params
