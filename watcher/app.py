@@ -22,8 +22,8 @@ from watcher.storage import Storage
 from watcher.types import PollResult
 
 if TYPE_CHECKING:
+    from watcher.classify import RulesClassifier
     from watcher.http import HttpClient
-    from watcher.pipeline.poll import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class App:
         self.hooks = Hooks()
         self.config_error: ConfigError | None = None
         self._config_mtime = self._mtime()
-        self._rules: Any = None
+        self._rules: RulesClassifier | None = None
         self.http: HttpClient | None = None  # the service's long-lived client (set by run)
 
     # -- config ----------------------------------------------------------------------------
@@ -114,12 +114,33 @@ class App:
     # -- rules -----------------------------------------------------------------------------
 
     @property
-    def classifier(self) -> Classifier | None:
+    def classifier(self) -> RulesClassifier:
         if self._rules is None:
             from watcher.classify import RulesClassifier
 
             self._rules = RulesClassifier.from_config(self._config)
-        return self._rules  # type: ignore[no-any-return]
+        return self._rules
+
+    def reload_rules_if_changed(self) -> bool:
+        """Reload changed rule files; when new rules took effect, re-tag stored items
+        (recording each tag change; no item becomes "new"). A bad file keeps the last good
+        rules (``classifier.error`` says why)."""
+        from watcher.classify import retag
+
+        classifier = self.classifier
+        if classifier is None or not classifier.reload_if_changed():
+            return False
+        report = retag(self.storage, classifier, self.now())
+        log.info(
+            "rules changed (version %s): %d items re-tagged, %d changed",
+            classifier.version,
+            report.items,
+            report.changed,
+        )
+        if report.changed:
+            for hook in self.hooks.items_retagged:
+                hook(report.changed_ids)
+        return True
 
     # -- polling ---------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class RetagReport:
     changed: int
     added: int
     removed: int
+    changed_ids: tuple[int, ...] = ()
 
 
 def retag(
@@ -88,13 +89,14 @@ def retag(
     A re-tag never makes an item "new": first-seen and change times are not touched, so
     digests do not send old items again."""
     ids = storage.all_item_ids(since)
-    changed = added = removed = 0
+    changed: list[int] = []
+    added = removed = 0
     for start in range(0, len(ids), batch):
         chunk: Sequence[int] = ids[start : start + batch]
         results = {it.id: classifier(it, None) for it in storage.get_items(chunk)}
-        for a, r in storage.set_tags_many(results, now, classifier.version).values():
+        for item_id, (a, r) in storage.set_tags_many(results, now, classifier.version).items():
             if a or r:
-                changed += 1
+                changed.append(item_id)
                 added += len(a)
                 removed += len(r)
-    return RetagReport(len(ids), changed, added, removed)
+    return RetagReport(len(ids), len(changed), added, removed, tuple(changed))

@@ -122,10 +122,10 @@ class Scheduler:
             self._announced_standby = True
 
     async def _watch_files(self) -> None:
+        """Pick up edits of config.toml and the rule files made outside the admin."""
         self.app.reload_config_if_changed()
-        classifier = self.app.classifier
-        if classifier is not None and hasattr(classifier, "reload_if_changed"):
-            classifier.reload_if_changed()
+        if self.leader:
+            await asyncio.to_thread(self.app.reload_rules_if_changed)
 
     # -- jobs ------------------------------------------------------------------------------
 
