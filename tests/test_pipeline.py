@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -412,3 +413,41 @@ def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
     assert by["bad"]["status"] == "error" and by["bad"]["error"]["code"] == "http_404"
     res = runner.invoke(main, ["--config", str(cfg), "poll", "nope"])
     assert res.exit_code == 2 and "unknown source" in res.output
+
+
+async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopback, clock):
+    """The same call on the F&T portal and announced on a national news feed: one item
+    that keeps both source links."""
+    sample = Path(__file__).parent / "data/sources/ft-portal/sample.json"
+    loopback.add("/search", sample.read_bytes(), content_type="application/json")
+    national = feed(
+        rss_item(
+            "vr-1",
+            "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
+            "https://vinnova.example/nyheter/markhalsa",
+            "Svenska kommuner kan delta i levande laboratorier.",
+        )
+    )
+    loopback.add("/nyheter.xml", national, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("ft", loopback.url("/search"), adapter="ft-portal"),
+                src("vinnova", loopback.url("/nyheter.xml")),
+            ],
+        }
+    )
+    [ft] = await app.poll(["ft"])
+    assert ft.status.value == "ok" and ft.new >= 1
+    before = app.storage.count_items()
+    [nat] = await app.poll(["vinnova"])
+    assert nat.status.value == "ok" and nat.new == 1  # recognised, not stored as a new item
+    assert app.storage.count_items() == before
+    [item] = app.storage.list_items(ItemFilter(source="vinnova"))
+    assert item.identifier == "HORIZON-MISS-2027-05-SOIL-01-TWO-STAGE"
+    assert {s.source_id for s in item.sources} == {"ft", "vinnova"}
+    assert item.kind in ("call", "forthcoming_call") and len(item.deadlines) == 2
+    clock.advance(hours=1)
+    [again] = await app.poll(["vinnova"])
+    assert (again.new, again.unchanged) == (0, 1)
