@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from rules.matching import Hit, Matcher, Pattern
-from rules.model import Conditions, Matching, RelevanceRule, Rule, RuleSet, Term
+from rules.matching import Matcher, Pattern, Scan
+from rules.model import Conditions, Matching, RelevanceRule, Rule, RuleSet
 from watcher.config import AREAS, THEMES
 from watcher.types import Classification, Evidence, Kind, Status, Tag
 
@@ -64,7 +64,8 @@ class PlainItem:
     language: str = "sv"
 
 
-Hits = dict[str, dict[int, Hit]]  # field -> pattern id -> first hit
+# What a rule's pattern is to it.
+_TERM, _REQUIRE, _EXCLUDE, _WHEN_PROGRAMME, _UNLESS_PROGRAMME = range(5)
 
 
 @dataclass(frozen=True)
@@ -72,54 +73,103 @@ class _Compiled:
     """One rule (tagging or relevance) with its terms replaced by pattern ids."""
 
     rule: Matching
-    terms: tuple[tuple[int, float, int], ...]  # pattern id, weight, length of the term
-    requires: tuple[int, ...]
-    exclude: tuple[int, ...]
-    fields: tuple[tuple[str, float], ...]
+    fields: dict[str, float]  # field -> weight (only fields with a weight above 0)
     min_score: float
-    when_programmes: tuple[int, ...]
-    unless_programmes: tuple[int, ...]
+    has_terms: bool
+    when_programmes: bool
+    unless_programmes: bool
+    has_when: bool
+    has_unless: bool
+
+
+# One found pattern as one rule sees it: role, field, field weight, term weight, term
+# length, pattern id, the scan of the field, first word, number of words, "+" after it.
+_Entry = tuple[int, str, float, float, int, int, Scan, int, int, bool]
 
 
 class CompiledRules:
-    """A rule set turned into one matcher and per-rule pattern ids."""
+    """A rule set turned into one matcher and an index from patterns to rules."""
 
     def __init__(self, rules: RuleSet) -> None:
         self.settings = rules.settings
         ids: dict[Pattern, int] = {}
-
-        def pid(term: Term) -> int:
-            return ids.setdefault(term.pattern, len(ids))
-
-        def compile_one(rule: Matching) -> _Compiled:
-            return _Compiled(
-                rule=rule,
-                terms=tuple((pid(t), t.weight, len(t.text)) for t in rule.terms),
-                requires=tuple(pid(t) for t in rule.requires),
-                exclude=tuple(pid(t) for t in rule.exclude),
-                fields=rule.fields if rule.fields is not None else self.settings.fields,
-                min_score=(
-                    rule.min_score if rule.min_score is not None else self.settings.min_score
-                ),
-                when_programmes=tuple(pid(t) for t in rule.when.programmes),
-                unless_programmes=tuple(pid(t) for t in rule.unless.programmes),
+        # pattern id -> (rule number, role, term weight, term length)
+        index: dict[int, list[tuple[int, int, float, int]]] = {}
+        self.rules: list[_Compiled] = []
+        all_rules: list[Matching] = [*rules.relevance, *rules.rules]
+        self.n_relevance = len(rules.relevance)
+        for n, rule in enumerate(all_rules):
+            for role, terms in (
+                (_TERM, rule.terms),
+                (_REQUIRE, rule.requires),
+                (_EXCLUDE, rule.exclude),
+                (_WHEN_PROGRAMME, rule.when.programmes),
+                (_UNLESS_PROGRAMME, rule.unless.programmes),
+            ):
+                for t in terms:
+                    pid = ids.setdefault(t.pattern, len(ids))
+                    index.setdefault(pid, []).append((n, role, t.weight, len(t.text)))
+            fields = rule.fields if rule.fields is not None else self.settings.fields
+            self.rules.append(
+                _Compiled(
+                    rule=rule,
+                    fields={f: w for f, w in fields if w > 0},
+                    min_score=(
+                        rule.min_score if rule.min_score is not None else self.settings.min_score
+                    ),
+                    has_terms=bool(rule.terms),
+                    when_programmes=bool(rule.when.programmes),
+                    unless_programmes=bool(rule.unless.programmes),
+                    has_when=bool(rule.when),
+                    has_unless=bool(rule.unless),
+                )
             )
-
-        self.relevance = tuple(compile_one(r) for r in rules.relevance)
-        self.rules = tuple(compile_one(r) for r in rules.rules)
         self.matcher = Matcher(list(ids))
-        by_pattern: dict[int, list[int]] = {}
-        for n, c in enumerate(self.rules):
-            for p, _, _ in c.terms:
-                by_pattern.setdefault(p, []).append(n)
-        self.by_pattern = {k: tuple(v) for k, v in by_pattern.items()}
-        self.termless = tuple(n for n, c in enumerate(self.rules) if not c.terms)
-        used = {f for c in (*self.rules, *self.relevance) for f, w in c.fields if w}
-        if any(c.when_programmes or c.unless_programmes for c in (*self.rules, *self.relevance)):
-            used.add("programme")
-        self.fields_used = tuple(
-            f for f in ("title", "summary", "programme", "source") if f in used
+        # Per field: pattern id -> (rule number, role, field weight, term weight, term length)
+        # for the rules that look at that field (programme conditions: the programme field).
+        by_field: dict[str, dict[int, list[tuple[int, int, float, float, int]]]] = {}
+        for pid, uses in index.items():
+            for n, role, weight, tlen in uses:
+                if role >= _WHEN_PROGRAMME:
+                    scopes: Iterable[tuple[str, float]] = (("programme", 1.0),)
+                else:
+                    scopes = self.rules[n].fields.items()
+                for f, fw in scopes:
+                    by_field.setdefault(f, {}).setdefault(pid, []).append(
+                        (n, role, fw, weight, tlen)
+                    )
+        self.by_field = tuple(
+            (f, {pid: tuple(v) for pid, v in by_field[f].items()})
+            for f in ("title", "summary", "programme", "source")
+            if f in by_field
         )
+        # Rules that may fire without any term found: conditions only, or requires only.
+        self.always = tuple(n for n, c in enumerate(self.rules) if not c.has_terms)
+
+    def entries(self, item: ClassifiableItem) -> dict[int, list[_Entry]]:
+        """Search the item's fields once; what each rule found, by rule number."""
+        texts = {
+            "title": item.title,
+            "summary": item.summary,
+            "programme": item.programme,
+            "source": item.source_id,
+        }
+        out: dict[int, list[_Entry]] = {}
+        scan = self.matcher.scan
+        for f, index in self.by_field:
+            text = texts[f]
+            if not text:
+                continue
+            sc = scan(text)
+            for pid, (word, nwords, plus) in sc.hits.items():
+                for n, role, fw, weight, tlen in index.get(pid, ()):
+                    entry = (role, f, fw, weight, tlen, pid, sc, word, nwords, plus)
+                    got = out.get(n)
+                    if got is None:
+                        out[n] = [entry]
+                    else:
+                        got.append(entry)
+        return out
 
 
 def compiled(rules: RuleSet) -> CompiledRules:
@@ -131,21 +181,12 @@ def compiled(rules: RuleSet) -> CompiledRules:
     return c
 
 
-def _field_texts(item: ClassifiableItem) -> dict[str, str]:
-    return {
-        "title": item.title or "",
-        "summary": item.summary or "",
-        "programme": item.programme or "",
-        "source": item.source_id or "",
-    }
-
-
 def _value(v: object) -> str | None:
     return None if v is None else str(v)
 
 
 def _conditions_hold(
-    cond: Conditions, programme_ids: tuple[int, ...], item: ClassifiableItem, hits: Hits
+    cond: Conditions, item: ClassifiableItem, programme: _Entry | None, needs_programme: bool
 ) -> list[Evidence] | None:
     """Evidence for each condition that holds, or None when one fails. Empty → no conditions."""
     ev: list[Evidence] = []
@@ -167,90 +208,89 @@ def _conditions_hold(
         if item.language not in cond.languages:
             return None
         ev.append(Evidence("language", item.language))
-    if programme_ids:
-        prog = hits.get("programme", {})
-        found = [prog[p] for p in programme_ids if p in prog]
-        if not found:
+    if needs_programme:
+        if programme is None:
             return None
-        ev.append(Evidence("programme", found[0].matched))
+        ev.append(Evidence("programme", _matched(programme)))
     return ev
 
 
-def _any_condition_holds(
-    cond: Conditions, programme_ids: tuple[int, ...], item: ClassifiableItem, hits: Hits
-) -> bool:
-    """For ``unless``: true when every condition given holds (then the rule stays quiet)."""
-    if not cond and not programme_ids:
-        return False
-    return _conditions_hold(cond, programme_ids, item, hits) is not None
+def _matched(e: _Entry) -> str:
+    return e[6].matched(e[7], e[8], e[9])
 
 
-def _best_hit(
-    pid: int, fields: tuple[tuple[str, float], ...], hits: Hits
-) -> tuple[str, Hit, float]:
-    """The field with the highest weight in which pattern ``pid`` was found."""
-    best: tuple[str, Hit, float] | None = None
-    for f, w in fields:
-        h = hits[f].get(pid) if f in hits else None
-        if h is not None and w and (best is None or w > best[2]):
-            best = (f, h, w)
-    assert best is not None
-    return best
-
-
-def _found_in(pid: int, fields: tuple[tuple[str, float], ...], hits: Hits) -> bool:
-    return any(w and pid in hits.get(f, {}) for f, w in fields)
+def _rank(e: _Entry) -> tuple[int, int, float]:
+    """Longest match in the text, then longest term, then highest weight."""
+    return (e[6].length(e[7], e[8]), e[4], e[3])
 
 
 def evaluate_rule(
-    c: _Compiled, item: ClassifiableItem, hits: Hits
+    c: _Compiled, item: ClassifiableItem, entries: Sequence[_Entry]
 ) -> tuple[float, tuple[Evidence, ...]] | None:
     """Score and evidence if the compiled rule fires on ``item``, else None."""
     rule = c.rule
-    cond_ev = _conditions_hold(rule.when, c.when_programmes, item, hits)
-    if cond_ev is None:
-        return None
-    if _any_condition_holds(rule.unless, c.unless_programmes, item, hits):
-        return None
-    fields = c.fields
-    for p in c.exclude:
-        if _found_in(p, fields, hits):
+    when_prog: _Entry | None = None
+    unless_prog: _Entry | None = None
+    terms: dict[int, _Entry] = {}  # pattern id -> its entry in the best field
+    required: _Entry | None = None
+    for e in entries:
+        role = e[0]
+        if role == _TERM:
+            old = terms.get(e[5])
+            if old is None or e[2] > old[2]:
+                terms[e[5]] = e
+        elif role == _EXCLUDE:
             return None
-    req_ev: list[Evidence] = []
-    if c.requires:
-        for p in c.requires:
-            if _found_in(p, fields, hits):
-                f, h, _ = _best_hit(p, fields, hits)
-                req_ev.append(Evidence(f, h.matched))
-                break
+        elif role == _REQUIRE:
+            if required is None or e[2] > required[2]:
+                required = e
+        elif role == _WHEN_PROGRAMME:
+            when_prog = when_prog or e
         else:
+            unless_prog = unless_prog or e
+    cond_ev: list[Evidence] = []
+    if c.has_when:
+        held = _conditions_hold(rule.when, item, when_prog, c.when_programmes)
+        if held is None:
             return None
-    if not c.terms:
+        cond_ev = held
+    if c.has_unless and (
+        _conditions_hold(rule.unless, item, unless_prog, c.unless_programmes) is not None
+    ):
+        return None
+    req_ev: tuple[Evidence, ...] = ()
+    if rule.requires:
+        if required is None:
+            return None
+        req_ev = (Evidence(required[1], _matched(required)),)
+    if not c.has_terms:
         return 1.0, (*cond_ev, *req_ev)
+    if len(terms) == 1:
+        [e] = terms.values()
+        score = e[2] * e[3]
+        if score < c.min_score or e[3] <= 0:
+            return None
+        return score, (Evidence(e[1], _matched(e)), *req_ev, *cond_ev)
     # Each stretch of text counts once, for the most specific term found there: the longest
     # match, then the longest term ("vocational training^-1" over "training", "fourth call"
     # over "call", "mobilitetsprojekt^-1" over "mobilitet" in the same word).
-    found: list[tuple[int, int, float, str, float, Hit]] = []
-    for p, weight, term_len in c.terms:
-        if _found_in(p, fields, hits):
-            f, h, fw = _best_hit(p, fields, hits)
-            found.append((len(h.matched), term_len, weight, f, fw, h))
-    found.sort(key=lambda x: (x[0], x[1], x[2]), reverse=True)
     taken: list[tuple[str, int, int]] = []
     score = 0.0
-    contrib: list[tuple[float, Evidence]] = []
-    for length, _, weight, f, fw, h in found:
-        start, end = h.start, h.start + length
+    contrib: list[tuple[float, _Entry]] = []
+    for e in sorted(terms.values(), key=_rank, reverse=True):
+        f, start = e[1], e[7]
+        end = start + e[8]
         if any(tf == f and ts < end and start < te for tf, ts, te in taken):
             continue
         taken.append((f, start, end))
-        score += weight * fw
-        if weight > 0:
-            contrib.append((weight * fw, Evidence(f, h.matched)))
+        points = e[2] * e[3]
+        score += points
+        if points > 0:
+            contrib.append((points, e))
     if not contrib or score < c.min_score:
         return None
     contrib.sort(key=lambda x: -x[0])
-    return score, (*(e for _, e in contrib), *req_ev, *cond_ev)
+    return score, (*(Evidence(e[1], _matched(e)) for _, e in contrib), *req_ev, *cond_ev)
 
 
 def _evidence_text(ev: Iterable[Evidence]) -> str:
@@ -266,23 +306,24 @@ def classify(
 ) -> Classification:
     """Tag one item with ``rules`` (see the module docstring for the steps)."""
     comp = compiled(rules)
-    texts = _field_texts(item)
-    find = comp.matcher.find
-    hits: Hits = {f: find(texts[f]) for f in comp.fields_used}
-
-    for c in comp.relevance:
-        fired = evaluate_rule(c, item, hits)
+    found = comp.entries(item)
+    nrel = comp.n_relevance
+    candidates = sorted(set(found) | set(comp.always))
+    for n in candidates:
+        if n >= nrel:
+            break
+        fired = evaluate_rule(comp.rules[n], item, found.get(n, ()))
         if fired is not None:
-            return Classification((), False, f"{c.rule.id} ({_evidence_text(fired[1])})")
+            return Classification(
+                (), False, f"{comp.rules[n].rule.id} ({_evidence_text(fired[1])})"
+            )
 
-    candidates: set[int] = set(comp.termless)
-    for field_hits in hits.values():
-        for p in field_hits:
-            candidates.update(comp.by_pattern.get(p, ()))
     best: dict[tuple[str, str], Tag] = {}
-    for n in sorted(candidates):
+    for n in candidates:
+        if n < nrel:
+            continue
         c = comp.rules[n]
-        fired = evaluate_rule(c, item, hits)
+        fired = evaluate_rule(c, item, found.get(n, ()))
         if fired is None:
             continue
         score, evidence = fired
@@ -304,22 +345,18 @@ def classify(
 
 
 def explain(item: ClassifiableItem, rules: RuleSet) -> list[tuple[Matching, float | None]]:
-    """Every rule with any hit on ``item`` and its score if it fired (None if it did not):
-    for the admin's "why (not)?" view and for tuning rules."""
+    """Every rule with a term or required term found in ``item``, and its score if it fired
+    (None if it did not); rules on conditions alone appear when they fire. For the admin's
+    "why (not)?" view and for tuning rules."""
     comp = compiled(rules)
-    texts = _field_texts(item)
-    hits: Hits = {f: comp.matcher.find(texts[f]) for f in comp.fields_used}
+    found = comp.entries(item)
     out: list[tuple[Matching, float | None]] = []
-    for c in (*comp.relevance, *comp.rules):
-        touched = any(
-            _found_in(p, c.fields, hits) for p in (*(p for p, _, _ in c.terms), *c.requires)
-        )
-        if not touched and c.terms:
-            continue
-        fired = evaluate_rule(c, item, hits)
-        if fired is None and not touched:
-            continue
-        out.append((c.rule, None if fired is None else fired[0]))
+    for n, c in enumerate(comp.rules):
+        entries = found.get(n, ())
+        touched = any(e[0] in (_TERM, _REQUIRE) for e in entries)
+        fired = evaluate_rule(c, item, entries)
+        if touched or fired is not None:
+            out.append((c.rule, None if fired is None else fired[0]))
     return out
 
 

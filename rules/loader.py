@@ -202,7 +202,9 @@ class _FileParser:
         except tomllib.TOMLDecodeError as e:
             m = re.search(r"at line (\d+)", str(e))
             line = int(m.group(1)) if m else None
-            msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+            if line is None and "end of document" in str(e):
+                line = max(len(self.loc.lines), 1)
+            msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
             self.error(f"TOML syntax: {msg}", line, self.loc.rule_before(line) if line else "")
             return out
         for key in data:

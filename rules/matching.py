@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import enum
 import re
-from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import add
+from typing import NamedTuple
 
 # A word is a run of letters and digits ("EU4Health", "2028", "kompetensförsörjning").
 WORD_RE = re.compile(r"[^\W_]+")
+# A word and the non-word characters after it: the words and separators of a text tile it.
+_TOKEN_RE = re.compile(r"([^\W_]+)([\W_]*)")
+_LEAD_RE = re.compile(r"[\W_]*")
 # Characters a rule term may contain besides letters, digits and spaces. Anything else
 # (regex syntax, brackets, "?") is refused so that nobody writes a regex and expects it to work.
 _TERM_PUNCT = set("-‐‑‒–—/'’+*=#&:.,()")
@@ -45,6 +50,7 @@ _TERM_PUNCT = set("-‐‑‒–—/'’+*=#&:.,()")
 _BAD_SEPARATOR = re.compile(r"[.,;!?\n\r]")
 _MAX_SEPARATOR = 4  # " - " and " – " are fine; a longer gap means the words are not a phrase
 SHORT_WORD = 3  # words of this length or shorter match as whole words
+_CACHE_SIZE = 100_000  # distinct text words remembered per matcher
 
 
 class Mode(enum.Enum):
@@ -70,16 +76,6 @@ class WordSpec:
     mode: Mode
     case: str | None = None
     plus: bool = False
-
-    def matches(self, low: str, orig: str) -> bool:
-        """Whether the text word ``low`` (lower-cased; ``orig`` as written) fits this spec."""
-        if self.mode is Mode.EXACT:
-            if self.case is not None:
-                return orig == self.case or orig == self.case + "s"
-            return low == self.text
-        if self.mode is Mode.PREFIX:
-            return low.startswith(self.text)
-        return self.text in low
 
 
 @dataclass(frozen=True)
@@ -163,12 +159,110 @@ def _parse_chunk(chunk: str, raw: str) -> list[WordSpec]:
     return specs
 
 
-@dataclass(frozen=True)
-class Hit:
-    """Where a term was found: the text as written (whole words) and its offset."""
+class Hit(NamedTuple):
+    """Where a term was found: the text as written (whole words), the index of its first
+    word among the text's words, and how many words it covers."""
 
     matched: str
-    start: int
+    word: int
+    words: int = 1
+
+
+class Scan:
+    """One text split into words and the separators after them, and the patterns found in
+    it: ``hits`` maps a pattern id to (first word index, number of words, "+" after it).
+    Offsets and the matched text are worked out only when asked for (evidence)."""
+
+    __slots__ = ("_starts", "hits", "lead", "low", "seps", "text", "words")
+
+    def __init__(self, text: str) -> None:
+        low = text.lower()
+        if len(low) != len(text):
+            # A few characters change length when lower-cased; keep offsets aligned.
+            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        self.text = text
+        self.low = low
+        pairs = _TOKEN_RE.findall(low)
+        self.words: list[str] = [w for w, _ in pairs]
+        self.seps: list[str] = [sep for _, sep in pairs]
+        lead = _LEAD_RE.match(low)
+        self.lead = lead.end() if lead else 0
+        self._starts: list[int] | None = None
+        self.hits: dict[int, tuple[int, int, bool]] = {}
+
+    @property
+    def starts(self) -> list[int]:
+        """The offset of each word in the text."""
+        if self._starts is None:
+            lens = map(add, map(len, self.words), map(len, self.seps))
+            self._starts = list(accumulate(lens, initial=self.lead))
+        return self._starts
+
+    def orig(self, i: int, n: int = 1) -> str:
+        """Words ``i`` to ``i + n - 1`` as written in the text."""
+        starts = self.starts
+        return self.text[starts[i] : starts[i + n - 1] + len(self.words[i + n - 1])]
+
+    def matched(self, i: int, n: int = 1, plus: bool = False) -> str:
+        """The text a hit covers, as written (whole words, and the "+" it required)."""
+        return self.orig(i, n) + ("+" if plus else "")
+
+    def length(self, i: int, n: int = 1) -> int:
+        """How many characters the hit at word ``i`` covering ``n`` words spans."""
+        if n == 1:
+            return len(self.words[i])
+        return self.starts[i + n - 1] + len(self.words[i + n - 1]) - self.starts[i]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The patterns whose first word a dictionary lookup found, sorted by what is left to
+    check. Phrases are filed by their second word so that the next word of the text picks
+    the few worth checking."""
+
+    simple: tuple[int, ...]  # one word, found by the lookup itself
+    checked: tuple[tuple[int, str | None, bool], ...]  # one word: (id, acronym, "+" needed)
+    by_next: Mapping[str, tuple[int, ...]]  # the next word, whole (exact second word)
+    by_next_start: Mapping[str, tuple[int, ...]]  # its first 4 letters (prefix second word)
+    phrases_any: tuple[int, ...]  # any other second word: always checked
+    has_phrases: bool
+
+
+_NEXT_START = 4
+
+
+def _group(pids: Sequence[int], patterns: Sequence[Pattern]) -> _Group:
+    simple: list[int] = []
+    checked: list[tuple[int, str | None, bool]] = []
+    by_next: dict[str, list[int]] = {}
+    by_next_start: dict[str, list[int]] = {}
+    phrases_any: list[int] = []
+    for pid in pids:
+        words = patterns[pid].words
+        if len(words) == 1:
+            w = words[0]
+            if w.case is None and not w.plus:
+                simple.append(pid)
+            else:
+                checked.append((pid, w.case, w.plus))
+            continue
+        second = words[1]
+        if second.mode is Mode.EXACT:
+            by_next.setdefault(second.text, []).append(pid)
+            if second.case is not None:
+                by_next.setdefault(second.text + "s", []).append(pid)
+        elif second.mode is Mode.PREFIX and len(second.text) >= _NEXT_START:
+            by_next_start.setdefault(second.text[:_NEXT_START], []).append(pid)
+        else:
+            phrases_any.append(pid)
+    return _Group(
+        tuple(simple),
+        tuple(checked),
+        {k: tuple(v) for k, v in by_next.items()},
+        {k: tuple(v) for k, v in by_next_start.items()},
+        tuple(phrases_any),
+        bool(by_next or by_next_start or phrases_any),
+    )
 
 
 class Matcher:
@@ -189,105 +283,119 @@ class Matcher:
                 prefix.setdefault(head.text, []).append(i)
             else:
                 infix.setdefault(head.text, []).append(i)
-        self._exact = {k: tuple(v) for k, v in exact.items()}
-        self._prefix = {k: tuple(v) for k, v in prefix.items()}
-        self._prefix_lengths = tuple(sorted({len(k) for k in prefix}))
-        # A cheap first test: most words of a text start with no known prefix at all.
-        self._head_len = self._prefix_lengths[0] if self._prefix_lengths else 0
-        self._heads = frozenset(k[: self._head_len] for k in prefix)
-        self._infix = {k: tuple(v) for k, v in infix.items()}
-        self._infix_re = (
-            re.compile("(?=(?:" + "|".join(re.escape(k) for k in sorted(infix, key=len)) + "))")
-            if infix
-            else None
-        )
-        self._infix_words = tuple(sorted(infix, key=len, reverse=True))
+        pats = self.patterns
+        self._exact = {k: _group(v, pats) for k, v in exact.items()}
+        self._prefix = {k: _group(v, pats) for k, v in prefix.items()}
+        # Every beginning of every prefix term (from the shortest term's length on): a word is
+        # looked up at growing lengths only while its beginning is still one of these, so
+        # most words cost one set lookup.
+        self._min_len = min((len(k) for k in prefix), default=0)
+        self._stems = frozenset(k[:n] for k in prefix for n in range(self._min_len, len(k) + 1))
+        self._infix = tuple((k, _group(v, pats)) for k, v in infix.items())
+        # Word -> the groups whose first word it fits. Texts share most of their words, so
+        # each distinct word is looked up once; the cache is bounded.
+        self._cache: dict[str, tuple[_Group, ...]] = {}
+
+    def _groups(self, w: str) -> tuple[_Group, ...]:
+        """The groups of patterns whose first word fits the (lower-cased) text word ``w``."""
+        out: list[_Group] = []
+        group = self._exact.get(w)
+        if group is not None:
+            out.append(group)
+        length = self._min_len
+        while length and length <= len(w):
+            stem = w[:length]
+            if stem not in self._stems:
+                break
+            group = self._prefix.get(stem)
+            if group is not None:
+                out.append(group)
+            length += 1
+        out.extend(g for key, g in self._infix if key in w)
+        return tuple(out)
 
     def find(self, text: str) -> dict[int, Hit]:
         """Every pattern that occurs in ``text``, with its first occurrence."""
-        if not text:
-            return {}
-        low = text.lower()
-        if len(low) != len(text):
-            # A few characters change length when lower-cased; keep offsets aligned.
-            low = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-        spans: list[tuple[int, int]] = []
-        words: list[str] = []
-        for m in WORD_RE.finditer(low):
-            spans.append(m.span())
-            words.append(m.group())
-        found: dict[int, Hit] = {}
-        exact, prefix, heads, head_len = self._exact, self._prefix, self._heads, self._head_len
-        lengths = self._prefix_lengths
-        for i, w in enumerate(words):
-            ids = exact.get(w)
-            if ids is not None:
-                self._try(ids, i, words, spans, text, low, found)
-            if head_len and w[:head_len] in heads:
-                n = len(w)
-                for length in lengths:
-                    if length > n:
-                        break
-                    ids = prefix.get(w[:length])
-                    if ids is not None:
-                        self._try(ids, i, words, spans, text, low, found)
-        if self._infix_re is not None and words:
-            starts = [s for s, _ in spans]
-            for m in self._infix_re.finditer(low):
-                pos = m.start()
-                i = bisect_right(starts, pos) - 1
-                if i < 0:
-                    continue
-                for key in self._infix_words:
-                    if low.startswith(key, pos) and pos + len(key) <= spans[i][1]:
-                        self._try(self._infix[key], i, words, spans, text, low, found)
-        return found
+        scan = self.scan(text)
+        return {pid: Hit(scan.matched(*h), h[0], h[1]) for pid, h in scan.hits.items()}
 
-    def _try(
-        self,
-        ids: Iterable[int],
-        i: int,
-        words: list[str],
-        spans: list[tuple[int, int]],
-        text: str,
-        low: str,
-        found: dict[int, Hit],
-    ) -> None:
-        """Check candidates whose first word may sit at word ``i``; record the ones that fit."""
-        for pid in ids:
+    def scan(self, text: str) -> Scan:
+        """Split ``text`` into words and find every pattern in it (first occurrences)."""
+        t = Scan(text)
+        words = t.words
+        if not words:
+            return t
+        found = t.hits
+        cache = self._cache
+        try_ = self._try
+        for i, w in enumerate(words):
+            groups = cache.get(w)
+            if groups is None:
+                groups = self._groups(w)
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[w] = groups
+            for group in groups:
+                try_(group, i, t, found)
+        return t
+
+    def _try(self, group: _Group, i: int, t: Scan, found: dict[int, tuple[int, int, bool]]) -> None:
+        """Check the patterns whose first word fits word ``i``; record the ones that match."""
+        for pid in group.simple:
+            if pid not in found:
+                found[pid] = (i, 1, False)
+        for pid, case, plus in group.checked:
             if pid in found:
                 continue
-            specs = self.patterns[pid].words
-            end = self._fit(specs, i, words, spans, text, low)
-            if end is not None:
-                start = spans[i][0]
-                found[pid] = Hit(text[start:end], start)
+            if case is not None:
+                orig = t.orig(i)
+                if orig != case and orig != case + "s":
+                    continue
+            if plus and not t.seps[i].startswith("+"):
+                continue
+            found[pid] = (i, 1, plus)
+        if group.has_phrases and i + 1 < len(t.words):
+            nxt = t.words[i + 1]
+            for pids in (
+                group.by_next.get(nxt, ()),
+                group.by_next_start.get(nxt[:_NEXT_START], ()),
+                group.phrases_any,
+            ):
+                for pid in pids:
+                    if pid not in found:
+                        self._check(pid, i, t, found)
+
+    def _check(self, pid: int, i: int, t: Scan, found: dict[int, tuple[int, int, bool]]) -> None:
+        specs = self.patterns[pid].words
+        if self._fit(specs, i, t):
+            found[pid] = (i, len(specs), specs[-1].plus)
 
     @staticmethod
-    def _fit(
-        specs: tuple[WordSpec, ...],
-        i: int,
-        words: list[str],
-        spans: list[tuple[int, int]],
-        text: str,
-        low: str,
-    ) -> int | None:
-        """The end offset of the phrase ``specs`` starting at word ``i``, or None."""
-        n = len(words)
+    def _fit(specs: tuple[WordSpec, ...], i: int, t: Scan) -> bool:
+        """Whether the phrase ``specs`` starts at word ``i``."""
+        words, seps = t.words, t.seps
+        if i + len(specs) > len(words):
+            return False
         for k, spec in enumerate(specs):
             j = i + k
-            if j >= n:
-                return None
-            s, e = spans[j]
             if k > 0:
-                sep = low[spans[j - 1][1] : s]
+                sep = seps[j - 1]
                 if len(sep) > _MAX_SEPARATOR or _BAD_SEPARATOR.search(sep):
-                    return None
-            if not spec.matches(words[j], text[s:e]):
-                return None
-            if spec.plus and text[e : e + 1] != "+":
-                return None
-        end = spans[i + len(specs) - 1][1]
-        if specs[-1].plus:
-            end += 1
-        return end
+                    return False
+            w = words[j]
+            mode = spec.mode
+            if mode is Mode.EXACT:
+                if spec.case is not None:
+                    orig = t.orig(j)
+                    if orig != spec.case and orig != spec.case + "s":
+                        return False
+                elif w != spec.text:
+                    return False
+            elif mode is Mode.PREFIX:
+                if not w.startswith(spec.text):
+                    return False
+            elif spec.text not in w:
+                return False
+            if spec.plus and not seps[j].startswith("+"):
+                return False
+        return True

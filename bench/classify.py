@@ -1,0 +1,68 @@
+"""Benchmark: items classified per second on one core with the default rules.
+
+    python bench/classify.py [--data FILE] [--items N] [--repeat R]
+
+Classifies the labelled dev set (``shared/data/classification-dev.jsonl`` beside the repo:
+real titles and summaries of typical length) repeated to N items (default 50,000), in one
+process, and prints the best of R runs. Throughput is measured in CPU time of this process
+(one core), so other work on the machine does not distort it; wall time is printed too.
+The rule set is compiled before timing starts, as in the service, where it is compiled
+once per rule version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rules import classify, load_labelled, load_rules  # noqa: E402
+from rules.engine import compiled  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "classification-dev.jsonl"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSONL items")
+    ap.add_argument("--items", type=int, default=50_000, help="items per run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs (the best is reported)")
+    args = ap.parse_args(argv)
+    if not args.data.exists():
+        print(f"no data at {args.data}; pass --data FILE", file=sys.stderr)
+        return 2
+    rows = load_labelled(args.data)
+    items = (rows * (args.items // len(rows) + 1))[: args.items]
+    rules = load_rules()
+    t0 = time.perf_counter()
+    compiled(rules)
+    compile_s = time.perf_counter() - t0
+    chars = statistics.mean(len(r.title) + len(r.summary) for r in rows)
+    terms = sum(len(r.terms) + len(r.requires) + len(r.exclude) for r in rules.rules)
+    print(
+        f"rules: {len(rules.rules)} tagging + {len(rules.relevance)} relevance, {terms} terms; "
+        f"compiled in {compile_s * 1000:.1f} ms"
+    )
+    print(f"items: {len(items)} (dev set × {len(items) / len(rows):.0f}), {chars:.0f} chars each")
+    rates = []
+    for _ in range(args.repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for item in items:
+            classify(item, rules)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        rates.append(len(items) / cpu)
+        print(
+            f"  run: {cpu:.2f} s CPU ({len(items) / cpu:,.0f} items/s), "
+            f"{wall:.2f} s wall ({len(items) / wall:,.0f} items/s)"
+        )
+    print(f"classify: {max(rates):,.0f} items/s per core (best of {args.repeat}, CPU time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
