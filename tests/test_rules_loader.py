@@ -275,3 +275,20 @@ def check_rules_text(text: str) -> list[RuleError]:
     except RuleSetError as e:
         return e.errors
     return []
+
+
+def test_error_in_a_sub_table_points_at_its_key(tmp_path: Path) -> None:
+    text = (
+        GOOD + '\n[[rule]]\nid = "calls"\narea = "fonder-program"\n\n[rule.when]\nkinds = ["cal"]\n'
+    )
+    path = write(tmp_path / "sub.toml", text)
+    [e] = check_rules([path], defaults=False)
+    assert e.rule == "calls" and e.line == line_of(text, 'kinds = ["cal"]')
+
+
+def test_error_in_a_language_list_points_at_the_term(tmp_path: Path) -> None:
+    text = GOOD.replace('terms.sv = ["klimat"]', 'terms.sv = [\n  "klimat",\n  "miljö{",\n]')
+    path = write(tmp_path / "lang.toml", text)
+    [e] = check_rules([path], defaults=False)
+    assert e.rule == "klimat" and e.line == line_of(text, '"miljö{"')
+    assert "terms.sv: term 'miljö{'" in str(e)

@@ -115,3 +115,16 @@ def test_characters_that_change_length_when_lowercased() -> None:
 def test_empty_matcher_and_text() -> None:
     assert Matcher([]).find("anything at all") == {}
     assert Matcher([parse_term("klimat")[0]]).find("") == {}
+
+
+def test_word_cache_is_bounded_and_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rules.matching as matching
+
+    patterns = [parse_term(t)[0] for t in ("klimat", "*fond", "ESF", "call for proposals")]
+    text = "ESF och socialfonden: call for proposals om klimatet"
+    expected = Matcher(patterns).find(text)
+    monkeypatch.setattr(matching, "_CACHE_SIZE", 3)
+    m = Matcher(patterns)
+    for _ in range(3):
+        assert m.find(text) == expected
+        assert len(m._cache) <= 3
