@@ -12,7 +12,7 @@ from tests.conftest import T0
 from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
 from watcher.pipeline.normalise import normalise
-from watcher.pipeline.track import decide
+from watcher.pipeline.track import candidate_keys, decide
 from watcher.storage import ItemFilter, Storage
 from watcher.types import (
     Classification,
@@ -35,11 +35,7 @@ def items(source: SourceConfig, *raws: RawItem, now: Any = T0) -> list[Any]:
 def poll_into(storage: Storage, source: SourceConfig, raws: list[RawItem], now: Any = T0) -> Any:
     its = items(source, *raws, now=now)
     known = storage.known_slices(source.id)
-    cands = storage.duplicate_candidates(
-        source.id,
-        [i.identifier for i in its if i.identifier],
-        [d for i in its for d in i.deadlines],
-    )
+    cands = storage.duplicate_candidates(source.id, *candidate_keys(its))
     intents = decide(its, known, cands)
     result = PollResult(source.id, PollStatus.OK, parsed=len(its))
     return storage.apply(source.id, intents, result, now)
@@ -288,3 +284,31 @@ def test_database_errors_come_out_as_storage_error(
 def test_bad_database_url_is_a_storage_error(tmp_path):
     with pytest.raises(StorageError):
         Storage("postgresql://nobody@127.0.0.1:1/none").ping()
+
+
+def test_duplicate_index_follows_updates_links_and_deletions(any_storage: Storage):
+    ft = RawItem(
+        key="T-1",
+        title="Call one",
+        identifier="HORIZON-AB-2027-01",
+        deadlines=("2027-05-01",),
+        link="https://ft/1",
+    )
+    first = poll_into(any_storage, OTHER, [ft])
+    day = [normalise(ft, OTHER, T0).deadlines[0]]
+    assert [c.item_id for c in any_storage.duplicate_candidates("esf", [], day)] == list(
+        first.new_ids
+    )
+    # The deadline moves: the index follows it.
+    moved = RawItem(**{**ft.__dict__, "deadlines": ("2027-06-01",)})
+    poll_into(any_storage, OTHER, [moved], now=T0 + timedelta(hours=1))
+    assert any_storage.duplicate_candidates("esf", [], day) == []
+    assert [
+        c.item_id for c in any_storage.duplicate_candidates("esf", ["horizon-ab-2027-01"], [])
+    ] == list(first.new_ids)
+    # The source that already has it never gets it as a candidate.
+    assert any_storage.duplicate_candidates("ft", ["HORIZON-AB-2027-01"], []) == []
+    # A deleted item disappears from the index.
+    with any_storage.engine.begin() as conn:
+        conn.execute(text("DELETE FROM items"))
+    assert any_storage.duplicate_candidates("esf", ["HORIZON-AB-2027-01"], []) == []

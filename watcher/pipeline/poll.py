@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from watcher.exceptions import ParseError, SourceFailure, StorageError
 from watcher.pipeline.normalise import normalise
-from watcher.pipeline.track import decide
+from watcher.pipeline.track import candidate_keys, decide
 from watcher.types import (
     Classification,
     Fetched,
@@ -234,11 +234,9 @@ class Poller:
         fresh = [it for it in items if it.key not in known]
         candidates = []
         if fresh:
+            identifiers, deadlines = candidate_keys(fresh)
             candidates = await asyncio.to_thread(
-                self.storage.duplicate_candidates,
-                source.id,
-                [it.identifier for it in fresh if it.identifier],
-                [d for it in fresh for d in it.deadlines],
+                self.storage.duplicate_candidates, source.id, identifiers, deadlines
             )
         intents = decide(items, known, candidates)
         counts = {k: sum(1 for i in intents if i.kind == k) for k in IntentKind}

@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import cached_property
 
 from watcher.pipeline.normalise import tracked_values
@@ -155,6 +155,28 @@ def find_duplicate(
             if sim >= TITLE_SIMILARITY and (best is None or sim > best[0]):
                 best = (sim, cand, f"close title ({sim:.0%}) and the same deadline")
     return (best[1], best[2]) if best else None
+
+
+_IDENTIFIER_RE = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+){2,}(?![\w-])")
+
+
+def identifier_tokens(text: str) -> set[str]:
+    """Words in a text that look like call identifiers (``HORIZON-CL5-2027-01-D3-02``,
+    ``ERASMUS-EDU-2027-PI-ALL-INNO``), upper-cased: a national page naming a call."""
+    return {m.group(0).upper() for m in _IDENTIFIER_RE.finditer(text) if len(m.group(0)) >= 8}
+
+
+def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[datetime]]:
+    """What to look up stored duplicates by: the items' identifiers and identifiers named in
+    their text, and their deadlines."""
+    identifiers: set[str] = set()
+    deadlines: list[datetime] = []
+    for it in fresh:
+        if it.identifier:
+            identifiers.add(it.identifier)
+        identifiers |= identifier_tokens(f"{it.title} {it.summary[:2000]}")
+        deadlines.extend(it.deadlines)
+    return sorted(identifiers), deadlines
 
 
 def item_days(item: Item) -> frozenset[str]:

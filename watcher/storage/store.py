@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +21,7 @@ from watcher.exceptions import StorageError
 from watcher.pipeline.normalise import tracked_values
 from watcher.pipeline.track import DupCandidate
 from watcher.storage import base
+from watcher.storage.candidates import CandidateCache
 from watcher.storage.schema import (
     audit_log,
     item_changes,
@@ -220,6 +221,7 @@ class Storage:
     def __init__(self, url: str, base_dir: Path | None = None) -> None:
         self.url = url
         self.engine: Engine = base.make_engine(url, base_dir)
+        self._candidates = CandidateCache()
 
     @property
     def dialect(self) -> str:
@@ -354,43 +356,11 @@ class Storage:
     def duplicate_candidates(
         self, source_id: str, identifiers: Iterable[str], deadlines: Iterable[datetime]
     ) -> list[DupCandidate]:
-        """Stored items of other sources sharing an identifier or a deadline day."""
-        ids = sorted({i for i in identifiers if i})
-        days = sorted({d.date() for d in deadlines})
-        conds = []
-        if ids:
-            conds.append(items.c.identifier.in_(ids))
-        for day in days:
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=14)
-            conds.append(
-                and_(items.c.deadline >= start, items.c.deadline < start + timedelta(hours=52))
-            )
-        # Items that carry an identifier may be named in this source's titles: few, so load them.
-        conds.append(items.c.identifier.is_not(None))
+        """Stored items of other sources with one of these call identifiers or a deadline
+        on the same day (from an in-memory index kept up to date incrementally)."""
+        days = {d.astimezone(UTC).date().isoformat() for d in deadlines}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(items.c.id, items.c.identifier, items.c.title, items.c.deadlines).where(
-                    or_(*conds)
-                )
-            ).all()
-            if not rows:
-                return []
-            links: dict[int, set[str]] = {}
-            for chunk in _chunks([r.id for r in rows], 500):
-                for item_id, sid in conn.execute(
-                    select(item_sources.c.item_id, item_sources.c.source_id).where(
-                        item_sources.c.item_id.in_(chunk)
-                    )
-                ).all():
-                    links.setdefault(item_id, set()).add(sid)
-        out = []
-        for r in rows:
-            sids = frozenset(links.get(r.id, ()))
-            if source_id in sids:
-                continue
-            days = frozenset(_utc_day(x) for x in (r.deadlines or ()))
-            out.append(DupCandidate(r.id, sids, r.identifier, r.title, days))
-        return out
+            return self._candidates.lookup(conn, source_id, identifiers, days)
 
     # -- applying a poll -------------------------------------------------------------------
 
@@ -1120,14 +1090,6 @@ class Storage:
             return conn.execute(
                 select(locks.c.holder).where(locks.c.name == name, locks.c.expires_at >= now)
             ).scalar()
-
-
-def _utc_day(iso_value: str) -> str:
-    """The UTC date of a stored ISO timestamp (stored deadlines are UTC already)."""
-    if iso_value.endswith("+00:00") or iso_value.endswith("Z"):
-        return iso_value[:10]
-    dt = from_iso(iso_value)
-    return dt.astimezone(UTC).date().isoformat() if dt else iso_value[:10]
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:

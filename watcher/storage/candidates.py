@@ -1,0 +1,131 @@
+"""An in-memory index of stored items for cross-source duplicate matching.
+
+Every poll with new items asks "which stored calls could these be?". Scanning the items
+table for each poll costs more than the rest of a first poll cycle together, so the index is
+kept in memory and brought up to date incrementally before each lookup: rows with ids above
+the last seen ones (new items, new source links) and items changed since (a merge may fill in
+an identifier; an update may move a deadline). An item deleted meanwhile makes the next
+refresh reload everything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from watcher.dates import from_iso
+from watcher.pipeline.track import DupCandidate
+from watcher.storage.schema import item_changes, item_sources, items
+
+
+@dataclass
+class _Entry:
+    identifier: str | None
+    title: str
+    days: frozenset[str]
+    sources: set[str] = field(default_factory=set)
+
+
+def utc_day(iso_value: str) -> str:
+    """The UTC date of a stored ISO timestamp (stored deadlines are UTC already)."""
+    if iso_value.endswith(("+00:00", "Z")):
+        return iso_value[:10]
+    dt = from_iso(iso_value)
+    return dt.astimezone(UTC).date().isoformat() if dt else iso_value[:10]
+
+
+class CandidateCache:
+    """Stored items by identifier and by deadline day, refreshed incrementally."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._entries: dict[int, _Entry] = {}
+        self._by_identifier: dict[str, set[int]] = {}
+        self._by_day: dict[str, set[int]] = {}
+        self._max_item = 0
+        self._max_link = 0
+        self._max_change = 0
+
+    def _index(self, item_id: int, entry: _Entry) -> None:
+        old = self._entries.get(item_id)
+        if old is not None:
+            entry.sources = old.sources
+            if old.identifier:
+                self._by_identifier.get(old.identifier, set()).discard(item_id)
+            for day in old.days:
+                self._by_day.get(day, set()).discard(item_id)
+        self._entries[item_id] = entry
+        if entry.identifier:
+            self._by_identifier.setdefault(entry.identifier, set()).add(item_id)
+        for day in entry.days:
+            self._by_day.setdefault(day, set()).add(item_id)
+
+    def _load_items(self, conn: Connection, where: object) -> None:
+        for r in conn.execute(
+            select(items.c.id, items.c.identifier, items.c.title, items.c.deadlines).where(where)  # type: ignore[arg-type]
+        ):
+            days = frozenset(utc_day(x) for x in (r.deadlines or ()))
+            self._index(r.id, _Entry(r.identifier, r.title, days))
+            self._max_item = max(self._max_item, r.id)
+
+    def refresh(self, conn: Connection) -> None:
+        count = conn.execute(select(func.count()).select_from(items)).scalar_one()
+        if count < len(self._entries):
+            self._reset()  # items were deleted: start over
+        max_change = conn.execute(select(func.max(item_changes.c.id))).scalar() or 0
+        if max_change > self._max_change:
+            changed = [
+                r[0]
+                for r in conn.execute(
+                    select(item_changes.c.item_id)
+                    .where(
+                        item_changes.c.id > self._max_change,
+                        item_changes.c.kind.in_(("updated", "merged")),
+                        item_changes.c.item_id <= self._max_item,
+                    )
+                    .distinct()
+                )
+            ]
+            for start in range(0, len(changed), 500):
+                self._load_items(conn, items.c.id.in_(changed[start : start + 500]))
+            self._max_change = max_change
+        self._load_items(conn, items.c.id > self._max_item)
+        for link_id, item_id, source_id in conn.execute(
+            select(item_sources.c.id, item_sources.c.item_id, item_sources.c.source_id).where(
+                item_sources.c.id > self._max_link
+            )
+        ):
+            entry = self._entries.get(item_id)
+            if entry is not None:
+                entry.sources.add(source_id)
+            self._max_link = max(self._max_link, link_id)
+
+    def lookup(
+        self, conn: Connection, source_id: str, identifiers: Iterable[str], days: Iterable[str]
+    ) -> list[DupCandidate]:
+        """Items of other sources with one of ``identifiers`` or a deadline on one of
+        ``days``, as of now."""
+        with self._lock:
+            self.refresh(conn)
+            ids: set[int] = set()
+            for ident in identifiers:
+                ids |= self._by_identifier.get(ident.upper(), set())
+            for day in days:
+                ids |= self._by_day.get(day, set())
+            out = []
+            for item_id in sorted(ids):
+                e = self._entries[item_id]
+                if source_id in e.sources:
+                    continue
+                out.append(
+                    DupCandidate(item_id, frozenset(e.sources), e.identifier, e.title, e.days)
+                )
+            return out
