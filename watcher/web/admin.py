@@ -416,43 +416,49 @@ def _display(spec: OptionSpec, value: Any) -> Any:
     return str(value)
 
 
-def _parse_option(spec: OptionSpec, form: FormData, t: Any) -> tuple[Any, str | None, bool]:
-    """(value, error, given) of one option from the form; ``given`` False = use the default."""
+KEEP = object()  # the form did not carry the field: keep what the entry has
+DEFAULT = object()  # the field was emptied: use the adapter's default
+
+
+def _parse_option(spec: OptionSpec, form: FormData, t: Any) -> tuple[Any, str | None]:
+    """(value, error) of one option from the form; the value may be KEEP or DEFAULT."""
     key = f"opt.{spec.name}"
     if spec.shape == "bool":
-        return form.get(key) == "1", None, True
+        # A checkbox that is not ticked is not sent: absent means false.
+        return form.get(key) == "1", None
+    if key not in form:
+        return KEEP, None
     raw = str(form.get(key, "")).replace("\r\n", "\n")
     text = raw.strip()
     if spec.shape == "list":
-        values = [line.strip() for line in raw.split("\n") if line.strip()]
-        return values, None, True
+        return [line.strip() for line in raw.split("\n") if line.strip()], None
     if spec.shape == "dict":
         out: dict[str, str] = {}
         for n, line in enumerate(raw.split("\n"), 1):
             if not line.strip():
                 continue
             if "=" not in line:
-                return None, t("rad {n}: skriv 'nyckel = värde'", n=n), True
+                return None, t("rad {n}: skriv 'nyckel = värde'", n=n)
             k, v = line.split("=", 1)
             out[k.strip()] = v.strip()
-        return out, None, True
+        return out, None
     if not text:
         if spec.required:
-            return None, t("Obligatoriskt fält"), True
+            return None, t("Obligatoriskt fält")
         if spec.shape == "optstr" and spec.default is not None:
-            return "", None, True  # cleared on purpose: TOML has no null, "" switches it off
-        return None, None, False
+            return "", None  # emptied on purpose: TOML has no null, and "" switches it off
+        return DEFAULT, None
     if spec.shape == "int":
         try:
-            return int(text), None, True
+            return int(text), None
         except ValueError:
-            return None, t("Ange ett heltal"), True
+            return None, t("Ange ett heltal")
     if spec.shape == "float":
         try:
-            return float(text.replace(",", ".")), None, True
+            return float(text.replace(",", ".")), None
         except ValueError:
-            return None, t("Ange ett tal"), True
-    return text, None, True
+            return None, t("Ange ett tal")
+    return text, None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -500,7 +506,9 @@ class SourceForm:
         language = str(form.get("language", "")).strip()
         if language:
             entry["language"] = language
-        old_opts = dict((existing or {}).get("options", {}) or {})
+        # Options of another kind (the admin switched the kind) do not carry over.
+        same_kind = existing is not None and existing.get("kind") == kind
+        old_opts = dict((existing or {}).get("options", {}) or {}) if same_kind else {}
         options: dict[str, Any] = {}
         try:
             specs = option_specs(kind)
@@ -508,13 +516,15 @@ class SourceForm:
             specs = []
             errors.setdefault("kind", []).append(t("Okänd typ"))
         for spec in specs:
-            value, error, given = _parse_option(spec, form, t)
+            value, error = _parse_option(spec, form, t)
             if error:
                 errors.setdefault(f"opt.{spec.name}", []).append(error)
+            elif value is KEEP:
+                if spec.name in old_opts:
+                    options[spec.name] = old_opts[spec.name]
+            elif value is DEFAULT:
                 continue
-            if not given:
-                continue
-            if spec.required or spec.name in old_opts or not _same(value, spec.default):
+            elif spec.required or spec.name in old_opts or not _same(value, spec.default):
                 options[spec.name] = value
         if options:
             entry["options"] = options

@@ -270,6 +270,13 @@ def short_value(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def as_toml(entry: Mapping[str, Any]) -> str:
+    """A config entry as the TOML an admin would read in config.toml."""
+    import tomlkit
+
+    return tomlkit.dumps(dict(entry))
+
+
 # -- rendering -----------------------------------------------------------------------------------
 
 
@@ -284,6 +291,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["safe_url"] = safe_url
     env.filters["short"] = short_value
+    env.filters["as_toml"] = as_toml
     env.globals["feed_url"] = feed_url
     env.globals["AREAS"] = AREAS
     env.globals["THEMES"] = THEMES
