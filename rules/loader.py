@@ -543,7 +543,8 @@ def rule_files(paths: Sequence[Path | str], *, defaults: bool = True) -> list[Pa
 def parse_file(path: str, text: str) -> tuple[FileRules, list[RuleError]]:
     """Parse one rule file's text; ``path`` names it in errors."""
     p = _FileParser(path, text)
-    return p.parse(), p.errors
+    parsed = p.parse()
+    return parsed, sorted(p.errors, key=lambda e: e.line or 0)
 
 
 def _build(parsed: Sequence[FileRules], version: str) -> RuleSet:

@@ -201,3 +201,12 @@ def test_explain_lists_rules_that_almost_fired(rules: RuleSet) -> None:
     assert out == {"klimat": None}
     out = dict((r.id, score) for r, score in explain(PlainItem("Klimat"), rules))
     assert out == {"klimat": 2.0}
+
+
+def test_rule_lookup_and_overview(rules: RuleSet) -> None:
+    assert rules.rule("defence").id == "defence"
+    with pytest.raises(KeyError):
+        rules.rule("no-such-rule")
+    overview = rules.targets()
+    assert [r.id for r in overview["area:fonder-program"]] == ["utlysning", "horizon-call"]
+    assert [r.id for r in overview["area:forhandsinfo"]] == ["horizon-call"]
