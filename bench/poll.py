@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--items", type=int, default=15)
     ap.add_argument("--per-host", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="[watcher] workers (processes)")
     args = ap.parse_args()
 
     servers = [
@@ -96,7 +97,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = {
-            "watcher": {"database_url": f"sqlite:///{tmp}/bench.db"},
+            "watcher": {"database_url": f"sqlite:///{tmp}/bench.db", "workers": args.workers},
             "fetch": {
                 "allow_private_networks": ["127.0.0.0/8"],
                 "per_host_concurrency": args.per_host,
@@ -109,6 +110,7 @@ def main() -> None:
         }
         app = App(validate_data(data, None))
         app.storage.ensure_schema()
+        app.warm_up_workers()  # a running service has its workers up already
 
         async def rounds() -> tuple[float, list, float, list]:
             http = app.new_http_client()

@@ -7,7 +7,9 @@ wall clock is read (``App.now``); everything below takes ``now`` as a parameter.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +66,7 @@ class App:
         self.config_error: ConfigError | None = None
         self._config_mtime = self._mtime()
         self._rules: RulesClassifier | None = None
+        self._executor: ProcessPoolExecutor | None = None
         self.http: HttpClient | None = None  # the service's long-lived client (set by run)
 
     # -- config ----------------------------------------------------------------------------
@@ -187,11 +190,39 @@ class App:
                 classifier=self.classifier,
                 flood_threshold=self._config.email.flood_threshold,
                 on_changed=self.hooks.items_changed,
+                executor=self.executor,
             )
             return await poller.poll_many(sources, self.now, progress)
         finally:
             if own:
                 await client.aclose()
 
+    @property
+    def executor(self) -> ProcessPoolExecutor | None:
+        """Worker processes for the CPU work of polls (``[watcher] workers``), started on
+        first use. They are spawned, not forked: the service has threads."""
+        if self._executor is None and self._config.watcher.workers > 0:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._config.watcher.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+            )
+        return self._executor
+
+    def warm_up_workers(self) -> None:
+        """Start the worker processes and load adapters and rules in them now, so the
+        first poll does not wait for that."""
+        from watcher.pipeline.work import warm_up
+
+        executor = self.executor
+        if executor is None:
+            return
+        spec = self.classifier.spec()
+        futures = [executor.submit(warm_up, spec) for _ in range(self._config.watcher.workers)]
+        for f in futures:
+            f.result()
+
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
         self.storage.close()

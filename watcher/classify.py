@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from rules.engine import classify
 from rules.loader import RuleStore
 from watcher.exceptions import RuleError
+from watcher.pipeline.work import RulesSpec
 from watcher.types import Classification
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ class RulesClassifier:
 
     def reload_if_changed(self) -> bool:
         return self.store.reload_if_changed()
+
+    def spec(self) -> RulesSpec:
+        """The rules in force, as a worker process can load them."""
+        return RulesSpec(
+            tuple(str(p) for p in self.store.paths), self.store.defaults, self.store.version
+        )
 
     def __call__(self, item: ClassifiableItem, source: SourceConfig | None) -> Classification:
         if source is None:

@@ -114,6 +114,8 @@ class WatcherSection(Strict):
     base_url: str = "http://127.0.0.1:8000"
     # Spread the first polls after a start over this many seconds (politeness).
     start_jitter: float = Field(60.0, ge=0, le=3600)
+    # Worker processes for parsing and classifying (0: threads of the service's process).
+    workers: int = Field(0, ge=0, le=32)
 
     @field_validator("timezone")
     @classmethod

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from watcher.exceptions import ParseError, SourceFailure, StorageError
-from watcher.pipeline.normalise import normalise
 from watcher.pipeline.track import candidate_keys, decide
+from watcher.pipeline.work import Processed, RulesSpec, process
 from watcher.types import (
     Classification,
     Fetched,
@@ -30,13 +31,14 @@ from watcher.types import (
     PollStatus,
     SourceError,
     Status,
+    StoredSlice,
 )
 
 if TYPE_CHECKING:
     from sources.base import Adapter
     from watcher.config import SourceConfig
     from watcher.http import HttpClient
-    from watcher.storage import ApplyOutcome, SourceState, Storage
+    from watcher.storage import SourceState, Storage
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Classifier(Protocol):
     def version(self) -> str: ...
 
     def __call__(self, item: Item, source: SourceConfig | None) -> Classification: ...
+
+    def spec(self) -> RulesSpec: ...
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class Poller:
     classifier: Classifier | None = None
     flood_threshold: int = 50
     on_changed: Sequence[Callable[[str, Sequence[int]], None]] = ()
+    executor: Executor | None = None  # worker processes for parsing and classifying
 
     async def poll_many(
         self,
@@ -153,22 +158,6 @@ class Poller:
             error = SourceError(code, _message(e))
             return await self._failed(source, error, started, now())
 
-    def _parse(
-        self, adapter: Adapter, fetched: Fetched, source: SourceConfig, at: datetime
-    ) -> tuple[list[Item], int]:
-        raws = adapter.parse_fetched(fetched)
-        items: list[Item] = []
-        bad = 0
-        for raw in raws:
-            try:
-                items.append(normalise(raw, source, at, self.tz))
-            except Exception:  # one malformed item never stops the rest
-                log.warning(
-                    "skipping an item of %s that could not be normalised", source.id, exc_info=True
-                )
-                bad += 1
-        return items, bad
-
     async def _failed(
         self, source: SourceConfig, error: SourceError, started: datetime, at: datetime
     ) -> PollResult:
@@ -193,13 +182,17 @@ class Poller:
         from watcher.types import CacheState
 
         adapter: Adapter = registry.get(source.kind)(source)
-        state = await asyncio.to_thread(self.storage.source_state, source.id)
-        statuses = await asyncio.to_thread(self.storage.known_statuses, source.id)
-        known = await asyncio.to_thread(self.storage.known_slices, source.id)
+        state = await asyncio.to_thread(self.storage.source_state, source.id, with_count=False)
+        statuses: Mapping[str, str | None] = {}
+        known: Mapping[str, StoredSlice] | None = None
+        if adapter.needs_known:
+            statuses = await asyncio.to_thread(self.storage.known_statuses, source.id)
+        if adapter.needs_previous:
+            known = await asyncio.to_thread(self.storage.known_slices, source.id)
         ctx = FetchContext(
             cache=CacheState(state.etag, state.last_modified),
             known={k: (Status(v) if v else None) for k, v in statuses.items()},
-            previous={k: s.values for k, s in known.items()},
+            previous={k: s.values for k, s in (known or {}).items()},
         )
         try:
             fetched = await adapter.fetch(self.http, ctx)
@@ -212,25 +205,24 @@ class Poller:
                 self.storage.record_not_modified, source.id, result, now(), cache, started
             )
             return result
+        at = now()
         try:
-            raws = adapter.parse_fetched(fetched)
+            processed = await self._process(source, fetched, at)
         except ParseError as e:
             return await self._failed(source, SourceError(e.code, str(e)), started, now())
-        at = now()
-        items: list[Item] = []
-        bad = 0
-        for raw in raws:
-            try:
-                items.append(normalise(raw, source, at, self.tz))
-            except Exception:  # one malformed item never stops the rest
-                log.warning(
-                    "skipping an item of %s that could not be normalised", source.id, exc_info=True
-                )
-                bad += 1
-        layout = check_layout(state, items, adapter.kind)
+        items = processed.items
+        layout = check_layout(
+            state,
+            items,
+            adapter.kind,
+            filtered=adapter.filters_items(),
+            skipped=int(fetched.context.get("skipped", 0)),
+        )
         warnings = list(layout.warnings)
-        if bad:
-            warnings.append(f"{bad} item(s) could not be read and were skipped")
+        if processed.bad:
+            warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
+        if known is None:
+            known = await asyncio.to_thread(self.storage.known_slices, source.id)
         fresh = [it for it in items if it.key not in known]
         candidates = []
         if fresh:
@@ -257,43 +249,52 @@ class Poller:
             parsed=len(items),
             warnings=tuple(warnings),
         )
-
-        def classify_and_apply() -> ApplyOutcome:
-            # New and changed items are tagged here and written with them, in the same
-            # transaction: an item is never stored without its tags.
-            classifications = None
-            version = None
-            if self.classifier is not None:
-                classifier = self.classifier
-                version = classifier.version
-                classifications = [
-                    classifier(i.item, source)
-                    if i.kind == IntentKind.UPDATED
-                    or (i.kind == IntentKind.NEW and i.duplicate_of is None)
-                    else None
-                    for i in intents
-                ]
-            return self.storage.apply(
-                source.id,
-                intents,
-                result,
-                at,
-                cache=cache,
-                baseline=baseline,
-                hold_new=hold,
-                warning="; ".join(warnings) or None,
-                field_profile=layout.profile,
-                started_at=started,
-                classifications=classifications,
-                rules_version=version,
-            )
-
-        outcome = await asyncio.to_thread(classify_and_apply)
+        # New and changed items are written with their tags, in one transaction: an item is
+        # never stored untagged.
+        classifications = None
+        if processed.classifications is not None:
+            by_key: dict[str, Classification] = {}
+            for it, cls in zip(items, processed.classifications, strict=True):
+                by_key.setdefault(it.key, cls)
+            classifications = [
+                by_key.get(i.item.key)
+                if i.kind == IntentKind.UPDATED
+                or (i.kind == IntentKind.NEW and i.duplicate_of is None)
+                else None
+                for i in intents
+            ]
+        outcome = await asyncio.to_thread(
+            self.storage.apply,
+            source.id,
+            intents,
+            result,
+            at,
+            cache=cache,
+            baseline=baseline,
+            hold_new=hold,
+            warning="; ".join(warnings) or None,
+            field_profile=layout.profile,
+            started_at=started,
+            classifications=classifications,
+            rules_version=self.classifier.version if self.classifier else None,
+        )
         changed = [*outcome.new_ids, *outcome.updated_ids, *outcome.merged_ids]
         if changed:
             for hook in self.on_changed:
                 hook(source.id, changed)
         return result
+
+    async def _process(self, source: SourceConfig, fetched: Fetched, at: datetime) -> Processed:
+        """Parse, normalise and classify: CPU work, off the event loop so other sources'
+        requests keep flowing; in a worker process when the service has some."""
+        tz_name = str(self.tz.key)
+        if self.executor is not None and self.classifier is not None:
+            spec = self.classifier.spec()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self.executor, process, source, fetched, tz_name, at, None, spec
+            )
+        return await asyncio.to_thread(process, source, fetched, tz_name, at, self.classifier)
 
 
 def _message(e: BaseException) -> str:

@@ -253,18 +253,21 @@ class Storage:
     # -- sources ----------------------------------------------------------------------------
 
     @base.translate_errors
-    def source_state(self, source_id: str) -> SourceState:
+    def source_state(self, source_id: str, *, with_count: bool = True) -> SourceState:
+        """A source's remembered state; ``with_count`` adds its number of items."""
         with self.engine.connect() as conn:
             row = (
                 conn.execute(select(sources_state).where(sources_state.c.source_id == source_id))
                 .mappings()
                 .first()
             )
-            count = conn.execute(
-                select(func.count())
-                .select_from(item_sources)
-                .where(item_sources.c.source_id == source_id)
-            ).scalar_one()
+            count = 0
+            if with_count:
+                count = conn.execute(
+                    select(func.count())
+                    .select_from(item_sources)
+                    .where(item_sources.c.source_id == source_id)
+                ).scalar_one()
         return _row_to_state(row, source_id, count)
 
     @base.translate_errors

@@ -1,0 +1,115 @@
+"""The CPU work of a poll: parse, normalise and classify. Pure, so it can run anywhere.
+
+``process`` runs in a worker thread of the service, or in a worker process when
+``[watcher] workers`` asks for some (a poll cycle over hundreds of sources is mostly this
+work, and a second core halves it). Everything it takes and returns pickles; in a worker
+process the rules are loaded once and reloaded when the service's rules version moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from watcher.pipeline.normalise import normalise
+from watcher.types import Classification, Fetched, Item
+
+if TYPE_CHECKING:
+    from watcher.config import SourceConfig
+    from watcher.pipeline.poll import Classifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RulesSpec:
+    """Which rules a worker process should classify with."""
+
+    paths: tuple[str, ...]
+    defaults: bool
+    version: str
+
+
+@dataclass(frozen=True)
+class Processed:
+    items: list[Item]
+    bad: int  # items that could not be normalised (skipped)
+    classifications: list[Classification] | None  # aligned with items
+
+
+def process(
+    source: SourceConfig,
+    fetched: Fetched,
+    tz_name: str,
+    now: datetime,
+    classifier: Classifier | None = None,
+    rules: RulesSpec | None = None,
+) -> Processed:
+    """Parse a fetch, normalise its items and classify them (with ``classifier`` in this
+    process, or with the rules ``rules`` names in a worker process). Raises ``ParseError``."""
+    from sources import registry
+
+    adapter = registry.get(source.kind)(source)
+    raws = adapter.parse_fetched(fetched)
+    tz = ZoneInfo(tz_name)
+    items: list[Item] = []
+    bad = 0
+    for raw in raws:
+        try:
+            items.append(normalise(raw, source, now, tz))
+        except Exception:  # one malformed item never stops the rest
+            log.warning(
+                "skipping an item of %s that could not be normalised", source.id, exc_info=True
+            )
+            bad += 1
+    classifications: list[Classification] | None = None
+    if classifier is not None:
+        classifications = [classifier(it, source) for it in items]
+    elif rules is not None:
+        classifications = _classify_in_worker(items, source, rules)
+    return Processed(items, bad, classifications)
+
+
+_worker_store: dict[tuple[tuple[str, ...], bool], object] = {}
+
+
+def warm_up(spec: RulesSpec | None) -> bool:
+    """Load the adapters and the rules in a fresh worker process, ahead of the first poll."""
+    from sources import registry
+
+    registry.kinds()
+    if spec is not None:
+        _classify_in_worker([], _NO_SOURCE, spec)
+    return True
+
+
+class _NoSource:
+    areas: tuple[str, ...] = ()
+    themes: tuple[str, ...] = ()
+
+
+_NO_SOURCE: SourceConfig = _NoSource()  # type: ignore[assignment]
+
+
+def _classify_in_worker(
+    items: Sequence[Item], source: SourceConfig, spec: RulesSpec
+) -> list[Classification]:
+    from rules.engine import classify
+    from rules.loader import RuleStore
+
+    key = (spec.paths, spec.defaults)
+    store = _worker_store.get(key)
+    if not isinstance(store, RuleStore):
+        store = RuleStore([Path(p) for p in spec.paths], defaults=spec.defaults)
+        _worker_store[key] = store
+    if store.version != spec.version:
+        store.reload()
+    return [
+        classify(it, store.rules, source_areas=source.areas, source_themes=source.themes)
+        for it in items
+    ]
