@@ -292,12 +292,14 @@ class Matcher:
         self._min_len = min((len(k) for k in prefix), default=0)
         self._stems = frozenset(k[:n] for k in prefix for n in range(self._min_len, len(k) + 1))
         self._infix = tuple((k, _group(v, pats)) for k, v in infix.items())
-        # Word -> the groups whose first word it fits. Texts share most of their words, so
+        # Word -> the one-word patterns it is (found by the lookup alone) and the groups of
+        # patterns that need more checks. Texts share most of their words, so
         # each distinct word is looked up once; the cache is bounded.
-        self._cache: dict[str, tuple[_Group, ...]] = {}
+        self._cache: dict[str, tuple[tuple[int, ...], tuple[_Group, ...]]] = {}
 
-    def _groups(self, w: str) -> tuple[_Group, ...]:
-        """The groups of patterns whose first word fits the (lower-cased) text word ``w``."""
+    def _lookup(self, w: str) -> tuple[tuple[int, ...], tuple[_Group, ...]]:
+        """For the (lower-cased) text word ``w``: the one-word patterns it matches outright,
+        and the groups of patterns whose first word fits it but need more checks."""
         out: list[_Group] = []
         group = self._exact.get(w)
         if group is not None:
@@ -312,7 +314,9 @@ class Matcher:
                 out.append(group)
             length += 1
         out.extend(g for key, g in self._infix if key in w)
-        return tuple(out)
+        simple = tuple(dict.fromkeys(pid for g in out for pid in g.simple))
+        rest = tuple(g for g in out if g.checked or g.has_phrases)
+        return simple, rest
 
     def find(self, text: str) -> dict[int, Hit]:
         """Every pattern that occurs in ``text``, with its first occurrence."""
@@ -328,22 +332,26 @@ class Matcher:
         found = t.hits
         cache = self._cache
         try_ = self._try
+        setdefault = found.setdefault
         for i, w in enumerate(words):
-            groups = cache.get(w)
-            if groups is None:
-                groups = self._groups(w)
+            entry = cache.get(w)
+            if entry is None:
+                entry = self._lookup(w)
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
-                cache[w] = groups
+                cache[w] = entry
+            simple, groups = entry
+            if simple:
+                hit = (i, 1, False)
+                for pid in simple:
+                    setdefault(pid, hit)
             for group in groups:
                 try_(group, i, t, found)
         return t
 
     def _try(self, group: _Group, i: int, t: Scan, found: dict[int, tuple[int, int, bool]]) -> None:
-        """Check the patterns whose first word fits word ``i``; record the ones that match."""
-        for pid in group.simple:
-            if pid not in found:
-                found[pid] = (i, 1, False)
+        """Check the patterns whose first word fits word ``i`` (one-word patterns without
+        checks are recorded by ``scan``); record the ones that match."""
         for pid, case, plus in group.checked:
             if pid in found:
                 continue
