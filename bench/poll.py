@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -59,6 +61,36 @@ def html(n: int, items: int) -> str:
     return f"<html><body><main>{cards}</main></body></html>"
 
 
+def farm_specs(args: argparse.Namespace) -> list[tuple[int, str, str, str, str]]:
+    """(host index, path, body, content type, adapter kind) per source."""
+    out = []
+    for n in range(args.sources):
+        kind = ("rss", "atom", "html")[n % 3]
+        body = {"rss": rss, "atom": atom, "html": html}[kind](n, args.items)
+        ctype = {"rss": "application/rss+xml", "atom": "application/atom+xml", "html": "text/html"}[
+            kind
+        ]
+        out.append((n % args.hosts, f"/s{n}", body, ctype + "; charset=utf-8", kind))
+    return out
+
+
+def run_farm(args: argparse.Namespace, ports: Any, stop: Any) -> None:
+    """The source farm, in its own process (as real sites are): loopback servers on
+    127.0.0.2 … with a latency per response, every feed with an ETag."""
+    servers = [
+        LoopbackServer(host=f"127.0.0.{2 + h}", latency=args.latency).start()
+        for h in range(args.hosts)
+    ]
+    for h, path, body, ctype, _kind in farm_specs(args):
+        servers[h].add(path, body, content_type=ctype, etag=f'"{path}"')
+    for server in servers:
+        server.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+    ports.put([s.port for s in servers])
+    stop.wait()
+    for server in servers:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sources", type=int, default=200)
@@ -69,26 +101,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="[watcher] workers (processes)")
     args = ap.parse_args()
 
-    servers = [
-        LoopbackServer(host=f"127.0.0.{2 + h}", latency=args.latency).start()
-        for h in range(args.hosts)
-    ]
+    ctx = multiprocessing.get_context("spawn")
+    ports_q, stop = ctx.Queue(), ctx.Event()
+    farm = ctx.Process(target=run_farm, args=(args, ports_q, stop), daemon=True)
+    farm.start()
+    ports = ports_q.get(timeout=60)
     sources = []
-    for n in range(args.sources):
-        server = servers[n % args.hosts]
-        kind = ("rss", "atom", "html")[n % 3]
-        path = f"/s{n}"
-        body = {"rss": rss, "atom": atom, "html": html}[kind](n, args.items)
-        ctype = {"rss": "application/rss+xml", "atom": "application/atom+xml", "html": "text/html"}[
-            kind
-        ]
-        server.add(path, body, content_type=ctype + "; charset=utf-8", etag=f'"v{n}"')
-        server.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")
-        entry = {
+    for n, (h, path, _body, _ctype, kind) in enumerate(farm_specs(args)):
+        entry: dict[str, Any] = {
             "id": f"s{n}",
             "name": f"Källa {n}",
             "kind": "html" if kind == "html" else "rss",
-            "url": server.url(path),
+            "url": f"http://127.0.0.{2 + h}:{ports[h]}{path}",
             "schedule": "1h",
         }
         if kind == "html":
@@ -133,12 +157,12 @@ def main() -> None:
         stored = app.storage.count_items()
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         app.close()
-    for s in servers:
-        s.stop()
+    stop.set()
+    farm.join(timeout=30)
 
     print(
         f"sources: {args.sources} over {args.hosts} hosts, latency {args.latency * 1000:.0f} ms, "
-        f"per-host concurrency {args.per_host}, {args.items} items each"
+        f"per-host concurrency {args.per_host}, {args.items} items each, workers {args.workers}"
     )
     print(
         f"politeness limit:        {limit:.2f} s  ({per_host:.0f} sources/host × {args.latency} s ÷ {args.per_host})"
@@ -154,7 +178,7 @@ def main() -> None:
     print(
         f"errors:                  {len(errors)}" + (f" e.g. {errors[0].error}" if errors else "")
     )
-    print(f"peak memory (RSS):       {peak_mb:.0f} MB")
+    print(f"peak memory (RSS):       {peak_mb:.0f} MB (the poller's process)")
 
 
 if __name__ == "__main__":

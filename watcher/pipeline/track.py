@@ -38,9 +38,12 @@ class DupCandidate:
     identifier: str | None
     title: str
     days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
+    title_tokens: frozenset[str] | None = None  # normalise_title(title), if known
 
     @cached_property
     def tokens(self) -> frozenset[str]:
+        if self.title_tokens is not None:
+            return self.title_tokens
         return frozenset(normalise_title(self.title))
 
     @cached_property

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from watcher.dates import from_iso
-from watcher.pipeline.track import DupCandidate
+from watcher.pipeline.track import DupCandidate, normalise_title
 from watcher.storage.schema import item_changes, item_sources, items
 
 
@@ -29,6 +29,10 @@ class _Entry:
     title: str
     days: frozenset[str]
     sources: set[str] = field(default_factory=set)
+    tokens: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.tokens = frozenset(normalise_title(self.title))
 
 
 def utc_day(iso_value: str) -> str:
@@ -126,6 +130,8 @@ class CandidateCache:
                 if source_id in e.sources:
                     continue
                 out.append(
-                    DupCandidate(item_id, frozenset(e.sources), e.identifier, e.title, e.days)
+                    DupCandidate(
+                        item_id, frozenset(e.sources), e.identifier, e.title, e.days, e.tokens
+                    )
                 )
             return out
