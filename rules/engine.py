@@ -148,6 +148,11 @@ class CompiledRules:
 
     def entries(self, item: ClassifiableItem) -> dict[int, list[_Entry]]:
         """Search the item's fields once; what each rule found, by rule number."""
+        return self.search(item)[0]
+
+    def search(self, item: ClassifiableItem) -> tuple[dict[int, list[_Entry]], list[int]]:
+        """What each rule found, by rule number, and the rules worth evaluating in order:
+        those with a term found, and those that can fire without one."""
         texts = {
             "title": item.title,
             "summary": item.summary,
@@ -155,6 +160,7 @@ class CompiledRules:
             "source": item.source_id,
         }
         out: dict[int, list[_Entry]] = {}
+        scored: set[int] = set(self.always)
         scan = self.matcher.scan
         for f, index in self.by_field:
             text = texts[f]
@@ -169,7 +175,9 @@ class CompiledRules:
                         out[n] = [entry]
                     else:
                         got.append(entry)
-        return out
+                    if role == _TERM:
+                        scored.add(n)
+        return out, sorted(scored)
 
 
 def compiled(rules: RuleSet) -> CompiledRules:
@@ -306,9 +314,8 @@ def classify(
 ) -> Classification:
     """Tag one item with ``rules`` (see the module docstring for the steps)."""
     comp = compiled(rules)
-    found = comp.entries(item)
+    found, candidates = comp.search(item)
     nrel = comp.n_relevance
-    candidates = sorted(set(found) | set(comp.always))
     for n in candidates:
         if n >= nrel:
             break

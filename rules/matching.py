@@ -51,6 +51,7 @@ _BAD_SEPARATOR = re.compile(r"[.,;!?\n\r]")
 _MAX_SEPARATOR = 4  # " - " and " – " are fine; a longer gap means the words are not a phrase
 SHORT_WORD = 3  # words of this length or shorter match as whole words
 _CACHE_SIZE = 100_000  # distinct text words remembered per matcher
+_NOTHING: tuple[tuple[int, ...], tuple[_Group, ...]] = ((), ())  # a word no pattern starts with
 
 
 class Mode(enum.Enum):
@@ -316,7 +317,7 @@ class Matcher:
         out.extend(g for key, g in self._infix if key in w)
         simple = tuple(dict.fromkeys(pid for g in out for pid in g.simple))
         rest = tuple(g for g in out if g.checked or g.has_phrases)
-        return simple, rest
+        return (simple, rest) if simple or rest else _NOTHING
 
     def find(self, text: str) -> dict[int, Hit]:
         """Every pattern that occurs in ``text``, with its first occurrence."""
@@ -333,13 +334,15 @@ class Matcher:
         cache = self._cache
         try_ = self._try
         setdefault = found.setdefault
-        for i, w in enumerate(words):
-            entry = cache.get(w)
+        for i, entry in enumerate(map(cache.get, words)):
             if entry is None:
+                w = words[i]
                 entry = self._lookup(w)
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 cache[w] = entry
+            elif entry is _NOTHING:
+                continue
             simple, groups = entry
             if simple:
                 hit = (i, 1, False)
