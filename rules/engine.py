@@ -7,8 +7,8 @@ relevant" with the reason. The steps:
 1. Every field a rule looks at (title, summary, programme, source) is searched once for
    all terms of the whole rule set (one ``rules.matching.Matcher``).
 2. A relevance rule that fires makes the item not relevant; it gets no tags.
-3. Each tagging rule with a hit (or with conditions only) is scored; a rule that fires
-   gives its targets. Per tag the best-scoring rule is kept.
+3. Each tagging rule with a term found (or without terms: conditions only) is scored; a
+   rule that fires gives its targets. Per tag the best-scoring rule is kept.
 4. The source's default areas/themes from ``config.toml`` are added (rule id
    ``source-default:<source id>``).
 5. With ``untagged_not_relevant`` (the default), an item with no tags is not relevant.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rules.matching import Matcher, Pattern, Scan
-from rules.model import Conditions, Matching, RelevanceRule, Rule, RuleSet
+from rules.model import Conditions, Matching, Rule, RuleSet
 from watcher.config import AREAS, THEMES
 from watcher.types import Classification, Evidence, Kind, Status, Tag
 
@@ -371,7 +371,6 @@ __all__ = [
     "ClassifiableItem",
     "CompiledRules",
     "PlainItem",
-    "RelevanceRule",
     "classify",
     "compiled",
     "explain",

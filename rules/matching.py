@@ -14,17 +14,19 @@ spelling says how it matches (``docs/rules.md`` has the full table):
 ``eu``, ``sme``             three letters or fewer: whole word (case-insensitive)
 ``Erasmus+``                a trailing "+" must follow the word in the text
 ``call for proposals``      several words: a phrase; each word follows the rules above and
-                            only spaces or hyphens may stand between them in the text
-                            (never sentence punctuation), so "EU-projekt" and "EU projekt"
-                            both match the phrase ``EU-projekt``
+                            only a short gap of spaces, hyphens or the like may stand between
+                            them in the text (never . , ; ! ?), so "EU-projekt" and
+                            "EU projekt" both match the phrase ``EU-projekt``
 ==========================  ==============================================================
 
-The matcher is built once per rule set. ``Matcher.find`` splits a text into words once and
-looks each word up in dictionaries (whole words, prefixes by length) — a regular expression
-over the whole text is used only for the few in-word terms — so the cost grows with the
-length of the text, not with the number of terms. Every term that occurs is reported, even
-where terms overlap ("arbetsmarknad" and "arbetsmarknadspolitik" in the same word), with the
-text it matched, as found, for the evidence.
+The matcher is built once per rule set. ``Matcher.scan`` splits a text into words with one
+regex pass and looks each word up in dictionaries (whole words, prefixes of growing length
+while they are still the start of some term, in-word parts); what a word fits is cached, as
+texts share most of their words. Phrases are checked only where their first word fits and
+the next word is the one they need. So the cost grows with the length of the text, not with
+the number of terms. Every term that occurs is reported, even where terms overlap
+("arbetsmarknad" and "arbetsmarknadspolitik" in the same word), with the text it matched,
+as written, for the evidence.
 """
 
 from __future__ import annotations
