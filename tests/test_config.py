@@ -92,6 +92,7 @@ def test_the_shipped_config_is_valid_and_lists_the_real_sources():
             "unknown theme",
         ),
         ({"surprise": 1}, "surprise", "unknown key"),
+        ({"watcher": {"user_agent": "Bevakning för GR"}}, "watcher.user_agent", "printable ASCII"),
     ],
 )
 def test_problems_name_their_key(data, path, fragment):

@@ -117,6 +117,14 @@ class WatcherSection(Strict):
     # Worker processes for parsing and classifying (0: threads of the service's process).
     workers: int = Field(0, ge=0, le=32)
 
+    @field_validator("user_agent")
+    @classmethod
+    def _ua(cls, v: str) -> str:
+        # It goes into an HTTP header: printable ASCII only.
+        if not v.strip() or any(not (32 <= ord(c) < 127) for c in v):
+            raise ValueError("use printable ASCII only (it is sent as an HTTP header)")
+        return v
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
