@@ -147,3 +147,11 @@ def test_every_toml_example_in_the_docs_parses_and_validates():
                 validate_data(data)
                 checked += 1
     assert checked >= 1
+
+
+async def test_the_shipped_config_builds_the_service_parts():
+    from watcher.http import HttpClient
+
+    cfg = config_mod.load(REPO / "config.toml")
+    async with HttpClient(cfg.fetch, cfg.watcher.user_agent):
+        pass
