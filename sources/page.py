@@ -10,7 +10,8 @@ from bs4 import BeautifulSoup
 from pydantic import Field, field_validator
 
 from sources._common import decode_text, require_body
-from sources.base import Adapter, FetchContext, Options
+from sources.base import Adapter, FetchContext
+from sources.base import Options as BaseOptions
 from sources.html import check_regex, check_selector
 from sources.registry import register
 from watcher.exceptions import ParseError
@@ -35,7 +36,7 @@ class PageAdapter(Adapter):
     expected_fields = ("title",)
     needs_previous = True
 
-    class Options(Options):
+    class Options(BaseOptions):
         selector: str | None = Field(None, description="CSS selector of the region to watch")
         ignore: tuple[str, ...] = Field(default=(), description="regexes of text to ignore")
         kind: str = Field("news", description="the kind of the change items")
@@ -55,7 +56,7 @@ class PageAdapter(Adapter):
 
     async def fetch(self, http: HttpClient, ctx: FetchContext) -> Fetched:
         fetched = await super().fetch(http, ctx)
-        previous = next(reversed(ctx.previous.values()), None) if ctx.previous else None
+        previous = list(ctx.previous.values())[-1] if ctx.previous else None
         if fetched.status == FetchStatus.NOT_MODIFIED or previous is None:
             return fetched
         extra = previous.get("summary") or ""

@@ -87,6 +87,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     ctx.obj = Ctx(config_path)
 
 
@@ -489,7 +490,7 @@ def check_config(click_ctx: click.Context) -> None:
         for p in e.problems:
             err_console.print(f"  • {p}", markup=False, highlight=False)
         sys.exit(1)
-    problems = []
+    problems: list[str] = []
     try:
         from watcher.classify import RulesClassifier
 
@@ -499,8 +500,8 @@ def check_config(click_ctx: click.Context) -> None:
     except WatcherError as e:
         problems.append(f"rules: {e}")
     if problems:
-        for p in problems:
-            err_console.print(f"  • {p}", markup=False, highlight=False)
+        for problem in problems:
+            err_console.print(f"  • {problem}", markup=False, highlight=False)
         sys.exit(1)
     console.print(
         f"[green]OK[/] {path if path.exists() else '(built-in defaults)'}: "

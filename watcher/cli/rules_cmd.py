@@ -80,7 +80,7 @@ def rules_test(
         for d in diffs:
             print_json(
                 {
-                    "id": d.item.id,
+                    "id": getattr(d.item, "id", None),
                     "title": d.item.title,
                     "gained": [f"{t.kind}:{t.tag}" for t in d.gained],
                     "lost": [f"{t.kind}:{t.tag}" for t in d.lost],

@@ -112,9 +112,9 @@ def check_layout(
 
 def backoff_until(failures: int, interval_seconds: float, now: datetime) -> datetime:
     """When to try a failing source again: 1, 2, 4 … minutes, at most its own interval."""
-    delay = MIN_BACKOFF * (2 ** max(0, failures - 1))
+    delay: timedelta = MIN_BACKOFF * (2 ** max(0, failures - 1))
     cap = timedelta(seconds=max(interval_seconds, MIN_BACKOFF.total_seconds()))
-    return now + min(delay, cap)
+    return now + (delay if delay < cap else cap)
 
 
 @dataclass

@@ -274,7 +274,7 @@ class Storage:
     def source_states(self) -> dict[str, SourceState]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(sources_state)).mappings().all()
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     select(item_sources.c.source_id, func.count()).group_by(
                         item_sources.c.source_id
@@ -389,7 +389,7 @@ class Storage:
         new_ids: list[int] = []
         updated_ids: list[int] = []
         merged_ids: list[int] = []
-        unchanged: list[tuple[int, str, str]] = []
+        unchanged: list[tuple[int, str, str | None]] = []
         with self.engine.begin() as conn:
             fresh = [i.item for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None]
             if fresh:
