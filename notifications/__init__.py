@@ -4,7 +4,7 @@ The flow, and who does I/O::
 
     digest.build_digests   stored items + history ──▶ Digest      (pure selection over loaded data)
     render.render_digest   Digest ──▶ RenderedDigest (subject, HTML, text)   (Jinja2, autoescape)
-    email.build_message    RenderedDigest + member ──▶ EmailMessage          (headers, Message-ID)
+    email.build_message    RenderedDigest + member ──▶ Outgoing              (headers, Message-ID)
     delivery.run_digests   record digest + deliveries, then send exactly once (I/O)
     transports             smtp | file                                       (I/O)
     feeds / calendar       stored items ──▶ RSS 2.0, Atom, iCalendar bytes   (pure)

@@ -32,8 +32,8 @@ from datetime import timedelta
 from typing import Any
 
 from notifications.digest import Digest, build_digest, build_digests
-from notifications.email import Sender, build_message, list_id, message_id
-from notifications.render import RenderedDigest, render_digest, subject_for
+from notifications.email import MessageFactory, Sender, list_id, message_id
+from notifications.render import render_digest, subject_for
 from notifications.transports import Transport, TransportUnavailable, make_transport
 from notifications.unsubscribe import Unsubscriber
 from watcher.app import App
@@ -109,7 +109,7 @@ class DigestSender:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._unsub: Unsubscriber | None = None
         self._sender: Sender | None = None
-        self._rendered: dict[int, RenderedDigest] = {}
+        self._factories: dict[int, MessageFactory] = {}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -288,13 +288,20 @@ class DigestSender:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _rendered_for(self, rec: DigestRecord) -> RenderedDigest:
-        r = self._rendered.get(rec.id)
-        if r is None:
-            r = self._rendered[rec.id] = render_digest(
-                Digest.from_payload(rec.payload), self.app.config.tz
+    def _factory_for(self, rec: DigestRecord) -> MessageFactory:
+        """Render a digest once per run (from its stored payload, so a resumed send shows
+        what the first attempt showed) and prepare what all members' copies share."""
+        f = self._factories.get(rec.id)
+        if f is None:
+            rendered = render_digest(Digest.from_payload(rec.payload), self.app.config.tz)
+            f = self._factories[rec.id] = MessageFactory(
+                sender=self.sender,
+                subject=rec.subject or rendered.subject,
+                list_id=list_id(rec.network_id, rendered_name(rec), self.sender.domain),
+                date=rec.created_at,
+                template=rendered.template,
             )
-        return r
+        return f
 
     def _send_digest(self, rec: DigestRecord, net: NetworkConfig, o: NetworkOutcome) -> None:
         members = {m.lower() for m in net.members}
@@ -319,20 +326,9 @@ class DigestSender:
     def _send_one(self, rec: DigestRecord, d: DeliveryRecord, o: NetworkOutcome) -> None:
         cfg = self.app.config.email
         try:
-            rendered = self._rendered_for(rec)
+            factory = self._factory_for(rec)
             url = self.unsubscriber.url(rec.network_id, d.address)
-            html, text = rendered.for_member(url)
-            msg = build_message(
-                sender=self.sender,
-                to=d.address,
-                subject=rec.subject or rendered.subject,
-                html=html,
-                text=text,
-                message_id=d.message_id,
-                list_id=list_id(rec.network_id, rendered_name(rec), self.sender.domain),
-                unsubscribe_url=url,
-                date=rec.created_at,
-            )
+            msg = factory.build(to=d.address, message_id=d.message_id, unsubscribe_url=url)
             self.transport.send(msg, self.sender.address, d.address)
         except TransportUnavailable as e:
             self.store.mark_retry(

@@ -13,13 +13,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from notifications.digest import Digest, Entry, FieldNote
+from notifications.email import BodyTemplate
 from notifications.text import one_line
 from watcher.dates import STOCKHOLM, from_iso
 
@@ -262,6 +263,11 @@ class RenderedDigest:
     html: str
     text: str
     placeholder: str
+
+    @cached_property
+    def template(self) -> BodyTemplate:
+        """Both parts encoded once for sending; each member's copy fills in their link."""
+        return BodyTemplate.of(self.text, self.html, self.placeholder)
 
     def for_member(self, unsubscribe_url: str) -> tuple[str, str]:
         """(html, text) with this member's unsubscribe link."""

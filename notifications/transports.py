@@ -20,11 +20,11 @@ import re
 import smtplib
 import ssl
 import tempfile
-from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+from notifications.email import Outgoing
 from watcher.config import Config, SmtpSection
 from watcher.exceptions import PermanentDeliveryError, TransientDeliveryError
 
@@ -36,7 +36,7 @@ class TransportUnavailable(TransientDeliveryError):
 class Transport(Protocol):
     """What the exactly-once sender needs of a transport."""
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Outgoing, sender: str, recipient: str) -> None:
         """Deliver one message to one recipient or raise a ``DeliveryError``."""
 
     def close(self) -> None:
@@ -71,12 +71,12 @@ class FileTransport(_Closing):
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
 
-    def path_for(self, message: EmailMessage) -> Path:
+    def path_for(self, message: Outgoing) -> Path:
         mid = str(message["Message-ID"] or "").strip("<>")
         name = _UNSAFE_NAME.sub("_", mid)[:200] or "message"
         return self.outbox / f"{name}.eml"
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Outgoing, sender: str, recipient: str) -> None:
         target = self.path_for(message)
         if target.exists():
             return
@@ -191,12 +191,12 @@ class SmtpTransport(_Closing):
             ) from e
         return conn
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Outgoing, sender: str, recipient: str) -> None:
         if self._conn is None:
             self._conn = self._connect()
         conn = self._conn
         try:
-            conn.send_message(message, from_addr=sender, to_addrs=[recipient])
+            conn.sendmail(sender, [recipient], message.as_bytes())
             return
         except smtplib.SMTPRecipientsRefused as e:
             code, resp = next(iter(e.recipients.values()), (451, b"refused"))

@@ -13,13 +13,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from notifications.delivery import LEASE, run_digests
+from notifications.email import Outgoing
 from notifications.transports import SmtpTransport
 from tests.conftest import REPO
 from tests.test_digest_support import ItemBuilder, RunningSmtp, SmtpSink, free_port, start_smtp
@@ -86,7 +86,7 @@ class DiesAfter:
     def __init__(self, inner: SmtpTransport, n: int) -> None:
         self.inner, self.n = inner, n
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Outgoing, sender: str, recipient: str) -> None:
         if self.n == 0:
             raise Killed
         self.n -= 1

@@ -7,14 +7,15 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from notifications.email import Outgoing, Sender, build_message, list_id
 from notifications.transports import SmtpTransport, TransportUnavailable
+from tests.conftest import T0
 from tests.test_digest_support import SmtpSink, start_smtp
 from watcher.config import SmtpSection, validate_data
 from watcher.exceptions import ConfigError, PermanentDeliveryError, TransientDeliveryError
@@ -62,14 +63,19 @@ class Users:
         return AuthResult(success=False, handled=False)
 
 
-def message(to: str = "a@kommun.se") -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = "eu@goteborgsregionen.se"
-    msg["To"] = to
-    msg["Subject"] = "Test"
-    msg["Message-ID"] = "<t1@goteborgsregionen.se>"
-    msg.set_content("hej")
-    return msg
+def message(to: str = "a@kommun.se") -> Outgoing:
+    sender = Sender.parse("EU <eu@goteborgsregionen.se>")
+    return build_message(
+        sender=sender,
+        to=to,
+        subject="Test",
+        html="<p>hej</p>",
+        text="hej",
+        message_id="<t1@goteborgsregionen.se>",
+        list_id=list_id("n", "N", sender.domain),
+        unsubscribe_url="https://x.se/u/1",
+        date=T0,
+    )
 
 
 @pytest.fixture

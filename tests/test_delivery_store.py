@@ -5,13 +5,13 @@ and a whole killed-and-resumed run."""
 from __future__ import annotations
 
 from datetime import timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from notifications.delivery import LEASE, run_digests
+from notifications.email import Outgoing
 from tests.conftest import T0
 from tests.test_digest_support import ItemBuilder
 from watcher.exceptions import StorageError
@@ -139,7 +139,7 @@ class Recorder:
         self.sent: list[tuple[str, str]] = []
         self.die_after = die_after
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Outgoing, sender: str, recipient: str) -> None:
         if self.die_after is not None and len(self.sent) >= self.die_after:
             raise SystemExit("killed")
         self.sent.append((recipient, str(message["Message-ID"])))
