@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from notifications.delivery import run_digests
 from notifications.digest import build_digests
 from notifications.email import MessageFactory, Outgoing, Sender, list_id, message_id
-from notifications.render import render_digest
+from notifications.render import render_digests
 from notifications.unsubscribe import Unsubscriber
 from watcher.app import App
 from watcher.config import AREAS, THEMES, validate_data
@@ -184,7 +184,7 @@ def main() -> None:
         t0 = time.perf_counter()
         digests = build_digests(app, ids, NOW)
         t1 = time.perf_counter()
-        rendered = [render_digest(d) for d in digests]
+        rendered = render_digests(digests)
         t2 = time.perf_counter()
         sender = Sender.parse(app.config.email.sender)
         unsub = Unsubscriber.for_app(app)

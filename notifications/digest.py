@@ -30,6 +30,7 @@ payload, so a resumed send renders exactly what the first attempt rendered.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -250,17 +251,28 @@ def followed(values: Sequence[str], universe: Sequence[str]) -> tuple[str, ...]:
     return tuple(universe) if tuple(values) == ("all",) else tuple(values)
 
 
-def matches(item: StoredItem, network: NetworkConfig) -> bool:
+def item_facts(item: StoredItem) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """An item's areas, themes and sources (what network matching looks at)."""
+    areas = frozenset(t.tag for t in item.tags if t.kind == "area")
+    themes = frozenset(t.tag for t in item.tags if t.kind == "theme")
+    sources = frozenset({s.source_id for s in item.sources} | {item.source_id})
+    return areas, themes, sources
+
+
+def matches(
+    item: StoredItem,
+    network: NetworkConfig,
+    facts: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None,
+) -> bool:
     """Whether an item goes to a network (see the module docstring)."""
     if not item.relevant or item.held or not item.tags:
         return False
-    for kind, wanted in (("area", network.areas), ("theme", network.themes)):
-        if tuple(wanted) == ("all",):
-            continue
-        if not set(item.tag_ids(kind)) & set(wanted):
-            return False
-    item_sources = {s.source_id for s in item.sources} | {item.source_id}
-    if network.sources and not item_sources & set(network.sources):
+    areas, themes, sources = facts or item_facts(item)
+    if network.areas != ("all",) and areas.isdisjoint(network.areas):
+        return False
+    if network.themes != ("all",) and themes.isdisjoint(network.themes):
+        return False
+    if network.sources and sources.isdisjoint(network.sources):
         return False
     return not (network.kinds and item.kind not in network.kinds)
 
@@ -301,10 +313,10 @@ def is_current(item: StoredItem, now: datetime) -> bool:
     )
 
 
-def _primary_group(item: StoredItem, network: NetworkConfig) -> str:
-    mine = set(item.tag_ids("area")) & set(followed(network.areas, AREAS))
+def primary_group(areas: frozenset[str], network: NetworkConfig) -> str:
+    """The area an item is listed under in a network's digest."""
     for area in AREAS:
-        if area in mine:
+        if area in areas and (network.areas == ("all",) or area in network.areas):
             return area
     return ""
 
@@ -331,10 +343,10 @@ def fold_changes(changes: Iterable[NotableChange]) -> tuple[FieldNote, ...]:
 
 def make_entry(
     item: StoredItem,
-    network: NetworkConfig,
     now: datetime,
     source_names: Mapping[str, str],
     changes: tuple[FieldNote, ...] = (),
+    group: str = "",
 ) -> Entry:
     """An item as the digest shows it, every string cleaned."""
     sources: list[tuple[str, str]] = []
@@ -374,10 +386,38 @@ def make_entry(
         deadlines=tuple(sorted(item.deadlines)),
         sources=tuple(sources),
         tags=tags,
-        group=_primary_group(item, network),
+        group=group,
         summary=multi_line(item.summary, SUMMARY_CHARS),
         changes=changes,
     )
+
+
+class Prepared:
+    """What the selections of several networks over the same items share: each item's
+    tag sets and its cleaned entry are worked out once, not once per network."""
+
+    def __init__(self, now: datetime, source_names: Mapping[str, str] | None = None) -> None:
+        self.now = now
+        self.names = source_names or {}
+        self._facts: dict[int, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
+        self._entries: dict[int, Entry] = {}
+
+    def facts(self, item: StoredItem) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        f = self._facts.get(item.id)
+        if f is None:
+            f = self._facts[item.id] = item_facts(item)
+        return f
+
+    def entry(
+        self, item: StoredItem, network: NetworkConfig, changes: tuple[FieldNote, ...] = ()
+    ) -> Entry:
+        base = self._entries.get(item.id)
+        if base is None:
+            base = self._entries[item.id] = make_entry(item, self.now, self.names)
+        group = primary_group(self.facts(item)[0], network)
+        if group == base.group and changes == base.changes:
+            return base
+        return dataclasses.replace(base, group=group, changes=changes)
 
 
 def _sort_key(e: Entry) -> tuple[bool, datetime | str, str]:
@@ -393,15 +433,17 @@ def select_digest(
     *,
     closing_soon_days: int = 14,
     source_names: Mapping[str, str] | None = None,
+    prepared: Prepared | None = None,
 ) -> Digest:
-    """The digest of ``network`` for the window that ends ``now`` (pure)."""
-    names = source_names or {}
+    """The digest of ``network`` for the window that ends ``now`` (pure). ``prepared``
+    shares per-item work between the networks of one build."""
+    prep = prepared or Prepared(now, source_names)
     first = history.epoch is None
     mine: dict[int, StoredItem] = {}
     skipped = 0
     for it in items:
         try:
-            if matches(it, network):
+            if matches(it, network, prep.facts(it)):
                 mine[it.id] = it
         except Exception:  # one unreadable item never stops a digest
             log.exception("digest %s: skipping item %s", network.id, getattr(it, "id", "?"))
@@ -410,7 +452,7 @@ def select_digest(
     def entry(it: StoredItem, notes: tuple[FieldNote, ...] = ()) -> Entry | None:
         nonlocal skipped
         try:
-            return make_entry(it, network, now, names, notes)
+            return prep.entry(it, network, notes)
         except Exception:
             log.exception("digest %s: skipping item %s", network.id, it.id)
             skipped += 1
@@ -519,6 +561,7 @@ def build_digests(
     at = now or app.now()
     inputs = load_inputs(app, [n.id for n in nets], at)
     names = {s.id: s.name for s in cfg.sources}
+    prepared = Prepared(at, names)
     return [
         select_digest(
             n,
@@ -528,6 +571,7 @@ def build_digests(
             at,
             closing_soon_days=cfg.email.closing_soon_days,
             source_names=names,
+            prepared=prepared,
         )
         for n in nets
     ]

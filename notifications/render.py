@@ -8,9 +8,10 @@ copies costs one render (and a scraped title can never contain the placeholder).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from functools import cached_property, lru_cache
@@ -18,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from notifications.digest import Digest, Entry, FieldNote
 from notifications.email import BodyTemplate
@@ -353,17 +355,62 @@ def _context(digest: Digest, placeholder: str, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def render_digest(digest: Digest, tz: ZoneInfo = STOCKHOLM) -> RenderedDigest:
-    """Subject, HTML and text of a digest, with a placeholder for the unsubscribe link."""
+EntryCache = dict[tuple[str, str, Entry], str]
+
+
+def _entry_key(e: Entry) -> Entry:
+    # The group decides where an entry is listed, not how it looks; list values (old and
+    # new deadlines) are made hashable.
+    changes = tuple(
+        FieldNote(
+            c.field,
+            tuple(c.old) if isinstance(c.old, list) else c.old,
+            tuple(c.new) if isinstance(c.new, list) else c.new,
+        )
+        for c in e.changes
+    )
+    return dataclasses.replace(e, group="", changes=changes)
+
+
+def render_digest(
+    digest: Digest, tz: ZoneInfo = STOCKHOLM, cache: EntryCache | None = None
+) -> RenderedDigest:
+    """Subject, HTML and text of a digest, with a placeholder for the unsubscribe link.
+    ``cache`` shares rendered entries between digests (one item, many networks)."""
     placeholder = f"urn:unsubscribe:{secrets.token_hex(12)}"
     env = environment()
     ctx = _context(digest, placeholder, tz)
+    entries: EntryCache = {} if cache is None else cache
+    lang = ctx["lang"]
+    html_t, text_t = env.get_template("_entry.html.j2"), env.get_template("_entry.txt.j2")
+
+    def entry_html(e: Entry) -> Markup:
+        key = ("html", lang, _entry_key(e))
+        out = entries.get(key)
+        if out is None:
+            out = entries[key] = html_t.render({**ctx, "e": e})
+        return Markup(out)
+
+    def entry_text(e: Entry) -> str:
+        key = ("text", lang, _entry_key(e))
+        out = entries.get(key)
+        if out is None:
+            out = entries[key] = text_t.render({**ctx, "e": e})
+        return out
+
+    ctx["entry_html"], ctx["entry_text"] = entry_html, entry_text
     return RenderedDigest(
         subject=subject_for(digest),
         html=env.get_template("digest.html.j2").render(ctx),
         text=env.get_template("digest.txt.j2").render(ctx),
         placeholder=placeholder,
     )
+
+
+def render_digests(digests: Sequence[Digest], tz: ZoneInfo = STOCKHOLM) -> list[RenderedDigest]:
+    """Several digests, each item's entry rendered once per language."""
+    cache: EntryCache = {}
+    return [render_digest(d, tz, cache) for d in digests]
 
 
 def render_page(template: str, **context: Mapping[str, Any] | Any) -> str:
