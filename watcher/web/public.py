@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -44,6 +44,7 @@ STATIC_DIR = WEB_DIR / "static"
 LANGS = ("sv", "en")
 LANG_COOKIE = "lang"
 PAGE_SIZE = 50
+TIMELINE_LIMIT = 500  # deadlines on one timeline page (choose an area or theme for more)
 
 # -- labels ------------------------------------------------------------------------------------
 
@@ -189,6 +190,10 @@ class Formatter:
     tz: Any
     now: datetime
 
+    @cached_property
+    def gettext(self) -> Callable[..., str]:
+        return translator(self.lang)
+
     def local(self, dt: datetime) -> datetime:
         return dt.astimezone(self.tz)
 
@@ -220,7 +225,7 @@ class Formatter:
         if dt is None:
             return ""
         days = (self.local(dt).date() - self.local(self.now).date()).days
-        _ = translator(self.lang)
+        _ = self.gettext
         if dt < self.now:
             return _("passerad")
         if days == 0:
@@ -254,6 +259,51 @@ class Formatter:
         return self.area(key) if kind == "area" else self.theme(key)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One item as a list or timeline shows it: display values computed once in Python
+    (a template that calls macros and filters per item is several times slower)."""
+
+    id: int
+    title: str
+    status: str | None
+    status_label: str
+    kind_label: str
+    programme: str | None
+    due_iso: str
+    due_text: str
+    due_days: str  # "om 5 dagar", or "" when passed or none
+    sources: str
+    seen_iso: str
+    seen_text: str
+    tags: tuple[tuple[str, str, str], ...]  # (kind, id, label)
+
+
+def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, str]) -> list[Row]:
+    out = []
+    for it in items:
+        due = next_deadline(it, fmt.now)
+        source_ids = dict.fromkeys(s.source_id for s in it.sources) or {it.source_id: None}
+        out.append(
+            Row(
+                id=it.id,
+                title=it.title,
+                status=it.status,
+                status_label=fmt.status(it.status),
+                kind_label=fmt.kind(it.kind),
+                programme=it.programme,
+                due_iso=fmt.iso(due),
+                due_text=fmt.moment(due) if due else "",
+                due_days=fmt.days_left(due) if due and due >= fmt.now else "",
+                sources=", ".join(names.get(s, s) for s in source_ids),
+                seen_iso=fmt.iso(it.first_seen),
+                seen_text=fmt.day(it.first_seen),
+                tags=tuple((t.kind, t.tag, fmt.tag(t.kind, t.tag)) for t in it.tags),
+            )
+        )
+    return out
+
+
 def next_deadline(item: StoredItem, now: datetime) -> datetime | None:
     """The first deadline not yet passed, else the last one."""
     upcoming = [d for d in item.deadlines if d >= now]
@@ -284,6 +334,7 @@ def as_toml(entry: Mapping[str, Any]) -> str:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        auto_reload=False,  # templates are part of the release
         autoescape=True,  # every template: scraped text is never markup
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -511,9 +562,12 @@ def item_list(request: Request) -> HTMLResponse:
     query = ListQuery.from_params(request.query_params, list(names))
     now = app.now()
     f = query.item_filter(now, app.config.tz)
-    total = app.storage.count_items(f)
     found = app.storage.list_items(f)
+    # When the first page holds them all, that is the count: no second scan.
+    all_here = query.page == 1 and len(found) < PAGE_SIZE
+    total = len(found) if all_here else app.storage.count_items(f)
     pages = max(1, -(-total // PAGE_SIZE))
+    fmt = Formatter(request_lang(request), app.config.tz, now)
     feeds = []
     if query.area:
         feeds.append(("area", query.area))
@@ -524,13 +578,11 @@ def item_list(request: Request) -> HTMLResponse:
         "list.html",
         {
             "query": query,
-            "items": found,
+            "rows": rows_for(found, fmt, names),
             "total": total,
             "pages": pages,
             "source_names": names,
             "windows": DEADLINE_WINDOWS,
-            "now": now,
-            "next_deadline": next_deadline,
             "feeds": feeds,
         },
     )
@@ -563,7 +615,7 @@ class Week:
     number: int
     start: date
     end: date
-    entries: list[tuple[datetime, StoredItem]]
+    rows: list[Row]
 
 
 @router.get("/deadlines", response_class=HTMLResponse)
@@ -578,7 +630,7 @@ def deadlines(request: Request) -> HTMLResponse:
     except ValueError:
         weeks = 12
     now = app.now()
-    tz = app.config.tz
+    fmt = Formatter(request_lang(request), app.config.tz, now)
     f = ItemFilter(
         area=area or None,
         theme=theme or None,
@@ -586,26 +638,34 @@ def deadlines(request: Request) -> HTMLResponse:
         deadline_to=now + timedelta(weeks=weeks),
         relevant=True,
         order="deadline",
-        limit=2000,
+        limit=TIMELINE_LIMIT,
     )
+    found = app.storage.list_items(f)
+    # The next deadline decides the week (a call with several deadlines shows at the next).
+    dated = sorted(
+        ((due, it) for it in found if (due := next_deadline(it, now)) is not None),
+        key=lambda e: (e[0], e[1].id),
+    )
+    rows = rows_for([it for _due, it in dated], fmt, _source_names(app))
     by_week: dict[tuple[int, int], Week] = {}
-    for item in app.storage.list_items(f):
-        due = next_deadline(item, now)
-        if due is None:
-            continue
-        local = due.astimezone(tz).date()
+    for (due, _it), row in zip(dated, rows, strict=True):
+        local = fmt.local(due).date()
         y, w, _ = local.isocalendar()
         if (y, w) not in by_week:
             start = local - timedelta(days=local.weekday())
             by_week[(y, w)] = Week(y, w, start, start + timedelta(days=6), [])
-        by_week[(y, w)].entries.append((due, item))
-    ordered = [by_week[k] for k in sorted(by_week)]
-    for week in ordered:
-        week.entries.sort(key=lambda e: (e[0], e[1].id))
+        by_week[(y, w)].rows.append(row)
     return render(
         request,
         "deadlines.html",
-        {"weeks": ordered, "area": area, "theme": theme, "span": weeks, "now": now},
+        {
+            "weeks": [by_week[k] for k in sorted(by_week)],
+            "area": area,
+            "theme": theme,
+            "span": weeks,
+            "truncated": len(found) >= TIMELINE_LIMIT,
+            "limit": TIMELINE_LIMIT,
+        },
     )
 
 

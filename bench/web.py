@@ -1,0 +1,270 @@
+"""Latency of the item list and search with 10,000 stored items, from a load client on
+loopback.
+
+    python bench/web.py [--items 10000] [--requests 400] [--concurrency 4] [--json]
+
+Builds a temporary installation (config.toml and a SQLite database under a temp folder),
+stores ``--items`` synthetic items through the real normalise → store → classify path,
+starts ``watcher run --no-scheduler`` in its own process on 127.0.0.1, and sends each
+scenario's requests from ``--concurrency`` concurrent clients (after a warm-up). Prints the
+median and 95th-percentile latency and the throughput of each scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import tomlkit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from watcher.app import App  # noqa: E402
+from watcher.config import validate_data  # noqa: E402
+from watcher.pipeline.normalise import normalise  # noqa: E402
+from watcher.types import Intent, IntentKind, PollResult, PollStatus, RawItem  # noqa: E402
+
+SCENARIOS = {
+    "list, newest first": "/",
+    "list, page 40": "/?page=40",
+    "list, by deadline": "/?sort=deadline",
+    "search 'kompetensförsörjning'": "/?q=kompetensf%C3%B6rs%C3%B6rjning",
+    "search + area + sort": "/?q=utlysning&area=fonder-program&sort=deadline",
+    "api search, 50 items": "/api/items?q=innovation&limit=50",
+    "item page": "/items/5000",
+    "deadline timeline, 12 weeks": "/deadlines",
+}
+
+SUBJECTS = [
+    "kompetensförsörjning inom vård och omsorg",
+    "hållbar stadsutveckling och klimatanpassning",
+    "digitalisering i skolan",
+    "social innovation för unga utanför arbetsmarknaden",
+    "energieffektivisering i kommunala fastigheter",
+    "cirkulär ekonomi i regionen",
+    "integration av nyanlända",
+    "smart specialisering och innovation",
+    "vuxenutbildning och livslångt lärande",
+    "Interreg-samarbete över gränsen",
+    "civil protection and disaster resilience",
+    "green transition of SMEs",
+    "school education and youth exchanges",
+    "urban mobility and public transport",
+    "health and social care in ageing societies",
+]
+KINDS = ["Utlysning", "Call for proposals", "Samråd", "Nyhet", "Webbinarium", "Partnersökning"]
+PROGRAMMES = ["ESF+", "ERUF", "Interreg ÖKS", "Horizon Europe", "Erasmus+", "LIFE", "CERV", None]
+WORDS = [
+    "projekt",
+    "kommuner",
+    "region",
+    "samverkan",
+    "stöd",
+    "ansökan",
+    "finansiering",
+    "partner",
+    "EU",
+    "medel",
+    "arbete",
+    "utveckling",
+    "program",
+    "insatser",
+    "målgrupp",
+    "budget",
+    "villkor",
+    "information",
+    "möte",
+    "seminarium",
+    "project",
+    "funding",
+    "partners",
+    "cooperation",
+    "applicants",
+    "eligible",
+    "activities",
+    "results",
+    "impact",
+]
+
+
+def synthetic(n: int, seed: int = 7) -> list[RawItem]:
+    rnd = random.Random(seed)
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        subject = rnd.choice(SUBJECTS)
+        kind = rnd.choice(KINDS)
+        deadline = start + timedelta(days=rnd.randint(-200, 400))
+        summary = f"{kind} om {subject}. " + " ".join(rnd.choice(WORDS) for _ in range(45))
+        out.append(
+            RawItem(
+                key=f"item-{i}",
+                title=f"{kind}: {subject} ({i})",
+                link=f"https://example.org/items/{i}",
+                summary=summary,
+                status=rnd.choice(["open", "forthcoming", "closed"]),
+                programme=rnd.choice(PROGRAMMES),
+                deadlines=(deadline.date().isoformat(),),
+                published=(deadline - timedelta(days=60)).date().isoformat(),
+            )
+        )
+    return out
+
+
+def build(folder: Path, n: int) -> Path:
+    """A config and a database with ``n`` items, stored and tagged as a poll would."""
+    sources = [
+        {"id": f"src{k}", "name": f"Källa {k}", "kind": "rss", "url": f"https://s{k}.example/feed"}
+        for k in range(5)
+    ]
+    data = {
+        "watcher": {"database_url": f"sqlite:///{folder / 'watcher.db'}"},
+        "email": {"outbox": str(folder / "outbox")},
+        "sources": sources,
+        "networks": [{"id": "gr", "name": "GR", "members": ["a@example.se"]}],
+    }
+    path = folder / "config.toml"
+    path.write_text(tomlkit.dumps(data), encoding="utf-8")
+    now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    app = App(validate_data(data, str(path)), clock=lambda: now)
+    app.storage.ensure_schema()
+    classifier = app.classifier
+    assert classifier is not None
+    raws = synthetic(n)
+    per = -(-n // len(sources))
+    for k, src_data in enumerate(sources):
+        src = app.config.source(src_data["id"])
+        chunk = raws[k * per : (k + 1) * per]
+        items = [normalise(r, src, now, app.config.tz) for r in chunk]
+        for at in range(0, len(items), 1000):
+            part = items[at : at + 1000]
+            outcome = app.storage.apply(
+                src.id,
+                [Intent(IntentKind.NEW, it) for it in part],
+                PollResult(src.id, PollStatus.OK, new=len(part), parsed=len(part)),
+                now,
+            )
+            stored = app.storage.get_items(list(outcome.new_ids))
+            app.storage.set_tags_many({it.id: classifier(it, src) for it in stored}, now)
+    app.close()
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
+    code = "from watcher.cli import main; main()"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--config",
+            str(config),
+            "run",
+            "--no-scheduler",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)  # waiting for the server to start; not part of any measurement
+    proc.terminate()
+    raise RuntimeError("the server did not start")
+
+
+async def run_scenario(base: str, path: str, requests: int, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        for _ in range(10):  # warm-up
+            (await client.get(path)).raise_for_status()
+        queue = list(range(requests))
+
+        async def worker() -> None:
+            while queue:
+                queue.pop()
+                t0 = time.perf_counter()
+                r = await client.get(path)
+                latencies.append(time.perf_counter() - t0)
+                r.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "median_ms": statistics.median(latencies) * 1000,
+        "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "req_per_s": len(latencies) / elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        config = build(Path(tmp), args.items)
+        built = time.perf_counter() - t0
+        port = free_port()
+        proc = start_server(config, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            total = httpx.get(f"{base}/api/items?limit=1&include_irrelevant=true").json()["total"]
+            results = {
+                name: asyncio.run(run_scenario(base, path, args.requests, args.concurrency))
+                for name, path in SCENARIOS.items()
+            }
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    if args.json:
+        print(json.dumps({"items": total, "concurrency": args.concurrency, "results": results}))
+        return
+    print(
+        f"{total} items stored and tagged in {built:.1f} s; {args.requests} requests per "
+        f"scenario from {args.concurrency} concurrent clients on loopback"
+    )
+    print(f"{'scenario':34} {'median ms':>10} {'p95 ms':>9} {'max ms':>9} {'req/s':>8}")
+    for name, r in results.items():
+        print(
+            f"{name:34} {r['median_ms']:10.1f} {r['p95_ms']:9.1f} {r['max_ms']:9.1f} "
+            f"{r['req_per_s']:8.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
