@@ -80,6 +80,7 @@ class _Compiled:
     unless_programmes: bool
     has_when: bool
     has_unless: bool
+    plain: bool  # terms only: no requires, exclude or conditions
 
 
 # One found pattern as one rule sees it: role, field, field weight, term weight, term
@@ -122,6 +123,8 @@ class CompiledRules:
                     unless_programmes=bool(rule.unless.programmes),
                     has_when=bool(rule.when),
                     has_unless=bool(rule.unless),
+                    plain=bool(rule.terms)
+                    and not (rule.requires or rule.exclude or rule.when or rule.unless),
                 )
             )
         self.matcher = Matcher(list(ids))
@@ -236,6 +239,12 @@ def evaluate_rule(
     c: _Compiled, item: ClassifiableItem, entries: Sequence[_Entry]
 ) -> tuple[float, tuple[Evidence, ...]] | None:
     """Score and evidence if the compiled rule fires on ``item``, else None."""
+    if c.plain and len(entries) == 1:  # the common case: one term of a terms-only rule
+        e = entries[0]
+        score = e[2] * e[3]
+        if score < c.min_score or score <= 0:
+            return None
+        return score, (Evidence(e[1], _matched(e)),)
     rule = c.rule
     when_prog: _Entry | None = None
     unless_prog: _Entry | None = None

@@ -35,8 +35,8 @@ import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import add
+from itertools import accumulate, compress, repeat
+from operator import add, is_not
 from typing import NamedTuple
 
 # A word is a run of letters and digits ("EU4Health", "2028", "kompetensförsörjning").
@@ -336,15 +336,18 @@ class Matcher:
         cache = self._cache
         try_ = self._try
         setdefault = found.setdefault
-        for i, entry in enumerate(map(cache.get, words)):
+        entries = list(map(cache.get, words))
+        # Only words some pattern may start at (or not yet seen) are visited, picked out in C.
+        for i in compress(range(len(words)), map(is_not, entries, repeat(_NOTHING))):
+            entry = entries[i]
             if entry is None:
                 w = words[i]
                 entry = self._lookup(w)
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 cache[w] = entry
-            elif entry is _NOTHING:
-                continue
+                if entry is _NOTHING:
+                    continue
             simple, groups = entry
             if simple:
                 hit = (i, 1, False)
