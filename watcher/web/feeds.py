@@ -45,7 +45,8 @@ MEDIA = {
     "ics": "text/calendar; charset=utf-8",
 }
 
-router = APIRouter()
+# Documents and pages, not the JSON API: kept out of the OpenAPI description.
+router = APIRouter(include_in_schema=False)
 
 
 @dataclass(frozen=True)
