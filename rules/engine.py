@@ -288,26 +288,32 @@ def evaluate_rule(
         if score < c.min_score or e[3] <= 0:
             return None
         return score, (Evidence(e[1], _matched(e)), *req_ev, *cond_ev)
+    chosen = list(terms.values())
     # Each stretch of text counts once, for the most specific term found there: the longest
     # match, then the longest term ("vocational training^-1" over "training", "fourth call"
-    # over "call", "mobilitetsprojekt^-1" over "mobilitet" in the same word).
-    taken: list[tuple[str, int, int]] = []
-    score = 0.0
-    contrib: list[tuple[float, _Entry]] = []
-    for e in sorted(terms.values(), key=_rank, reverse=True):
-        f, start = e[1], e[7]
-        end = start + e[8]
-        if any(tf == f and ts < end and start < te for tf, ts, te in taken):
-            continue
-        taken.append((f, start, end))
-        points = e[2] * e[3]
-        score += points
-        if points > 0:
-            contrib.append((points, e))
-    if not contrib or score < c.min_score:
+    # over "call", "mobilitetsprojekt^-1" over "mobilitet" in the same word). Terms can only
+    # overlap where a phrase covers several words or one word carries two terms.
+    if any(e[8] > 1 for e in chosen) or len({(e[1], e[7]) for e in chosen}) < len(chosen):
+        taken: list[tuple[str, int, int]] = []
+        kept: list[_Entry] = []
+        for e in sorted(chosen, key=_rank, reverse=True):
+            f, start = e[1], e[7]
+            end = start + e[8]
+            if not any(tf == f and ts < end and start < te for tf, ts, te in taken):
+                taken.append((f, start, end))
+                kept.append(e)
+        chosen = kept
+    score = sum(e[2] * e[3] for e in chosen)
+    if score < c.min_score:
         return None
-    contrib.sort(key=lambda x: -x[0])
-    return score, (*(Evidence(e[1], _matched(e)) for _, e in contrib), *req_ev, *cond_ev)
+    positive = sorted((e for e in chosen if e[3] > 0), key=_points, reverse=True)
+    if not positive:
+        return None
+    return score, (*(Evidence(e[1], _matched(e)) for e in positive), *req_ev, *cond_ev)
+
+
+def _points(e: _Entry) -> float:
+    return e[2] * e[3]
 
 
 def _evidence_text(ev: Iterable[Evidence]) -> str:
