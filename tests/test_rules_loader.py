@@ -292,3 +292,11 @@ def test_error_in_a_language_list_points_at_the_term(tmp_path: Path) -> None:
     [e] = check_rules([path], defaults=False)
     assert e.rule == "klimat" and e.line == line_of(text, '"miljö{"')
     assert "terms.sv: term 'miljö{'" in str(e)
+
+
+def test_python_example_in_the_docs_gives_what_it_says() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    expected = re.search(r"\[t\.why\(\) for t in result\.tags\]\n# (\[.*\])", text)
+    assert expected is not None
+    result = classify(PlainItem("Utlysning: ESF+ kompetensförsörjning"), load_rules())
+    assert repr([t.why() for t in result.tags]) == expected.group(1)
