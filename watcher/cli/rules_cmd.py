@@ -48,7 +48,7 @@ def rules_check(ctx: Ctx, paths: tuple[Path, ...]) -> None:
     "--rules",
     "rules_path",
     type=click.Path(exists=True, path_type=Path),
-    help="The changed rule set (a file or a folder of .toml files) to compare with the rules in force.",
+    help="Changed rule files (a file or a folder) to use instead of the configured [rules] paths, after the built-in rules.",
 )
 @click.option("--since", help="Only items first seen on or after this date.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per changed item.")
@@ -64,11 +64,10 @@ def rules_test(
 
     app = ctx.app
     current = app.classifier
-    if rules_path is not None:
-        new = load_rules([rules_path], defaults=False)
-    else:
-        paths, defaults = _config_rule_paths(ctx)
-        new = load_rules(paths, defaults=defaults)
+    paths, defaults = _config_rule_paths(ctx)
+    # The changed files take the place of the configured ones, after the built-in rules
+    # (a rule with the same id replaces a built-in one), as the service would load them.
+    new = load_rules([rules_path] if rules_path is not None else paths, defaults=defaults)
     defaults_by_source = {s.id: (s.areas, s.themes) for s in app.config.sources}
     storage = app.storage
     diffs = []
@@ -118,11 +117,8 @@ def rules_evaluate(
     from rules.evaluate import evaluate_file
     from rules.loader import load_rules
 
-    if rules_path is not None:
-        ruleset = load_rules([rules_path], defaults=False)
-    else:
-        paths, defaults = _config_rule_paths(ctx)
-        ruleset = load_rules(paths, defaults=defaults)
+    paths, defaults = _config_rule_paths(ctx)
+    ruleset = load_rules([rules_path] if rules_path is not None else paths, defaults=defaults)
     report = evaluate_file(data_path, ruleset)
     if as_json:
         print_json(report.as_json())
