@@ -79,7 +79,8 @@ async def run_network(scheduler: Scheduler, network_id: str) -> None:
     """The scheduled digest of one network (in a thread: SMTP and the database block)."""
     app = scheduler.app
     try:
-        outcomes = await asyncio.to_thread(run_digests, app, [network_id])
+        with scheduler.running():
+            outcomes = await asyncio.to_thread(run_digests, app, [network_id])
         for o in outcomes:
             log.info(
                 "digest %s: %d new, %d updated, %d sent, %d failed, %d left for later%s",
@@ -100,7 +101,8 @@ async def resume_network(scheduler: Scheduler, network_id: str | None) -> None:
     """Send what is open (of one network, or all), then plan the next retry."""
     app = scheduler.app
     try:
-        await asyncio.to_thread(resume_digests, app, [network_id] if network_id else None)
+        with scheduler.running():
+            await asyncio.to_thread(resume_digests, app, [network_id] if network_id else None)
     except Exception:
         log.exception("resuming digests failed")
     if network_id is not None:

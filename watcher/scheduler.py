@@ -17,7 +17,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -168,10 +169,23 @@ class Scheduler:
         for provider in self.job_providers:
             provider(self, cfg)
 
-    async def _run_source(self, source_id: str) -> None:
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Mark the current job's task as in flight: ``stop`` waits for it."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _run_source(self, source_id: str) -> None:
+        with self.running():
+            await self._poll_source(source_id)
+
+    async def _poll_source(self, source_id: str) -> None:
         try:
             if source_id not in {s.id for s in self.app.config.sources if s.enabled}:
                 return
@@ -205,6 +219,3 @@ class Scheduler:
                 )
         except Exception:
             log.exception("the poll job of %s failed", source_id)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
