@@ -397,3 +397,25 @@ def test_secrets_in_a_source_url_are_redacted_in_the_audit_log(
     assert "TOPSECRET" not in str(details)
     assert "lang=sv" in details["changes"]["url"]["new"]
     assert "TOPSECRET" not in admin.get("/admin/audit").text
+
+
+def test_a_sources_new_default_tags_reach_the_classifier_at_once(
+    farm_app: App, admin: httpx.Client
+) -> None:
+    [item_id] = seed(farm_app, "nyheter", [raw("n1", "Nyhet utan särskilda ord")])
+    stored = farm_app.storage.get_item(item_id)
+    assert stored is not None
+    assert "paverkan" not in farm_app.classifier(stored, None).ids("area")
+    form = {
+        "kind": "html",
+        "name": "Nyheter",
+        "url": "https://news.example/",
+        "schedule": "6h",
+        "enabled": "1",
+        "areas": "paverkan",
+        "opt.item": "li.news",
+        "action": "save",
+    }
+    r = post_form(admin, "/admin/sources/nyheter", "/admin/sources/nyheter", form)
+    assert r.status_code == 303
+    assert "paverkan" in farm_app.classifier(stored, None).ids("area")

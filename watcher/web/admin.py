@@ -1631,7 +1631,11 @@ async def rules_submit(request: Request, user: str = Depends(require_admin)) -> 
             ),
             status_code=409,
         )
-    report = await run_in_threadpool(_after_rules_saved, app, path)
+    try:
+        report = await run_in_threadpool(_after_rules_saved, app, path)
+    except WatcherError as e:  # saved, but not in force (another rule file broke meanwhile)
+        report = None
+        _session(request).flash(t("Kunde inte spara: {error}", error=str(e)), "error")
     diff = "".join(
         difflib.unified_diff(
             current.text.splitlines(True),
@@ -1640,34 +1644,31 @@ async def rules_submit(request: Request, user: str = Depends(require_admin)) -> 
             tofile=f"{path.name} (after)",
         )
     )
-    app.storage.audit(
-        user,
-        "rules.save",
-        str(path),
-        {
-            "version": {"old": current.version[:16], "new": new_version[:16]},
-            "diff": diff[:20000],
-            "retag": {
-                "items": report.items,
-                "changed": report.changed,
-                "added": report.added,
-                "removed": report.removed,
-            },
-        },
-        app.now(),
-    )
-    _session(request).flash(
-        t(
-            "Reglerna sparades. {changed} av {items} poster fick ändrade taggar.",
-            changed=report.changed,
-            items=report.items,
+    details: dict[str, Any] = {
+        "version": {"old": current.version[:16], "new": new_version[:16]},
+        "diff": diff[:20000],
+    }
+    if report is not None:
+        details["retag"] = {
+            "items": report.items,
+            "changed": report.changed,
+            "added": report.added,
+            "removed": report.removed,
+        }
+        _session(request).flash(
+            t(
+                "Reglerna sparades. {changed} av {items} poster fick ändrade taggar.",
+                changed=report.changed,
+                items=report.items,
+            )
         )
-    )
+    app.storage.audit(user, "rules.save", str(path), details, app.now())
     return _redirect("/admin/rules")
 
 
 def _after_rules_saved(app: Any, path: Path) -> Any:
-    """List a newly created file in config.toml, reload the rules, re-tag stored items."""
+    """List a newly created file in config.toml, reload the rules, re-tag stored items.
+    Raises WatcherError when the rules in force cannot be loaded."""
     from watcher.classify import retag
 
     cfg = app.config
@@ -1684,12 +1685,11 @@ def _after_rules_saved(app: Any, path: Path) -> Any:
     if not classifier.reload_if_changed():
         classifier.store.reload()  # same size and time stamp as before: load it anyway
     if classifier.error is not None:
-        raise WatcherError(f"the saved rules do not load: {classifier.error}")
+        raise WatcherError(f"the rules do not load: {classifier.error}")
     report = retag(app.storage, classifier, app.now())
     if report.changed:
-        ids = app.storage.all_item_ids()
         for hook in app.hooks.items_retagged:
-            hook(ids)
+            hook(report.changed_ids)
     return report
 
 
