@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sources.base import Options
 from watcher.exceptions import ParseError
@@ -93,3 +93,47 @@ def keep(text: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     if include and not any(w.lower() in low for w in include):
         return False
     return not any(w.lower() in low for w in exclude)
+
+
+DEADLINE_REGEX = (
+    r"(?:sista ansökningsdag(?:en)?|sista dag(?: att ansöka)?|ansökan senast|stänger|"
+    r"deadline|closing date|closes|frist|søknadsfrist)"
+    r"\s*(?:är|er|is|:)?\s*:?\s*(\d{1,2}\.? \w+ \d{4}(?:,? kl\.? \d{1,2}[.:]\d{2})?)"
+)
+OPENING_REGEX = r"(?:öppnar|opens|opening date|åpner)\s*:?\s*(\d{1,2}\.? \w+ \d{4})"
+
+
+def check_regex(pattern: str) -> str:
+    """Raise ValueError for a regular expression that does not compile."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression {pattern!r}: {e}") from e
+    return pattern
+
+
+class DateTextOptions(Options):
+    """Finding a deadline and an opening date in an entry's text."""
+
+    deadline_regex: str | None = Field(
+        DEADLINE_REGEX,
+        description="regex finding the deadline in the entry's text (group 1 = the date)",
+    )
+    opening_regex: str | None = Field(
+        OPENING_REGEX, description="regex finding the opening date in the entry's text"
+    )
+
+    @field_validator("deadline_regex", "opening_regex")
+    @classmethod
+    def _re(cls, v: str | None) -> str | None:
+        return check_regex(v) if v else v
+
+
+def dates_in_text(text: str, options: DateTextOptions) -> tuple[str | None, str | None]:
+    """(deadline, opening) as written in ``text``, found by the options' regexes."""
+    deadline = opening = None
+    if options.deadline_regex and (m := re.search(options.deadline_regex, text, re.I)):
+        deadline = m.group(1) if m.groups() else m.group(0)
+    if options.opening_regex and (m := re.search(options.opening_regex, text, re.I)):
+        opening = m.group(1) if m.groups() else m.group(0)
+    return deadline, opening

@@ -3,14 +3,21 @@ site without code."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bs4 import BeautifulSoup, Tag
 from bs4.exceptions import ParserRejectedMarkup
 from pydantic import Field, field_validator
 
-from sources._common import FilterOptions, decode_text, keep, require_body, stable_key
+from sources._common import (
+    DateTextOptions,
+    FilterOptions,
+    dates_in_text,
+    decode_text,
+    keep,
+    require_body,
+    stable_key,
+)
 from sources.base import Adapter
 from sources.registry import register
 from watcher.exceptions import ParseError
@@ -28,14 +35,6 @@ def check_selector(selector: str) -> str:
     return selector
 
 
-def check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise ValueError(f"invalid regular expression {pattern!r}: {e}") from e
-    return pattern
-
-
 @register
 class HtmlAdapter(Adapter):
     """A listing page read with CSS selectors.
@@ -51,7 +50,7 @@ class HtmlAdapter(Adapter):
 
     kind = "html"
 
-    class Options(FilterOptions):
+    class Options(FilterOptions, DateTextOptions):
         item: str = Field(description="CSS selector of each entry in the listing")
         title: str = Field("h1, h2, h3, h4, a", description="selector of the title inside an entry")
         link: str | None = Field(
@@ -60,15 +59,6 @@ class HtmlAdapter(Adapter):
         date: str | None = Field(None, description="selector of the published date")
         summary: str | None = Field(None, description="selector of the summary text")
         deadline: str | None = Field(None, description="selector of the deadline")
-        deadline_regex: str | None = Field(
-            r"(?:sista ansökningsdag|sista dag(?: att ansöka)?|stänger|deadline|frist|ansökan senast)"
-            r"\s*:?\s*(\d{1,2}\.? \w+ \d{4}(?:,? kl\.? \d{1,2}[.:]\d{2})?)",
-            description="regex finding the deadline in the entry's text (group 1 = the date)",
-        )
-        opening_regex: str | None = Field(
-            r"(?:öppnar|opens|opening date|åpner)\s*:?\s*(\d{1,2}\.? \w+ \d{4})",
-            description="regex finding the opening date in the entry's text",
-        )
         kind: str = Field("news", description="the kind of every item")
         status: str | None = Field(None, description="selector of a status text (öppen/stängd …)")
         max_items: int = Field(200, ge=1, le=5000)
@@ -77,11 +67,6 @@ class HtmlAdapter(Adapter):
         @classmethod
         def _css(cls, v: str | None) -> str | None:
             return check_selector(v) if v else v
-
-        @field_validator("deadline_regex", "opening_regex")
-        @classmethod
-        def _re(cls, v: str | None) -> str | None:
-            return check_regex(v) if v else v
 
     options: Options
 
@@ -119,13 +104,11 @@ class HtmlAdapter(Adapter):
         )
         published = _text(entry.select_one(o.date)) if o.date and entry.select_one(o.date) else None
         deadlines: list[str] = []
+        found_deadline, opening = dates_in_text(text, o)
         if o.deadline and (el := entry.select_one(o.deadline)) is not None:
             deadlines.append(_text(el))
-        elif o.deadline_regex and (m := re.search(o.deadline_regex, text, re.I)):
-            deadlines.append(m.group(1) if m.groups() else m.group(0))
-        opening = None
-        if o.opening_regex and (m := re.search(o.opening_regex, text, re.I)):
-            opening = m.group(1) if m.groups() else m.group(0)
+        elif found_deadline:
+            deadlines.append(found_deadline)
         status = (
             _text(entry.select_one(o.status)) if o.status and entry.select_one(o.status) else None
         )

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from bs4 import BeautifulSoup
 from pydantic import Field, field_validator
 
-from sources._common import decode_text, require_body
+from sources._common import check_regex, decode_text, require_body
 from sources.base import Adapter, FetchContext
 from sources.base import Options as BaseOptions
-from sources.html import check_regex, check_selector
+from sources.html import check_selector
 from sources.registry import register
 from watcher.exceptions import ParseError
 from watcher.types import Fetched, FetchStatus, Page, RawItem

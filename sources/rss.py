@@ -4,28 +4,31 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from sources._common import FilterOptions, keep, stable_key
+from sources._common import DateTextOptions, FilterOptions, dates_in_text, keep, stable_key
 from sources._feed import parse_feed
 from sources.base import Adapter
 from sources.registry import register
+from watcher.pipeline.normalise import html_to_text
 from watcher.types import Page, RawItem
 
 
 @register
 class RssAdapter(Adapter):
-    """Any RSS 0.9x/1.0/2.0 or Atom feed (feedparser).
+    """Any RSS 0.9x/1.0/2.0 or Atom feed.
 
     The item key is the guid (``<guid>``/``<id>``), else the link, else a hash of the
     title. Sitevision portlet URLs (``…/12.xxx.portlet?state=rss&sv.contenttype=text/xml;charset=UTF-8``)
     work verbatim. ``include``/``exclude`` keep or drop items by words in the title or
-    summary (case-insensitive substrings). A feed whose guids change on every fetch makes no
+    summary (case-insensitive substrings). ``deadline_regex``/``opening_regex`` find a
+    deadline ("Sista ansökningsdag 16 mars 2027", "Deadline: 7 June 2027") and an opening
+    date in the title and summary. A feed whose guids change on every fetch makes no
     duplicates: an item with the same link and title is recognised as the same item.
     """
 
     kind = "rss"
     expected_fields = ("title", "link", "published")
 
-    class Options(FilterOptions):
+    class Options(FilterOptions, DateTextOptions):
         kind: str = Field("news", description="the kind of every item (news, call, event …)")
         max_items: int = Field(200, ge=1, le=5000, description="read at most this many entries")
         use_guid: bool = Field(True, description="false: key items by link even when a guid exists")
@@ -45,6 +48,7 @@ class RssAdapter(Adapter):
                 continue
             if not keep(f"{title} {summary}", self.options.include, self.options.exclude):
                 continue
+            deadline, opening = dates_in_text(f"{title} {html_to_text(summary)}", self.options)
             guid = (entry.get("id") or "").strip() if self.options.use_guid else ""
             key = guid or link or stable_key(title, summary[:200])
             out.append(
@@ -56,6 +60,8 @@ class RssAdapter(Adapter):
                     summary_is_html=True,
                     kind=self.options.kind,
                     published=entry.get("published") or entry.get("updated") or None,
+                    deadlines=(deadline,) if deadline else (),
+                    opening=opening,
                     topics=tuple(t["term"] for t in entry.get("tags") or () if t.get("term")),
                     language=feed.language or None,
                 )

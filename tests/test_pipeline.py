@@ -451,3 +451,29 @@ async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopbac
     clock.advance(hours=1)
     [again] = await app.poll(["vinnova"])
     assert (again.new, again.unchanged) == (0, 1)
+
+
+async def test_rss_deadline_and_opening_found_in_the_text(make_app, loopback, clock):
+    body = feed(
+        rss_item(
+            "c1",
+            "Utlysning om kompetensförsörjning",
+            "https://x.example/c1",
+            "<p>Öppnar 1 februari 2027. Sista ansökningsdag: 16 mars 2027 kl. 16.00.</p>",
+        ),
+        rss_item("n1", "Nyhet utan datum", "https://x.example/n1", "Inget datum här."),
+    )
+    loopback.add("/f.xml", body, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("f", loopback.url("/f.xml"), kind="call")],
+        }
+    )
+    await app.poll()
+    by = {i.title: i for i in app.storage.list_items()}
+    call = by["Utlysning om kompetensförsörjning"]
+    assert [d.isoformat() for d in call.deadlines] == ["2027-03-16T15:00:00+00:00"]
+    assert call.opening is not None and call.opening.isoformat() == "2027-01-31T23:00:00+00:00"
+    assert call.status == "forthcoming" and call.kind == "forthcoming_call"
+    assert by["Nyhet utan datum"].deadlines == ()

@@ -88,6 +88,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = Ctx(config_path)
 
 
