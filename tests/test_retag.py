@@ -58,3 +58,34 @@ async def test_rule_edit_retags_stored_items(make_app, loopback, tmp_path: Path,
     assert "local.toml" in str(app.classifier.error)
     [item] = app.storage.list_items()
     assert "samhallsbyggnad" in item.tag_ids("theme")
+
+
+async def test_config_change_of_rule_paths_takes_effect(make_app, loopback, tmp_path: Path):
+    from watcher.config import validate_data
+
+    loopback.add("/f.xml", FEED, content_type="application/rss+xml")
+    data = {
+        "fetch": fetch_settings(loopback),
+        "sources": [{"id": "f", "name": "f", "kind": "rss", "url": loopback.url("/f.xml")}],
+    }
+    app = make_app(data)
+    await app.poll()
+    assert not app.reload_rules_if_changed()  # first check only records the version
+    rules_file = tmp_path / "local.toml"
+    rules_file.write_text(RULE, encoding="utf-8")
+    app.set_config(validate_data({**data, "rules": {"paths": [str(rules_file)]}}, app.config.path))
+    assert app.reload_rules_if_changed()
+    [item] = app.storage.list_items()
+    assert "samhallsbyggnad" in item.tag_ids("theme")
+    # Source default tags follow a config change too.
+    sources = [{**data["sources"][0], "areas": ["partners"]}]
+    app.set_config(
+        validate_data(
+            {**data, "sources": sources, "rules": {"paths": [str(rules_file)]}}, app.config.path
+        )
+    )
+    from watcher.classify import retag
+
+    retag(app.storage, app.classifier, app.now())
+    [item] = app.storage.list_items()
+    assert "partners" in item.tag_ids("area")

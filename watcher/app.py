@@ -87,10 +87,19 @@ class App:
             return None
 
     def set_config(self, new: Config) -> None:
-        """Switch to a new, already validated config (the admin's edits come here)."""
+        """Switch to a new, already validated config (the admin's edits come here). The
+        classifier follows: the sources' default tags, and the rule files when ``[rules]``
+        changed (stored items are then re-tagged by ``reload_rules_if_changed``)."""
         old, self._config = self._config, new
         self._config_mtime = self._mtime()
         self.config_error = None
+        if self._rules is not None:
+            self._rules.config = new
+            if (old.rules, old.base_dir) != (new.rules, new.base_dir):
+                from rules.loader import RuleStore
+                from watcher.classify import rule_paths
+
+                self._rules.store = RuleStore(rule_paths(new), defaults=new.rules.use_defaults)
         for hook in self.hooks.config_changed:
             hook(old, new)
 
@@ -128,10 +137,16 @@ class App:
         """Reload changed rule files; when new rules took effect, re-tag stored items
         (recording each tag change; no item becomes "new"). A bad file keeps the last good
         rules (``classifier.error`` says why)."""
-        from watcher.classify import retag
+        from watcher.classify import RULES_VERSION_META, retag
 
         classifier = self.classifier
-        if classifier is None or not classifier.reload_if_changed():
+        reloaded = classifier.reload_if_changed()
+        tagged_with = self.storage.get_meta(RULES_VERSION_META)
+        if not reloaded and tagged_with == classifier.version:
+            return False
+        if tagged_with is None and not reloaded:
+            # First start: items are tagged as they come; remember the version only.
+            self.storage.set_meta(RULES_VERSION_META, classifier.version)
             return False
         report = retag(self.storage, classifier, self.now())
         log.info(

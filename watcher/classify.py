@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The meta key holding the rules version the stored items were last re-tagged with.
+RULES_VERSION_META = "rules_version"
+
 
 def rule_paths(config: Config) -> list[Path]:
     return [config.resolve_path(p) for p in config.rules.paths]
@@ -106,4 +109,6 @@ def retag(
                 changed.append(item_id)
                 added += len(a)
                 removed += len(r)
+    if since is None:
+        storage.set_meta(RULES_VERSION_META, classifier.version)
     return RetagReport(len(ids), len(changed), added, removed, tuple(changed))

@@ -22,7 +22,6 @@ import hashlib
 import logging
 import types
 import typing
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -1693,32 +1692,6 @@ def _after_rules_saved(app: Any, path: Path) -> Any:
     return report
 
 
-# -- keeping the classifier in step with the config ---------------------------------------------
-
-_hooked: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def keep_classifier_in_step(app: Any) -> None:
-    """After a config change the classifier must see the new sources' default tags and,
-    when ``[rules]`` changed, the new rule files."""
-    if app in _hooked:
-        return
-    _hooked.add(app)
-
-    def hook(old: Config, new: Config) -> None:
-        from rules.loader import RuleStore
-        from watcher.classify import rule_paths
-
-        classifier = app.classifier
-        if classifier is None:
-            return
-        classifier.config = new
-        if (old.rules, old.base_dir) != (new.rules, new.base_dir):
-            classifier.store = RuleStore(rule_paths(new), defaults=new.rules.use_defaults)
-
-    app.hooks.config_changed.append(hook)
-
-
 # -- installing ------------------------------------------------------------------------------
 
 
@@ -1737,7 +1710,6 @@ def install(web: FastAPI) -> None:
     """The admin: session middleware, routers, the login redirect."""
     app = web.state.app
     web.state.admin = AdminState()
-    keep_classifier_in_step(app)
 
     def codec(scope: Any) -> auth.SessionCodec:
         state: AdminState = web.state.admin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,8 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
         scheduler = None
         app.http = app.new_http_client()
         if run_scheduler:
+            # The poll workers start now, not during the first poll.
+            await asyncio.to_thread(app.warm_up_workers)
             from watcher.scheduler import Scheduler
 
             scheduler = Scheduler(app)
@@ -41,7 +44,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
         description="EU funding and policy items for the Gothenburg region's EU network.",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI loads its scripts from a CDN: the spec is at openapi_url
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
