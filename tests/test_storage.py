@@ -312,3 +312,36 @@ def test_duplicate_index_follows_updates_links_and_deletions(any_storage: Storag
     with any_storage.engine.begin() as conn:
         conn.execute(text("DELETE FROM items"))
     assert any_storage.duplicate_candidates("esf", ["HORIZON-AB-2027-01"], []) == []
+
+
+def test_search_is_unicode_case_insensitive(any_storage: Storage):
+    poll_into(
+        any_storage, SRC, [RawItem(key="x", title="ÄLDREOMSORG i Öckerö", link="https://x/1")]
+    )
+    assert [i.title for i in any_storage.list_items(ItemFilter(text="äldreomsorg öckerö"))] == [
+        "ÄLDREOMSORG i Öckerö"
+    ]
+    assert any_storage.list_items(ItemFilter(text="åmål")) == []
+
+
+def test_migration_backfills_search_text(tmp_path):
+    from alembic import command
+
+    from watcher.storage import base
+
+    storage = Storage(f"sqlite:///{tmp_path / 'old.db'}")
+    with storage.engine.begin() as conn:
+        command.upgrade(base.alembic_config(conn), "0001")
+        conn.execute(
+            text(
+                "INSERT INTO items (uid, source_id, title, link, summary, language, kind, deadlines, "
+                "regions, topics, content_hash, relevant, first_seen, last_seen, baseline, held, extra) "
+                "VALUES ('s:1', 's', 'Utlysning FÖR Skolor', '', '', 'sv', 'call', '[]', '[]', '[]', 'h', 1, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, 0, '{}')"
+            )
+        )
+    storage.upgrade()
+    assert [i.title for i in storage.list_items(ItemFilter(text="för skolor"))] == [
+        "Utlysning FÖR Skolor"
+    ]
+    storage.close()

@@ -123,6 +123,9 @@ items = Table(
     Column("baseline", Boolean, nullable=False, default=False),  # seen in a first poll: silent
     Column("held", Boolean, nullable=False, default=False),  # part of a flood held for the admin
     Column("extra", JSON, nullable=False, default=dict),
+    # Title, summary, identifier and programme, case-folded: what full-text search scans
+    # (SQLite's lower() folds ASCII only, so Å/Ä/Ö would not match case-insensitively).
+    Column("search_text", Text, nullable=False, default=""),
 )
 
 item_sources = Table(

@@ -185,8 +185,14 @@ def _row_to_state(row: RowMapping | None, source_id: str, count: int = 0) -> Sou
     )
 
 
+def search_text(title: str, summary: str, identifier: str | None, programme: str | None) -> str:
+    """What search scans: the searchable fields, case-folded (Unicode-aware)."""
+    return " \n".join(x for x in (title, identifier, programme, summary) if x).casefold()
+
+
 def _item_values(item: Item) -> dict[str, Any]:
     return {
+        "search_text": search_text(item.title, item.summary, item.identifier, item.programme),
         "title": item.title,
         "link": item.link,
         "summary": item.summary,
@@ -585,6 +591,13 @@ class Storage:
         if not row["deadlines"] and it.deadlines:
             fill["deadlines"] = [d.isoformat() for d in it.deadlines]
             fill["deadline"] = it.deadline
+        if "identifier" in fill or "programme" in fill:
+            fill["search_text"] = search_text(
+                row["title"],
+                row["summary"],
+                fill.get("identifier", row["identifier"]),
+                fill.get("programme", row["programme"]),
+            )
         if fill:
             conn.execute(update(items).where(items.c.id == item_id).values(**fill))
 
@@ -826,19 +839,7 @@ class Storage:
             q = q.where(items.c.kind == f.kind)
         if f.text:
             for word in f.text.split()[:8]:
-                pattern = word.lower()
-                q = q.where(
-                    or_(
-                        func.lower(items.c.title).contains(pattern, autoescape=True),
-                        func.lower(items.c.summary).contains(pattern, autoescape=True),
-                        func.lower(func.coalesce(items.c.identifier, "")).contains(
-                            pattern, autoescape=True
-                        ),
-                        func.lower(func.coalesce(items.c.programme, "")).contains(
-                            pattern, autoescape=True
-                        ),
-                    )
-                )
+                q = q.where(items.c.search_text.contains(word.casefold(), autoescape=True))
         if f.deadline_from:
             q = q.where(items.c.deadline >= f.deadline_from)
         if f.deadline_to:
@@ -855,7 +856,7 @@ class Storage:
     ) -> list[StoredItem]:
         q = self._filtered(f)
         if f.order == "deadline":
-            q = q.order_by(items.c.deadline.is_(None), items.c.deadline.asc(), items.c.id.desc())
+            q = q.order_by(items.c.deadline.asc().nulls_last(), items.c.id.desc())
         else:
             q = q.order_by(items.c.first_seen.desc(), items.c.id.desc())
         q = q.limit(f.limit).offset(f.offset)
