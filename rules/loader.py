@@ -631,6 +631,16 @@ def rules_from_text(text: str, *, name: str = "<text>", defaults: bool = False) 
     return rules
 
 
+def rules_from_texts(files: Sequence[tuple[str, str]]) -> RuleSet:
+    """A rule set from several files' texts, ``(name, text)`` in load order (later rules
+    with the same id replace earlier ones): the admin's back-test of one edited file among
+    the others. Raises ``RuleSetError`` with every problem, each naming its file."""
+    rules, errors = _load(list(files))
+    if errors or rules is None:
+        raise RuleSetError(errors)
+    return rules
+
+
 # -- the store the service holds ---------------------------------------------------------
 
 

@@ -1525,7 +1525,7 @@ def _text_token(text: str, version: str) -> str:
 def candidate_rules(config: Config, path: Path, text: str) -> Any:
     """The rule set in force if ``path`` held ``text``: the same files in the same order
     (defaults first), with this one's text replaced. Raises RuleSetError."""
-    from rules.loader import _load, rule_files, RuleSetError  # noqa: I001
+    from rules.loader import RuleSetError, rule_files, rules_from_texts
 
     files = [
         f.resolve()
@@ -1546,10 +1546,7 @@ def candidate_rules(config: Config, path: Path, text: str) -> Any:
                 raise RuleSetError([RuleError(f"cannot read rule file: {e}", str(f))]) from e
     if path not in files:
         texts.append((str(path), text))
-    rules, errors = _load(texts)
-    if errors or rules is None:
-        raise RuleSetError(errors)
-    return rules
+    return rules_from_texts(texts)
 
 
 BACKTEST_SHOWN = 100
