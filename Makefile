@@ -25,3 +25,6 @@ bench:
 	python bench/poll.py
 	python bench/parse.py
 	python bench/classify.py
+	python bench/digest.py
+	python bench/feeds.py
+	python bench/web.py

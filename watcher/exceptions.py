@@ -4,6 +4,7 @@
 
     WatcherError
     ├── ConfigError            config.toml or an edit of it is invalid (has .problems)
+    ├── EditConflict           an admin edit based on a stale file version (watcher.config_edit)
     ├── SourceFailure          one source could not be polled (has .code; becomes a SourceError value)
     │   ├── FetchError         HTTP, network, policy (blocked address, size cap, robots.txt …)
     │   └── ParseError         the body could not be read as the adapter's format
