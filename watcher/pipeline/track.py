@@ -47,6 +47,10 @@ class DupCandidate:
         return frozenset(normalise_title(self.title))
 
     @cached_property
+    def numbers(self) -> frozenset[str]:
+        return _numbers(self.tokens)
+
+    @cached_property
     def upper_title(self) -> str:
         return self.title.upper()
 
@@ -133,7 +137,8 @@ def find_duplicate(
     if isinstance(candidates, CandidateIndex):
         candidates = candidates.for_item(item)
     title_norm = frozenset(normalise_title(item.title))
-    haystack = f"{item.title} {item.summary}".upper()
+    numbers = _numbers(title_norm)
+    haystack: str | None = None  # upper-cased text, made only if an identifier needs it
     days = item_days(item)
     best: tuple[float, DupCandidate, str] | None = None
     for cand in candidates:
@@ -141,12 +146,11 @@ def find_duplicate(
             continue
         if item.identifier and cand.identifier and item.identifier == cand.identifier:
             return cand, f"same identifier {item.identifier}"
-        if (
-            cand.identifier
-            and len(cand.identifier) >= 8
-            and _contains_id(haystack, cand.identifier)
-        ):
-            return cand, f"identifier {cand.identifier} named in the text"
+        if cand.identifier and len(cand.identifier) >= 8:
+            if haystack is None:
+                haystack = f"{item.title} {item.summary}".upper()
+            if _contains_id(haystack, cand.identifier):
+                return cand, f"identifier {cand.identifier} named in the text"
         if (
             item.identifier
             and len(item.identifier) >= 8
@@ -154,7 +158,10 @@ def find_duplicate(
         ):
             return cand, f"identifier {item.identifier} named in the title"
         if days and not days.isdisjoint(cand.days):
-            sim = title_similarity(title_norm, cand.tokens)
+            cand_numbers = cand.numbers
+            if numbers and cand_numbers and numbers != cand_numbers:
+                continue  # "Call 3" is not "Call 5"
+            sim = _dice(title_norm, cand.tokens)
             if sim >= TITLE_SIMILARITY and (best is None or sim > best[0]):
                 best = (sim, cand, f"close title ({sim:.0%}) and the same deadline")
     return (best[1], best[2]) if best else None
@@ -230,10 +237,18 @@ def title_similarity(a: Iterable[str], b: Iterable[str]) -> float:
     """Token-set similarity (Dice coefficient), robust to reordering and prefixes.
     Titles that carry different numbers ("Call 3" and "Call 5", "2026" and "2027") are
     different calls, however alike the rest is."""
-    sa, sb = set(a), set(b)
-    if not sa or not sb:
-        return 0.0
-    na, nb = {w for w in sa if w.isdigit()}, {w for w in sb if w.isdigit()}
+    sa, sb = frozenset(a), frozenset(b)
+    na, nb = _numbers(sa), _numbers(sb)
     if na and nb and na != nb:
         return 0.0
-    return 2 * len(sa & sb) / (len(sa) + len(sb))
+    return _dice(sa, sb)
+
+
+def _numbers(tokens: frozenset[str]) -> frozenset[str]:
+    return frozenset(w for w in tokens if w.isdigit())
+
+
+def _dice(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return 2 * len(a & b) / (len(a) + len(b))

@@ -81,10 +81,14 @@ class CandidateCache:
             self._max_item = max(self._max_item, r.id)
 
     def refresh(self, conn: Connection) -> None:
-        count = conn.execute(select(func.count()).select_from(items)).scalar_one()
+        count, max_change = conn.execute(
+            select(
+                select(func.count()).select_from(items).scalar_subquery(),
+                select(func.coalesce(func.max(item_changes.c.id), 0)).scalar_subquery(),
+            )
+        ).one()
         if count < len(self._entries):
             self._reset()  # items were deleted: start over
-        max_change = conn.execute(select(func.max(item_changes.c.id))).scalar() or 0
         if max_change > self._max_change:
             changed = [
                 r[0]
