@@ -473,12 +473,14 @@ class _NoCookies(DefaultCookiePolicy):
 
 
 class _PoolPerServerName(httpx.AsyncBaseTransport):
-    """One connection pool per TLS server name.
+    """One small connection pool per server: (scheme, pinned address, port, TLS name).
 
     Requests name the pinned IP, and httpcore keys its connections by (scheme, IP, port):
     a shared pool would send a request for ``b.example`` over a TLS connection whose
-    certificate was checked for ``a.example`` on the same address. Plain HTTP has no such
-    check, so it shares one pool.
+    certificate was checked for ``a.example`` on the same address, hence the TLS name in
+    the key. Small pools also keep httpcore's connection bookkeeping cheap: it scans every
+    connection of a pool on each request, which across one big pool of many hosts cost a
+    large share of a poll cycle's CPU.
     """
 
     def __init__(self, per_host: int, overall: int) -> None:
@@ -488,10 +490,16 @@ class _PoolPerServerName(httpx.AsyncBaseTransport):
         self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        name = str(request.extensions.get("sni_hostname") or "")
+        url = request.url
+        # Keyed by the name asked for too (Host header, TLS name): two names on one address
+        # have separate per-host limits, so they must not wait for each other's connections.
+        name = (
+            f"{url.scheme}://{url.host}:{url.port}/{request.headers.get('host', '')}"
+            f"/{request.extensions.get('sni_hostname') or ''}"
+        )
         pool = self._pools.get(name)
         if pool is None:
-            size = self._per_host if name else self._overall
+            size = self._per_host
             pool = httpx.AsyncHTTPTransport(
                 verify=self._ssl,
                 trust_env=False,

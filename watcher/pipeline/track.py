@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from watcher.pipeline.normalise import tracked_values
 from watcher.types import TRACKED_FIELDS, FieldChange, Intent, IntentKind, Item, StoredSlice
@@ -39,6 +39,7 @@ class DupCandidate:
     title: str
     days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
     title_tokens: frozenset[str] | None = None  # normalise_title(title), if known
+    title_numbers: frozenset[str] | None = None  # the numbers among them, if known
 
     @cached_property
     def tokens(self) -> frozenset[str]:
@@ -48,6 +49,8 @@ class DupCandidate:
 
     @cached_property
     def numbers(self) -> frozenset[str]:
+        if self.title_numbers is not None:
+            return self.title_numbers
         return _numbers(self.tokens)
 
     @cached_property
@@ -195,7 +198,12 @@ def item_days(item: Item) -> frozenset[str]:
 
 
 def _contains_id(text: str, identifier: str) -> bool:
-    return re.search(rf"(?<![A-Z0-9-]){re.escape(identifier)}(?![A-Z0-9-])", text) is not None
+    return _id_pattern(identifier).search(text) is not None
+
+
+@lru_cache(maxsize=4096)
+def _id_pattern(identifier: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Z0-9-]){re.escape(identifier)}(?![A-Z0-9-])")
 
 
 _STOP = frozenset(
@@ -227,10 +235,13 @@ _STOP = frozenset(
 )
 
 
+_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
 def normalise_title(title: str) -> list[str]:
-    text = unicodedata.normalize("NFKD", title.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return [w for w in re.findall(r"[a-z0-9]+", text) if w not in _STOP]
+    """Lower-case words without accents and stop words ("Förändring" → "forandring")."""
+    text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
+    return [w for w in _WORD_RE.findall(text) if w not in _STOP]
 
 
 def title_similarity(a: Iterable[str], b: Iterable[str]) -> float:

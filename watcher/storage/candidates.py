@@ -30,9 +30,11 @@ class _Entry:
     days: frozenset[str]
     sources: set[str] = field(default_factory=set)
     tokens: frozenset[str] = frozenset()
+    numbers: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.tokens = frozenset(normalise_title(self.title))
+        self.numbers = frozenset(w for w in self.tokens if w.isdigit())
 
 
 def utc_day(iso_value: str) -> str:
@@ -135,7 +137,13 @@ class CandidateCache:
                     continue
                 out.append(
                     DupCandidate(
-                        item_id, frozenset(e.sources), e.identifier, e.title, e.days, e.tokens
+                        item_id,
+                        frozenset(e.sources),
+                        e.identifier,
+                        e.title,
+                        e.days,
+                        e.tokens,
+                        e.numbers,
                     )
                 )
             return out
