@@ -421,11 +421,10 @@ class Storage:
                 id_by_uid: dict[str, int] = {}
                 uids = [r["uid"] for r in rows]
                 for chunk in _chunks(uids, 500):
-                    id_by_uid.update(
-                        conn.execute(select(items.c.uid, items.c.id).where(items.c.uid.in_(chunk)))
-                        .tuples()
-                        .all()
-                    )
+                    for uid, item_id in conn.execute(
+                        select(items.c.uid, items.c.id).where(items.c.uid.in_(chunk))
+                    ):
+                        id_by_uid[uid] = item_id
                 new_ids = [id_by_uid[u] for u in uids]
                 conn.execute(
                     insert(item_sources),
