@@ -18,11 +18,12 @@ re-tags the stored items.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import logging
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -839,40 +840,57 @@ async def _source_submit(request: Request, user: str, source_id: str | None) -> 
         src = cfg.source(sid)
         preview = await preview_source(app, src, http=app.http)
         return _render_source_form(request, form, new=new, version=version, preview=preview)
+    refused = await _save_entry(
+        app,
+        cf,
+        user,
+        "source.add" if new else "source.edit",
+        sid,
+        existing,
+        form.entry,
+        version,
+        conflict_message(t),
+        functools.partial(_render_source_form, request, form, new=new),
+    )
+    if refused is not None:
+        return refused
+    _session(request).flash(t("Källan {name} sparades.", name=form.entry["name"]))
+    return _redirect("/admin/sources")
+
+
+async def _save_entry(
+    app: Any,
+    cf: ConfigFile,
+    user: str,
+    action: str,
+    target: str,
+    existing: Mapping[str, Any] | None,
+    entry: Mapping[str, Any],
+    version: str,
+    conflict: str,
+    render: Callable[..., Response],
+) -> Response | None:
+    """Write a validated source or network edit; None when saved. An edit based on a
+    version of config.toml that is no longer the one on disk is refused (409) with the
+    admin's input kept on the page, whether the change is seen before writing or by the
+    atomic write itself."""
     if version != cf.version:
-        saved = None if new else existing
-        return _render_source_form(
-            request,
-            form,
-            new=new,
-            version=cf.version,
-            conflict=conflict_message(t),
-            saved=saved,
-            status_code=409,
-        )
+        return render(version=cf.version, conflict=conflict, saved=existing, status_code=409)
     try:
         await run_in_threadpool(
             _apply,
             app,
             cf,
             user,
-            "source.add" if new else "source.edit",
-            sid,
-            {"changes": diff_entries(existing, form.entry)},
+            action,
+            target,
+            {"changes": diff_entries(existing, entry)},
             version,
         )
     except EditConflict:
         fresh = ConfigFile.read(config_file_path(app))
-        return _render_source_form(
-            request,
-            form,
-            new=new,
-            version=fresh.version,
-            conflict=conflict_message(t),
-            status_code=409,
-        )
-    _session(request).flash(t("Källan {name} sparades.", name=form.entry["name"]))
-    return _redirect("/admin/sources")
+        return render(version=fresh.version, conflict=conflict, status_code=409)
+    return None
 
 
 def _edit_entry(
@@ -1256,37 +1274,20 @@ async def _network_submit(request: Request, user: str, network_id: str | None) -
             form.general.extend(general)
     if form.errors or form.general:
         return _render_network_form(request, form, new=new, version=version, status_code=422)
-    if version != cf.version:
-        return _render_network_form(
-            request,
-            form,
-            new=new,
-            version=cf.version,
-            conflict=conflict_message(t),
-            saved=existing,
-            status_code=409,
-        )
-    try:
-        await run_in_threadpool(
-            _apply,
-            app,
-            cf,
-            user,
-            "network.add" if new else "network.edit",
-            nid,
-            {"changes": diff_entries(existing, form.entry)},
-            version,
-        )
-    except EditConflict:
-        fresh = ConfigFile.read(config_file_path(app))
-        return _render_network_form(
-            request,
-            form,
-            new=new,
-            version=fresh.version,
-            conflict=conflict_message(t),
-            status_code=409,
-        )
+    refused = await _save_entry(
+        app,
+        cf,
+        user,
+        "network.add" if new else "network.edit",
+        nid,
+        existing,
+        form.entry,
+        version,
+        conflict_message(t),
+        functools.partial(_render_network_form, request, form, new=new),
+    )
+    if refused is not None:
+        return refused
     _session(request).flash(t("Nätverket {name} sparades.", name=form.entry["name"]))
     return _redirect(f"/admin/networks/{nid}/digest")
 
