@@ -858,6 +858,32 @@ async def _source_submit(request: Request, user: str, source_id: str | None) -> 
     return _redirect("/admin/sources")
 
 
+async def _delete_entry(
+    request: Request, user: str, table: str, entry_id: str, done: str
+) -> Response:
+    """Remove a source or network from config.toml, put the result in force, audit it."""
+    app = _app(request)
+    t = _(request)
+
+    def delete() -> dict[str, Any]:
+        cf = ConfigFile.read(config_file_path(app))
+        removed = cf.delete_entry(table, entry_id)
+        app.set_config(cf.save(cf.version))
+        return removed
+
+    try:
+        removed = await run_in_threadpool(delete)
+    except KeyError:
+        raise HTTPException(404) from None
+    except (ConfigError, EditConflict) as e:
+        _session(request).flash(t("Kunde inte spara: {error}", error=str(e)), "error")
+        return _redirect(f"/admin/{table}")
+    action = f"{table.removesuffix('s')}.delete"
+    app.storage.audit(user, action, entry_id, {"removed": redact(removed)}, app.now())
+    _session(request).flash(done)
+    return _redirect(f"/admin/{table}")
+
+
 async def _save_entry(
     app: Any,
     cf: ConfigFile,
@@ -964,25 +990,14 @@ def source_delete_confirm(request: Request, source_id: str) -> HTMLResponse:
 async def source_delete(
     request: Request, source_id: str, user: str = Depends(require_admin)
 ) -> Response:
-    app = _app(request)
     t = _(request)
-
-    def delete() -> dict[str, Any]:
-        cf = ConfigFile.read(config_file_path(app))
-        removed = cf.delete_entry("sources", source_id)
-        app.set_config(cf.save(cf.version))
-        return removed
-
-    try:
-        removed = await run_in_threadpool(delete)
-    except KeyError:
-        raise HTTPException(404) from None
-    except (ConfigError, EditConflict) as e:
-        _session(request).flash(t("Kunde inte spara: {error}", error=str(e)), "error")
-        return _redirect("/admin/sources")
-    app.storage.audit(user, "source.delete", source_id, {"removed": redact(removed)}, app.now())
-    _session(request).flash(t("Källan {id} togs bort. Dess poster finns kvar.", id=source_id))
-    return _redirect("/admin/sources")
+    return await _delete_entry(
+        request,
+        user,
+        "sources",
+        source_id,
+        t("Källan {id} togs bort. Dess poster finns kvar.", id=source_id),
+    )
 
 
 @router.post("/sources/{source_id}/poll")
@@ -1307,25 +1322,10 @@ def network_delete_confirm(request: Request, network_id: str) -> HTMLResponse:
 async def network_delete(
     request: Request, network_id: str, user: str = Depends(require_admin)
 ) -> Response:
-    app = _app(request)
     t = _(request)
-
-    def delete() -> dict[str, Any]:
-        cf = ConfigFile.read(config_file_path(app))
-        removed = cf.delete_entry("networks", network_id)
-        app.set_config(cf.save(cf.version))
-        return removed
-
-    try:
-        removed = await run_in_threadpool(delete)
-    except KeyError:
-        raise HTTPException(404) from None
-    except (ConfigError, EditConflict) as e:
-        _session(request).flash(t("Kunde inte spara: {error}", error=str(e)), "error")
-        return _redirect("/admin/networks")
-    app.storage.audit(user, "network.delete", network_id, {"removed": redact(removed)}, app.now())
-    _session(request).flash(t("Nätverket {id} togs bort.", id=network_id))
-    return _redirect("/admin/networks")
+    return await _delete_entry(
+        request, user, "networks", network_id, t("Nätverket {id} togs bort.", id=network_id)
+    )
 
 
 def _digest_preview(app: Any, network_id: str) -> tuple[Any, Any]:
