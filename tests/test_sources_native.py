@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.parser import BytesParser
@@ -826,38 +825,7 @@ def test_adapters_have_help_and_are_registered() -> None:
 
 # ── docs and the interreg.no calendar fixture ────────────────────────────────────────────
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
-
-
-def doc_sections() -> dict[str, str]:
-    """docs/sources.md split into sections by their ``## `kind` `` headings."""
-    sections: dict[str, str] = {}
-    current = ""
-    for line in DOCS.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^## `([a-z0-9-]+)`", line)
-        if m:
-            current = m.group(1)
-            sections[current] = ""
-        elif current:
-            sections[current] += line + "\n"
-    return sections
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_docs_describe_every_option_and_the_example_validates(kind: str) -> None:
-    import tomllib
-
-    from watcher.config import validate_data
-
-    section = doc_sections()[kind]
-    for name in registry.get(kind).Options.model_fields:
-        assert f"`{name}`" in section, f"option {name} of {kind} is not documented"
-    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
-    assert blocks, f"no TOML example for {kind}"
-    for block in blocks:
-        cfg = validate_data(tomllib.loads(block))
-        assert [s.kind for s in cfg.sources] == [kind]
-        registry.get(kind)(cfg.sources[0])  # the options build the adapter
+# (docs/sources.md is checked for every adapter kind in tests/test_docs.py)
 
 
 def test_interreg_calendar_fixture_has_the_programmes() -> None:

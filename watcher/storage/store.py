@@ -550,12 +550,7 @@ class Storage:
                 conn,
                 source_id,
                 {
-                    "etag": cache[0],
-                    "last_modified": cache[1],
-                    "last_poll_at": now,
-                    "last_success_at": now,
-                    "consecutive_failures": 0,
-                    "next_attempt_at": None,
+                    **_success(cache, now),
                     "last_parsed": result.parsed,
                     "warning": warning,
                     "baseline_done": True,
@@ -636,18 +631,7 @@ class Storage:
         started_at: datetime | None = None,
     ) -> None:
         with self.engine.begin() as conn:
-            self._upsert_state(
-                conn,
-                source_id,
-                {
-                    "etag": cache[0],
-                    "last_modified": cache[1],
-                    "last_poll_at": now,
-                    "last_success_at": now,
-                    "consecutive_failures": 0,
-                    "next_attempt_at": None,
-                },
-            )
+            self._upsert_state(conn, source_id, _success(cache, now))
             self._log_poll(conn, result, started_at or now, now)
 
     @base.translate_errors
@@ -1100,6 +1084,18 @@ class Storage:
             return conn.execute(
                 select(locks.c.holder).where(locks.c.name == name, locks.c.expires_at >= now)
             ).scalar()
+
+
+def _success(cache: tuple[str | None, str | None], now: datetime) -> dict[str, Any]:
+    """A source's state after a successful poll (changed or not)."""
+    return {
+        "etag": cache[0],
+        "last_modified": cache[1],
+        "last_poll_at": now,
+        "last_success_at": now,
+        "consecutive_failures": 0,
+        "next_attempt_at": None,
+    }
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
