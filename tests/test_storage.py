@@ -287,6 +287,7 @@ def test_bad_database_url_is_a_storage_error(tmp_path):
 
 
 def test_duplicate_index_follows_updates_links_and_deletions(any_storage: Storage):
+    """This process's writes are in the index at once; others' at the next refresh."""
     ft = RawItem(
         key="T-1",
         title="Call one",
@@ -308,7 +309,9 @@ def test_duplicate_index_follows_updates_links_and_deletions(any_storage: Storag
     ] == list(first.new_ids)
     # The source that already has it never gets it as a candidate.
     assert any_storage.duplicate_candidates("ft", ["HORIZON-AB-2027-01"], []) == []
-    # A deleted item disappears from the index.
+    # A deleted item disappears from the index (another process's change: read at the next
+    # refresh, which this test makes immediate).
+    any_storage.candidates.refresh_interval = 0
     with any_storage.engine.begin() as conn:
         conn.execute(text("DELETE FROM items"))
     assert any_storage.duplicate_candidates("esf", ["HORIZON-AB-2027-01"], []) == []
@@ -345,3 +348,23 @@ def test_migration_backfills_search_text(tmp_path):
         "Utlysning FÖR Skolor"
     ]
     storage.close()
+
+
+def test_duplicate_index_sees_other_processes_writes_after_a_refresh(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    service, cli = Storage(url, candidate_refresh=0), Storage(url)
+    service.upgrade()
+    poll_into(
+        cli,
+        OTHER,
+        [
+            RawItem(
+                key="T-9", title="Call nine", identifier="HORIZON-ZZ-2027-09", link="https://ft/9"
+            )
+        ],
+    )
+    assert [
+        c.identifier for c in service.duplicate_candidates("esf", ["HORIZON-ZZ-2027-09"], [])
+    ] == ["HORIZON-ZZ-2027-09"]
+    service.close()
+    cli.close()

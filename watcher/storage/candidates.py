@@ -2,15 +2,17 @@
 
 Every poll with new items asks "which stored calls could these be?". Scanning the items
 table for each poll costs more than the rest of a first poll cycle together, so the index is
-kept in memory and brought up to date incrementally before each lookup: rows with ids above
-the last seen ones (new items, new source links) and items changed since (a merge may fill in
-an identifier; an update may move a deadline). An item deleted meanwhile makes the next
-refresh reload everything.
+kept in memory. What this process writes goes into it at once (``note``); what other
+processes write is read incrementally, at most every ``refresh_interval`` seconds: rows with
+ids above the last seen ones (new items, new source links) and items changed since (a merge
+may fill in an identifier; an update may move a deadline). An item deleted meanwhile makes
+the next refresh reload everything.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -48,8 +50,10 @@ def utc_day(iso_value: str) -> str:
 class CandidateCache:
     """Stored items by identifier and by deadline day, refreshed incrementally."""
 
-    def __init__(self) -> None:
+    def __init__(self, refresh_interval: float = 5.0) -> None:
         self._lock = threading.Lock()
+        self.refresh_interval = refresh_interval
+        self._refreshed_at: float | None = None  # time.monotonic() of the last refresh
         self._reset()
 
     def _reset(self) -> None:
@@ -118,13 +122,34 @@ class CandidateCache:
                 entry.sources.add(source_id)
             self._max_link = max(self._max_link, link_id)
 
+    def note(
+        self,
+        source_id: str,
+        written: Iterable[tuple[int, str | None, str, Iterable[str]]],
+        linked: Iterable[int] = (),
+    ) -> None:
+        """What this process just stored: items ``(id, identifier, title, deadline days)``
+        written or rewritten by ``source_id``, and items it was linked to as a duplicate."""
+        with self._lock:
+            for item_id, identifier, title, days in written:
+                self._index(item_id, _Entry(identifier, title, frozenset(days)))
+                self._entries[item_id].sources.add(source_id)
+            for item_id in linked:
+                entry = self._entries.get(item_id)
+                if entry is not None:
+                    entry.sources.add(source_id)
+
     def lookup(
         self, conn: Connection, source_id: str, identifiers: Iterable[str], days: Iterable[str]
     ) -> list[DupCandidate]:
         """Items of other sources with one of ``identifiers`` or a deadline on one of
         ``days``, as of now."""
         with self._lock:
-            self.refresh(conn)
+            # An interval timer, not domain time: how stale other processes' writes may be.
+            mono = time.monotonic()
+            if self._refreshed_at is None or mono - self._refreshed_at >= self.refresh_interval:
+                self.refresh(conn)
+                self._refreshed_at = mono
             ids: set[int] = set()
             for ident in identifiers:
                 ids |= self._by_identifier.get(ident.upper(), set())

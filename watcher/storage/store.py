@@ -224,10 +224,14 @@ def _jsonable(value: Any) -> Any:
 class Storage:
     """All database reads and writes of the service."""
 
-    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+    def __init__(
+        self, url: str, base_dir: Path | None = None, *, candidate_refresh: float = 5.0
+    ) -> None:
+        """``candidate_refresh``: how often (seconds) the duplicate index reads what other
+        processes stored; this process's own writes are in it at once."""
         self.url = url
         self.engine: Engine = base.make_engine(url, base_dir)
-        self._candidates = CandidateCache()
+        self.candidates = CandidateCache(candidate_refresh)
 
     @property
     def dialect(self) -> str:
@@ -369,7 +373,7 @@ class Storage:
         on the same day (from an in-memory index kept up to date incrementally)."""
         days = {d.astimezone(UTC).date().isoformat() for d in deadlines}
         with self.engine.connect() as conn:
-            return self._candidates.lookup(conn, source_id, identifiers, days)
+            return self.candidates.lookup(conn, source_id, identifiers, days)
 
     # -- applying a poll -------------------------------------------------------------------
 
@@ -558,6 +562,18 @@ class Storage:
                 },
             )
             self._log_poll(conn, result, started_at or now, now)
+        # The duplicate index learns of this poll's items now (the transaction committed).
+        new_iter = iter(new_ids)
+        written: list[tuple[int, str | None, str, list[str]]] = []
+        for intent in intents:
+            fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
+            if fresh_item or intent.kind == IntentKind.UPDATED:
+                item_id = next(new_iter) if fresh_item else intent.item_id
+                if item_id is not None:
+                    it = intent.item
+                    days = [d.astimezone(UTC).date().isoformat() for d in it.deadlines]
+                    written.append((item_id, it.identifier, it.title, days))
+        self.candidates.note(source_id, written, merged_ids)
         return ApplyOutcome(tuple(new_ids), tuple(updated_ids), tuple(merged_ids))
 
     @staticmethod
