@@ -368,3 +368,63 @@ def test_duplicate_index_sees_other_processes_writes_after_a_refresh(tmp_path):
     ] == ["HORIZON-ZZ-2027-09"]
     service.close()
     cli.close()
+
+
+HORIZON_CALL = RawItem(
+    key="HORIZON-CL2-2027-TRANSFORMATIONS-01",
+    title="Social innovation for inclusive cities",
+    link="https://ec.europa.eu/x/HORIZON-CL2-2027-TRANSFORMATIONS-01",
+    identifier="HORIZON-CL2-2027-TRANSFORMATIONS-01",
+    kind="call",
+    status="open",
+    deadlines=("2027-02-10T17:00:00+01:00",),
+    budget="EUR 10 000 000",
+    programme="Horizon Europe",
+)
+
+
+def test_a_secondary_source_never_rewrites_the_call(any_storage: Storage):
+    first = poll_into(any_storage, OTHER, [HORIZON_CALL])
+    news = RawItem(
+        key="https://vinnova.example/1",
+        title="Ny utlysning: HORIZON-CL2-2027-TRANSFORMATIONS-01",
+        link="https://vinnova.example/1",
+        summary="Kommuner kan söka.",
+    )
+    poll_into(any_storage, SRC, [news])
+    changed = RawItem(**{**news.__dict__, "summary": "Kommuner kan söka. Ny text."})
+    out = poll_into(any_storage, SRC, [changed], now=T0 + timedelta(hours=1))
+    assert out.updated_ids == first.new_ids
+    item = any_storage.get_item(first.new_ids[0])
+    assert item is not None
+    assert (item.title, item.budget, item.status, item.identifier) == (
+        "Social innovation for inclusive cities",
+        "EUR 10 000 000",
+        "open",
+        "HORIZON-CL2-2027-TRANSFORMATIONS-01",
+    )
+    assert item.changed_at is None  # the news page's edit is history, not news
+    assert [h.kind for h in any_storage.item_history(item.id)] == ["new", "merged", "updated"]
+
+
+def test_two_entries_of_one_source_naming_one_call(any_storage: Storage):
+    first = poll_into(any_storage, OTHER, [HORIZON_CALL])
+    a = RawItem(
+        key="n/1", title="Ny utlysning: HORIZON-CL2-2027-TRANSFORMATIONS-01", link="https://n/1"
+    )
+    b = RawItem(
+        key="n/2", title="Webbinarium om HORIZON-CL2-2027-TRANSFORMATIONS-01", link="https://n/2"
+    )
+    out = poll_into(any_storage, SRC, [a, b])
+    assert out.merged_ids == first.new_ids and len(out.new_ids) == 1  # one link per call
+    b2 = RawItem(**{**b.__dict__, "summary": "Anmäl dig senast fredag."})
+    a2 = RawItem(**{**a.__dict__, "summary": "Kommuner kan söka."})
+    out = poll_into(any_storage, SRC, [a2, b2], now=T0 + timedelta(hours=1))  # no IntegrityError
+    assert len(out.updated_ids) == 2
+    keys = sorted(
+        s.key
+        for it in any_storage.list_items(ItemFilter(source="esf"))
+        for s in it.sources
+        if s.source_id == "esf"
+    )
+    assert keys == ["n/1", "n/2"]

@@ -67,6 +67,7 @@ def decide(
     by_link_title = {(s.values.get("link"), s.values.get("title")): s for s in known.values()}
     index = CandidateIndex(candidates)
     claimed: set[int] = set()
+    merged_into: set[int] = set()  # one entry of this source per stored call
     intents: list[Intent] = []
     seen: set[str] = set()
     for item in items:
@@ -82,9 +83,10 @@ def decide(
             claimed.add(stored.item_id)
             intents.append(_compare(item, stored))
             continue
-        match = find_duplicate(item, index)
+        match = find_duplicate(item, index, exclude=merged_into)
         if match is not None:
             cand, reason = match
+            merged_into.add(cand.item_id)
             intents.append(Intent(IntentKind.NEW, item, cand.item_id, (), cand.item_id, reason))
         else:
             intents.append(Intent(IntentKind.NEW, item))
@@ -134,11 +136,15 @@ class CandidateIndex:
 
 
 def find_duplicate(
-    item: Item, candidates: Iterable[DupCandidate] | CandidateIndex
+    item: Item,
+    candidates: Iterable[DupCandidate] | CandidateIndex,
+    exclude: frozenset[int] | set[int] = frozenset(),
 ) -> tuple[DupCandidate, str] | None:
-    """The stored call (from another source) that ``item`` is, with the reason."""
+    """The stored call (from another source) that ``item`` is, with the reason.
+    ``exclude``: calls another entry of the same poll was already linked to."""
     if isinstance(candidates, CandidateIndex):
         candidates = candidates.for_item(item)
+    candidates = [c for c in candidates if c.item_id not in exclude]
     title_norm = frozenset(normalise_title(item.title))
     numbers = _numbers(title_norm)
     haystack: str | None = None  # upper-cased text, made only if an identifier needs it

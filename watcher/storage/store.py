@@ -451,6 +451,14 @@ class Storage:
                         for item_id in new_ids
                     ],
                 )
+            updated = [i.item_id for i in intents if i.kind == IntentKind.UPDATED and i.item_id]
+            primary_of: dict[int, str] = {}
+            for chunk in _chunks(updated, 500):
+                for item_id, primary_source in conn.execute(
+                    select(items.c.id, items.c.source_id).where(items.c.id.in_(chunk))
+                ):
+                    primary_of[item_id] = primary_source
+            secondary: set[int] = set()
             for intent in intents:
                 it = intent.item
                 if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
@@ -483,12 +491,13 @@ class Storage:
                     changes = [
                         {"field": c.field, "old": c.old, "new": c.new} for c in intent.changes
                     ]
-                    notable = any(c.field in NOTABLE_FIELDS for c in intent.changes)
+                    # This source's own row, by its key: one source may have linked two of
+                    # its entries to the same call.
                     conn.execute(
                         update(item_sources)
                         .where(
-                            item_sources.c.item_id == intent.item_id,
                             item_sources.c.source_id == source_id,
+                            item_sources.c.key == (intent.stored_key or it.key),
                         )
                         .values(
                             key=it.key,
@@ -498,13 +507,26 @@ class Storage:
                             values=tracked_values(it),
                         )
                     )
-                    values = _item_values(it)
-                    extra: dict[str, Any] = {"last_seen": now}
-                    if notable:
-                        extra["changed_at"] = now
-                    conn.execute(
-                        update(items).where(items.c.id == intent.item_id).values(**values, **extra)
-                    )
+                    primary = primary_of.get(intent.item_id) == source_id
+                    # Only the source that first stored the call rewrites its record; a
+                    # secondary source (a news page naming the call) may only fill gaps,
+                    # and its changes are history, not news.
+                    notable = primary and any(c.field in NOTABLE_FIELDS for c in intent.changes)
+                    if primary:
+                        extra: dict[str, Any] = {"last_seen": now}
+                        if notable:
+                            extra["changed_at"] = now
+                        conn.execute(
+                            update(items)
+                            .where(items.c.id == intent.item_id)
+                            .values(**_item_values(it), **extra)
+                        )
+                    else:
+                        secondary.add(intent.item_id)
+                        self._fill_missing(conn, intent.item_id, it)
+                        conn.execute(
+                            update(items).where(items.c.id == intent.item_id).values(last_seen=now)
+                        )
                     conn.execute(
                         insert(item_changes).values(
                             item_id=intent.item_id,
@@ -531,13 +553,13 @@ class Storage:
                         .values(last_seen=now)
                     )
                 # Keys that changed (guid churn matched by link and title) are kept current.
-                for item_id, key, stored_key in unchanged:
+                for _item_id, key, stored_key in unchanged:
                     if stored_key is not None:
                         conn.execute(
                             update(item_sources)
                             .where(
-                                item_sources.c.item_id == item_id,
                                 item_sources.c.source_id == source_id,
+                                item_sources.c.key == stored_key,
                             )
                             .values(key=key)
                         )
@@ -547,7 +569,7 @@ class Storage:
                 for intent, cls in zip(intents, classifications, strict=True):
                     fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
                     item_id = next(ids_for) if fresh_item else intent.item_id
-                    if cls is not None and item_id is not None:
+                    if cls is not None and item_id is not None and item_id not in secondary:
                         to_tag[item_id] = cls
                 self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
             self._upsert_state(
@@ -569,7 +591,7 @@ class Storage:
             fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
             if fresh_item or intent.kind == IntentKind.UPDATED:
                 item_id = next(new_iter) if fresh_item else intent.item_id
-                if item_id is not None:
+                if item_id is not None and item_id not in secondary:
                     it = intent.item
                     days = [d.astimezone(UTC).date().isoformat() for d in it.deadlines]
                     written.append((item_id, it.identifier, it.title, days))
