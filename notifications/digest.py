@@ -8,11 +8,11 @@ storage and calls it. The rules:
   admin), has at least one tag, and has one of the network's areas and one of its themes
   (``"all"`` lifts the condition for that kind); the optional ``sources``/``kinds`` of a
   network narrow it further;
-- **new**: items first seen since the network's first digest that no earlier digest of the
-  network introduced, that are not a source's silent first-poll baseline and are not over
-  (closed, or every deadline passed). "Not introduced before" rather than "first seen in the
-  window" means items released from hold, or tagged late, still arrive once. Items first
-  seen more than ``NEW_LOOKBACK`` before the last digest are history, not news;
+- **new**: items that arrived since the network's last digest (first seen, or released from
+  hold by the admin; ``NEW_LOOKBACK`` covers a poll committed while a digest was built),
+  that no earlier digest of the network introduced, that are not a source's silent
+  first-poll baseline and are not over (closed, or every deadline passed). An old item that
+  gains a tag when the rules change is not new;
 - **updated**: notable changes (deadline, status, title, …) of the network's items that no
   earlier digest reported, with what changed (several changes of one field in one window
   are folded into first-old → last-new);
@@ -49,7 +49,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NEW_LOOKBACK = timedelta(days=30)
+# An item is new to a network when it arrived (first seen, or released from hold) after the
+# network's last digest. The margin covers a poll that stamped its items just before a digest
+# was built and committed just after; items already sent are remembered, so none comes twice.
+# An old item that gains a tag later (rules changed) is never "new".
+NEW_LOOKBACK = timedelta(hours=1)
 # A poll's change is stamped when the poll read the page and committed a moment later: a
 # digest built in between must not lose it, so changes are looked for a little before the
 # last window's end (each is reported once: reported change ids are remembered).
@@ -285,6 +289,13 @@ def next_deadline(item: StoredItem, now: datetime) -> datetime | None:
     return max(item.deadlines) if item.deadlines else item.deadline
 
 
+def arrived(item: StoredItem) -> datetime:
+    """When an item reached the networks: first seen, or released from hold."""
+    if item.released_at is not None and item.released_at > item.first_seen:
+        return item.released_at
+    return item.first_seen
+
+
 def is_over(item: StoredItem, now: datetime) -> bool:
     """Closed, or every deadline has passed."""
     if item.status == "closed":
@@ -472,7 +483,7 @@ def select_digest(
             if (
                 not it.baseline
                 and it.id not in history.sent_item_ids
-                and lower_new < it.first_seen <= now
+                and lower_new < arrived(it) <= now
                 and not is_over(it, now)
                 and (e := entry(it))
             ):

@@ -83,7 +83,7 @@ def test_held_items_arrive_once_released(world, clock):
     clock.advance(hours=1)
     assert build_digest(app, "n", clock()).is_empty
     run_digests(app)
-    app.storage.release_held()
+    app.storage.release_held(now=clock())
     clock.advance(hours=1)
     assert titles(build_digest(app, "n", clock()).new) == ["Utlysning flood"]
 
@@ -262,3 +262,25 @@ def test_file_transport_writes_each_message_once(tmp_path):
     files = list((tmp_path / "outbox").iterdir())
     assert [f.name for f in files] == ["digest.n.1_x.se.eml"]
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
+
+
+def test_a_retag_never_makes_an_old_item_new(world, clock):
+    """An item stored before the last digest that gains the network's tags later (the rules
+    changed) is not "new" in the next digest."""
+    app, items = world(net(id="sam", areas=["all"], themes=["samhallsbyggnad"]))
+    run_digests(app)  # the network's first digest
+    clock.advance(hours=1)
+    items.add("gammal", deadlines=[days(clock, 30)], areas=["fonder-program"], themes=["arbetsmarknad"])
+    clock.advance(days=3)
+    run_digests(app)  # not the network's themes: nothing to send
+    clock.advance(days=1)
+    [old] = [i for i in app.storage.list_items() if i.title == "Utlysning gammal"]
+    from watcher.types import Classification, Tag
+
+    app.storage.set_tags(
+        old.id,
+        Classification((Tag("area", "fonder-program", "r"), Tag("theme", "samhallsbyggnad", "r2")), True),
+        clock(),
+        "v2",
+    )
+    assert build_digest(app, "sam", clock()).new == ()

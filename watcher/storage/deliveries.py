@@ -207,6 +207,7 @@ class DeliveryStore:
         if first_seen_after is not None:
             conds = [
                 items.c.first_seen > first_seen_after,
+                items.c.released_at > first_seen_after,
                 items.c.deadline > now,
                 items.c.status.in_(("open", "forthcoming")),
             ]

@@ -122,6 +122,7 @@ items = Table(
     Column("changed_at", UtcDateTime, index=True),  # last notable update
     Column("baseline", Boolean, nullable=False, default=False),  # seen in a first poll: silent
     Column("held", Boolean, nullable=False, default=False),  # part of a flood held for the admin
+    Column("released_at", UtcDateTime),  # when the admin let a held item go to digests
     Column("extra", JSON, nullable=False, default=dict),
     # Title, summary, identifier and programme, case-folded: what full-text search scans
     # (SQLite's lower() folds ASCII only, so Å/Ä/Ö would not match case-insensitively).

@@ -118,6 +118,7 @@ class StoredItem:
     baseline: bool
     held: bool
     extra: Mapping[str, Any]
+    released_at: datetime | None = None
     tags: tuple[StoredTag, ...] = ()
     sources: tuple[SourceLink, ...] = ()
 
@@ -980,6 +981,7 @@ class Storage:
                 baseline=bool(r["baseline"]),
                 held=bool(r["held"]),
                 extra=r["extra"] or {},
+                released_at=r["released_at"],
                 tags=tuple(tag_map.get(r["id"], ())),
                 sources=tuple(src_map.get(r["id"], ())),
             )
@@ -1036,14 +1038,23 @@ class Storage:
             return [r[0] for r in conn.execute(q).all()]
 
     @base.translate_errors
-    def release_held(self, source_id: str | None = None, *, discard: bool = False) -> int:
-        """Let held items go out in the next digests (or mark them as baseline: silent)."""
+    def release_held(
+        self,
+        source_id: str | None = None,
+        *,
+        discard: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Let held items go out in the next digests, as new at ``now`` (or, with
+        ``discard``, mark them as baseline: never mailed)."""
         q = update(items).where(items.c.held.is_(True))
         if source_id:
             q = q.where(items.c.source_id == source_id)
         values: dict[str, Any] = {"held": False}
         if discard:
             values["baseline"] = True
+        else:
+            values["released_at"] = now or datetime.now(UTC)
         with self.engine.begin() as conn:
             return conn.execute(q.values(**values)).rowcount
 

@@ -1049,7 +1049,7 @@ async def source_release_held(
     app = _app(request)
     t = _(request)
     discard = (await form_data(request)).get("action") == "discard"
-    n = app.storage.release_held(source_id, discard=discard)
+    n = app.storage.release_held(source_id, discard=discard, now=app.now())
     app.storage.audit(
         user,
         "source.discard_held" if discard else "source.release_held",
