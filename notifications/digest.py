@@ -544,6 +544,7 @@ def load_inputs(app: App, network_ids: Sequence[str], now: datetime) -> DigestIn
     from watcher.storage.deliveries import DeliveryStore
 
     store = DeliveryStore(app.storage)
+    app.storage.refresh_statuses(now)  # a call that opened or closed since the last poll
     histories = {nid: store.network_history(nid, NEW_LOOKBACK) for nid in network_ids}
     # The lower bounds of each started network's selection (see select_digest).
     new_bounds: list[datetime] = []

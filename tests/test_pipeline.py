@@ -477,3 +477,43 @@ async def test_rss_deadline_and_opening_found_in_the_text(make_app, loopback, cl
     assert call.opening is not None and call.opening.isoformat() == "2027-01-31T23:00:00+00:00"
     assert call.status == "forthcoming" and call.kind == "forthcoming_call"
     assert by["Nyhet utan datum"].deadlines == ()
+
+
+async def test_status_follows_the_calendar_while_the_source_answers_304(make_app, loopback, clock):
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:u1\r\n"
+        "SUMMARY:Europe: Call 9\r\nDTSTART:20261103T080000Z\r\nDTEND:20261110T100000Z\r\n"
+        "DTSTAMP:20261101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    loopback.add("/c.ics", ics, content_type="text/calendar", etag='"v1"')
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("c", loopback.url("/c.ics"), adapter="ical")],
+        }
+    )
+    await app.poll()  # T0 = 2 November: opens 3 November
+    [item] = app.storage.list_items()
+    assert (item.status, item.kind) == ("forthcoming", "forthcoming_call")
+    clock.advance(days=2)
+    [r] = await app.poll()
+    assert r.status.value == "not_modified"
+    [item] = app.storage.list_items()
+    assert (item.status, item.kind) == ("open", "call")
+    assert item.changed_at == clock.current  # a call opening is news for the digests
+    clock.advance(days=30)
+    await app.poll()
+    assert [i.title for i in app.storage.list_items(ItemFilter(status="closed"))] == [
+        "Europe: Call 9"
+    ]
+    history = app.storage.item_history(item.id)
+    assert [c["new"] for h in history for c in h.changes if c.get("field") == "status"] == [
+        "open",
+        "closed",
+    ]
+    loopback.add(
+        "/c.ics", ics + "\r\n", content_type="text/calendar", etag='"v2"'
+    )  # a full re-read
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert (r.updated, r.unchanged) == (0, 1)  # the status change is not reported twice

@@ -80,6 +80,13 @@ class Scheduler:
             coalesce=True,
         )
         self.aps.add_job(
+            self._refresh_statuses,
+            IntervalTrigger(minutes=10),
+            id="statuses",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.aps.add_job(
             self._watch_files,
             IntervalTrigger(seconds=10),
             id="watch-files",
@@ -122,6 +129,13 @@ class Scheduler:
             log.info("another process runs the scheduler; this one serves the web and stands by")
             self._announced_standby = True
 
+    async def _refresh_statuses(self) -> None:
+        if self.leader:
+            try:
+                await asyncio.to_thread(self.app.refresh_statuses)
+            except Exception:
+                log.exception("refreshing statuses failed")
+
     async def _watch_files(self) -> None:
         """Pick up edits of config.toml and the rule files made outside the admin."""
         self.app.reload_config_if_changed()
@@ -132,7 +146,7 @@ class Scheduler:
 
     def _remove_work_jobs(self) -> None:
         for job in self.aps.get_jobs():
-            if job.id not in ("leadership", "watch-files"):
+            if job.id not in ("leadership", "watch-files", "statuses"):
                 job.remove()
 
     def sync_jobs(self, initial: bool = False) -> None:

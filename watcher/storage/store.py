@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -40,8 +40,10 @@ from watcher.types import (
     Intent,
     IntentKind,
     Item,
+    Kind,
     PollResult,
     SourceError,
+    Status,
     StoredSlice,
 )
 
@@ -1036,6 +1038,65 @@ class Storage:
             q = q.where(items.c.first_seen >= since)
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(q).all()]
+
+    @base.translate_errors
+    def refresh_statuses(self, now: datetime) -> list[int]:
+        """Bring stored statuses up to date with their dates: a call whose last deadline has
+        passed is closed, a forthcoming call whose opening has come is open, even while its
+        source answers "not modified". Each change is recorded in the item's history; a call
+        opening is news for the digests, one closing is not. Returns the changed item ids."""
+        from watcher.pipeline.normalise import effective_status
+
+        q = select(
+            items.c.id, items.c.status, items.c.kind, items.c.opening, items.c.deadlines
+        ).where(
+            or_(items.c.status.is_(None), items.c.status != "closed"),
+            or_(
+                items.c.deadline < now,
+                and_(items.c.opening <= now, items.c.status == "forthcoming"),
+            ),
+        )
+        changed: list[int] = []
+        with self.engine.begin() as conn:
+            for r in conn.execute(q).all():
+                old = Status(r.status) if r.status else None
+                deadlines = [d for d in (from_iso(x) for x in (r.deadlines or ())) if d]
+                new = effective_status(old, r.opening, deadlines, now)
+                if new == old or new is None:
+                    continue
+                kind = r.kind
+                if kind == Kind.FORTHCOMING_CALL.value and new != Status.FORTHCOMING:
+                    kind = Kind.CALL.value
+                notable = new == Status.OPEN
+                values: dict[str, Any] = {"status": new.value, "kind": kind}
+                if notable:
+                    values["changed_at"] = now
+                conn.execute(update(items).where(items.c.id == r.id).values(**values))
+                # Each source's remembered values follow, so its next full poll finds
+                # nothing new to report about the status.
+                for link_id, link_values in conn.execute(
+                    select(item_sources.c.id, item_sources.c["values"]).where(
+                        item_sources.c.item_id == r.id
+                    )
+                ).all():
+                    conn.execute(
+                        update(item_sources)
+                        .where(item_sources.c.id == link_id)
+                        .values(values={**(link_values or {}), "status": new.value, "kind": kind})
+                    )
+                change = {"field": "status", "old": r.status, "new": new.value}
+                conn.execute(
+                    insert(item_changes).values(
+                        item_id=r.id,
+                        source_id="",
+                        at=now,
+                        kind="updated",
+                        changes=[change],
+                        notable=notable,
+                    )
+                )
+                changed.append(r.id)
+        return changed
 
     @base.translate_errors
     def release_held(
