@@ -72,7 +72,10 @@ def _slow(data: bytes, url: str) -> Feed:
             "content-type": "application/xml; charset=utf-8",
         },
     )
-    if not parsed.get("version") and not parsed.entries:
+    usable = [e for e in parsed.entries if e.get("title") or e.get("link")]
+    if not usable and (parsed.get("bozo") or not parsed.get("version")):
+        # Not a feed, or a broken one (cut off, not well-formed) with nothing readable in it:
+        # an error for the source's health, never a quiet "no items".
         reason = parsed.get("bozo_exception")
         raise ParseError(
             f"not an RSS or Atom feed ({reason or 'no feed elements found'})", code="invalid_feed"

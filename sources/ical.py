@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from sources.base import Adapter
 from sources.registry import register
 from watcher.exceptions import ParseError
 from watcher.types import Page, RawItem
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -53,39 +56,55 @@ class IcalAdapter(Adapter):
         excluded = {x.casefold() for x in o.exclude_programmes}
         mapping = {k.casefold(): v for k, v in o.programmes.items()}
         out: list[RawItem] = []
+        bad = 0
         for ev in cal.walk("VEVENT"):
-            summary_text = str(ev.get("SUMMARY", "")).strip()
-            uid = str(ev.get("UID", "")).strip()
-            if not summary_text:
-                continue
-            prefix, _, rest = summary_text.partition(":")
-            prefix = prefix.strip() if rest else ""
-            programme = mapping.get(prefix.casefold()) if prefix else None
-            if prefix.casefold() in excluded or (programme and programme.casefold() in excluded):
-                continue
-            if o.only_mapped and programme is None:
-                continue
-            description = str(ev.get("DESCRIPTION", "") or "")
-            if not keep(f"{summary_text} {description}", o.include, o.exclude):
-                continue
-            start = _when(ev.get("DTSTART"))
-            end = _when(ev.get("DTEND"))
-            link = str(ev.get("URL", "") or "")
-            out.append(
-                RawItem(
-                    key=uid or f"{summary_text}|{start}",
-                    title=summary_text,
-                    link=link,
-                    summary=description,
-                    kind=o.kind,
-                    programme=programme or (prefix or None),
-                    opening=start,
-                    deadlines=(end,) if (end is not None and o.dtend_is_deadline) else (),
-                    published=_when(ev.get("CREATED")),
-                    language=o.language,
+            try:
+                item = self._event(ev, mapping, excluded)
+            except (ValueError, TypeError, KeyError) as e:
+                # One unreadable event (a broken date) never loses the others.
+                log.warning(
+                    "%s: skipped an unreadable event %s: %s", self.source.id, ev.get("UID"), e
                 )
-            )
+                bad += 1
+                continue
+            if item is not None:
+                out.append(item)
+        if bad and not out:
+            raise ParseError(f"none of the {bad} events could be read", code="invalid_ical")
         return out
+
+    def _event(self, ev: Any, mapping: dict[str, str], excluded: set[str]) -> RawItem | None:
+        """One VEVENT as an item (None when it is left out). Raises ValueError for an
+        event whose dates cannot be read."""
+        o = self.options
+        summary_text = str(ev.get("SUMMARY", "")).strip()
+        uid = str(ev.get("UID", "")).strip()
+        if not summary_text:
+            return None
+        prefix, _, rest = summary_text.partition(":")
+        prefix = prefix.strip() if rest else ""
+        programme = mapping.get(prefix.casefold()) if prefix else None
+        if prefix.casefold() in excluded or (programme and programme.casefold() in excluded):
+            return None
+        if o.only_mapped and programme is None:
+            return None
+        description = str(ev.get("DESCRIPTION", "") or "")
+        if not keep(f"{summary_text} {description}", o.include, o.exclude):
+            return None
+        start = _when(ev.get("DTSTART"))
+        end = _when(ev.get("DTEND"))
+        return RawItem(
+            key=uid or f"{summary_text}|{start}",
+            title=summary_text,
+            link=str(ev.get("URL", "") or ""),
+            summary=description,
+            kind=o.kind,
+            programme=programme or (prefix or None),
+            opening=start,
+            deadlines=(end,) if (end is not None and o.dtend_is_deadline) else (),
+            published=_when(ev.get("CREATED")),
+            language=o.language,
+        )
 
 
 def _when(prop: Any) -> datetime | date | None:

@@ -99,3 +99,13 @@ def test_malformed_feeds_fall_back_to_feedparser():
     broken = RSS2.replace("</channel>", "")  # not well-formed: lxml refuses, feedparser copes
     got = RssAdapter(SRC).parse(Page(SRC.url, broken.encode()))
     assert [r.key for r in got] == ["g-1", "https://ex.se/2", "https://ex.se/perma/3"]
+
+
+def test_a_cut_off_feed_is_an_error_but_an_empty_one_is_not():
+    from watcher.exceptions import ParseError
+
+    with pytest.raises(ParseError) as exc:
+        RssAdapter(SRC).parse(Page(SRC.url, b"<rss><channel><item><title>cut off"))
+    assert exc.value.code == "invalid_feed"
+    empty = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+    assert RssAdapter(SRC).parse(Page(SRC.url, empty)) == []

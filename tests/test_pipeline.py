@@ -517,3 +517,24 @@ async def test_status_follows_the_calendar_while_the_source_answers_304(make_app
     clock.advance(hours=1)
     [r] = await app.poll()
     assert (r.updated, r.unchanged) == (0, 1)  # the status change is not reported twice
+
+
+async def test_one_broken_calendar_event_does_not_lose_the_others(make_app, loopback):
+    def event(uid: str, start: str) -> str:
+        return (
+            f"BEGIN:VEVENT\r\nUID:{uid}\r\nSUMMARY:Europe: {uid}\r\nDTSTART:{start}\r\n"
+            "DTEND:20270110T100000Z\r\nDTSTAMP:20261101T000000Z\r\nEND:VEVENT\r\n"
+        )
+
+    ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n" + event("good", "20261201T080000Z")
+    ics += event("broken", "garbage") + "END:VCALENDAR\r\n"
+    loopback.add("/c.ics", ics, content_type="text/calendar")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("c", loopback.url("/c.ics"), adapter="ical")],
+        }
+    )
+    [r] = await app.poll()
+    assert (r.status.value, r.new) == ("ok", 1)
+    assert [i.title for i in app.storage.list_items()] == ["Europe: good"]
