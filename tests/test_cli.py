@@ -84,7 +84,7 @@ def test_sources_test_from_a_saved_file_stores_nothing(cli):
     res = cli("sources", "test", "cal", "--file", str(ics), "--json")
     [item] = [json.loads(x) for x in res.stdout.splitlines()]
     assert item["programme"] == "Interreg Europe"
-    assert item["deadlines"] == ["2024-06-06T10:00:00+00:00"]
+    assert item["deadlines"] == ["2024-06-06T12:00:00+02:00"]
     assert {"key", "title", "link", "status", "opening", "deadlines", "programme"} <= set(item)
     assert cli("items", "list", "--json").stdout == ""
     res = cli("sources", "test", "feed")

@@ -114,6 +114,17 @@ def fmt_time(dt: datetime | None, tz: Any = None) -> str:
     return dt.astimezone(tz or STOCKHOLM).strftime("%Y-%m-%d %H:%M")
 
 
+def local_iso(dt: datetime | None, tz: Any = None) -> str | None:
+    """ISO 8601 in local time (``[watcher] timezone``) with its offset:
+    "2027-03-16T23:59:59+01:00" reads as the 16th, as the source wrote it; in UTC it would
+    read as another day."""
+    if dt is None:
+        return None
+    from watcher.dates import STOCKHOLM
+
+    return dt.astimezone(tz or STOCKHOLM).isoformat()
+
+
 def print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False, default=str))
 
@@ -198,7 +209,7 @@ def items() -> None:
     """Look at stored items."""
 
 
-def item_json(it: Any) -> dict[str, Any]:
+def item_json(it: Any, tz: Any = None) -> dict[str, Any]:
     return {
         "id": it.id,
         "title": it.title,
@@ -207,12 +218,12 @@ def item_json(it: Any) -> dict[str, Any]:
         "status": it.status,
         "programme": it.programme,
         "identifier": it.identifier,
-        "opening": it.opening.isoformat() if it.opening else None,
-        "deadlines": [d.isoformat() for d in it.deadlines],
+        "opening": local_iso(it.opening, tz),
+        "deadlines": [local_iso(d, tz) for d in it.deadlines],
         "budget": it.budget,
         "language": it.language,
         "relevant": it.relevant,
-        "first_seen": it.first_seen.isoformat(),
+        "first_seen": local_iso(it.first_seen, tz),
         "areas": it.tag_ids("area"),
         "themes": it.tag_ids("theme"),
         "sources": [{"source": s.source_id, "key": s.key, "link": s.link} for s in it.sources],
@@ -249,7 +260,7 @@ def items_list(
     found = ctx.app.storage.list_items(f)
     if as_json:
         for it in found:
-            print_json(item_json(it))
+            print_json(item_json(it, ctx.app.config.tz))
         return
     table = Table(title=f"Items ({len(found)})")
     for col in ("id", "title", "status", "deadline", "areas", "source", "first seen"):
@@ -281,7 +292,7 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
         sys.exit(2)
     history = storage.item_history(item_id)
     if as_json:
-        data = item_json(it)
+        data = item_json(it, ctx.app.config.tz)
         data["tags"] = [
             {"kind": t.kind, "tag": t.tag, "rule": t.rule_id, "evidence": list(t.evidence)}
             for t in it.tags
@@ -448,8 +459,8 @@ def sources_test(ctx: Ctx, source_id: str, file_path: Path | None, as_json: bool
                     "link": it.link,
                     "kind": it.kind.value,
                     "status": it.status.value if it.status else None,
-                    "opening": it.opening.isoformat() if it.opening else None,
-                    "deadlines": [d.isoformat() for d in it.deadlines],
+                    "opening": local_iso(it.opening, app.config.tz),
+                    "deadlines": [local_iso(d, app.config.tz) for d in it.deadlines],
                     "programme": it.programme,
                     "identifier": it.identifier,
                     "budget": it.budget,
