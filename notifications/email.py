@@ -69,7 +69,12 @@ def list_id(network_id: str, network_name: str, domain: str) -> str:
     name = one_line(network_name, 80)
     for c in '\\"<>':
         name = name.replace(c, "")
-    return f'"{name}" <{network_id}.digest.{domain}>'
+    if name.isascii():
+        return f'"{name}" <{network_id}.digest.{domain}>'
+    # A non-ASCII name is one RFC 2047 encoded word (never inside quotes).
+    from email.header import Header
+
+    return f"{Header(name, 'utf-8').encode()} <{network_id}.digest.{domain}>"
 
 
 @dataclass(frozen=True)

@@ -120,13 +120,16 @@ def build_feed(
     now: datetime,
     source_names: Mapping[str, str] | None = None,
 ) -> tuple[bytes, bytes]:
-    """(RSS 2.0, Atom) documents of ``items``, in the order given."""
+    """(RSS 2.0, Atom) documents of ``items``, in the order given. ``self_url`` is the feed's
+    address without its ending: ``.xml`` and ``.atom`` are added for each document's own
+    ``rel="self"`` link."""
     names = source_names or {}
     fg = FeedGenerator()
     fg.id(f"urn:uuid:{uuid.uuid5(NAMESPACE, 'feed:' + scope.path)}")
     fg.title(one_line(scope.title, 200))
+    # feedgen takes the RSS <link> from the last link added: the site, after the self link.
+    fg.link(href=self_url + ".xml", rel="self")
     fg.link(href=site_url, rel="alternate")
-    fg.link(href=self_url, rel="self")
     fg.description(one_line(scope.title, 200))
     fg.language(scope.language)
     fg.generator("EU-bevakning")
@@ -156,4 +159,8 @@ def build_feed(
         ]
         if cats:
             fe.category(cats)
-    return fg.rss_str(pretty=False), fg.atom_str(pretty=False)
+    rss = fg.rss_str(pretty=False)
+    # The same generator writes the Atom document: its self link names the .atom address.
+    fg.link(href=self_url + ".atom", rel="self", replace=True)
+    fg.link(href=site_url, rel="alternate")
+    return rss, fg.atom_str(pretty=False)

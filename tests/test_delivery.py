@@ -108,7 +108,10 @@ def test_each_member_gets_one_copy_with_list_headers(make_app, clock, smtp):
     assert (o.network, o.new, o.recipients, o.sent, o.skipped_reason) == ("gr-eu", 2, 5, 5, None)
     assert server.sink.count() == {m: 1 for m in MEMBERS}
     msg = server.sink.accepted[0].message
-    assert msg["List-Id"] == '"GR:s EU-nätverk" <gr-eu.digest.goteborgsregionen.se>'
+    # A non-ASCII list name travels as encoded words, never half inside quotes.
+    assert msg["List-Id"] == "GR:s EU-nätverk <gr-eu.digest.goteborgsregionen.se>"
+    raw = msg.as_bytes().split(b"List-Id:", 1)[1].split(b"\n", 1)[0]
+    assert b'"' not in raw and b"=?utf-8?" in raw
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/unsubscribe/")
     assert msg["Subject"] == "GR:s EU-nätverk: 2 nya – 2 november 2026"

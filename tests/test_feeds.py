@@ -240,3 +240,22 @@ async def test_unsubscribe_key_from_environment_or_database(make_app, monkeypatc
     assert app.storage.get_meta("unsubscribe_secret") == db_key
     monkeypatch.setenv("WATCHER_SECRET_KEY", "from-the-environment")
     assert Unsubscriber.for_app(app).secret == "from-the-environment"
+
+
+def test_each_feed_document_links_to_itself_and_to_the_site():
+    import re
+    from datetime import UTC, datetime
+
+    from notifications.feeds import Scope, build_feed
+
+    rss, atom = build_feed(
+        [],
+        Scope("area", "fonder-program", "Fonder"),
+        self_url="http://h/feeds/area/fonder-program",
+        site_url="http://h/",
+        now=datetime(2026, 11, 2, tzinfo=UTC),
+    )
+    assert re.findall(rb"<link>([^<]*)</link>", rss) == [b"http://h/"]
+    assert b'<atom:link href="http://h/feeds/area/fonder-program.xml" rel="self"/>' in rss
+    assert b'<link href="http://h/feeds/area/fonder-program.atom" rel="self"/>' in atom
+    assert b'<link href="http://h/" rel="alternate"/>' in atom

@@ -155,7 +155,7 @@ def _feed_bodies(app: App, scope: Scope, request: Request) -> dict[str, bytes]:
     rss, atom = build_feed(
         items,
         scope,
-        self_url=f"{base}/feeds/{scope.path}.xml",
+        self_url=f"{base}/feeds/{scope.path}",
         site_url=base + "/",
         now=app.now(),
         source_names={s.id: s.name for s in app.config.sources},
