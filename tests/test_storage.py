@@ -250,6 +250,7 @@ BROKEN_CALLS: list[tuple[str, tuple[Any, ...]]] = [
     ("release_held", ()),
     ("all_item_ids", ()),
     ("changes_since", (None, T0)),
+    ("refresh_statuses", (T0,)),
 ]
 
 
