@@ -81,7 +81,9 @@ class Adapter:
         poll with no items is not by itself a sign of a changed layout."""
         o = self.options
         return bool(
-            getattr(o, "include", None) or getattr(o, "exclude", None) or getattr(o, "regions", None)
+            getattr(o, "include", None)
+            or getattr(o, "exclude", None)
+            or getattr(o, "regions", None)
         )
 
     @classmethod

@@ -270,7 +270,9 @@ def test_a_retag_never_makes_an_old_item_new(world, clock):
     app, items = world(net(id="sam", areas=["all"], themes=["samhallsbyggnad"]))
     run_digests(app)  # the network's first digest
     clock.advance(hours=1)
-    items.add("gammal", deadlines=[days(clock, 30)], areas=["fonder-program"], themes=["arbetsmarknad"])
+    items.add(
+        "gammal", deadlines=[days(clock, 30)], areas=["fonder-program"], themes=["arbetsmarknad"]
+    )
     clock.advance(days=3)
     run_digests(app)  # not the network's themes: nothing to send
     clock.advance(days=1)
@@ -279,7 +281,9 @@ def test_a_retag_never_makes_an_old_item_new(world, clock):
 
     app.storage.set_tags(
         old.id,
-        Classification((Tag("area", "fonder-program", "r"), Tag("theme", "samhallsbyggnad", "r2")), True),
+        Classification(
+            (Tag("area", "fonder-program", "r"), Tag("theme", "samhallsbyggnad", "r2")), True
+        ),
         clock(),
         "v2",
     )
