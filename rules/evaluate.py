@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rules.engine import classify
+from rules.engine import PlainItem, classify
 from rules.model import RuleSet
 from watcher.config import AREAS, THEMES
 from watcher.exceptions import RuleError
@@ -24,16 +24,9 @@ from watcher.types import Classification
 
 
 @dataclass(frozen=True)
-class LabelledItem:
+class LabelledItem(PlainItem):
     """One evaluation row: the fields the engine reads, and the expected answer."""
 
-    title: str
-    summary: str = ""
-    source_id: str = ""
-    kind: str = "news"
-    programme: str | None = None
-    status: str | None = None
-    language: str = "sv"
     id: str = ""
     areas: frozenset[str] = frozenset()
     themes: frozenset[str] = frozenset()

@@ -100,51 +100,36 @@ class PageAdapter(Adapter):
         title, lines = self.region_lines(page)
         text = "\n".join(lines)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+        def version(summary: str, heading: str = title, **extra: Any) -> list[RawItem]:
+            return [
+                RawItem(
+                    key=f"v:{digest}",
+                    title=heading,
+                    link=page.url,
+                    summary=summary,
+                    kind=self.options.kind,
+                    extra=extra,
+                )
+            ]
+
         if previous is None:
-            return [
-                RawItem(
-                    key=f"v:{digest}",
-                    title=title,
-                    link=page.url,
-                    summary=text,
-                    kind=self.options.kind,
-                )
-            ]
+            return version(text)
         old_lines = _content_lines(previous)
-        if old_lines == lines:
-            # Same content as the stored version: keep the key stable (unchanged).
-            return [
-                RawItem(
-                    key=f"v:{digest}",
-                    title=title,
-                    link=page.url,
-                    summary=previous,
-                    kind=self.options.kind,
-                )
-            ]
-        added = [ln for ln in lines if ln not in set(old_lines)]
-        removed = [ln for ln in old_lines if ln not in set(lines)]
-        if sum(len(x) for x in added + removed) < self.options.min_changed_chars:
-            return [
-                RawItem(
-                    key=f"v:{digest}",
-                    title=title,
-                    link=page.url,
-                    summary=previous,
-                    kind=self.options.kind,
-                )
-            ]
+        old_set, new_set = set(old_lines), set(lines)
+        added = [ln for ln in lines if ln not in old_set]
+        removed = [ln for ln in old_lines if ln not in new_set]
+        if old_lines == lines or sum(map(len, added + removed)) < self.options.min_changed_chars:
+            # No meaningful change: the stored version stands (tracked as unchanged; small
+            # changes add up against it until they count).
+            return version(previous)
         diff = summarise_change(added, removed)
-        return [
-            RawItem(
-                key=f"v:{digest}",
-                title=f"Ändrad sida: {title}",
-                link=page.url,
-                summary=diff + "\n\n" + CURRENT_MARK + "\n" + text,
-                kind=self.options.kind,
-                extra={"added": added[:50], "removed": removed[:50]},
-            )
-        ]
+        return version(
+            diff + "\n\n" + CURRENT_MARK + "\n" + text,
+            f"Ändrad sida: {title}",
+            added=added[:50],
+            removed=removed[:50],
+        )
 
 
 CURRENT_MARK = "— Sidan nu —"

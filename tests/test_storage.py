@@ -249,7 +249,6 @@ BROKEN_CALLS: list[tuple[str, tuple[Any, ...]]] = [
     ("set_tags_many", ({1: Classification((), relevant=True)}, T0)),
     ("release_held", ()),
     ("all_item_ids", ()),
-    ("changes_since", (None, T0)),
     ("refresh_statuses", (T0,)),
 ]
 

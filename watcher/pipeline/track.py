@@ -250,17 +250,6 @@ def normalise_title(title: str) -> list[str]:
     return [w for w in _WORD_RE.findall(text) if w not in _STOP]
 
 
-def title_similarity(a: Iterable[str], b: Iterable[str]) -> float:
-    """Token-set similarity (Dice coefficient), robust to reordering and prefixes.
-    Titles that carry different numbers ("Call 3" and "Call 5", "2026" and "2027") are
-    different calls, however alike the rest is."""
-    sa, sb = frozenset(a), frozenset(b)
-    na, nb = _numbers(sa), _numbers(sb)
-    if na and nb and na != nb:
-        return 0.0
-    return _dice(sa, sb)
-
-
 def _numbers(tokens: frozenset[str]) -> frozenset[str]:
     return frozenset(w for w in tokens if w.isdigit())
 

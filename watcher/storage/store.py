@@ -714,18 +714,6 @@ class Storage:
             self._upsert_state(conn, source_id, {"warning": warning})
 
     @base.translate_errors
-    def reset_source(self, source_id: str) -> None:
-        """Forget a source's conditional-GET state (next poll fetches in full)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(sources_state)
-                .where(sources_state.c.source_id == source_id)
-                .values(etag=None, last_modified=None, next_attempt_at=None)
-            )
-
-    # -- tags ------------------------------------------------------------------------------
-
-    @base.translate_errors
     def set_tags(
         self,
         item_id: int,
@@ -1005,28 +993,6 @@ class Storage:
         return [
             ItemChange(
                 r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), bool(r["notable"])
-            )
-            for r in rows
-        ]
-
-    @base.translate_errors
-    def changes_since(
-        self, since: datetime | None, until: datetime
-    ) -> list[tuple[int, ItemChange]]:
-        """Notable updates in a window (digests report these as 'updated')."""
-        q = select(item_changes).where(
-            item_changes.c.kind == "updated",
-            item_changes.c.notable.is_(True),
-            item_changes.c.at <= until,
-        )
-        if since is not None:
-            q = q.where(item_changes.c.at > since)
-        with self.engine.connect() as conn:
-            rows = conn.execute(q.order_by(item_changes.c.id)).mappings().all()
-        return [
-            (
-                r["item_id"],
-                ItemChange(r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), True),
             )
             for r in rows
         ]
