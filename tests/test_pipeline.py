@@ -498,11 +498,13 @@ async def test_status_follows_the_calendar_while_the_source_answers_304(make_app
     clock.advance(days=2)
     [r] = await app.poll()
     assert r.status.value == "not_modified"
+    app.refresh_statuses()  # as the scheduler does every 10 minutes
     [item] = app.storage.list_items()
     assert (item.status, item.kind) == ("open", "call")
     assert item.changed_at == clock.current  # a call opening is news for the digests
     clock.advance(days=30)
     await app.poll()
+    app.refresh_statuses()
     assert [i.title for i in app.storage.list_items(ItemFilter(status="closed"))] == [
         "Europe: Call 9"
     ]

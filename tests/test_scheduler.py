@@ -89,3 +89,28 @@ async def test_only_the_lock_holder_runs_jobs(make_app, loopback, clock):
         await third.stop()
     finally:
         await second.stop()
+
+
+async def test_the_leader_keeps_statuses_in_step_with_the_calendar(make_app, loopback, clock):
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:u1\r\nSUMMARY:Call\r\n"
+        "DTSTART:20261103T080000Z\r\nDTEND:20261110T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    loopback.add("/c.xml", ics, content_type="text/calendar")
+    data = [
+        {"id": "c", "name": "c", "kind": "ical", "url": loopback.url("/c.xml"), "schedule": "1h"}
+    ]
+    app = make_app({"fetch": fetch_settings(loopback), "sources": data})
+    await app.poll()
+    sched = Scheduler(app, start_jitter=0)
+    sched.start(paused=True)
+    try:
+        assert sched.aps.get_job("statuses") is not None
+        clock.advance(days=2)
+        await sched._refresh_statuses()  # not the leader: does nothing
+        assert app.storage.list_items()[0].status == "forthcoming"
+        await sched._leadership()
+        await sched._refresh_statuses()
+        assert app.storage.list_items()[0].status == "open"
+    finally:
+        await sched.stop()

@@ -6,7 +6,6 @@ wall clock is read (``App.now``); everything below takes ``now`` as a parameter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -208,16 +207,15 @@ class App:
                 on_changed=self.hooks.items_changed,
                 executor=self.executor,
             )
-            results = await poller.poll_many(sources, self.now, progress)
+            return await poller.poll_many(sources, self.now, progress)
         finally:
             if own:
                 await client.aclose()
-        await asyncio.to_thread(self.refresh_statuses)
-        return results
 
     def refresh_statuses(self) -> list[int]:
         """Statuses follow the calendar (a passed deadline closes a call) even for sources
-        that answer "not modified"; see ``Storage.refresh_statuses``."""
+        that answer "not modified"; see ``Storage.refresh_statuses``. The scheduler runs
+        this every 10 minutes, ``watcher poll`` after its polls, digests before building."""
         changed = self.storage.refresh_statuses(self.now())
         if changed:
             for hook in self.hooks.items_changed:

@@ -180,6 +180,7 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
     sources = app.sources(list(source_ids))
     if as_json:
         results = asyncio.run(app.poll([s.id for s in sources]))
+        app.refresh_statuses()
         for r in results:
             print_json(r.as_dict())
         return
@@ -188,6 +189,7 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
         results = asyncio.run(
             app.poll([s.id for s in sources], progress=lambda _r: progress.advance(task))
         )
+    app.refresh_statuses()
     table = Table(title="Poll")
     for col in ("source", "status", "new", "updated", "unchanged", "error / warning"):
         table.add_column(col, justify="right" if col in ("new", "updated", "unchanged") else "left")
