@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 from watcher.pipeline.normalise import tracked_values
 from watcher.types import TRACKED_FIELDS, FieldChange, Intent, IntentKind, Item, StoredSlice
@@ -38,24 +38,16 @@ class DupCandidate:
     identifier: str | None
     title: str
     days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
-    title_tokens: frozenset[str] | None = None  # normalise_title(title), if known
-    title_numbers: frozenset[str] | None = None  # the numbers among them, if known
+    tokens: frozenset[str] = frozenset()  # normalise_title(title); made when not given
+    numbers: frozenset[str] = frozenset()  # the numbers among them
 
-    @cached_property
-    def tokens(self) -> frozenset[str]:
-        if self.title_tokens is not None:
-            return self.title_tokens
-        return frozenset(normalise_title(self.title))
-
-    @cached_property
-    def numbers(self) -> frozenset[str]:
-        if self.title_numbers is not None:
-            return self.title_numbers
-        return _numbers(self.tokens)
-
-    @cached_property
-    def upper_title(self) -> str:
-        return self.title.upper()
+    def __post_init__(self) -> None:
+        # Plain attributes, not cached properties: these are read for every candidate of
+        # every new item, and a cached property takes a lock on each first read.
+        if not self.tokens and self.title:
+            object.__setattr__(self, "tokens", frozenset(normalise_title(self.title)))
+        if not self.numbers and self.tokens:
+            object.__setattr__(self, "numbers", _numbers(self.tokens))
 
 
 def decide(

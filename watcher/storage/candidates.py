@@ -33,10 +33,31 @@ class _Entry:
     sources: set[str] = field(default_factory=set)
     tokens: frozenset[str] = frozenset()
     numbers: frozenset[str] = frozenset()
+    # The entry as a candidate, made on the first lookup that finds it; dropped when its
+    # sources change.
+    candidate: DupCandidate | None = None
 
     def __post_init__(self) -> None:
         self.tokens = frozenset(normalise_title(self.title))
         self.numbers = frozenset(w for w in self.tokens if w.isdigit())
+
+    def add_source(self, source_id: str) -> None:
+        if source_id not in self.sources:
+            self.sources.add(source_id)
+            self.candidate = None
+
+    def as_candidate(self, item_id: int) -> DupCandidate:
+        if self.candidate is None:
+            self.candidate = DupCandidate(
+                item_id,
+                frozenset(self.sources),
+                self.identifier,
+                self.title,
+                self.days,
+                self.tokens,
+                self.numbers,
+            )
+        return self.candidate
 
 
 def utc_day(iso_value: str) -> str:
@@ -119,7 +140,7 @@ class CandidateCache:
         ):
             entry = self._entries.get(item_id)
             if entry is not None:
-                entry.sources.add(source_id)
+                entry.add_source(source_id)
             self._max_link = max(self._max_link, link_id)
 
     def note(
@@ -133,11 +154,11 @@ class CandidateCache:
         with self._lock:
             for item_id, identifier, title, days in written:
                 self._index(item_id, _Entry(identifier, title, frozenset(days)))
-                self._entries[item_id].sources.add(source_id)
+                self._entries[item_id].add_source(source_id)
             for item_id in linked:
                 entry = self._entries.get(item_id)
                 if entry is not None:
-                    entry.sources.add(source_id)
+                    entry.add_source(source_id)
 
     def lookup(
         self, conn: Connection, source_id: str, identifiers: Iterable[str], days: Iterable[str]
@@ -158,17 +179,6 @@ class CandidateCache:
             out = []
             for item_id in sorted(ids):
                 e = self._entries[item_id]
-                if source_id in e.sources:
-                    continue
-                out.append(
-                    DupCandidate(
-                        item_id,
-                        frozenset(e.sources),
-                        e.identifier,
-                        e.title,
-                        e.days,
-                        e.tokens,
-                        e.numbers,
-                    )
-                )
+                if source_id not in e.sources:
+                    out.append(e.as_candidate(item_id))
             return out

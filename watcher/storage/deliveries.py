@@ -307,7 +307,7 @@ class DeliveryStore:
         if not recipients:
             status = DIGEST_EMPTY if not item_ids else DIGEST_DONE
         try:
-            with self.engine.begin() as conn:
+            with self.storage.begin() as conn:
                 digest_id = conn.execute(
                     insert(digests)
                     .values(
@@ -382,7 +382,7 @@ class DeliveryStore:
         """Take one delivery for sending. Only one caller wins; a delivery is claimable when
         pending and due, or when a previous claim's lease ran out (its sender died)."""
         due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             res = conn.execute(
                 update(deliveries)
                 .where(
@@ -409,7 +409,7 @@ class DeliveryStore:
 
     @base.translate_errors
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id)
@@ -431,13 +431,13 @@ class DeliveryStore:
             values["attempts"] = case(
                 (deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0
             )
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
 
     @base.translate_errors
     def mark_final(self, delivery_id: int, status: str, error: str | None) -> None:
         """A final status other than sent: failed, opted_out or cancelled."""
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id)
@@ -451,7 +451,7 @@ class DeliveryStore:
     @base.translate_errors
     def finish_if_done(self, digest_id: int) -> bool:
         """Mark the digest done when none of its deliveries is pending or sending."""
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             open_count = conn.execute(
                 select(func.count())
                 .select_from(deliveries)
@@ -584,7 +584,7 @@ class DeliveryStore:
             conds.append(deliveries.c.digest_id == digest_id)
         if delivery_id is not None:
             conds.append(deliveries.c.id == delivery_id)
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             ids = [
                 r[0] for r in conn.execute(select(deliveries.c.digest_id).where(*conds).distinct())
             ]
@@ -606,7 +606,7 @@ class DeliveryStore:
         """Record an opt-out; True when it is new. Addresses compare case-insensitively."""
         addr = address.strip().lower()
         try:
-            with self.engine.begin() as conn:
+            with self.storage.begin() as conn:
                 conn.execute(insert(optouts).values(network_id=network_id, address=addr, at=now))
         except IntegrityError:
             return False
@@ -615,7 +615,7 @@ class DeliveryStore:
     @base.translate_errors
     def remove_optout(self, network_id: str, address: str) -> bool:
         """The admin re-subscribes a member (who asked to come back)."""
-        with self.engine.begin() as conn:
+        with self.storage.begin() as conn:
             res = conn.execute(
                 delete(optouts).where(
                     optouts.c.network_id == network_id,
@@ -656,7 +656,7 @@ class DeliveryStore:
         if value:
             return str(value)
         try:
-            with self.engine.begin() as conn:
+            with self.storage.begin() as conn:
                 conn.execute(insert(meta).values(key=key, value=secrets.token_urlsafe(32)))
         except IntegrityError:
             pass

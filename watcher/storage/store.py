@@ -6,7 +6,9 @@ module as ``StoredItem`` values, never as rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,6 +237,17 @@ class Storage:
         self.url = url
         self.engine: Engine = base.make_engine(url, base_dir)
         self.candidates = CandidateCache(candidate_refresh)
+        # SQLite has one writer at a time. Threads of this process queue on a lock for it
+        # rather than in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction (committed on leaving, rolled back on an error)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @property
     def dialect(self) -> str:
@@ -403,7 +416,7 @@ class Storage:
         updated_ids: list[int] = []
         merged_ids: list[int] = []
         unchanged: list[tuple[int, str, str | None]] = []
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             fresh = [i.item for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None]
             if fresh:
                 # All new items, their links and history rows in a few executemany calls:
@@ -671,7 +684,7 @@ class Storage:
         cache: tuple[str | None, str | None],
         started_at: datetime | None = None,
     ) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             self._upsert_state(conn, source_id, _success(cache, now))
             self._log_poll(conn, result, started_at or now, now)
 
@@ -686,7 +699,7 @@ class Storage:
         started_at: datetime | None = None,
     ) -> int:
         """Record a failed poll; returns the number of consecutive failures."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             prev = conn.execute(
                 select(sources_state.c.consecutive_failures).where(
                     sources_state.c.source_id == source_id
@@ -710,7 +723,7 @@ class Storage:
 
     @base.translate_errors
     def set_source_warning(self, source_id: str, warning: str | None) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             self._upsert_state(conn, source_id, {"warning": warning})
 
     @base.translate_errors
@@ -733,7 +746,7 @@ class Storage:
     ) -> dict[int, tuple[list[str], list[str]]]:
         """Replace the tags of many items in one transaction, recording every change
         (``tag_changes``). Returns, per item, the tags added and removed."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             return self._write_tags(conn, results, now, rules_version)
 
     def _write_tags(
@@ -822,7 +835,7 @@ class Storage:
 
     @base.translate_errors
     def set_meta(self, key: str, value: str | None) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             res = conn.execute(update(meta).where(meta.c.key == key).values(value=value))
             if res.rowcount == 0:
                 conn.execute(insert(meta).values(key=key, value=value))
@@ -1023,7 +1036,7 @@ class Storage:
             ),
         )
         changed: list[int] = []
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             for r in conn.execute(q).all():
                 old = Status(r.status) if r.status else None
                 deadlines = [d for d in (from_iso(x) for x in (r.deadlines or ())) if d]
@@ -1082,7 +1095,7 @@ class Storage:
             values["baseline"] = True
         else:
             values["released_at"] = now or datetime.now(UTC)
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             return conn.execute(q.values(**values)).rowcount
 
     @base.translate_errors
@@ -1102,7 +1115,7 @@ class Storage:
     def audit(
         self, actor: str, action: str, target: str, details: Mapping[str, Any], now: datetime
     ) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(
                 insert(audit_log).values(
                     at=now,
@@ -1128,7 +1141,7 @@ class Storage:
     @base.translate_errors
     def acquire_lock(self, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
         """Take or renew a named lock; False when another live holder has it."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             res = conn.execute(
                 update(locks)
                 .where(
@@ -1151,7 +1164,7 @@ class Storage:
 
     @base.translate_errors
     def release_lock(self, name: str, holder: str) -> None:
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
 
     @base.translate_errors
