@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +453,100 @@ async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopbac
     clock.advance(hours=1)
     [again] = await app.poll(["vinnova"])
     assert (again.new, again.unchanged) == (0, 1)
+
+
+async def test_a_call_new_on_two_sources_in_one_poll_is_one_item(make_app, loopback):
+    """Both sources answer at the same moment, in one poll cycle, and neither has stored the
+    call before: the second one's decision still sees the first one's item (decisions are
+    made in the write transaction, in turn)."""
+    sample = Path(__file__).parent / "data/sources/ft-portal/sample.json"
+    national = feed(
+        rss_item(
+            "vr-1",
+            "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
+            "https://vinnova.example/nyheter/markhalsa",
+            "Svenska kommuner kan delta i levande laboratorier.",
+        )
+    )
+    both_asked = threading.Barrier(2, timeout=10)
+
+    def together(body: bytes, ctype: str) -> Callable[[Any], Reply]:
+        def answer(_request: Any) -> Reply:
+            both_asked.wait()  # neither answers before the other has been asked
+            return Reply(200, {"Content-Type": ctype}, body)
+
+        return answer
+
+    loopback.add_handler("/search", together(sample.read_bytes(), "application/json"))
+    loopback.add_handler("/nyheter.xml", together(national.encode(), "application/rss+xml"))
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("ft", loopback.url("/search"), adapter="ft-portal"),
+                src("vinnova", loopback.url("/nyheter.xml")),
+            ],
+        }
+    )
+    results = await app.poll()
+    assert all(r.status.value == "ok" for r in results), results
+    calls = [
+        it
+        for it in app.storage.list_items(ItemFilter())
+        if "HORIZON-MISS-2027-05-SOIL-01-TWO-STAGE" in f"{it.identifier} {it.title.upper()}"
+    ]
+    assert len(calls) == 1, [(c.title, [s.source_id for s in c.sources]) for c in calls]
+    [call] = calls
+    assert {s.source_id for s in call.sources} == {"ft", "vinnova"}
+    # Whichever answered first, the record is the portal's.
+    assert call.source_id == "ft" and call.title.startswith("Living labs")
+    assert call.identifier == "HORIZON-MISS-2027-05-SOIL-01-TWO-STAGE"
+    assert len(call.deadlines) == 2
+
+
+async def test_the_call_takes_over_a_news_item_that_named_it_first(make_app, loopback, clock):
+    """The national news page is polled first and stored; the portal's call, polled later,
+    is recognised by the identifier the news title names, and its record replaces the
+    news item's (which stays one of the call's sources)."""
+    sample = Path(__file__).parent / "data/sources/ft-portal/sample.json"
+    loopback.add("/search", sample.read_bytes(), content_type="application/json")
+    national = feed(
+        rss_item(
+            "vr-1",
+            "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
+            "https://vinnova.example/nyheter/markhalsa",
+            "Svenska kommuner kan delta i levande laboratorier.",
+        )
+    )
+    loopback.add("/nyheter.xml", national, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("ft", loopback.url("/search"), adapter="ft-portal"),
+                src("vinnova", loopback.url("/nyheter.xml")),
+            ],
+        }
+    )
+    [nat] = await app.poll(["vinnova"])
+    assert nat.new == 1
+    [news] = app.storage.list_items(ItemFilter(source="vinnova"))
+    assert news.identifier is None and not news.deadlines
+    [ft] = await app.poll(["ft"])
+    assert ft.status.value == "ok"
+    call = app.storage.get_item(news.id)
+    assert call is not None
+    assert call.source_id == "ft" and call.title.startswith("Living labs")
+    assert call.identifier == "HORIZON-MISS-2027-05-SOIL-01-TWO-STAGE"
+    assert len(call.deadlines) == 2
+    assert {s.source_id for s in call.sources} == {"ft", "vinnova"}
+    history = app.storage.item_history(news.id)
+    assert any("the record now comes from ft" in str(h.changes) for h in history)
+    # Later polls of both keep one item; the news source no longer rewrites the record.
+    clock.advance(hours=1)
+    await app.poll()
+    assert app.storage.get_item(news.id).title.startswith("Living labs")
+    assert len(app.storage.list_items(ItemFilter(source="vinnova"))) == 1
 
 
 async def test_rss_deadline_and_opening_found_in_the_text(make_app, loopback, clock):

@@ -6,8 +6,10 @@ wall clock is read (``App.now``); everything below takes ``now`` as a parameter.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from watcher.types import PollResult
 if TYPE_CHECKING:
     from watcher.classify import RulesClassifier
     from watcher.http import HttpClient
+    from watcher.pipeline.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,10 @@ class App:
         self._config_mtime = self._mtime()
         self._rules: RulesClassifier | None = None
         self._executor: ProcessPoolExecutor | None = None
+        # One writer per event loop, shared by all polls on it (scheduled ones included).
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BatchWriter] = (
+            weakref.WeakKeyDictionary()
+        )
         self.http: HttpClient | None = None  # the service's long-lived client (set by run)
 
     # -- config ----------------------------------------------------------------------------
@@ -206,11 +213,21 @@ class App:
                 flood_threshold=self._config.email.flood_threshold,
                 on_changed=self.hooks.items_changed,
                 executor=self.executor,
+                writer=self._writer(),
             )
             return await poller.poll_many(sources, self.now, progress)
         finally:
             if own:
                 await client.aclose()
+
+    def _writer(self) -> BatchWriter:
+        from watcher.pipeline.writer import BatchWriter
+
+        loop = asyncio.get_running_loop()
+        writer = self._writers.get(loop)
+        if writer is None:
+            writer = self._writers[loop] = BatchWriter(self.storage)
+        return writer
 
     def refresh_statuses(self) -> list[int]:
         """Statuses follow the calendar (a passed deadline closes a call) even for sources

@@ -200,6 +200,9 @@ class Intent:
     duplicate_of: int | None = None  # NEW item recognised as a stored item from another source
     reason: str = ""  # why it was matched as a duplicate
     stored_key: str | None = None  # the key storage has, when it differs (guid churn)
+    # A merged NEW item that is the call itself, where the stored item only named its
+    # identifier (a news page polled before the call's own source): its record takes over.
+    takes_over: bool = False
 
 
 @dataclass(frozen=True)

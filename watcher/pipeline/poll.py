@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from watcher.exceptions import ParseError, SourceFailure, StorageError
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.work import Processed, RulesSpec, process
+from watcher.pipeline.writer import BatchWriter
 from watcher.types import (
     Classification,
     Fetched,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from watcher.config import SourceConfig
     from watcher.http import HttpClient
     from watcher.storage import SourceState, Storage
+    from watcher.storage.store import ApplyOutcome, Transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,6 +131,10 @@ class Poller:
     flood_threshold: int = 50
     on_changed: Sequence[Callable[[str, Sequence[int]], None]] = ()
     executor: Executor | None = None  # worker processes for parsing and classifying
+    writer: BatchWriter | None = None  # the loop's writer; a poller of its own if not given
+
+    def __post_init__(self) -> None:
+        self._writer = self.writer or BatchWriter(self.storage)
 
     async def poll_many(
         self,
@@ -202,8 +208,9 @@ class Poller:
         cache = (fetched.cache.etag, fetched.cache.last_modified)
         if fetched.status == FetchStatus.NOT_MODIFIED:
             result = PollResult(source.id, PollStatus.NOT_MODIFIED)
-            await asyncio.to_thread(
-                self.storage.record_not_modified, source.id, result, now(), cache, started
+            at = now()
+            await self._writer.run(
+                lambda txn: txn.record_not_modified(source.id, result, at, cache, started)
             )
             return result
         at = now()
@@ -224,61 +231,70 @@ class Poller:
             warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
         if known is None:
             known = await self._read(self.storage.known_slices, source.id)
-        fresh = [it for it in items if it.key not in known]
-        candidates = []
-        if fresh:
-            identifiers, deadlines = candidate_keys(fresh)
-            candidates = await self._read(
-                self.storage.duplicate_candidates, source.id, identifiers, deadlines
-            )
-        intents = decide(items, known, candidates)
-        counts = {k: sum(1 for i in intents if i.kind == k) for k in IntentKind}
-        new_count = sum(1 for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None)
         baseline = not state.baseline_done
-        hold = not baseline and new_count > self.flood_threshold
-        if hold:
-            warnings.append(
-                f"{new_count} new items at once (more than {self.flood_threshold}): held for the "
-                "admin instead of being mailed — release or discard them in the admin"
+        rules_version = self.classifier.version if self.classifier else None
+
+        def settle(txn: Transaction) -> tuple[PollResult, ApplyOutcome]:
+            """Decide and write, in the write transaction: duplicates are looked for among
+            everything stored before, this poll cycle's other sources included."""
+            assert known is not None
+            fresh = [it for it in items if it.key not in known]
+            candidates = []
+            if fresh:
+                identifiers, deadlines = candidate_keys(fresh)
+                candidates = txn.duplicate_candidates(source.id, identifiers, deadlines)
+            intents = decide(items, known, candidates)
+            counts = {k: sum(1 for i in intents if i.kind == k) for k in IntentKind}
+            new_count = sum(
+                1 for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None
             )
-        result = PollResult(
-            source.id,
-            PollStatus.OK,
-            new=counts[IntentKind.NEW],
-            updated=counts[IntentKind.UPDATED],
-            unchanged=counts[IntentKind.UNCHANGED],
-            parsed=len(items),
-            warnings=tuple(warnings),
-        )
-        # New and changed items are written with their tags, in one transaction: an item is
-        # never stored untagged.
-        classifications = None
-        if processed.classifications is not None:
-            by_key: dict[str, Classification] = {}
-            for it, cls in zip(items, processed.classifications, strict=True):
-                by_key.setdefault(it.key, cls)
-            classifications = [
-                by_key.get(i.item.key)
-                if i.kind == IntentKind.UPDATED
-                or (i.kind == IntentKind.NEW and i.duplicate_of is None)
-                else None
-                for i in intents
-            ]
-        outcome = await asyncio.to_thread(
-            self.storage.apply,
-            source.id,
-            intents,
-            result,
-            at,
-            cache=cache,
-            baseline=baseline,
-            hold_new=hold,
-            warning="; ".join(warnings) or None,
-            field_profile=layout.profile,
-            started_at=started,
-            classifications=classifications,
-            rules_version=self.classifier.version if self.classifier else None,
-        )
+            hold = not baseline and new_count > self.flood_threshold
+            notes = list(warnings)
+            if hold:
+                notes.append(
+                    f"{new_count} new items at once (more than {self.flood_threshold}): held "
+                    "for the admin instead of being mailed — release or discard them in the admin"
+                )
+            result = PollResult(
+                source.id,
+                PollStatus.OK,
+                new=counts[IntentKind.NEW],
+                updated=counts[IntentKind.UPDATED],
+                unchanged=counts[IntentKind.UNCHANGED],
+                parsed=len(items),
+                warnings=tuple(notes),
+            )
+            # New and changed items are written with their tags, in one transaction: an
+            # item is never stored untagged.
+            classifications = None
+            if processed.classifications is not None:
+                by_key: dict[str, Classification] = {}
+                for it, cls in zip(items, processed.classifications, strict=True):
+                    by_key.setdefault(it.key, cls)
+                classifications = [
+                    by_key.get(i.item.key)
+                    if i.kind == IntentKind.UPDATED
+                    or (i.kind == IntentKind.NEW and (i.duplicate_of is None or i.takes_over))
+                    else None
+                    for i in intents
+                ]
+            outcome = txn.apply(
+                source.id,
+                intents,
+                result,
+                at,
+                cache=cache,
+                baseline=baseline,
+                hold_new=hold,
+                warning="; ".join(notes) or None,
+                field_profile=layout.profile,
+                started_at=started,
+                classifications=classifications,
+                rules_version=rules_version,
+            )
+            return result, outcome
+
+        result, outcome = await self._writer.run(settle)
         changed = [*outcome.new_ids, *outcome.updated_ids, *outcome.merged_ids]
         if changed:
             for hook in self.on_changed:

@@ -40,6 +40,7 @@ class DupCandidate:
     days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
     tokens: frozenset[str] = frozenset()  # normalise_title(title); made when not given
     numbers: frozenset[str] = frozenset()  # the numbers among them
+    named: frozenset[str] = frozenset()  # identifiers its title names (a news item on a call)
 
     def __post_init__(self) -> None:
         # Plain attributes, not cached properties: these are read for every candidate of
@@ -79,7 +80,22 @@ def decide(
         if match is not None:
             cand, reason = match
             merged_into.add(cand.item_id)
-            intents.append(Intent(IntentKind.NEW, item, cand.item_id, (), cand.item_id, reason))
+            takes_over = bool(
+                item.identifier
+                and not cand.identifier
+                and _contains_id(cand.title.upper(), item.identifier)
+            )
+            intents.append(
+                Intent(
+                    IntentKind.NEW,
+                    item,
+                    cand.item_id,
+                    (),
+                    cand.item_id,
+                    reason,
+                    takes_over=takes_over,
+                )
+            )
         else:
             intents.append(Intent(IntentKind.NEW, item))
     return intents
@@ -107,14 +123,14 @@ def _differs(old: object, new: object) -> bool:
 
 
 class CandidateIndex:
-    """Candidates grouped for quick lookup: those with an identifier (checked against
-    every item) and, by deadline day, those a close title could match."""
+    """Candidates grouped for quick lookup: those with an identifier or naming one
+    (checked against every item) and, by deadline day, those a close title could match."""
 
     def __init__(self, candidates: Iterable[DupCandidate]) -> None:
         self.with_identifier: list[DupCandidate] = []
         self.by_day: dict[str, list[DupCandidate]] = {}
         for cand in candidates:
-            if cand.identifier:
+            if cand.identifier or cand.named:
                 self.with_identifier.append(cand)
             for day in cand.days:
                 self.by_day.setdefault(day, []).append(cand)

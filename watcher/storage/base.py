@@ -30,11 +30,15 @@ def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except SQLAlchemyError as e:
-            raise StorageError(
-                f"database error in {fn.__name__}: {e.__class__.__name__}: {e}"
-            ) from e
+            raise storage_error(fn.__name__, e) from e
 
     return wrapper
+
+
+def storage_error(where: str, e: SQLAlchemyError) -> StorageError:
+    error = StorageError(f"database error in {where}: {e.__class__.__name__}: {e}")
+    error.__cause__ = e
+    return error
 
 
 def make_engine(url: str, base_dir: Path | None = None) -> Engine:

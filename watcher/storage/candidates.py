@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from watcher.dates import from_iso
-from watcher.pipeline.track import DupCandidate, normalise_title
+from watcher.pipeline.track import DupCandidate, identifier_tokens, normalise_title
 from watcher.storage.schema import item_changes, item_sources, items
 
 
@@ -33,6 +33,7 @@ class _Entry:
     sources: set[str] = field(default_factory=set)
     tokens: frozenset[str] = frozenset()
     numbers: frozenset[str] = frozenset()
+    named: frozenset[str] = frozenset()
     # The entry as a candidate, made on the first lookup that finds it; dropped when its
     # sources change.
     candidate: DupCandidate | None = None
@@ -40,6 +41,9 @@ class _Entry:
     def __post_init__(self) -> None:
         self.tokens = frozenset(normalise_title(self.title))
         self.numbers = frozenset(w for w in self.tokens if w.isdigit())
+        # Identifiers the title names (a news item announcing a call): the call, arriving
+        # later from its own source, finds the news item by them.
+        self.named = frozenset(identifier_tokens(self.title)) - {self.identifier or ""}
 
     def add_source(self, source_id: str) -> None:
         if source_id not in self.sources:
@@ -56,6 +60,7 @@ class _Entry:
                 self.days,
                 self.tokens,
                 self.numbers,
+                self.named,
             )
         return self.candidate
 
@@ -89,13 +94,15 @@ class CandidateCache:
         old = self._entries.get(item_id)
         if old is not None:
             entry.sources = old.sources
-            if old.identifier:
-                self._by_identifier.get(old.identifier, set()).discard(item_id)
+            for ident in (old.identifier, *old.named):
+                if ident:
+                    self._by_identifier.get(ident, set()).discard(item_id)
             for day in old.days:
                 self._by_day.get(day, set()).discard(item_id)
         self._entries[item_id] = entry
-        if entry.identifier:
-            self._by_identifier.setdefault(entry.identifier, set()).add(item_id)
+        for ident in (entry.identifier, *entry.named):
+            if ident:
+                self._by_identifier.setdefault(ident, set()).add(item_id)
         for day in entry.days:
             self._by_day.setdefault(day, set()).add(item_id)
 
@@ -142,6 +149,12 @@ class CandidateCache:
             if entry is not None:
                 entry.add_source(source_id)
             self._max_link = max(self._max_link, link_id)
+
+    def invalidate(self) -> None:
+        """Forget everything: the next lookup reads the index from the database again."""
+        with self._lock:
+            self._reset()
+            self._refreshed_at = None
 
     def note(
         self,

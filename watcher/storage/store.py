@@ -6,17 +6,19 @@ module as ``StoredItem`` values, never as rows.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from typing_extensions import Unpack
 
 from watcher.dates import from_iso
 from watcher.exceptions import StorageError
@@ -226,6 +228,60 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ApplyOptions(TypedDict, total=False):
+    """How ``Storage.apply`` writes a poll: the source's new cache validators, whether this
+    is its silent first poll (``baseline``), whether new items are held for the admin
+    (``hold_new``), its warning and field profile, when the poll started, and the tags
+    (``classifications``, aligned with the intents) with the rules version that made them."""
+
+    cache: tuple[str | None, str | None]
+    baseline: bool
+    hold_new: bool
+    warning: str | None
+    field_profile: Mapping[str, float] | None
+    started_at: datetime | None
+    classifications: Sequence[Classification | None] | None
+    rules_version: str | None
+
+
+class Transaction:
+    """One write transaction of ``Storage.run_batch``: what a poll reads and writes in it.
+    Its reads see the transaction's own writes, and those of the jobs before it."""
+
+    def __init__(self, storage: Storage, conn: Connection) -> None:
+        self._storage = storage
+        self._conn = conn
+
+    def duplicate_candidates(
+        self, source_id: str, identifiers: Iterable[str], deadlines: Iterable[datetime]
+    ) -> list[DupCandidate]:
+        return self._storage._candidates_in(self._conn, source_id, identifiers, deadlines)
+
+    def apply(
+        self,
+        source_id: str,
+        intents: Sequence[Intent],
+        result: PollResult,
+        now: datetime,
+        **options: Unpack[ApplyOptions],
+    ) -> ApplyOutcome:
+        return self._storage._apply_in(self._conn, source_id, intents, result, now, **options)
+
+    def record_not_modified(
+        self,
+        source_id: str,
+        result: PollResult,
+        now: datetime,
+        cache: tuple[str | None, str | None],
+        started_at: datetime | None = None,
+    ) -> None:
+        self._storage._not_modified_in(self._conn, source_id, result, now, cache, started_at)
+
+
 class Storage:
     """All database reads and writes of the service."""
 
@@ -246,8 +302,39 @@ class Storage:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction (committed on leaving, rolled back on an error)."""
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        with self._write_lock:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except BaseException:
+                # The duplicate index learns of a poll's items inside its transaction (the
+                # next poll of a batch must see them); rolled back, it is rebuilt.
+                self.candidates.invalidate()
+                raise
+
+    def run_batch(self, jobs: Sequence[Callable[[Transaction], T]]) -> list[T | Exception]:
+        """Run write jobs in order, all in one transaction; each job's result or error, in
+        order. When the shared transaction fails, each job runs again in a transaction of
+        its own, so one bad job fails alone. Database errors come back as
+        ``StorageError``; jobs must be safe to run again (they decide from what they read
+        in the transaction)."""
+        if len(jobs) > 1:
+            try:
+                with self.begin() as conn:
+                    txn = Transaction(self, conn)
+                    return [job(txn) for job in jobs]
+            except Exception:
+                log.warning("a batch of %d writes failed; writing them one by one", len(jobs))
+        out: list[T | Exception] = []
+        for job in jobs:
+            try:
+                with self.begin() as conn:
+                    out.append(job(Transaction(self, conn)))
+            except SQLAlchemyError as e:
+                out.append(base.storage_error("run_batch", e))
+            except Exception as e:
+                out.append(e)
+        return out
 
     @property
     def dialect(self) -> str:
@@ -343,14 +430,15 @@ class Storage:
         return [dict(r) for r in rows]
 
     def _upsert_state(self, conn: Connection, source_id: str, values: Mapping[str, Any]) -> None:
+        # The values as parameters, not in the statement: every poll writes this, and a
+        # statement with its values built in costs more to make than to run.
         res = conn.execute(
-            update(sources_state).where(sources_state.c.source_id == source_id).values(**values)
+            update(sources_state).where(sources_state.c.source_id == bindparam("state_of")),
+            {"state_of": source_id, **values},
         )
         if res.rowcount == 0:
             defaults = {"consecutive_failures": 0, "baseline_done": False}
-            conn.execute(
-                insert(sources_state).values(source_id=source_id, **{**defaults, **values})
-            )
+            conn.execute(insert(sources_state), {"source_id": source_id, **defaults, **values})
 
     @base.translate_errors
     def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
@@ -387,15 +475,38 @@ class Storage:
     ) -> list[DupCandidate]:
         """Stored items of other sources with one of these call identifiers or a deadline
         on the same day (from an in-memory index kept up to date incrementally)."""
-        days = {d.astimezone(UTC).date().isoformat() for d in deadlines}
         with self.engine.connect() as conn:
-            return self.candidates.lookup(conn, source_id, identifiers, days)
+            return self._candidates_in(conn, source_id, identifiers, deadlines)
+
+    def _candidates_in(
+        self,
+        conn: Connection,
+        source_id: str,
+        identifiers: Iterable[str],
+        deadlines: Iterable[datetime],
+    ) -> list[DupCandidate]:
+        days = {d.astimezone(UTC).date().isoformat() for d in deadlines}
+        return self.candidates.lookup(conn, source_id, identifiers, days)
 
     # -- applying a poll -------------------------------------------------------------------
 
     @base.translate_errors
     def apply(
         self,
+        source_id: str,
+        intents: Sequence[Intent],
+        result: PollResult,
+        now: datetime,
+        **options: Unpack[ApplyOptions],
+    ) -> ApplyOutcome:
+        """Write one successful poll in one transaction: items, links, history, tags
+        and the source's health (the options: see ``_apply_in``)."""
+        with self.begin() as conn:
+            return self._apply_in(conn, source_id, intents, result, now, **options)
+
+    def _apply_in(
+        self,
+        conn: Connection,
         source_id: str,
         intents: Sequence[Intent],
         result: PollResult,
@@ -410,202 +521,221 @@ class Storage:
         classifications: Sequence[Classification | None] | None = None,
         rules_version: str | None = None,
     ) -> ApplyOutcome:
-        """Write one successful poll in one transaction: items, links, history, tags
-        (``classifications``, aligned with ``intents``) and the source's health."""
+        """``apply`` in a transaction of the caller's. ``classifications``: aligned with
+        ``intents``, the tags to write with the items."""
         new_ids: list[int] = []
         updated_ids: list[int] = []
         merged_ids: list[int] = []
         unchanged: list[tuple[int, str, str | None]] = []
-        with self.begin() as conn:
-            fresh = [i.item for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None]
-            if fresh:
-                # All new items, their links and history rows in a few executemany calls:
-                # a first poll of a big source is thousands of rows.
-                rows = [
-                    {
-                        "uid": f"{source_id}:{it.key}",
-                        "source_id": source_id,
-                        "relevant": True,
-                        "first_seen": now,
-                        "last_seen": now,
-                        "changed_at": None,
-                        "baseline": baseline,
-                        "held": hold_new,
-                        **_item_values(it),
-                    }
-                    for it in fresh
+        fresh_at = [
+            n for n, i in enumerate(intents) if i.kind == IntentKind.NEW and i.duplicate_of is None
+        ]
+        fresh = [intents[n].item for n in fresh_at]
+        if fresh:
+            # All new items, their links and history rows in a few executemany calls:
+            # a first poll of a big source is thousands of rows. A new item's relevance
+            # comes with it (its tags are written below).
+            relevant = (
+                [
+                    cls.relevant if (cls := classifications[n]) is not None else True
+                    for n in fresh_at
                 ]
-                # A plain executemany, then the ids by uid: INSERT … RETURNING with many
-                # rows runs row by row on SQLite, ten times slower.
-                conn.execute(insert(items), rows)
-                id_by_uid: dict[str, int] = {}
-                uids = [r["uid"] for r in rows]
-                for chunk in _chunks(uids, 500):
-                    for uid, item_id in conn.execute(
-                        select(items.c.uid, items.c.id).where(items.c.uid.in_(chunk))
-                    ):
-                        id_by_uid[uid] = item_id
-                new_ids = [id_by_uid[u] for u in uids]
-                conn.execute(
-                    insert(item_sources),
-                    [
-                        self._link_row(item_id, it, now)
-                        for item_id, it in zip(new_ids, fresh, strict=True)
-                    ],
-                )
-                conn.execute(
-                    insert(item_changes),
-                    [
-                        {
-                            "item_id": item_id,
-                            "source_id": source_id,
-                            "at": now,
-                            "kind": "new",
-                            "changes": [],
-                            "notable": False,
-                        }
-                        for item_id in new_ids
-                    ],
-                )
-            updated = [i.item_id for i in intents if i.kind == IntentKind.UPDATED and i.item_id]
-            primary_of: dict[int, str] = {}
-            for chunk in _chunks(updated, 500):
-                for item_id, primary_source in conn.execute(
-                    select(items.c.id, items.c.source_id).where(items.c.id.in_(chunk))
+                if classifications is not None
+                else [True] * len(fresh)
+            )
+            rows = [
+                {
+                    "uid": f"{source_id}:{it.key}",
+                    "source_id": source_id,
+                    "relevant": is_relevant,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "changed_at": None,
+                    "baseline": baseline,
+                    "held": hold_new,
+                    **_item_values(it),
+                }
+                for it, is_relevant in zip(fresh, relevant, strict=True)
+            ]
+            # A plain executemany, then the ids by uid: INSERT … RETURNING with many
+            # rows runs row by row on SQLite, ten times slower.
+            conn.execute(insert(items), rows)
+            id_by_uid: dict[str, int] = {}
+            uids = [r["uid"] for r in rows]
+            for chunk in _chunks(uids, 500):
+                for uid, item_id in conn.execute(
+                    select(items.c.uid, items.c.id).where(items.c.uid.in_(chunk))
                 ):
-                    primary_of[item_id] = primary_source
-            secondary: set[int] = set()
-            for intent in intents:
-                it = intent.item
-                if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
-                    continue
-                elif intent.kind == IntentKind.NEW:
-                    item_id = intent.duplicate_of
-                    assert item_id is not None
-                    self._link(conn, item_id, it, now)
-                    self._fill_missing(conn, item_id, it)
+                    id_by_uid[uid] = item_id
+            new_ids = [id_by_uid[u] for u in uids]
+            conn.execute(
+                insert(item_sources),
+                [
+                    self._link_row(item_id, it, now)
+                    for item_id, it in zip(new_ids, fresh, strict=True)
+                ],
+            )
+            conn.execute(
+                insert(item_changes),
+                [
+                    {
+                        "item_id": item_id,
+                        "source_id": source_id,
+                        "at": now,
+                        "kind": "new",
+                        "changes": [],
+                        "notable": False,
+                    }
+                    for item_id in new_ids
+                ],
+            )
+        updated = [i.item_id for i in intents if i.kind == IntentKind.UPDATED and i.item_id]
+        primary_of: dict[int, str] = {}
+        for chunk in _chunks(updated, 500):
+            for item_id, primary_source in conn.execute(
+                select(items.c.id, items.c.source_id).where(items.c.id.in_(chunk))
+            ):
+                primary_of[item_id] = primary_source
+        secondary: set[int] = set()
+        for intent in intents:
+            it = intent.item
+            if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
+                continue
+            elif intent.kind == IntentKind.NEW:
+                item_id = intent.duplicate_of
+                assert item_id is not None
+                self._link(conn, item_id, it, now)
+                reason = intent.reason
+                if intent.takes_over:
+                    # The call itself, where the stored item only named it: the call's
+                    # record and source from now on (the news item stays a source link).
                     conn.execute(
-                        insert(item_changes).values(
-                            item_id=item_id,
-                            source_id=source_id,
-                            at=now,
-                            kind="merged",
-                            changes=[
-                                {
-                                    "field": "sources",
-                                    "old": None,
-                                    "new": it.link,
-                                    "reason": intent.reason,
-                                }
-                            ],
-                            notable=False,
-                        )
+                        update(items)
+                        .where(items.c.id == item_id)
+                        .values(**_item_values(it), source_id=source_id, last_seen=now)
                     )
-                    merged_ids.append(item_id)
-                elif intent.kind == IntentKind.UPDATED:
-                    assert intent.item_id is not None
-                    changes = [
-                        {"field": c.field, "old": c.old, "new": c.new} for c in intent.changes
-                    ]
-                    # This source's own row, by its key: one source may have linked two of
-                    # its entries to the same call.
+                    reason += f"; the record now comes from {source_id}"
+                else:
+                    self._fill_missing(conn, item_id, it)
+                conn.execute(
+                    insert(item_changes).values(
+                        item_id=item_id,
+                        source_id=source_id,
+                        at=now,
+                        kind="merged",
+                        changes=[
+                            {
+                                "field": "sources",
+                                "old": None,
+                                "new": it.link,
+                                "reason": reason,
+                            }
+                        ],
+                        notable=False,
+                    )
+                )
+                merged_ids.append(item_id)
+            elif intent.kind == IntentKind.UPDATED:
+                assert intent.item_id is not None
+                changes = [{"field": c.field, "old": c.old, "new": c.new} for c in intent.changes]
+                # This source's own row, by its key: one source may have linked two of
+                # its entries to the same call.
+                conn.execute(
+                    update(item_sources)
+                    .where(
+                        item_sources.c.source_id == source_id,
+                        item_sources.c.key == (intent.stored_key or it.key),
+                    )
+                    .values(
+                        key=it.key,
+                        link=it.link,
+                        last_seen=now,
+                        content_hash=it.content_hash,
+                        values=tracked_values(it),
+                    )
+                )
+                primary = primary_of.get(intent.item_id) == source_id
+                # Only the source that first stored the call rewrites its record; a
+                # secondary source (a news page naming the call) may only fill gaps,
+                # and its changes are history, not news.
+                notable = primary and any(c.field in NOTABLE_FIELDS for c in intent.changes)
+                if primary:
+                    extra: dict[str, Any] = {"last_seen": now}
+                    if notable:
+                        extra["changed_at"] = now
+                    conn.execute(
+                        update(items)
+                        .where(items.c.id == intent.item_id)
+                        .values(**_item_values(it), **extra)
+                    )
+                else:
+                    secondary.add(intent.item_id)
+                    self._fill_missing(conn, intent.item_id, it)
+                    conn.execute(
+                        update(items).where(items.c.id == intent.item_id).values(last_seen=now)
+                    )
+                conn.execute(
+                    insert(item_changes).values(
+                        item_id=intent.item_id,
+                        source_id=source_id,
+                        at=now,
+                        kind="updated",
+                        changes=changes,
+                        notable=notable,
+                    )
+                )
+                updated_ids.append(intent.item_id)
+            else:
+                assert intent.item_id is not None
+                unchanged.append((intent.item_id, it.key, intent.stored_key))
+        if unchanged:
+            ids = [u[0] for u in unchanged]
+            for chunk in _chunks(ids, 500):
+                conn.execute(update(items).where(items.c.id.in_(chunk)).values(last_seen=now))
+                conn.execute(
+                    update(item_sources)
+                    .where(item_sources.c.item_id.in_(chunk), item_sources.c.source_id == source_id)
+                    .values(last_seen=now)
+                )
+            # Keys that changed (guid churn matched by link and title) are kept current.
+            for _item_id, key, stored_key in unchanged:
+                if stored_key is not None:
                     conn.execute(
                         update(item_sources)
                         .where(
                             item_sources.c.source_id == source_id,
-                            item_sources.c.key == (intent.stored_key or it.key),
+                            item_sources.c.key == stored_key,
                         )
-                        .values(
-                            key=it.key,
-                            link=it.link,
-                            last_seen=now,
-                            content_hash=it.content_hash,
-                            values=tracked_values(it),
-                        )
+                        .values(key=key)
                     )
-                    primary = primary_of.get(intent.item_id) == source_id
-                    # Only the source that first stored the call rewrites its record; a
-                    # secondary source (a news page naming the call) may only fill gaps,
-                    # and its changes are history, not news.
-                    notable = primary and any(c.field in NOTABLE_FIELDS for c in intent.changes)
-                    if primary:
-                        extra: dict[str, Any] = {"last_seen": now}
-                        if notable:
-                            extra["changed_at"] = now
-                        conn.execute(
-                            update(items)
-                            .where(items.c.id == intent.item_id)
-                            .values(**_item_values(it), **extra)
-                        )
-                    else:
-                        secondary.add(intent.item_id)
-                        self._fill_missing(conn, intent.item_id, it)
-                        conn.execute(
-                            update(items).where(items.c.id == intent.item_id).values(last_seen=now)
-                        )
-                    conn.execute(
-                        insert(item_changes).values(
-                            item_id=intent.item_id,
-                            source_id=source_id,
-                            at=now,
-                            kind="updated",
-                            changes=changes,
-                            notable=notable,
-                        )
-                    )
-                    updated_ids.append(intent.item_id)
-                else:
-                    assert intent.item_id is not None
-                    unchanged.append((intent.item_id, it.key, intent.stored_key))
-            if unchanged:
-                ids = [u[0] for u in unchanged]
-                for chunk in _chunks(ids, 500):
-                    conn.execute(update(items).where(items.c.id.in_(chunk)).values(last_seen=now))
-                    conn.execute(
-                        update(item_sources)
-                        .where(
-                            item_sources.c.item_id.in_(chunk), item_sources.c.source_id == source_id
-                        )
-                        .values(last_seen=now)
-                    )
-                # Keys that changed (guid churn matched by link and title) are kept current.
-                for _item_id, key, stored_key in unchanged:
-                    if stored_key is not None:
-                        conn.execute(
-                            update(item_sources)
-                            .where(
-                                item_sources.c.source_id == source_id,
-                                item_sources.c.key == stored_key,
-                            )
-                            .values(key=key)
-                        )
-            if classifications is not None:
-                ids_for = iter(new_ids)
-                to_tag: dict[int, Classification] = {}
-                for intent, cls in zip(intents, classifications, strict=True):
-                    fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
-                    item_id = next(ids_for) if fresh_item else intent.item_id
-                    if cls is not None and item_id is not None and item_id not in secondary:
-                        to_tag[item_id] = cls
-                self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
-            self._upsert_state(
-                conn,
-                source_id,
-                {
-                    **_success(cache, now),
-                    "last_parsed": result.parsed,
-                    "warning": warning,
-                    "baseline_done": True,
-                    "field_profile": dict(field_profile or {}),
-                },
-            )
-            self._log_poll(conn, result, started_at or now, now)
-        # The duplicate index learns of this poll's items now (the transaction committed).
+        if classifications is not None:
+            ids_for = iter(new_ids)
+            to_tag: dict[int, Classification] = {}
+            for intent, cls in zip(intents, classifications, strict=True):
+                fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
+                item_id = next(ids_for) if fresh_item else intent.item_id
+                if cls is not None and item_id is not None and item_id not in secondary:
+                    to_tag[item_id] = cls
+            self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
+        self._upsert_state(
+            conn,
+            source_id,
+            {
+                **_success(cache, now),
+                "last_parsed": result.parsed,
+                "warning": warning,
+                "baseline_done": True,
+                "field_profile": dict(field_profile or {}),
+            },
+        )
+        self._log_poll(conn, result, started_at or now, now)
+        # The duplicate index learns of this poll's items at once, so that the next poll of
+        # a batch sees them; a transaction rolled back rebuilds it (``begin``).
         new_iter = iter(new_ids)
         written: list[tuple[int, str | None, str, list[str]]] = []
         for intent in intents:
             fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
-            if fresh_item or intent.kind == IntentKind.UPDATED:
+            if fresh_item or intent.kind == IntentKind.UPDATED or intent.takes_over:
                 item_id = next(new_iter) if fresh_item else intent.item_id
                 if item_id is not None and item_id not in secondary:
                     it = intent.item
@@ -660,19 +790,20 @@ class Storage:
         self, conn: Connection, result: PollResult, started: datetime, now: datetime
     ) -> None:
         conn.execute(
-            insert(poll_log).values(
-                source_id=result.source_id,
-                started_at=started,
-                finished_at=now,
-                status=result.status.value,
-                new=result.new,
-                updated=result.updated,
-                unchanged=result.unchanged,
-                parsed=result.parsed,
-                error_code=result.error.code if result.error else None,
-                error_message=result.error.message if result.error else None,
-                warnings=list(result.warnings),
-            )
+            insert(poll_log),
+            {
+                "source_id": result.source_id,
+                "started_at": started,
+                "finished_at": now,
+                "status": result.status.value,
+                "new": result.new,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+                "parsed": result.parsed,
+                "error_code": result.error.code if result.error else None,
+                "error_message": result.error.message if result.error else None,
+                "warnings": list(result.warnings),
+            },
         )
 
     @base.translate_errors
@@ -685,8 +816,19 @@ class Storage:
         started_at: datetime | None = None,
     ) -> None:
         with self.begin() as conn:
-            self._upsert_state(conn, source_id, _success(cache, now))
-            self._log_poll(conn, result, started_at or now, now)
+            self._not_modified_in(conn, source_id, result, now, cache, started_at)
+
+    def _not_modified_in(
+        self,
+        conn: Connection,
+        source_id: str,
+        result: PollResult,
+        now: datetime,
+        cache: tuple[str | None, str | None],
+        started_at: datetime | None = None,
+    ) -> None:
+        self._upsert_state(conn, source_id, _success(cache, now))
+        self._log_poll(conn, result, started_at or now, now)
 
     @base.translate_errors
     def record_failure(
@@ -757,7 +899,8 @@ class Storage:
         rules_version: str | None,
         fresh: frozenset[int] = frozenset(),
     ) -> dict[int, tuple[list[str], list[str]]]:
-        """Replace tags and record changes; ``fresh`` items are known to have no tags yet."""
+        """Replace tags and record changes; ``fresh`` items are known to have no tags yet,
+        and were stored with their relevance."""
         out: dict[int, tuple[list[str], list[str]]] = {}
         ids = list(results)
         old: dict[int, set[str]] = {i: set() for i in ids}
@@ -799,7 +942,7 @@ class Storage:
                         "rules_version": rules_version,
                     }
                 )
-            if not result.relevant or item_id not in fresh:
+            if item_id not in fresh:  # new items were stored with their relevance
                 relevant[result.relevant].append(item_id)
         for chunk in _chunks(existing, 500):
             conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))

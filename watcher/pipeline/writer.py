@@ -1,0 +1,79 @@
+"""One writer for the polls of an event loop: their database writes, batched.
+
+Polls hand their writes (``Storage.run_batch`` jobs) to the writer and await the outcome.
+One thread runs them in order; what queues up while a transaction runs goes into the next
+one together. Two things follow:
+
+- A poll decides what is new, what changed and which stored call an item duplicates inside
+  its write transaction, after every write queued before it. Two sources naming the same
+  new call in one poll cycle are merged, whichever of them answers first.
+- A busy poll cycle pays for one commit per batch instead of one per source, and its
+  writes never wait in SQLite's busy handler for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from watcher.storage import Storage
+    from watcher.storage.store import Transaction
+
+T = TypeVar("T")
+
+MAX_BATCH = 50  # writes per transaction at most: a batch holds the write lock this long
+
+
+class BatchWriter:
+    """Runs write jobs for the polls of one event loop, in order, batched."""
+
+    def __init__(self, storage: Storage, max_batch: int = MAX_BATCH) -> None:
+        self.storage = storage
+        self.max_batch = max_batch
+        self._pending: list[tuple[Callable[[Transaction], Any], asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions run (for tests and benchmarks)
+
+    async def run(self, job: Callable[[Transaction], T]) -> T:
+        """Run ``job`` in a write transaction (shared with other queued jobs); its result,
+        or its error raised here."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append((job, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: len(batch)]
+            # A job whose poll was cancelled before its turn is not run.
+            batch = [(job, f) for job, f in batch if not f.done()]
+            if not batch:
+                continue
+            try:
+                outcomes = await asyncio.to_thread(
+                    self.storage.run_batch, [job for job, _ in batch]
+                )
+            except BaseException as e:
+                # Cancelled (shutdown) or a bug in the writer itself: nobody is left waiting.
+                for _, future in batch + self._pending:
+                    if future.done():
+                        continue
+                    if isinstance(e, Exception):
+                        future.set_exception(e)
+                    else:
+                        future.cancel()
+                self._pending.clear()
+                raise
+            self.batches += 1
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
