@@ -251,10 +251,20 @@ class App:
         return self._executor
 
     def warm_up_workers(self) -> None:
-        """Start the worker processes and load adapters and rules in them now, so the
-        first poll does not wait for that."""
+        """Start the worker processes and load adapters and rules in them now, and in this
+        process what polling loads on first use (the HTTP stack imports its transport on
+        the first request), so the first poll does not wait for that."""
+        import concurrent.futures.thread  # noqa: F401
+
+        import anyio._backends._asyncio  # noqa: F401
+        import httpcore._backends.anyio  # noqa: F401
+        import sniffio  # noqa: F401
+
+        import sources.registry
+        import watcher.pipeline.poll  # noqa: F401
         from watcher.pipeline.work import warm_up
 
+        sources.registry.kinds()
         executor = self.executor
         if executor is None:
             return

@@ -22,6 +22,7 @@ from watcher.exceptions import ParseError, SourceFailure, StorageError
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.work import Processed, RulesSpec, process
 from watcher.pipeline.writer import BatchWriter
+from watcher.storage.store import SourceState
 from watcher.types import (
     Classification,
     Fetched,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from sources.base import Adapter
     from watcher.config import SourceConfig
     from watcher.http import HttpClient
-    from watcher.storage import SourceState, Storage
+    from watcher.storage import Storage
     from watcher.storage.store import ApplyOutcome, Transaction
 
 log = logging.getLogger(__name__)
@@ -142,18 +143,32 @@ class Poller:
         now: Callable[[], datetime],
         progress: Callable[[PollResult], None] | None = None,
     ) -> list[PollResult]:
+        # Every source's state in one read, not one read each before the first request.
+        states: Mapping[str, SourceState] | None = None
+        if len(sources) > 1:
+            states = await self._read(self.storage.source_states, with_counts=False)
+
         async def one(src: SourceConfig) -> PollResult:
-            result = await self.poll(src, now)
+            state = None
+            if states is not None:  # never polled: no state stored yet
+                state = states.get(src.id) or SourceState(source_id=src.id)
+            result = await self.poll(src, now, state)
             if progress:
                 progress(result)
             return result
 
         return list(await asyncio.gather(*(one(s) for s in sources)))
 
-    async def poll(self, source: SourceConfig, now: Callable[[], datetime]) -> PollResult:
+    async def poll(
+        self,
+        source: SourceConfig,
+        now: Callable[[], datetime],
+        state: SourceState | None = None,
+    ) -> PollResult:
+        """Poll one source; ``state``: its state, when the caller has read it already."""
         started = now()
         try:
-            return await self._poll(source, now, started)
+            return await self._poll(source, now, started, state)
         except Exception as e:  # one source's bug must never stop the others
             code = (
                 e.code
@@ -182,14 +197,19 @@ class Poller:
         return result
 
     async def _poll(
-        self, source: SourceConfig, now: Callable[[], datetime], started: datetime
+        self,
+        source: SourceConfig,
+        now: Callable[[], datetime],
+        started: datetime,
+        state: SourceState | None,
     ) -> PollResult:
         from sources import registry
         from sources.base import FetchContext
         from watcher.types import CacheState
 
         adapter: Adapter = registry.get(source.kind)(source)
-        state = await self._read(self.storage.source_state, source.id, with_count=False)
+        if state is None:
+            state = await self._read(self.storage.source_state, source.id, with_count=False)
         statuses: Mapping[str, str | None] = {}
         known: Mapping[str, StoredSlice] | None = None
         if adapter.needs_known:

@@ -384,16 +384,19 @@ class Storage:
         return _row_to_state(row, source_id, count)
 
     @base.translate_errors
-    def source_states(self) -> dict[str, SourceState]:
+    def source_states(self, *, with_counts: bool = True) -> dict[str, SourceState]:
+        """Every source's remembered state; ``with_counts`` adds their numbers of items."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(sources_state)).mappings().all()
-            counts: dict[str, int] = dict(
-                conn.execute(
-                    select(item_sources.c.source_id, func.count()).group_by(
-                        item_sources.c.source_id
-                    )
-                ).all()
-            )
+            counts: dict[str, int] = {}
+            if with_counts:
+                counts = dict(
+                    conn.execute(
+                        select(item_sources.c.source_id, func.count()).group_by(
+                            item_sources.c.source_id
+                        )
+                    ).all()
+                )
         out = {
             r["source_id"]: _row_to_state(r, r["source_id"], counts.get(r["source_id"], 0))
             for r in rows
