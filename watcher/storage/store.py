@@ -323,8 +323,13 @@ class Storage:
                 with self.begin() as conn:
                     txn = Transaction(self, conn)
                     return [job(txn) for job in jobs]
-            except Exception:
-                log.warning("a batch of %d writes failed; writing them one by one", len(jobs))
+            except Exception as e:
+                log.warning(
+                    "a batch of %d writes failed (%s: %s); writing them one by one",
+                    len(jobs),
+                    type(e).__name__,
+                    e,
+                )
         out: list[T | Exception] = []
         for job in jobs:
             try:
