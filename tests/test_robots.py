@@ -145,3 +145,58 @@ async def test_cache_fetches_each_origin_once_even_when_asked_concurrently() -> 
     assert set(cache.entries) == {"https://a.example", "https://b.example"}
     await cache.get("https://a.example")
     assert len(calls) == 2
+
+
+async def test_a_copy_is_used_for_a_day_and_an_unreachable_file_keeps_the_last_one() -> None:
+    """RFC 9309 §2.4: at most 24 hours from the cache; while the file cannot be fetched the
+    last copy stays in force, and it is tried again after an hour."""
+    now = [0.0]
+    answers = [
+        RobotsEntry.fetched(b"User-agent: *\nDisallow: /old\n", UA),
+        RobotsEntry.unreachable("http_503"),
+        RobotsEntry.fetched(b"User-agent: *\nDisallow: /new\n", UA),
+    ]
+    calls: list[float] = []
+
+    async def fetch(origin: str) -> RobotsEntry:
+        calls.append(now[0])
+        return answers[len(calls) - 1]
+
+    cache = RobotsCache(fetch, clock=lambda: now[0])
+    assert not (await cache.get("https://a.example")).allows("/old")
+    now[0] = 23 * 3600.0
+    await cache.get("https://a.example")
+    assert calls == [0.0]  # still fresh
+    now[0] = 24 * 3600.0
+    kept = await cache.get("https://a.example")  # refetched: 503, the last copy holds
+    assert calls == [0.0, 24 * 3600.0]
+    assert not kept.allows("/old") and kept.status is RobotsStatus.FETCHED
+    now[0] += 1800
+    await cache.get("https://a.example")
+    assert len(calls) == 2  # an unreachable file is tried again after an hour, not sooner
+    now[0] += 1800
+    fresh = await cache.get("https://a.example")
+    assert len(calls) == 3
+    assert fresh.allows("/old") and not fresh.allows("/new")
+
+
+async def test_a_file_unreachable_from_the_start_is_tried_again_after_an_hour() -> None:
+    now = [0.0]
+    calls: list[float] = []
+
+    async def fetch(origin: str) -> RobotsEntry:
+        calls.append(now[0])
+        if len(calls) == 1:
+            return RobotsEntry.unreachable("timeout")
+        return RobotsEntry.fetched(b"User-agent: *\nDisallow: /x\n", UA)
+
+    cache = RobotsCache(fetch, clock=lambda: now[0])
+    first = await cache.get("https://b.example")
+    assert first.status is RobotsStatus.UNREACHABLE and first.allows("/x")
+    assert cache.entries["https://b.example"].reason == "timeout"  # shown on source health
+    now[0] = 3599.0
+    await cache.get("https://b.example")
+    assert len(calls) == 1
+    now[0] = 3600.0
+    assert not (await cache.get("https://b.example")).allows("/x")
+    assert len(calls) == 2

@@ -12,8 +12,10 @@ that token, merged; else the ``*`` groups, merged; else nothing (allow all).
 - paths and patterns are compared after percent-encoding normalisation;
 - ``/robots.txt`` itself is always allowed.
 
-``RobotsCache`` fetches each origin's file once, through a fetch function the HTTP client
-supplies, and remembers the outcome (``RobotsEntry``) for the client's life. How an HTTP
+``RobotsCache`` fetches each origin's file through a fetch function the HTTP client supplies
+and remembers the outcome (``RobotsEntry``) for 24 hours, as RFC 9309 §2.4 asks (the
+service's client lives for months). A file that cannot be fetched again meanwhile leaves the
+last copy in force, and is tried again after an hour. How an HTTP
 outcome maps to an entry is decided by the client (see ``watcher.http``): a 4xx answer means
 "no robots.txt" (allow all); a 5xx answer or a network failure means "unreachable", which
 RFC 9309 would treat as "disallow all" but we treat as "allow all, and remember why" so an
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -202,28 +205,54 @@ class RobotsEntry:
         return cls(RobotsStatus.UNREACHABLE, RobotsRules.allow_all(), reason)
 
 
-class RobotsCache:
-    """One ``RobotsEntry`` per origin, fetched at most once even under concurrent use."""
+FRESH_FOR = 24 * 3600.0  # seconds a fetched (or missing) robots.txt is used: RFC 9309 §2.4
+RETRY_UNREACHABLE = 3600.0  # seconds before an unreachable robots.txt is tried again
 
-    def __init__(self, fetch: Callable[[str], Awaitable[RobotsEntry]]) -> None:
+
+class RobotsCache:
+    """One ``RobotsEntry`` per origin, fetched once per period even under concurrent use.
+
+    ``clock``: seconds from an interval timer (``time.monotonic``), not domain time: this
+    only says how old a copy is."""
+
+    def __init__(
+        self,
+        fetch: Callable[[str], Awaitable[RobotsEntry]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        fresh_for: float = FRESH_FOR,
+        retry_unreachable: float = RETRY_UNREACHABLE,
+    ) -> None:
         self._fetch = fetch
-        self._entries: dict[str, RobotsEntry] = {}
+        self._clock = clock
+        self.fresh_for = fresh_for
+        self.retry_unreachable = retry_unreachable
+        self._entries: dict[str, tuple[RobotsEntry, float]] = {}  # origin: (entry, good until)
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     def entries(self) -> Mapping[str, RobotsEntry]:
         """Origins seen so far and their outcome (for source health)."""
-        return dict(self._entries)
+        return {origin: entry for origin, (entry, _) in self._entries.items()}
 
     async def get(self, origin: str) -> RobotsEntry:
-        """The entry for ``origin`` (``scheme://host[:port]``), fetching it the first time."""
-        entry = self._entries.get(origin)
-        if entry is not None:
-            return entry
+        """The entry for ``origin`` (``scheme://host[:port]``), fetching it the first time
+        and again when the copy is too old."""
+        cached = self._entries.get(origin)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
         lock = self._locks.setdefault(origin, asyncio.Lock())
         async with lock:
-            entry = self._entries.get(origin)
-            if entry is None:
-                entry = await self._fetch(origin)
-                self._entries[origin] = entry
+            cached = self._entries.get(origin)
+            if cached is not None and self._clock() < cached[1]:
+                return cached[0]
+            entry = await self._fetch(origin)
+            now = self._clock()
+            if entry.status is RobotsStatus.UNREACHABLE:
+                if cached is not None and cached[0].status is not RobotsStatus.UNREACHABLE:
+                    # The last copy stays in force while the file cannot be fetched.
+                    entry = cached[0]
+                self._entries[origin] = (entry, now + self.retry_unreachable)
+            else:
+                self._entries[origin] = (entry, now + self.fresh_for)
         return entry
