@@ -417,6 +417,24 @@ def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
     assert res.exit_code == 2 and "unknown source" in res.output
 
 
+async def test_a_site_whose_robots_txt_fails_is_polled_and_its_health_says_so(
+    make_app, loopback
+):
+    loopback.add("/robots.txt", "down", status=503)
+    loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback, respect_robots_txt=True),
+            "sources": [src("f", loopback.url("/f.xml"))],
+        }
+    )
+    [result] = await app.poll()
+    assert result.status.value == "ok" and result.new == 2
+    assert any("robots.txt" in w and "http_503" in w for w in result.warnings), result.warnings
+    state = app.storage.source_state("f")
+    assert state.warning is not None and "could not be read (http_503)" in state.warning
+
+
 async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopback, clock):
     """The same call on the F&T portal and announced on a national news feed: one item
     that keeps both source links."""

@@ -19,7 +19,7 @@ HTTP policy lives in this module:
 - per-host and global concurrency limits, held only while a request is in flight;
 - retries with exponential backoff on 500/502/503/504, timeouts and connection errors, and
   ``Retry-After`` on 429/503 honoured up to ``max_retry_after``;
-- robots.txt fetched once per origin and obeyed for our User-Agent (``watcher.robots``).
+- robots.txt fetched once a day per origin and obeyed for our User-Agent (``watcher.robots``).
 
 Error codes (``FetchError.code``; they show up on source health). "Retried" means the
 client tries again itself, with backoff, up to ``retries`` times before raising:
@@ -75,7 +75,7 @@ import idna
 
 from watcher.config import FetchSection, parse_allow_entry
 from watcher.exceptions import FetchError
-from watcher.robots import RobotsCache, RobotsEntry
+from watcher.robots import RobotsCache, RobotsEntry, RobotsStatus
 from watcher.types import CacheState, Page
 
 __all__ = [
@@ -588,6 +588,18 @@ class HttpClient:
     def robots(self) -> Mapping[str, RobotsEntry]:
         """robots.txt outcome per origin seen so far (unreachable ones are remembered)."""
         return self._robots.entries
+
+    def robots_warning(self, url: str) -> str | None:
+        """A warning for the source health when ``url``'s site was polled without its
+        robots.txt (it could not be fetched), else None."""
+        try:
+            origin = _split(url).origin
+        except FetchError:
+            return None
+        entry = self._robots.entries.get(origin)
+        if entry is None or entry.status is not RobotsStatus.UNREACHABLE:
+            return None
+        return f"robots.txt of {origin} could not be read ({entry.reason}): polled as allowed"
 
     # ── public requests ──
 

@@ -247,6 +247,9 @@ class Poller:
             skipped=int(fetched.context.get("skipped", 0)),
         )
         warnings = list(layout.warnings)
+        robots = self.http.robots_warning(source.url)
+        if robots:
+            warnings.append(robots)
         if processed.bad:
             warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
         if known is None:
