@@ -417,9 +417,7 @@ def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
     assert res.exit_code == 2 and "unknown source" in res.output
 
 
-async def test_a_site_whose_robots_txt_fails_is_polled_and_its_health_says_so(
-    make_app, loopback
-):
+async def test_a_site_whose_robots_txt_fails_is_polled_and_its_health_says_so(make_app, loopback):
     loopback.add("/robots.txt", "down", status=503)
     loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
     app = make_app(
