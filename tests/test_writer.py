@@ -4,22 +4,26 @@ write fails alone; the duplicate index never keeps what a rolled-back transactio
 from __future__ import annotations
 
 import asyncio
+import gc
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import sqlite
 
 from tests.conftest import T0
-from tests.test_storage import CALL, SRC, items
+from tests.test_storage import CALL, OTHER, SRC, items, poll_into
+from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
 from watcher.pipeline.track import decide
 from watcher.pipeline.writer import BatchWriter
 from watcher.storage import Storage
 from watcher.storage.schema import UtcDateTime
 from watcher.storage.store import Transaction
-from watcher.types import PollResult, PollStatus
+from watcher.types import PollResult, PollStatus, RawItem
 
 
 def not_modified(source_id: str) -> Any:
@@ -111,3 +115,170 @@ def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them() -> None:
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive"):
         ours(datetime(2027, 1, 1))
+
+
+# ── merges and takeovers (storage level) ──────────────────────────────────────────────
+
+
+def poll_at(storage: Storage, source: SourceConfig, raw: RawItem, minutes: int) -> Any:
+    return poll_into(storage, source, [raw], now=T0 + timedelta(minutes=minutes))
+
+
+NEWS = RawItem(
+    key="n1",
+    title="Ny utlysning: HORIZON-CL5-2027-01-D3-02 om vätgas",
+    link="https://vinnova.example/n1",
+    budget="50 miljoner kronor",
+    opening="2026-10-01",
+    deadlines=("2027-03-16",),
+    programme="Horisont Europa",
+)
+CALL_ITSELF = RawItem(
+    key="HORIZON-CL5-2027-01-D3-02",
+    title="Hydrogen valleys",
+    link="https://ec.example/x",
+    identifier="HORIZON-CL5-2027-01-D3-02",
+    kind="call",
+)
+
+
+def test_a_takeover_keeps_what_only_the_news_item_knew(any_storage: Storage) -> None:
+    [news_id] = poll_at(any_storage, SRC, NEWS, 0).new_ids
+    out = poll_at(any_storage, OTHER, CALL_ITSELF, 60)
+    assert out.merged_ids == (news_id,) and out.new_ids == ()
+    item = any_storage.get_item(news_id)
+    assert item is not None
+    assert (item.source_id, item.title, item.identifier) == (
+        "ft",
+        "Hydrogen valleys",
+        "HORIZON-CL5-2027-01-D3-02",
+    )
+    assert item.budget == "50 miljoner kronor" and item.programme == "Horisont Europa"
+    assert item.opening is not None and len(item.deadlines) == 1
+    [merged] = [h for h in any_storage.item_history(news_id) if h.kind == "merged"]
+    fields = {c["field"]: c for c in merged.changes}
+    assert "the record now comes from ft" in fields["sources"]["reason"]
+    assert fields["title"]["old"].startswith("Ny utlysning") and fields["kind"]["new"] == "call"
+    assert "budget" not in fields  # kept, so not a change
+    # The index knows the call now: a later page naming it merges as usual.
+    later = RawItem(
+        key="x2",
+        title="Påminnelse om HORIZON-CL5-2027-01-D3-02",
+        link="https://region.example/x2",
+    )
+    third = SourceConfig(id="region", name="Region", kind="rss", url="https://region.example/")
+    assert poll_at(any_storage, third, later, 120).merged_ids == (news_id,)
+
+
+def test_a_call_whose_title_names_another_call_is_not_that_call(storage: Storage) -> None:
+    stage2 = RawItem(
+        key="s2",
+        title="Second stage for proposals passing HORIZON-CL5-2027-01-D3-01",
+        identifier="HORIZON-CL5-2027-01-D3-02",
+        kind="call",
+        link="https://a.example/s2",
+        deadlines=("2027-09-01",),
+    )
+    stage1 = RawItem(
+        key="s1",
+        title="Hydrogen valleys, first stage",
+        identifier="HORIZON-CL5-2027-01-D3-01",
+        kind="call",
+        link="https://b.example/s1",
+        deadlines=("2027-03-01",),
+    )
+    poll_at(storage, OTHER, stage2, 0)
+    out = poll_at(storage, SRC, stage1, 60)
+    assert len(out.new_ids) == 1 and out.merged_ids == ()
+    assert storage.count_items() == 2
+
+
+def test_no_takeover_of_an_item_that_has_an_identifier_of_its_own(storage: Storage) -> None:
+    """A merge gave the news item an identifier (a regional call's): it is a call of its own
+    now, and the EU call naming no one is stored beside it, not over it."""
+    regional = SourceConfig(id="vgr", name="VGR", kind="rss", url="https://vgr.example/f")
+    title = "Ny utlysning HORIZON-CL5-2027-01-D3-02 om vätgas i regionen"
+    news = RawItem(key="n", title=title, link="https://a.example/n", deadlines=("2027-03-16",))
+    regional_call = RawItem(
+        key="v",
+        title=title,
+        link="https://v.example/n",
+        deadlines=("2027-03-16",),
+        identifier="VGR-2027-0001",
+    )
+    [news_id] = poll_at(storage, SRC, news, 0).new_ids
+    assert poll_at(storage, regional, regional_call, 1).merged_ids == (news_id,)
+    out = poll_at(storage, OTHER, CALL_ITSELF, 2)
+    assert len(out.new_ids) == 1
+    item = storage.get_item(news_id)
+    assert item is not None and (item.source_id, item.identifier) == ("esf", "VGR-2027-0001")
+
+
+def test_a_locked_database_fails_the_batch_once_without_running_each_job_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "watcher.db"
+    storage = Storage(f"sqlite:///{path}")
+    storage.upgrade()
+
+    @event.listens_for(storage.engine, "connect")
+    def short_wait(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA busy_timeout=100")
+
+    storage.engine.dispose()
+    runs: list[str] = []
+
+    def counted(source_id: str) -> Any:
+        job = not_modified(source_id)
+
+        def run(txn: Transaction) -> str:
+            runs.append(source_id)
+            return job(txn)  # type: ignore[no-any-return]
+
+        return run
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        out = storage.run_batch([counted(f"s{n}") for n in range(5)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(o, StorageError) and "locked" in str(o) for o in out)
+    assert len(runs) <= 1
+    storage.close()
+
+
+async def test_a_failing_read_of_all_states_leaves_each_poll_to_read_its_own(
+    make_app: Any, loopback: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import fetch_settings
+    from tests.test_pipeline import GOOD, src
+
+    loopback.add("/a.xml", GOOD, content_type="application/rss+xml")
+    loopback.add("/b.xml", GOOD, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("a", loopback.url("/a.xml")), src("b", loopback.url("/b.xml"))],
+        }
+    )
+
+    def locked(**_kwargs: Any) -> None:
+        raise StorageError("database error in source_states: database is locked")
+
+    monkeypatch.setattr(app.storage, "source_states", locked)
+    results = await app.poll()
+    assert [(r.source_id, r.status.value) for r in results] == [("a", "ok"), ("b", "ok")]
+
+
+def test_the_app_keeps_no_writer_for_a_closed_event_loop(make_app: Any) -> None:
+    app = make_app({"sources": []})
+
+    async def write() -> None:
+        await app._writer().run(not_modified("s"))
+
+    for _ in range(3):
+        asyncio.run(write())
+    gc.collect()
+    assert len(app._writers) == 0

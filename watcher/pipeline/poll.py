@@ -146,7 +146,10 @@ class Poller:
         # Every source's state in one read, not one read each before the first request.
         states: Mapping[str, SourceState] | None = None
         if len(sources) > 1:
-            states = await self._read(self.storage.source_states, with_counts=False)
+            try:
+                states = await self._read(self.storage.source_states, with_counts=False)
+            except StorageError:
+                log.exception("reading the sources' states failed; each poll reads its own")
 
         async def one(src: SourceConfig) -> PollResult:
             state = None
@@ -211,15 +214,15 @@ class Poller:
         if state is None:
             state = await self._read(self.storage.source_state, source.id, with_count=False)
         statuses: Mapping[str, str | None] = {}
-        known: Mapping[str, StoredSlice] | None = None
+        previous: Mapping[str, StoredSlice] = {}  # what the adapter compares pages with
         if adapter.needs_known:
             statuses = await self._read(self.storage.known_statuses, source.id)
         if adapter.needs_previous:
-            known = await self._read(self.storage.known_slices, source.id)
+            previous = await self._read(self.storage.known_slices, source.id)
         ctx = FetchContext(
             cache=CacheState(state.etag, state.last_modified),
             known={k: (Status(v) if v else None) for k, v in statuses.items()},
-            previous={k: s.values for k, s in (known or {}).items()},
+            previous={k: s.values for k, s in previous.items()},
         )
         try:
             fetched = await adapter.fetch(self.http, ctx)
@@ -252,15 +255,15 @@ class Poller:
             warnings.append(robots)
         if processed.bad:
             warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
-        if known is None:
-            known = await self._read(self.storage.known_slices, source.id)
         baseline = not state.baseline_done
         rules_version = self.classifier.version if self.classifier else None
 
         def settle(txn: Transaction) -> tuple[PollResult, ApplyOutcome]:
             """Decide and write, in the write transaction: duplicates are looked for among
             everything stored before, this poll cycle's other sources included."""
-            assert known is not None
+            # What this source has stored, as of this transaction (another poll of the same
+            # source may have written just before, in the same batch).
+            known = txn.known_slices(source.id)
             fresh = [it for it in items if it.key not in known]
             candidates = []
             if fresh:

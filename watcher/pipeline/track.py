@@ -170,6 +170,7 @@ def find_duplicate(
                 return cand, f"identifier {cand.identifier} named in the text"
         if (
             item.identifier
+            and not cand.identifier  # a call naming another call is not that call
             and len(item.identifier) >= 8
             and _contains_id(cand.title.upper(), item.identifier)
         ):

@@ -14,6 +14,7 @@ one together. Two things follow:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from watcher.storage.store import Transaction
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 50  # writes per transaction at most: a batch holds the write lock this long
 
@@ -47,6 +49,13 @@ class BatchWriter:
         return await future
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_pending()
+        finally:
+            # No reference to the loop is kept once idle (the app keys writers by loop).
+            self._task = None
+
+    async def _drain_pending(self) -> None:
         while self._pending:
             batch = self._pending[: self.max_batch]
             del self._pending[: len(batch)]
@@ -71,7 +80,9 @@ class BatchWriter:
                 raise
             self.batches += 1
             for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
+                if future.done():  # its poll was cancelled while the write ran
+                    if isinstance(outcome, Exception):
+                        log.error("a write whose poll was cancelled failed: %s", outcome)
                     continue
                 if isinstance(outcome, Exception):
                     future.set_exception(outcome)

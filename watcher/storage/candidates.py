@@ -41,9 +41,11 @@ class _Entry:
     def __post_init__(self) -> None:
         self.tokens = frozenset(normalise_title(self.title))
         self.numbers = frozenset(w for w in self.tokens if w.isdigit())
-        # Identifiers the title names (a news item announcing a call): the call, arriving
-        # later from its own source, finds the news item by them.
-        self.named = frozenset(identifier_tokens(self.title)) - {self.identifier or ""}
+        # Identifiers the title of an item without one names (a news item announcing a
+        # call): the call, arriving later from its own source, finds the news item by them.
+        # A call's title naming another call (a second stage naming the first) is no
+        # mention: the two are different calls.
+        self.named = frozenset() if self.identifier else frozenset(identifier_tokens(self.title))
 
     def add_source(self, source_id: str) -> None:
         if source_id not in self.sources:

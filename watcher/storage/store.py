@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any, TypedDict, TypeVar
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from typing_extensions import Unpack
 
 from watcher.dates import from_iso
@@ -25,7 +25,7 @@ from watcher.exceptions import StorageError
 from watcher.pipeline.normalise import tracked_values
 from watcher.pipeline.track import DupCandidate
 from watcher.storage import base
-from watcher.storage.candidates import CandidateCache
+from watcher.storage.candidates import CandidateCache, utc_day
 from watcher.storage.schema import (
     audit_log,
     item_changes,
@@ -40,6 +40,7 @@ from watcher.storage.schema import (
 )
 from watcher.types import (
     NOTABLE_FIELDS,
+    TRACKED_FIELDS,
     Classification,
     Intent,
     IntentKind,
@@ -192,6 +193,42 @@ def _row_to_state(row: RowMapping | None, source_id: str, count: int = 0) -> Sou
     )
 
 
+def _unavailable(e: OperationalError) -> bool:
+    """The database, not one statement, failed: locked, busy, timed out or disconnected."""
+    text = str(e.orig).lower()
+    return bool(e.connection_invalidated) or any(
+        w in text for w in ("locked", "busy", "timeout", "connection")
+    )
+
+
+def _takeover_values(row: RowMapping, it: Item) -> dict[str, Any]:
+    """A call's record over a stored item that only named it: the call's values, the stored
+    ones where the call has none (a budget or a programme only the news page gave)."""
+    values = _item_values(it)
+    for col, value in list(values.items()):
+        if col != "search_text" and value in (None, "", [], {}) and row[col] not in (None, ""):
+            values[col] = row[col]
+    values["search_text"] = search_text(
+        values["title"], values["summary"], values["identifier"], values["programme"]
+    )
+    return values
+
+
+def _record_changes(row: RowMapping, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The tracked fields a takeover changed, old and new, for the item's history."""
+
+    def shown(col: str, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return list(value) if isinstance(value, list | tuple) else value
+
+    return [
+        {"field": col, "old": shown(col, row[col]), "new": shown(col, record[col])}
+        for col in TRACKED_FIELDS
+        if col in record and shown(col, row[col]) != shown(col, record[col])
+    ]
+
+
 def search_text(title: str, summary: str, identifier: str | None, programme: str | None) -> str:
     """What search scans: the searchable fields, case-folded (Unicode-aware)."""
     return " \n".join(x for x in (title, identifier, programme, summary) if x).casefold()
@@ -261,6 +298,9 @@ class Transaction:
     ) -> list[DupCandidate]:
         return self._storage._candidates_in(self._conn, source_id, identifiers, deadlines)
 
+    def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
+        return self._storage._known_slices_in(self._conn, source_id)
+
     def apply(
         self,
         source_id: str,
@@ -293,29 +333,38 @@ class Storage:
         self.url = url
         self.engine: Engine = base.make_engine(url, base_dir)
         self.candidates = CandidateCache(candidate_refresh)
-        # SQLite has one writer at a time. Threads of this process queue on a lock for it
-        # rather than in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
-        )
+        # One write transaction at a time in this process. SQLite has one writer anyway,
+        # and threads queue here rather than in its busy handler, which sleeps in steps of
+        # up to 100 ms. On any database, the duplicate index holds a transaction's items
+        # before it commits (the next write of a batch must see them): no other write of
+        # this process may see them meanwhile.
+        self._write_lock = threading.RLock()
+        self._noted = threading.local()  # .flag: this thread's transaction fed the index
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction (committed on leaving, rolled back on an error)."""
         with self._write_lock:
+            outer = getattr(self._noted, "flag", None) is None
+            if outer:
+                self._noted.flag = False
             try:
                 with self.engine.begin() as conn:
                     yield conn
             except BaseException:
-                # The duplicate index learns of a poll's items inside its transaction (the
-                # next poll of a batch must see them); rolled back, it is rebuilt.
-                self.candidates.invalidate()
+                if self._noted.flag:
+                    # Rolled back after feeding the duplicate index: it is read again.
+                    self.candidates.invalidate()
                 raise
+            finally:
+                if outer:
+                    self._noted.flag = None
 
     def run_batch(self, jobs: Sequence[Callable[[Transaction], T]]) -> list[T | Exception]:
         """Run write jobs in order, all in one transaction; each job's result or error, in
         order. When the shared transaction fails, each job runs again in a transaction of
-        its own, so one bad job fails alone. Database errors come back as
+        its own, so one bad job fails alone, unless the database itself failed (locked,
+        gone): then every job fails with that error. Database errors come back as
         ``StorageError``; jobs must be safe to run again (they decide from what they read
         in the transaction)."""
         if len(jobs) > 1:
@@ -324,6 +373,10 @@ class Storage:
                     txn = Transaction(self, conn)
                     return [job(txn) for job in jobs]
             except Exception as e:
+                if isinstance(e, OperationalError) and _unavailable(e):
+                    # The database itself (locked past the busy timeout, gone): running
+                    # each job again would only wait as long again, job after job.
+                    return [base.storage_error("run_batch", e)] * len(jobs)
                 log.warning(
                     "a batch of %d writes failed (%s: %s); writing them one by one",
                     len(jobs),
@@ -452,16 +505,19 @@ class Storage:
     def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
         """This source's stored items, as the tracker needs them."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    item_sources.c.item_id,
-                    item_sources.c.key,
-                    item_sources.c.content_hash,
-                    item_sources.c["values"],
-                )
-                .where(item_sources.c.source_id == source_id)
-                .order_by(item_sources.c.id)
-            ).all()
+            return self._known_slices_in(conn, source_id)
+
+    def _known_slices_in(self, conn: Connection, source_id: str) -> dict[str, StoredSlice]:
+        rows = conn.execute(
+            select(
+                item_sources.c.item_id,
+                item_sources.c.key,
+                item_sources.c.content_hash,
+                item_sources.c["values"],
+            )
+            .where(item_sources.c.source_id == source_id)
+            .order_by(item_sources.c.id)
+        ).all()
         return {
             r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {})
             for r in rows
@@ -535,6 +591,9 @@ class Storage:
         updated_ids: list[int] = []
         merged_ids: list[int] = []
         unchanged: list[tuple[int, str, str | None]] = []
+        # Stored items whose record a merge changed, as the duplicate index needs them.
+        reindexed: list[tuple[int, str | None, str, list[str]]] = []
+        taken_over: set[int] = set()  # stored items this poll's calls took over
         fresh_at = [
             n for n, i in enumerate(intents) if i.kind == IntentKind.NEW and i.duplicate_of is None
         ]
@@ -613,32 +672,43 @@ class Storage:
                 item_id = intent.duplicate_of
                 assert item_id is not None
                 self._link(conn, item_id, it, now)
-                reason = intent.reason
-                if intent.takes_over:
+                row = conn.execute(select(items).where(items.c.id == item_id)).mappings().one()
+                merge_changes: list[dict[str, Any]] = [
+                    {"field": "sources", "old": None, "new": it.link, "reason": intent.reason}
+                ]
+                # Decided on the duplicate index; the row itself must agree (it may have
+                # got an identifier since, from a merge in another process).
+                if intent.takes_over and row["identifier"] in (None, it.identifier):
                     # The call itself, where the stored item only named it: the call's
-                    # record and source from now on (the news item stays a source link).
+                    # record and source from now on (the news item stays a source link),
+                    # with what only the stored item knew kept.
+                    record = _takeover_values(row, it)
                     conn.execute(
                         update(items)
                         .where(items.c.id == item_id)
-                        .values(**_item_values(it), source_id=source_id, last_seen=now)
+                        .values(**record, source_id=source_id, last_seen=now)
                     )
-                    reason += f"; the record now comes from {source_id}"
+                    merge_changes[0]["reason"] += f"; the record now comes from {source_id}"
+                    merge_changes += _record_changes(row, record)
+                    taken_over.add(item_id)
                 else:
-                    self._fill_missing(conn, item_id, it)
+                    record = {**row, **self._fill_missing(conn, row, it)}
+                # The index learns the record as it is now (filled in, or taken over).
+                reindexed.append(
+                    (
+                        item_id,
+                        record["identifier"],
+                        record["title"],
+                        [utc_day(d) for d in record["deadlines"] or ()],
+                    )
+                )
                 conn.execute(
                     insert(item_changes).values(
                         item_id=item_id,
                         source_id=source_id,
                         at=now,
                         kind="merged",
-                        changes=[
-                            {
-                                "field": "sources",
-                                "old": None,
-                                "new": it.link,
-                                "reason": reason,
-                            }
-                        ],
+                        changes=merge_changes,
                         notable=False,
                     )
                 )
@@ -678,7 +748,22 @@ class Storage:
                     )
                 else:
                     secondary.add(intent.item_id)
-                    self._fill_missing(conn, intent.item_id, it)
+                    row = (
+                        conn.execute(select(items).where(items.c.id == intent.item_id))
+                        .mappings()
+                        .one()
+                    )
+                    fill = self._fill_missing(conn, row, it)
+                    if fill:
+                        record = {**row, **fill}
+                        reindexed.append(
+                            (
+                                intent.item_id,
+                                record["identifier"],
+                                record["title"],
+                                [utc_day(d) for d in record["deadlines"] or ()],
+                            )
+                        )
                     conn.execute(
                         update(items).where(items.c.id == intent.item_id).values(last_seen=now)
                     )
@@ -722,8 +807,12 @@ class Storage:
             for intent, cls in zip(intents, classifications, strict=True):
                 fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
                 item_id = next(ids_for) if fresh_item else intent.item_id
-                if cls is not None and item_id is not None and item_id not in secondary:
-                    to_tag[item_id] = cls
+                merged_only = (
+                    intent.kind == IntentKind.NEW and not fresh_item and item_id not in taken_over
+                )
+                if cls is None or item_id is None or item_id in secondary or merged_only:
+                    continue
+                to_tag[item_id] = cls
             self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
         self._upsert_state(
             conn,
@@ -743,13 +832,14 @@ class Storage:
         written: list[tuple[int, str | None, str, list[str]]] = []
         for intent in intents:
             fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
-            if fresh_item or intent.kind == IntentKind.UPDATED or intent.takes_over:
+            if fresh_item or intent.kind == IntentKind.UPDATED:
                 item_id = next(new_iter) if fresh_item else intent.item_id
                 if item_id is not None and item_id not in secondary:
                     it = intent.item
                     days = [d.astimezone(UTC).date().isoformat() for d in it.deadlines]
                     written.append((item_id, it.identifier, it.title, days))
-        self.candidates.note(source_id, written, merged_ids)
+        self._noted.flag = True
+        self.candidates.note(source_id, [*written, *reindexed], merged_ids)
         return ApplyOutcome(tuple(new_ids), tuple(updated_ids), tuple(merged_ids))
 
     @staticmethod
@@ -768,9 +858,10 @@ class Storage:
     def _link(self, conn: Connection, item_id: int, it: Item, now: datetime) -> None:
         conn.execute(insert(item_sources).values(**self._link_row(item_id, it, now)))
 
-    def _fill_missing(self, conn: Connection, item_id: int, it: Item) -> None:
-        """A second source may know what the first did not (budget, identifier, dates)."""
-        row = conn.execute(select(items).where(items.c.id == item_id)).mappings().one()
+    def _fill_missing(self, conn: Connection, row: RowMapping, it: Item) -> dict[str, Any]:
+        """A second source may know what the first did not (budget, identifier, dates).
+        ``row``: the stored item; returns what was filled in."""
+        item_id = row["id"]
         fill: dict[str, Any] = {}
         for col, value in (
             ("identifier", it.identifier),
@@ -793,6 +884,7 @@ class Storage:
             )
         if fill:
             conn.execute(update(items).where(items.c.id == item_id).values(**fill))
+        return fill
 
     def _log_poll(
         self, conn: Connection, result: PollResult, started: datetime, now: datetime
