@@ -433,21 +433,20 @@ async def test_a_site_whose_robots_txt_fails_is_polled_and_its_health_says_so(ma
     assert state.warning is not None and "could not be read (http_503)" in state.warning
 
 
-async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopback, clock):
-    """The same call on the F&T portal and announced on a national news feed: one item
-    that keeps both source links."""
-    sample = Path(__file__).parent / "data/sources/ft-portal/sample.json"
-    loopback.add("/search", sample.read_bytes(), content_type="application/json")
-    national = feed(
-        rss_item(
-            "vr-1",
-            "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
-            "https://vinnova.example/nyheter/markhalsa",
-            "Svenska kommuner kan delta i levande laboratorier.",
-        )
+FT_SAMPLE = Path(__file__).parent / "data/sources/ft-portal/sample.json"
+NATIONAL = feed(  # a national news page announcing a call of FT_SAMPLE
+    rss_item(
+        "vr-1",
+        "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
+        "https://vinnova.example/nyheter/markhalsa",
+        "Svenska kommuner kan delta i levande laboratorier.",
     )
-    loopback.add("/nyheter.xml", national, content_type="application/rss+xml")
-    app = make_app(
+)
+
+
+def ft_and_national(make_app: Any, loopback: LoopbackServer) -> Any:
+    """An app with the F&T portal at /search and the national page at /nyheter.xml."""
+    return make_app(
         {
             "fetch": fetch_settings(loopback),
             "sources": [
@@ -456,6 +455,14 @@ async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopbac
             ],
         }
     )
+
+
+async def test_ft_portal_call_and_a_national_page_are_one_item(make_app, loopback, clock):
+    """The same call on the F&T portal and announced on a national news feed: one item
+    that keeps both source links."""
+    loopback.add("/search", FT_SAMPLE.read_bytes(), content_type="application/json")
+    loopback.add("/nyheter.xml", NATIONAL, content_type="application/rss+xml")
+    app = ft_and_national(make_app, loopback)
     [ft] = await app.poll(["ft"])
     assert ft.status.value == "ok" and ft.new >= 1
     before = app.storage.count_items()
@@ -475,15 +482,6 @@ async def test_a_call_new_on_two_sources_in_one_poll_is_one_item(make_app, loopb
     """Both sources answer at the same moment, in one poll cycle, and neither has stored the
     call before: the second one's decision still sees the first one's item (decisions are
     made in the write transaction, in turn)."""
-    sample = Path(__file__).parent / "data/sources/ft-portal/sample.json"
-    national = feed(
-        rss_item(
-            "vr-1",
-            "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
-            "https://vinnova.example/nyheter/markhalsa",
-            "Svenska kommuner kan delta i levande laboratorier.",
-        )
-    )
     both_asked = threading.Barrier(2, timeout=10)
 
     def together(body: bytes, ctype: str) -> Callable[[Any], Reply]:
@@ -493,17 +491,9 @@ async def test_a_call_new_on_two_sources_in_one_poll_is_one_item(make_app, loopb
 
         return answer
 
-    loopback.add_handler("/search", together(sample.read_bytes(), "application/json"))
-    loopback.add_handler("/nyheter.xml", together(national.encode(), "application/rss+xml"))
-    app = make_app(
-        {
-            "fetch": fetch_settings(loopback),
-            "sources": [
-                src("ft", loopback.url("/search"), adapter="ft-portal"),
-                src("vinnova", loopback.url("/nyheter.xml")),
-            ],
-        }
-    )
+    loopback.add_handler("/search", together(FT_SAMPLE.read_bytes(), "application/json"))
+    loopback.add_handler("/nyheter.xml", together(NATIONAL.encode(), "application/rss+xml"))
+    app = ft_and_national(make_app, loopback)
     results = await app.poll()
     assert all(r.status.value == "ok" for r in results), results
     calls = [
@@ -524,26 +514,9 @@ async def test_the_call_takes_over_a_news_item_that_named_it_first(make_app, loo
     """The national news page is polled first and stored; the portal's call, polled later,
     is recognised by the identifier the news title names, and its record replaces the
     news item's (which stays one of the call's sources)."""
-    sample = Path(__file__).parent / "data/sources/ft-portal/sample.json"
-    loopback.add("/search", sample.read_bytes(), content_type="application/json")
-    national = feed(
-        rss_item(
-            "vr-1",
-            "Ny utlysning: HORIZON-MISS-2027-05-SOIL-01-two-stage om markhälsa",
-            "https://vinnova.example/nyheter/markhalsa",
-            "Svenska kommuner kan delta i levande laboratorier.",
-        )
-    )
-    loopback.add("/nyheter.xml", national, content_type="application/rss+xml")
-    app = make_app(
-        {
-            "fetch": fetch_settings(loopback),
-            "sources": [
-                src("ft", loopback.url("/search"), adapter="ft-portal"),
-                src("vinnova", loopback.url("/nyheter.xml")),
-            ],
-        }
-    )
+    loopback.add("/search", FT_SAMPLE.read_bytes(), content_type="application/json")
+    loopback.add("/nyheter.xml", NATIONAL, content_type="application/rss+xml")
+    app = ft_and_national(make_app, loopback)
     [nat] = await app.poll(["vinnova"])
     assert nat.new == 1
     [news] = app.storage.list_items(ItemFilter(source="vinnova"))
