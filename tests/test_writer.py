@@ -282,3 +282,20 @@ def test_the_app_keeps_no_writer_for_a_closed_event_loop(make_app: Any) -> None:
         asyncio.run(write())
     gc.collect()
     assert len(app._writers) == 0
+
+
+def test_a_takeover_records_only_real_changes(storage: Storage) -> None:
+    """The same opening and deadline from both sources is no change, whatever offsets the
+    values carry (stored ones come back in UTC)."""
+    [news_id] = poll_at(storage, SRC, NEWS, 0).new_ids
+    same = RawItem(
+        **{
+            **CALL_ITSELF.__dict__,
+            "opening": "2026-10-01",
+            "deadlines": ("2027-03-16",),
+            "budget": "50 miljoner kronor",
+        }
+    )
+    poll_at(storage, OTHER, same, 60)
+    [merged] = [h for h in storage.item_history(news_id) if h.kind == "merged"]
+    assert {c["field"] for c in merged.changes} == {"sources", "title", "link", "kind"}

@@ -218,14 +218,18 @@ def _record_changes(row: RowMapping, record: Mapping[str, Any]) -> list[dict[str
     """The tracked fields a takeover changed, old and new, for the item's history."""
 
     def shown(col: str, value: Any) -> Any:
+        # Instants compare in UTC: stored ones come back in UTC, new ones in local time,
+        # and two sources may give one deadline with different offsets.
         if isinstance(value, datetime):
-            return value.isoformat()
+            return value.astimezone(UTC).isoformat()
+        if col == "deadlines":
+            return [(d.astimezone(UTC).isoformat() if (d := from_iso(x)) else x) for x in value]
         return list(value) if isinstance(value, list | tuple) else value
 
     return [
-        {"field": col, "old": shown(col, row[col]), "new": shown(col, record[col])}
+        {"field": col, "old": old, "new": new}
         for col in TRACKED_FIELDS
-        if col in record and shown(col, row[col]) != shown(col, record[col])
+        if col in record and (old := shown(col, row[col])) != (new := shown(col, record[col]))
     ]
 
 
