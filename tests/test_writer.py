@@ -18,12 +18,12 @@ from tests.conftest import T0
 from tests.test_storage import CALL, OTHER, SRC, items, poll_into
 from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
-from watcher.pipeline.track import decide
+from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.writer import BatchWriter
 from watcher.storage import Storage
 from watcher.storage.schema import UtcDateTime
 from watcher.storage.store import Transaction
-from watcher.types import PollResult, PollStatus, RawItem
+from watcher.types import Classification, Evidence, PollResult, PollStatus, RawItem, Tag
 
 
 def not_modified(source_id: str) -> Any:
@@ -299,3 +299,87 @@ def test_a_takeover_records_only_real_changes(storage: Storage) -> None:
     poll_at(storage, OTHER, same, 60)
     [merged] = [h for h in storage.item_history(news_id) if h.kind == "merged"]
     assert {c["field"] for c in merged.changes} == {"sources", "title", "link", "kind"}
+
+
+def test_a_call_naming_a_stored_call_is_not_that_call_either(storage: Storage) -> None:
+    """The other order of the two-stage case: stage 1 is stored first, then stage 2, whose
+    title names stage 1, arrives with its own identifier."""
+    stage1 = RawItem(
+        key="s1",
+        title="Hydrogen valleys, first stage",
+        identifier="HORIZON-CL5-2027-01-D3-01",
+        kind="call",
+        link="https://b.example/s1",
+        deadlines=("2027-03-01",),
+    )
+    stage2 = RawItem(
+        key="s2",
+        title="Second stage for proposals passing HORIZON-CL5-2027-01-D3-01",
+        identifier="HORIZON-CL5-2027-01-D3-02",
+        kind="call",
+        link="https://a.example/s2",
+        deadlines=("2027-03-01",),
+    )
+    poll_at(storage, SRC, stage1, 0)
+    out = poll_at(storage, OTHER, stage2, 60)
+    assert len(out.new_ids) == 1 and out.merged_ids == ()
+    [stored] = storage.get_items(list(out.new_ids))
+    assert stored.identifier == "HORIZON-CL5-2027-01-D3-02"
+
+
+def test_the_calls_later_updates_keep_what_other_sources_gave(storage: Storage) -> None:
+    """After a takeover, the call's own update rewrites what it changed (its title), not
+    the budget, programme, dates and status only the news item gave."""
+    [news_id] = poll_at(storage, SRC, NEWS, 0).new_ids
+    poll_at(storage, OTHER, CALL_ITSELF, 60)
+    before = storage.get_item(news_id)
+    renamed = RawItem(**{**CALL_ITSELF.__dict__, "title": "Hydrogen valleys (updated)"})
+    assert poll_at(storage, OTHER, renamed, 120).updated_ids == (news_id,)
+    item = storage.get_item(news_id)
+    assert item is not None and before is not None
+    assert item.title == "Hydrogen valleys (updated)"
+    assert (item.budget, item.programme, item.opening, item.deadlines, item.status) == (
+        before.budget,
+        before.programme,
+        before.opening,
+        before.deadlines,
+        before.status,
+    )
+    assert item.budget == "50 miljoner kronor" and len(item.deadlines) == 1
+    # A field the call itself changes is rewritten, even to nothing.
+    no_programme = RawItem(**{**renamed.__dict__, "programme": "Horizon Europe"})
+    poll_at(storage, OTHER, no_programme, 180)
+    assert storage.get_item(news_id).programme == "Horizon Europe"  # type: ignore[union-attr]
+
+
+def test_a_takeover_keeps_a_budget_whole(storage: Storage) -> None:
+    news = RawItem(**{**NEWS.__dict__, "budget_amount": 50e6, "currency": "SEK"})
+    [news_id] = poll_at(storage, SRC, news, 0).new_ids
+    call = RawItem(**{**CALL_ITSELF.__dict__, "budget": "EUR 12 000 000"})
+    poll_at(storage, OTHER, call, 60)
+    item = storage.get_item(news_id)
+    assert item is not None and item.budget == "EUR 12 000 000"
+    assert (item.budget_amount, item.currency) != (50e6, "SEK")  # never the news item's half
+
+
+def test_a_takeover_adds_the_calls_tags_to_the_news_items(storage: Storage) -> None:
+    energy = Classification((Tag("theme", "energy", "r1", (Evidence("summary", "vätgas"),)),), True)
+    nothing = Classification((), False, "no rule")
+
+    def poll_tagged(source: SourceConfig, raw: RawItem, minutes: int, cls: Classification) -> Any:
+        its = items(source, raw, now=T0 + timedelta(minutes=minutes))
+        cands = storage.duplicate_candidates(source.id, *candidate_keys(its))
+        intents = decide(its, storage.known_slices(source.id), cands)
+        return storage.apply(
+            source.id,
+            intents,
+            PollResult(source.id, PollStatus.OK, parsed=1),
+            T0 + timedelta(minutes=minutes),
+            classifications=[cls for _ in intents],
+        )
+
+    [news_id] = poll_tagged(SRC, NEWS, 0, energy).new_ids
+    poll_tagged(OTHER, CALL_ITSELF, 60, nothing)
+    item = storage.get_item(news_id)
+    assert item is not None and item.source_id == "ft"
+    assert item.relevant and item.tag_ids("theme") == ["energy"]

@@ -161,16 +161,17 @@ def find_duplicate(
     for cand in candidates:
         if item.source_id in cand.source_ids:
             continue
-        if item.identifier and cand.identifier and item.identifier == cand.identifier:
-            return cand, f"same identifier {item.identifier}"
+        if item.identifier and cand.identifier:
+            if item.identifier == cand.identifier:
+                return cand, f"same identifier {item.identifier}"
+            continue  # two identifiers: two calls (a second stage naming the first, say)
         if cand.identifier and len(cand.identifier) >= 8:
             if haystack is None:
                 haystack = f"{item.title} {item.summary}".upper()
             if _contains_id(haystack, cand.identifier):
                 return cand, f"identifier {cand.identifier} named in the text"
         if (
-            item.identifier
-            and not cand.identifier  # a call naming another call is not that call
+            item.identifier  # and the stored item has none: it only names calls
             and len(item.identifier) >= 8
             and _contains_id(cand.title.upper(), item.identifier)
         ):

@@ -193,25 +193,68 @@ def _row_to_state(row: RowMapping | None, source_id: str, count: int = 0) -> Sou
     )
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # primary result codes (the low byte)
+
+
 def _unavailable(e: OperationalError) -> bool:
-    """The database, not one statement, failed: locked, busy, timed out or disconnected."""
-    text = str(e.orig).lower()
-    return bool(e.connection_invalidated) or any(
-        w in text for w in ("locked", "busy", "timeout", "connection")
+    """The database, not one statement, failed: busy or locked by another writer, or the
+    connection gone (by the driver's error codes, not its wording)."""
+    if e.connection_invalidated:
+        return True
+    code = getattr(e.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    state = getattr(e.orig, "sqlstate", None) or ""
+    # PostgreSQL: connection exceptions (08…), shutdown (57P01–03), lock not available.
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03", "55P03")
+
+
+# Item columns that follow a tracked field: written with it, kept with it.
+_FOLLOWS = {"deadline": "deadlines", "budget_amount": "budget", "currency": "budget"}
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+
+def _field_of(col: str) -> str:
+    return _FOLLOWS.get(col, col)
+
+
+def _with_search_text(row: RowMapping, values: dict[str, Any]) -> dict[str, Any]:
+    merged = {**row, **values}
+    values["search_text"] = search_text(
+        merged["title"], merged["summary"], merged["identifier"], merged["programme"]
     )
+    return values
 
 
 def _takeover_values(row: RowMapping, it: Item) -> dict[str, Any]:
     """A call's record over a stored item that only named it: the call's values, the stored
-    ones where the call has none (a budget or a programme only the news page gave)."""
+    ones where the call has none (a budget or a programme only the news page gave). A
+    budget keeps its amount and currency, deadlines their last one: never half of each."""
     values = _item_values(it)
-    for col, value in list(values.items()):
-        if col != "search_text" and value in (None, "", [], {}) and row[col] not in (None, ""):
+    del values["search_text"]
+    for col in list(values):
+        field = _field_of(col)
+        if values.get(field) in _EMPTY and row[field] not in _EMPTY:
             values[col] = row[col]
-    values["search_text"] = search_text(
-        values["title"], values["summary"], values["identifier"], values["programme"]
-    )
-    return values
+    return _with_search_text(row, values)
+
+
+def _update_values(row: RowMapping, it: Item, changed: Iterable[str]) -> dict[str, Any]:
+    """What the call's own source rewrites on an update: the tracked fields it changed
+    (``changed``, against its own last values), and the other columns unless it lost a
+    value another source gave. Gaps other sources filled in stay filled."""
+    fields = set(changed)
+    values = _item_values(it)
+    del values["search_text"]
+    out: dict[str, Any] = {}
+    for col, value in values.items():
+        field = _field_of(col)
+        if field in TRACKED_FIELDS:
+            if field in fields:
+                out[col] = value
+        elif value not in _EMPTY or row[col] in _EMPTY:
+            out[col] = value
+    return _with_search_text(row, out)
 
 
 def _record_changes(row: RowMapping, record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -380,7 +423,7 @@ class Storage:
                 if isinstance(e, OperationalError) and _unavailable(e):
                     # The database itself (locked past the busy timeout, gone): running
                     # each job again would only wait as long again, job after job.
-                    return [base.storage_error("run_batch", e)] * len(jobs)
+                    return [base.storage_error("run_batch", e) for _ in jobs]
                 log.warning(
                     "a batch of %d writes failed (%s: %s); writing them one by one",
                     len(jobs),
@@ -661,12 +704,10 @@ class Storage:
                 ],
             )
         updated = [i.item_id for i in intents if i.kind == IntentKind.UPDATED and i.item_id]
-        primary_of: dict[int, str] = {}
+        stored_rows: dict[int, RowMapping] = {}
         for chunk in _chunks(updated, 500):
-            for item_id, primary_source in conn.execute(
-                select(items.c.id, items.c.source_id).where(items.c.id.in_(chunk))
-            ):
-                primary_of[item_id] = primary_source
+            for stored in conn.execute(select(items).where(items.c.id.in_(chunk))).mappings():
+                stored_rows[stored["id"]] = stored
         secondary: set[int] = set()
         for intent in intents:
             it = intent.item
@@ -736,7 +777,8 @@ class Storage:
                         values=tracked_values(it),
                     )
                 )
-                primary = primary_of.get(intent.item_id) == source_id
+                row = stored_rows[intent.item_id]
+                primary = row["source_id"] == source_id
                 # Only the source that first stored the call rewrites its record; a
                 # secondary source (a news page naming the call) may only fill gaps,
                 # and its changes are history, not news.
@@ -745,18 +787,21 @@ class Storage:
                     extra: dict[str, Any] = {"last_seen": now}
                     if notable:
                         extra["changed_at"] = now
+                    values = _update_values(row, it, (c.field for c in intent.changes))
                     conn.execute(
-                        update(items)
-                        .where(items.c.id == intent.item_id)
-                        .values(**_item_values(it), **extra)
+                        update(items).where(items.c.id == intent.item_id).values(**values, **extra)
+                    )
+                    record = {**row, **values}
+                    reindexed.append(
+                        (
+                            intent.item_id,
+                            record["identifier"],
+                            record["title"],
+                            [utc_day(d) for d in record["deadlines"] or ()],
+                        )
                     )
                 else:
                     secondary.add(intent.item_id)
-                    row = (
-                        conn.execute(select(items).where(items.c.id == intent.item_id))
-                        .mappings()
-                        .one()
-                    )
                     fill = self._fill_missing(conn, row, it)
                     if fill:
                         record = {**row, **fill}
@@ -817,7 +862,9 @@ class Storage:
                 if cls is None or item_id is None or item_id in secondary or merged_only:
                     continue
                 to_tag[item_id] = cls
-            self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
+            self._write_tags(
+                conn, to_tag, now, rules_version, frozenset(new_ids), frozenset(taken_over)
+            )
         self._upsert_state(
             conn,
             source_id,
@@ -835,13 +882,10 @@ class Storage:
         new_iter = iter(new_ids)
         written: list[tuple[int, str | None, str, list[str]]] = []
         for intent in intents:
-            fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
-            if fresh_item or intent.kind == IntentKind.UPDATED:
-                item_id = next(new_iter) if fresh_item else intent.item_id
-                if item_id is not None and item_id not in secondary:
-                    it = intent.item
-                    days = [d.astimezone(UTC).date().isoformat() for d in it.deadlines]
-                    written.append((item_id, it.identifier, it.title, days))
+            if intent.kind == IntentKind.NEW and intent.duplicate_of is None:
+                it = intent.item
+                days = [d.astimezone(UTC).date().isoformat() for d in it.deadlines]
+                written.append((next(new_iter), it.identifier, it.title, days))
         self._noted.flag = True
         self.candidates.note(source_id, [*written, *reindexed], merged_ids)
         return ApplyOutcome(tuple(new_ids), tuple(updated_ids), tuple(merged_ids))
@@ -1002,9 +1046,12 @@ class Storage:
         now: datetime,
         rules_version: str | None,
         fresh: frozenset[int] = frozenset(),
+        added_to: frozenset[int] = frozenset(),
     ) -> dict[int, tuple[list[str], list[str]]]:
         """Replace tags and record changes; ``fresh`` items are known to have no tags yet,
-        and were stored with their relevance."""
+        and were stored with their relevance. ``added_to`` items keep their tags and gain
+        the new ones, and stay relevant if they were (a call that took over a news item:
+        its record keeps what the news item said)."""
         out: dict[int, tuple[list[str], list[str]]] = {}
         ids = list(results)
         old: dict[int, set[str]] = {i: set() for i in ids}
@@ -1019,8 +1066,9 @@ class Storage:
         relevant: dict[bool, list[int]] = {True: [], False: []}
         for item_id, result in results.items():
             seen: set[tuple[str, str]] = set()
+            keep = item_id in added_to
             for t in result.tags:
-                if (t.kind, t.tag) in seen:
+                if (t.kind, t.tag) in seen or (keep and f"{t.kind}:{t.tag}" in old[item_id]):
                     continue
                 seen.add((t.kind, t.tag))
                 tag_rows.append(
@@ -1033,7 +1081,7 @@ class Storage:
                         "score": t.score,
                     }
                 )
-            new = {f"{k}:{tag}" for k, tag in seen}
+            new = {f"{k}:{tag}" for k, tag in seen} | (old[item_id] if keep else set())
             added, removed = sorted(new - old[item_id]), sorted(old[item_id] - new)
             out[item_id] = (added, removed)
             if added or removed:
@@ -1046,9 +1094,10 @@ class Storage:
                         "rules_version": rules_version,
                     }
                 )
-            if item_id not in fresh:  # new items were stored with their relevance
+            if item_id not in fresh and not (keep and not result.relevant):
                 relevant[result.relevant].append(item_id)
-        for chunk in _chunks(existing, 500):
+        replaced = [i for i in existing if i not in added_to]
+        for chunk in _chunks(replaced, 500):
             conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))
         if tag_rows:
             conn.execute(insert(tags), tag_rows)
