@@ -1241,8 +1241,16 @@ class Storage:
                         )
                     )
             if with_sources:
+                # Not the tracked values (a JSON document per link): pages never show them.
                 for s in conn.execute(
-                    select(item_sources)
+                    select(
+                        item_sources.c.item_id,
+                        item_sources.c.source_id,
+                        item_sources.c.key,
+                        item_sources.c.link,
+                        item_sources.c.first_seen,
+                        item_sources.c.last_seen,
+                    )
                     .where(item_sources.c.item_id.in_(chunk))
                     .order_by(item_sources.c.id)
                 ).mappings():
