@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -826,3 +827,19 @@ def test_every_error_code_is_listed_and_documented() -> None:
     doc = http_module.__doc__ or ""
     for code in ERROR_CODES:
         assert f"| `{code}`" in doc, code
+
+
+async def test_an_old_copy_of_robots_txt_in_force_is_reported(server: LoopbackServer) -> None:
+    server.add("/robots.txt", "User-agent: *\nDisallow: /private\n", content_type="text/plain")
+    server.add("/page", "content")
+    async with client(server.allow_entry, respect_robots_txt=True) as http:
+        await http.get(server.url("/page"))
+        assert http.robots_warning(server.url("/page")) is None
+        server.add("/robots.txt", "down", status=503)
+        later = time.monotonic() + 25 * 3600
+        http._robots._clock = lambda: later  # a day on
+        await http.get(server.url("/page"))
+        warning = http.robots_warning(server.url("/page"))
+        assert (await fetch_error(http.get(server.url("/private")))).code == "robots_disallowed"
+    assert server.hits("/robots.txt") == 2
+    assert warning is not None and "could not be read again (http_503)" in warning

@@ -171,6 +171,7 @@ async def test_a_copy_is_used_for_a_day_and_an_unreachable_file_keeps_the_last_o
     kept = await cache.get("https://a.example")  # refetched: 503, the last copy holds
     assert calls == [0.0, 24 * 3600.0]
     assert not kept.allows("/old") and kept.status is RobotsStatus.FETCHED
+    assert cache.stale("https://a.example") == "http_503"  # shown on source health
     now[0] += 1800
     await cache.get("https://a.example")
     assert len(calls) == 2  # an unreachable file is tried again after an hour, not sooner
@@ -178,6 +179,7 @@ async def test_a_copy_is_used_for_a_day_and_an_unreachable_file_keeps_the_last_o
     fresh = await cache.get("https://a.example")
     assert len(calls) == 3
     assert fresh.allows("/old") and not fresh.allows("/new")
+    assert cache.stale("https://a.example") is None
 
 
 async def test_a_file_unreachable_from_the_start_is_tried_again_after_an_hour() -> None:

@@ -591,15 +591,20 @@ class HttpClient:
 
     def robots_warning(self, url: str) -> str | None:
         """A warning for the source health when ``url``'s site was polled without its
-        robots.txt (it could not be fetched), else None."""
+        robots.txt, or with an old copy (it could not be fetched), else None."""
         try:
             origin = _split(url).origin
         except FetchError:
             return None
         entry = self._robots.entries.get(origin)
-        if entry is None or entry.status is not RobotsStatus.UNREACHABLE:
+        if entry is None:
             return None
-        return f"robots.txt of {origin} could not be read ({entry.reason}): polled as allowed"
+        if entry.status is RobotsStatus.UNREACHABLE:
+            return f"robots.txt of {origin} could not be read ({entry.reason}): polled as allowed"
+        why = self._robots.stale(origin)
+        if why:
+            return f"robots.txt of {origin} could not be read again ({why}): its last copy holds"
+        return None
 
     # ── public requests ──
 

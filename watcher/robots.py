@@ -228,12 +228,17 @@ class RobotsCache:
         self.fresh_for = fresh_for
         self.retry_unreachable = retry_unreachable
         self._entries: dict[str, tuple[RobotsEntry, float]] = {}  # origin: (entry, good until)
+        self._stale: dict[str, str] = {}  # origin: why its last copy could not be renewed
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     def entries(self) -> Mapping[str, RobotsEntry]:
         """Origins seen so far and their outcome (for source health)."""
         return {origin: entry for origin, (entry, _) in self._entries.items()}
+
+    def stale(self, origin: str) -> str | None:
+        """Why ``origin``'s copy in force could not be renewed (an error code), or None."""
+        return self._stale.get(origin)
 
     async def get(self, origin: str) -> RobotsEntry:
         """The entry for ``origin`` (``scheme://host[:port]``), fetching it the first time
@@ -251,8 +256,10 @@ class RobotsCache:
             if entry.status is RobotsStatus.UNREACHABLE:
                 if cached is not None and cached[0].status is not RobotsStatus.UNREACHABLE:
                     # The last copy stays in force while the file cannot be fetched.
+                    self._stale[origin] = entry.reason
                     entry = cached[0]
                 self._entries[origin] = (entry, now + self.retry_unreachable)
             else:
+                self._stale.pop(origin, None)
                 self._entries[origin] = (entry, now + self.fresh_for)
         return entry
