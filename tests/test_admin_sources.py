@@ -134,15 +134,15 @@ def test_saving_a_new_source_writes_config_and_takes_effect(
 @pytest.mark.parametrize(
     ("override", "field", "message"),
     [
-        ({"opt.item": "li[[["}, "opt.item", "invalid CSS selector"),
+        ({"opt.item": "li[[["}, "opt.item", "ogiltig CSS-väljare"),
         ({"opt.item": ""}, "opt.item", "Obligatoriskt fält"),
-        ({"url": "ftp://example.org/list"}, "url", "is not an http(s) URL"),
-        ({"url": "javascript:alert(1)"}, "url", "is not an http(s) URL"),
-        ({"schedule": "sometimes"}, "schedule", "neither an interval"),
-        ({"schedule": "0 99 * * *"}, "schedule", "invalid cron expression"),
+        ({"url": "ftp://example.org/list"}, "url", "är inte en http(s)-adress"),
+        ({"url": "javascript:alert(1)"}, "url", "är inte en http(s)-adress"),
+        ({"schedule": "sometimes"}, "schedule", "är varken ett intervall"),
+        ({"schedule": "0 99 * * *"}, "schedule", "ogiltigt cron-uttryck"),
         ({"opt.max_items": "many"}, "opt.max_items", "Ange ett heltal"),
-        ({"opt.deadline_regex": "(unclosed"}, "opt.deadline_regex", "invalid regular expression"),
-        ({"id": "Inte OK!"}, "id", "lower-case"),
+        ({"opt.deadline_regex": "(unclosed"}, "opt.deadline_regex", "ogiltigt reguljärt uttryck"),
+        ({"id": "Inte OK!"}, "id", "använd gemener"),
         ({"id": "esf"}, "id", "Det finns redan en källa med id esf"),
         ({"name": ""}, "name", "Ange ett namn"),
     ],
@@ -419,3 +419,17 @@ def test_a_sources_new_default_tags_reach_the_classifier_at_once(
     r = post_form(admin, "/admin/sources/nyheter", "/admin/sources/nyheter", form)
     assert r.status_code == 303
     assert "paverkan" in farm_app.classifier(stored, None).ids("area")
+
+
+def test_problems_are_in_english_when_the_interface_is(
+    farm_app: App, admin: httpx.Client, loopback: LoopbackServer
+) -> None:
+    admin.cookies.set("lang", "en")
+    r = post_form(
+        admin,
+        "/admin/sources/new?kind=html",
+        "/admin/sources/new",
+        {**new_html_source(loopback, schedule="sometimes"), "action": "save"},
+    )
+    assert r.status_code == 422
+    assert "neither an interval" in " ".join(field_errors(r.text, "schedule"))

@@ -136,10 +136,10 @@ def test_a_wrong_selector_shows_an_error_on_its_field(
     page.get_by_role("button", name="Spara", exact=True).click()
     summary = page.locator("#error-summary")
     summary.wait_for()
-    assert "invalid CSS selector" in summary.inner_text()
+    assert "ogiltig CSS-väljare" in summary.inner_text()
     field = page.locator('[name="opt.item"]')
     assert field.get_attribute("aria-invalid") == "true"
-    assert "invalid CSS selector" in page.locator("#e-f-opt-item").inner_text()
+    assert "ogiltig CSS-väljare" in page.locator("#e-f-opt-item").inner_text()
     # The error summary takes the focus (app.js), and its link leads to the field.
     assert page.evaluate("document.activeElement.id") == "error-summary"
     summary.get_by_role("link").first.click()

@@ -51,6 +51,7 @@ from watcher.config_edit import (
 from watcher.exceptions import ConfigError, ConfigProblem, WatcherError
 from watcher.storage import SourceState
 from watcher.web import auth
+from watcher.web.messages import localise
 from watcher.web.public import (
     AREA_LABELS,
     KIND_LABELS,
@@ -284,26 +285,27 @@ def config_file_path(app: Any) -> Path:
 
 
 def _problems_for(
-    problems: Sequence[ConfigProblem], prefix: str
+    problems: Sequence[ConfigProblem], prefix: str, lang: str
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Split problems into those of one entry (``prefix`` = ``sources[3]``), keyed by form
-    field (``options.item`` → ``opt.item``), and the rest (shown at the top)."""
+    field (``options.item`` → ``opt.item``), and the rest (shown at the top), in ``lang``."""
     fields: dict[str, list[str]] = {}
     general: list[str] = []
     for p in problems:
+        message = localise(p.message, lang)
         if p.path == prefix or p.path.startswith(prefix + "."):
             rest = p.path[len(prefix) + 1 :]
             parts = rest.split(".")
             if not rest:
-                general.append(p.message)
+                general.append(message)
                 continue
             if parts[0] == "options" and len(parts) > 1:
                 name = "opt." + parts[1].split("[")[0]
             else:
                 name = parts[0].split("[")[0]
-            fields.setdefault(name, []).append(p.message)
+            fields.setdefault(name, []).append(message)
         else:
-            general.append(str(p))
+            general.append(f"{p.path}: {message}" if p.path else message)
     return fields, general
 
 
@@ -829,7 +831,7 @@ async def _source_submit(request: Request, user: str, source_id: str | None) -> 
             cfg = cf.validate()
         except ConfigError as e:
             index = cf.index_of("sources", sid)
-            fields, general = _problems_for(e.problems, f"sources[{index}]")
+            fields, general = _problems_for(e.problems, f"sources[{index}]", request_lang(request))
             for k, msgs in fields.items():
                 form.errors.setdefault(k, []).extend(msgs)
             form.general.extend(general)
@@ -1283,7 +1285,9 @@ async def _network_submit(request: Request, user: str, network_id: str | None) -
             )
             cf.validate()
         except ConfigError as e:
-            fields, general = _problems_for(e.problems, f"networks[{cf.index_of('networks', nid)}]")
+            fields, general = _problems_for(
+                e.problems, f"networks[{cf.index_of('networks', nid)}]", request_lang(request)
+            )
             for k, msgs in fields.items():
                 form.errors.setdefault(k, []).extend(msgs)
             form.general.extend(general)
