@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
-from tests.conftest import T0
+from tests.conftest import T0, _pg_storage
 from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
 from watcher.pipeline.normalise import normalise
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.storage import ItemFilter, Storage
+from watcher.storage.schema import items as items_table
+from watcher.storage.store import _item_values
 from watcher.types import (
     Classification,
     Evidence,
@@ -428,3 +431,31 @@ def test_two_entries_of_one_source_naming_one_call(any_storage: Storage):
         if s.source_id == "esf"
     )
     assert keys == ["n/1", "n/2"]
+
+
+@pytest.fixture
+def pg_storage() -> Iterator[Storage]:
+    """PostgreSQL only: what this tests cannot happen with SQLite's single writer."""
+    yield from _pg_storage()
+
+
+def test_the_duplicate_index_finds_an_item_whose_id_committed_late(pg_storage: Storage):
+    """PostgreSQL hands out ids before commit: a transaction holding a lower id commits
+    after the index has read a higher one. The index still finds its item."""
+    storage = pg_storage
+    storage.candidates.refresh_interval = 0  # read the database on every lookup
+    late = items(SRC, RawItem(key="L", title="Late call", identifier="HORIZON-LATE-2027-01"))[0]
+    conn = storage.engine.connect()
+    tx = conn.begin()
+    conn.execute(
+        insert(items_table).values(
+            uid="esf:L", source_id="esf", first_seen=T0, last_seen=T0, **_item_values(late)
+        )
+    )
+    early = RawItem(key="E", title="Early call", identifier="HORIZON-EARLY-2027-01")
+    poll_into(storage, OTHER, [early])  # a higher id, committed first
+    assert storage.duplicate_candidates("x", ["HORIZON-EARLY-2027-01"], [])
+    tx.commit()
+    conn.close()
+    found = storage.duplicate_candidates("x", ["HORIZON-LATE-2027-01"], [])
+    assert [c.identifier for c in found] == ["HORIZON-LATE-2027-01"]

@@ -7,13 +7,18 @@ processes write is read incrementally, at most every ``refresh_interval`` second
 ids above the last seen ones (new items, new source links) and items changed since (a merge
 may fill in an identifier; an update may move a deadline). An item deleted meanwhile makes
 the next refresh reload everything.
+
+On PostgreSQL ids are handed out before commit, so a row with a lower id may commit after
+a refresh has read past it. ``late_window`` ids below the highest seen are looked at again
+on each refresh, and what was not seen yet is read (SQLite has one writer: ids commit in
+order, and the window is 0).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 
@@ -78,9 +83,10 @@ def utc_day(iso_value: str) -> str:
 class CandidateCache:
     """Stored items by identifier and by deadline day, refreshed incrementally."""
 
-    def __init__(self, refresh_interval: float = 5.0) -> None:
+    def __init__(self, refresh_interval: float = 5.0, late_window: int = 0) -> None:
         self._lock = threading.Lock()
         self.refresh_interval = refresh_interval
+        self.late_window = late_window
         self._refreshed_at: float | None = None  # time.monotonic() of the last refresh
         self._reset()
 
@@ -91,6 +97,9 @@ class CandidateCache:
         self._max_item = 0
         self._max_link = 0
         self._max_change = 0
+        # Link and change ids seen within the late window (items: the index itself).
+        self._seen_links: set[int] = set()
+        self._seen_changes: set[int] = set()
 
     def _index(self, item_id: int, entry: _Entry) -> None:
         old = self._entries.get(item_id)
@@ -125,32 +134,57 @@ class CandidateCache:
         ).one()
         if count < len(self._entries):
             self._reset()  # items were deleted: start over
-        if max_change > self._max_change:
-            changed = [
+        window = self.late_window
+        # Items updated or merged since (their identifier or deadlines may have moved).
+        since = max(0, self._max_change - window)
+        if max_change > self._max_change or (window and since < max_change):
+            changed: set[int] = set()
+            for change_id, item_id in conn.execute(
+                select(item_changes.c.id, item_changes.c.item_id).where(
+                    item_changes.c.id > since,
+                    item_changes.c.kind.in_(("updated", "merged")),
+                )
+            ):
+                if change_id in self._seen_changes:
+                    continue
+                if item_id <= self._max_item:  # newer items are read whole below
+                    changed.add(item_id)
+                if window:
+                    self._seen_changes.add(change_id)
+            self._load_ids(conn, sorted(changed))
+            self._max_change = max(self._max_change, max_change)
+            self._seen_changes = {c for c in self._seen_changes if c > max_change - window}
+        if window:  # items below the highest seen that committed late
+            late = [
                 r[0]
                 for r in conn.execute(
-                    select(item_changes.c.item_id)
-                    .where(
-                        item_changes.c.id > self._max_change,
-                        item_changes.c.kind.in_(("updated", "merged")),
-                        item_changes.c.item_id <= self._max_item,
+                    select(items.c.id).where(
+                        items.c.id > max(0, self._max_item - window),
+                        items.c.id <= self._max_item,
                     )
-                    .distinct()
                 )
+                if r[0] not in self._entries
             ]
-            for start in range(0, len(changed), 500):
-                self._load_items(conn, items.c.id.in_(changed[start : start + 500]))
-            self._max_change = max_change
+            self._load_ids(conn, late)
         self._load_items(conn, items.c.id > self._max_item)
         for link_id, item_id, source_id in conn.execute(
             select(item_sources.c.id, item_sources.c.item_id, item_sources.c.source_id).where(
-                item_sources.c.id > self._max_link
+                item_sources.c.id > max(0, self._max_link - window)
             )
         ):
+            if link_id <= self._max_link and link_id in self._seen_links:
+                continue
             entry = self._entries.get(item_id)
             if entry is not None:
                 entry.add_source(source_id)
+            if window:
+                self._seen_links.add(link_id)
             self._max_link = max(self._max_link, link_id)
+        self._seen_links = {i for i in self._seen_links if i > self._max_link - window}
+
+    def _load_ids(self, conn: Connection, ids: Sequence[int]) -> None:
+        for start in range(0, len(ids), 500):
+            self._load_items(conn, items.c.id.in_(ids[start : start + 500]))
 
     def invalidate(self) -> None:
         """Forget everything: the next lookup reads the index from the database again."""

@@ -379,7 +379,9 @@ class Storage:
         processes stored; this process's own writes are in it at once."""
         self.url = url
         self.engine: Engine = base.make_engine(url, base_dir)
-        self.candidates = CandidateCache(candidate_refresh)
+        # PostgreSQL hands out ids before commit: the index looks back for late commits.
+        late_window = 0 if self.engine.dialect.name == "sqlite" else 1000
+        self.candidates = CandidateCache(candidate_refresh, late_window)
         # One write transaction at a time in this process. SQLite has one writer anyway,
         # and threads queue here rather than in its busy handler, which sleeps in steps of
         # up to 100 ms. On any database, the duplicate index holds a transaction's items
