@@ -257,6 +257,16 @@ def _update_values(row: RowMapping, it: Item, changed: Iterable[str]) -> dict[st
     return _with_search_text(row, out)
 
 
+def _index_entry(item_id: int, record: Mapping[str, Any]) -> tuple[int, str | None, str, list[str]]:
+    """A stored record as the duplicate index takes it: id, identifier, title, deadline days."""
+    return (
+        item_id,
+        record["identifier"],
+        record["title"],
+        [utc_day(d) for d in record["deadlines"] or ()],
+    )
+
+
 def _record_changes(row: RowMapping, record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The tracked fields a takeover changed, old and new, for the item's history."""
 
@@ -741,14 +751,7 @@ class Storage:
                 else:
                     record = {**row, **self._fill_missing(conn, row, it)}
                 # The index learns the record as it is now (filled in, or taken over).
-                reindexed.append(
-                    (
-                        item_id,
-                        record["identifier"],
-                        record["title"],
-                        [utc_day(d) for d in record["deadlines"] or ()],
-                    )
-                )
+                reindexed.append(_index_entry(item_id, record))
                 conn.execute(
                     insert(item_changes).values(
                         item_id=item_id,
@@ -794,27 +797,13 @@ class Storage:
                         update(items).where(items.c.id == intent.item_id).values(**values, **extra)
                     )
                     record = {**row, **values}
-                    reindexed.append(
-                        (
-                            intent.item_id,
-                            record["identifier"],
-                            record["title"],
-                            [utc_day(d) for d in record["deadlines"] or ()],
-                        )
-                    )
+                    reindexed.append(_index_entry(intent.item_id, record))
                 else:
                     secondary.add(intent.item_id)
                     fill = self._fill_missing(conn, row, it)
                     if fill:
                         record = {**row, **fill}
-                        reindexed.append(
-                            (
-                                intent.item_id,
-                                record["identifier"],
-                                record["title"],
-                                [utc_day(d) for d in record["deadlines"] or ()],
-                            )
-                        )
+                        reindexed.append(_index_entry(intent.item_id, record))
                     conn.execute(
                         update(items).where(items.c.id == intent.item_id).values(last_seen=now)
                     )
