@@ -47,6 +47,7 @@ BAD_CONFIGS: list[dict[str, Any]] = [
     {"sources": [source("esf", options={"regions": ["Atlantis"]})]},
     {"sources": [source("tillvaxtverket", options={"regions": ["Atlantis"]})]},
     {"web": {"admin_password": "hunter2"}},
+    {"email": {"backend": "pigeon", "smtp": {"security": "ssl"}}},
 ]
 
 
@@ -64,6 +65,8 @@ def test_every_problem_reported_has_a_swedish_rendering() -> None:
     assert len(found) >= 25
     untranslated = [m for m in found if localise(m, "sv") == m]
     assert untranslated == []
+    half = [localise(m, "sv") for m in found if " or " in localise(m, "sv")]
+    assert half == []  # no English left in a Swedish sentence
 
 
 def test_quoted_values_are_kept_and_english_stays_english() -> None:

@@ -531,6 +531,10 @@ async def test_the_call_takes_over_a_news_item_that_named_it_first(make_app, loo
     assert {s.source_id for s in call.sources} == {"ft", "vinnova"}
     history = app.storage.item_history(news.id)
     assert any("the record now comes from ft" in str(h.changes) for h in history)
+    # Tagged from the record as stored, as a re-tag with the same rules would tag it.
+    expected = app.classifier(call, None)
+    assert call.tag_ids("area") == sorted(t.tag for t in expected.tags if t.kind == "area")
+    assert call.relevant == expected.relevant
     # Later polls of both keep one item; the news source no longer rewrites the record.
     clock.advance(hours=1)
     await app.poll()

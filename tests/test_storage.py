@@ -453,7 +453,8 @@ def test_the_duplicate_index_finds_an_item_whose_id_committed_late(pg_storage: S
         )
     )
     early = RawItem(key="E", title="Early call", identifier="HORIZON-EARLY-2027-01")
-    poll_into(storage, OTHER, [early])  # a higher id, committed first
+    many = [RawItem(key=f"M{n}", title=f"Call {n}", link=f"https://m/{n}") for n in range(1200)]
+    poll_into(storage, OTHER, [early, *many])  # higher ids, more than a thousand, committed first
     assert storage.duplicate_candidates("x", ["HORIZON-EARLY-2027-01"], [])
     tx.commit()
     conn.close()

@@ -362,7 +362,12 @@ def test_a_takeover_keeps_a_budget_whole(storage: Storage) -> None:
     assert (item.budget_amount, item.currency) != (50e6, "SEK")  # never the news item's half
 
 
-def test_a_takeover_adds_the_calls_tags_to_the_news_items(storage: Storage) -> None:
+def test_records_made_by_several_sources_are_left_for_tagging_from_what_is_stored(
+    storage: Storage,
+) -> None:
+    """A takeover, and the call's later update while the news page is linked, report the
+    item as a merged record: the poll's tags of the call's entry alone are not written
+    over the item's (the poller tags it from the stored record)."""
     energy = Classification((Tag("theme", "energy", "r1", (Evidence("summary", "vätgas"),)),), True)
     nothing = Classification((), False, "no rule")
 
@@ -379,7 +384,46 @@ def test_a_takeover_adds_the_calls_tags_to_the_news_items(storage: Storage) -> N
         )
 
     [news_id] = poll_tagged(SRC, NEWS, 0, energy).new_ids
-    poll_tagged(OTHER, CALL_ITSELF, 60, nothing)
+    taken = poll_tagged(OTHER, CALL_ITSELF, 60, nothing)
+    assert taken.merged_records == (news_id,)
+    renamed = RawItem(**{**CALL_ITSELF.__dict__, "title": "Hydrogen valleys (updated)"})
+    update = poll_tagged(OTHER, renamed, 120, nothing)
+    assert update.updated_ids == (news_id,) and update.merged_records == (news_id,)
     item = storage.get_item(news_id)
-    assert item is not None and item.source_id == "ft"
-    assert item.relevant and item.tag_ids("theme") == ["energy"]
+    assert item is not None and item.relevant and item.tag_ids("theme") == ["energy"]
+
+
+def test_an_owners_update_never_reopens_a_call_its_kept_deadline_closed(
+    storage: Storage,
+) -> None:
+    """The call took over a news item that knew the deadline; the call itself gives no
+    dates, so its own status reads "open". After the deadline the item is closed, and the
+    call's next update (a new title) leaves it closed."""
+    [news_id] = poll_at(storage, SRC, NEWS, 0).new_ids
+    poll_at(storage, OTHER, CALL_ITSELF, 60)
+    after = datetime(2027, 4, 1, 9, 0, tzinfo=UTC)
+    storage.refresh_statuses(after)
+    assert storage.get_item(news_id).status == "closed"  # type: ignore[union-attr]
+    renamed = RawItem(**{**CALL_ITSELF.__dict__, "title": "Hydrogen valleys (updated)"})
+    out = poll_into(storage, OTHER, [renamed], now=after)
+    assert out.updated_ids == (news_id,)
+    item = storage.get_item(news_id)
+    assert item is not None
+    assert (item.title, item.status) == ("Hydrogen valleys (updated)", "closed")
+    last = storage.item_history(news_id)[-1]
+    assert [c["field"] for c in last.changes] == ["title"]
+
+
+def test_an_unreachable_postgresql_fails_the_batch_once() -> None:
+    storage = Storage("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    attempts: list[str] = []
+    event.listen(storage.engine, "do_connect", lambda *_args: attempts.append("connect"))
+    runs: list[str] = []
+
+    def job(txn: Transaction) -> None:
+        runs.append("ran")
+
+    out = storage.run_batch([job, job, job])
+    assert all(isinstance(o, StorageError) for o in out) and len(out) == 3
+    assert runs == [] and len(attempts) == 1  # not one connection attempt per job
+    storage.close()

@@ -37,6 +37,7 @@ from watcher.types import (
 )
 
 if TYPE_CHECKING:
+    from rules.engine import ClassifiableItem
     from sources.base import Adapter
     from watcher.config import SourceConfig
     from watcher.http import HttpClient
@@ -57,7 +58,7 @@ class Classifier(Protocol):
     @property
     def version(self) -> str: ...
 
-    def __call__(self, item: Item, source: SourceConfig | None) -> Classification: ...
+    def __call__(self, item: ClassifiableItem, source: SourceConfig | None) -> Classification: ...
 
     def spec(self) -> RulesSpec: ...
 
@@ -300,7 +301,7 @@ class Poller:
                 classifications = [
                     by_key.get(i.item.key)
                     if i.kind == IntentKind.UPDATED
-                    or (i.kind == IntentKind.NEW and (i.duplicate_of is None or i.takes_over))
+                    or (i.kind == IntentKind.NEW and i.duplicate_of is None)
                     else None
                     for i in intents
                 ]
@@ -318,6 +319,13 @@ class Poller:
                 classifications=classifications,
                 rules_version=rules_version,
             )
+            if outcome.merged_records and self.classifier is not None:
+                # A record several sources made is tagged from what is stored, as a re-tag
+                # would, not from this source's entry alone.
+                stored = txn.get_items(outcome.merged_records)
+                txn.set_tags_many(
+                    {s.id: self.classifier(s, source) for s in stored}, at, rules_version
+                )
             return result, outcome
 
         result, outcome = await self._writer.run(settle)

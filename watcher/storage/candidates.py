@@ -9,15 +9,17 @@ may fill in an identifier; an update may move a deadline). An item deleted meanw
 the next refresh reload everything.
 
 On PostgreSQL ids are handed out before commit, so a row with a lower id may commit after
-a refresh has read past it. ``late_window`` ids below the highest seen are looked at again
-on each refresh, and what was not seen yet is read (SQLite has one writer: ids commit in
-order, and the window is 0).
+a refresh has read past it. Each refresh therefore looks again at every id above the highest
+ones seen ``late_window`` seconds earlier (longer than any write transaction lasts) and
+reads what it has not seen yet. SQLite has one writer, ids commit in order, and the window
+is 0.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -83,7 +85,7 @@ def utc_day(iso_value: str) -> str:
 class CandidateCache:
     """Stored items by identifier and by deadline day, refreshed incrementally."""
 
-    def __init__(self, refresh_interval: float = 5.0, late_window: int = 0) -> None:
+    def __init__(self, refresh_interval: float = 5.0, late_window: float = 0.0) -> None:
         self._lock = threading.Lock()
         self.refresh_interval = refresh_interval
         self.late_window = late_window
@@ -97,7 +99,11 @@ class CandidateCache:
         self._max_item = 0
         self._max_link = 0
         self._max_change = 0
-        # Link and change ids seen within the late window (items: the index itself).
+        # With a late window: the highest ids at each refresh, (monotonic time, item, link,
+        # change), the highest ids of a refresh at least the window ago (the floor below
+        # which nothing can still arrive), and the ids above that floor already seen.
+        self._marks: deque[tuple[float, int, int, int]] = deque()
+        self._floor = (0, 0, 0)
         self._seen_links: set[int] = set()
         self._seen_changes: set[int] = set()
 
@@ -125,7 +131,10 @@ class CandidateCache:
             self._index(r.id, _Entry(r.identifier, r.title, days))
             self._max_item = max(self._max_item, r.id)
 
-    def refresh(self, conn: Connection) -> None:
+    def refresh(self, conn: Connection, mono: float | None = None) -> None:
+        """Read what other processes stored since the last refresh (``mono``: now, from
+        ``time.monotonic``)."""
+        mono = time.monotonic() if mono is None else mono
         count, max_change = conn.execute(
             select(
                 select(func.count()).select_from(items).scalar_subquery(),
@@ -134,53 +143,56 @@ class CandidateCache:
         ).one()
         if count < len(self._entries):
             self._reset()  # items were deleted: start over
-        window = self.late_window
+        late = self.late_window > 0
+        if late:
+            while self._marks and mono - self._marks[0][0] >= self.late_window:
+                self._floor = self._marks.popleft()[1:]
+            floor_item, floor_link, floor_change = self._floor
+        else:
+            floor_item, floor_link, floor_change = self._max_item, self._max_link, self._max_change
         # Items updated or merged since (their identifier or deadlines may have moved).
-        since = max(0, self._max_change - window)
-        if max_change > self._max_change or (window and since < max_change):
+        if max_change > floor_change:
             changed: set[int] = set()
             for change_id, item_id in conn.execute(
                 select(item_changes.c.id, item_changes.c.item_id).where(
-                    item_changes.c.id > since,
+                    item_changes.c.id > floor_change,
                     item_changes.c.kind.in_(("updated", "merged")),
+                    item_changes.c.item_id <= self._max_item,  # newer items: read whole below
                 )
             ):
-                if change_id in self._seen_changes:
-                    continue
-                if item_id <= self._max_item:  # newer items are read whole below
+                if change_id not in self._seen_changes:
                     changed.add(item_id)
-                if window:
-                    self._seen_changes.add(change_id)
+                    if late:
+                        self._seen_changes.add(change_id)
             self._load_ids(conn, sorted(changed))
             self._max_change = max(self._max_change, max_change)
-            self._seen_changes = {c for c in self._seen_changes if c > max_change - window}
-        if window:  # items below the highest seen that committed late
-            late = [
+        if late:  # items below the highest seen that committed late
+            unseen = [
                 r[0]
                 for r in conn.execute(
-                    select(items.c.id).where(
-                        items.c.id > max(0, self._max_item - window),
-                        items.c.id <= self._max_item,
-                    )
+                    select(items.c.id).where(items.c.id > floor_item, items.c.id <= self._max_item)
                 )
                 if r[0] not in self._entries
             ]
-            self._load_ids(conn, late)
+            self._load_ids(conn, unseen)
         self._load_items(conn, items.c.id > self._max_item)
         for link_id, item_id, source_id in conn.execute(
             select(item_sources.c.id, item_sources.c.item_id, item_sources.c.source_id).where(
-                item_sources.c.id > max(0, self._max_link - window)
+                item_sources.c.id > floor_link
             )
         ):
-            if link_id <= self._max_link and link_id in self._seen_links:
+            if link_id in self._seen_links:
                 continue
             entry = self._entries.get(item_id)
             if entry is not None:
                 entry.add_source(source_id)
-            if window:
+            if late:
                 self._seen_links.add(link_id)
             self._max_link = max(self._max_link, link_id)
-        self._seen_links = {i for i in self._seen_links if i > self._max_link - window}
+        if late:
+            self._seen_links = {i for i in self._seen_links if i > floor_link}
+            self._seen_changes = {i for i in self._seen_changes if i > floor_change}
+            self._marks.append((mono, self._max_item, self._max_link, self._max_change))
 
     def _load_ids(self, conn: Connection, ids: Sequence[int]) -> None:
         for start in range(0, len(ids), 500):
@@ -218,7 +230,7 @@ class CandidateCache:
             # An interval timer, not domain time: how stale other processes' writes may be.
             mono = time.monotonic()
             if self._refreshed_at is None or mono - self._refreshed_at >= self.refresh_interval:
-                self.refresh(conn)
+                self.refresh(conn, mono)
                 self._refreshed_at = mono
             ids: set[int] = set()
             for ident in identifiers:

@@ -169,6 +169,10 @@ class ApplyOutcome:
     new_ids: tuple[int, ...]
     updated_ids: tuple[int, ...]
     merged_ids: tuple[int, ...]
+    # Items whose record now combines what several sources gave (a call that took over a
+    # news item, or an update of a call other sources filled in): the poll's tags of one
+    # source's entry do not describe them; they are tagged from the stored record.
+    merged_records: tuple[int, ...] = ()
 
 
 def _row_to_state(row: RowMapping | None, source_id: str, count: int = 0) -> SourceState:
@@ -205,8 +209,9 @@ def _unavailable(e: OperationalError) -> bool:
     if code is not None:
         return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     state = getattr(e.orig, "sqlstate", None) or ""
-    # PostgreSQL: connection exceptions (08…), shutdown (57P01–03), lock not available.
-    return state.startswith("08") or state in ("57P01", "57P02", "57P03", "55P03")
+    # PostgreSQL: no state at all (the server could not be reached), connection exceptions
+    # (08…), shutdown (57P01–03), lock not available.
+    return not state or state.startswith("08") or state in ("57P01", "57P02", "57P03", "55P03")
 
 
 # Item columns that follow a tracked field: written with it, kept with it.
@@ -226,7 +231,24 @@ def _with_search_text(row: RowMapping, values: dict[str, Any]) -> dict[str, Any]
     return values
 
 
-def _takeover_values(row: RowMapping, it: Item) -> dict[str, Any]:
+def _dated(row: RowMapping, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``values`` with the status (and kind) the merged record's own dates support: a
+    record that kept another source's deadline closes with it, whatever the source that
+    rewrites it says (it may know no dates at all)."""
+    from watcher.pipeline.normalise import effective_status
+
+    merged = {**row, **values}
+    old = Status(merged["status"]) if merged["status"] else None
+    deadlines = [d for d in (from_iso(x) for x in merged["deadlines"] or ()) if d]
+    status = effective_status(old, merged["opening"], deadlines, now)
+    if status != old:
+        values["status"] = status.value if status else None
+    if merged["kind"] == Kind.FORTHCOMING_CALL.value and status not in (None, Status.FORTHCOMING):
+        values["kind"] = Kind.CALL.value
+    return values
+
+
+def _takeover_values(row: RowMapping, it: Item, now: datetime) -> dict[str, Any]:
     """A call's record over a stored item that only named it: the call's values, the stored
     ones where the call has none (a budget or a programme only the news page gave). A
     budget keeps its amount and currency, deadlines their last one: never half of each."""
@@ -236,10 +258,12 @@ def _takeover_values(row: RowMapping, it: Item) -> dict[str, Any]:
         field = _field_of(col)
         if values.get(field) in _EMPTY and row[field] not in _EMPTY:
             values[col] = row[col]
-    return _with_search_text(row, values)
+    return _with_search_text(row, _dated(row, values, now))
 
 
-def _update_values(row: RowMapping, it: Item, changed: Iterable[str]) -> dict[str, Any]:
+def _update_values(
+    row: RowMapping, it: Item, changed: Iterable[str], now: datetime
+) -> dict[str, Any]:
     """What the call's own source rewrites on an update: the tracked fields it changed
     (``changed``, against its own last values), and the other columns unless it lost a
     value another source gave. Gaps other sources filled in stay filled."""
@@ -254,7 +278,7 @@ def _update_values(row: RowMapping, it: Item, changed: Iterable[str]) -> dict[st
                 out[col] = value
         elif value not in _EMPTY or row[col] in _EMPTY:
             out[col] = value
-    return _with_search_text(row, out)
+    return _with_search_text(row, _dated(row, out, now))
 
 
 def _index_entry(item_id: int, record: Mapping[str, Any]) -> tuple[int, str | None, str, list[str]]:
@@ -378,6 +402,14 @@ class Transaction:
     ) -> None:
         self._storage._not_modified_in(self._conn, source_id, result, now, cache, started_at)
 
+    def get_items(self, ids: Sequence[int]) -> list[StoredItem]:
+        return self._storage._get_items_in(self._conn, ids)
+
+    def set_tags_many(
+        self, results: Mapping[int, Classification], now: datetime, rules_version: str | None
+    ) -> None:
+        self._storage._write_tags(self._conn, results, now, rules_version)
+
 
 class Storage:
     """All database reads and writes of the service."""
@@ -389,8 +421,9 @@ class Storage:
         processes stored; this process's own writes are in it at once."""
         self.url = url
         self.engine: Engine = base.make_engine(url, base_dir)
-        # PostgreSQL hands out ids before commit: the index looks back for late commits.
-        late_window = 0 if self.engine.dialect.name == "sqlite" else 1000
+        # PostgreSQL hands out ids before commit: the index looks back two minutes (far
+        # longer than any write transaction here) for rows that committed late.
+        late_window = 0.0 if self.engine.dialect.name == "sqlite" else 120.0
         self.candidates = CandidateCache(candidate_refresh, late_window)
         # One write transaction at a time in this process. SQLite has one writer anyway,
         # and threads queue here rather than in its busy handler, which sleeps in steps of
@@ -739,7 +772,7 @@ class Storage:
                     # The call itself, where the stored item only named it: the call's
                     # record and source from now on (the news item stays a source link),
                     # with what only the stored item knew kept.
-                    record = _takeover_values(row, it)
+                    record = _takeover_values(row, it, now)
                     conn.execute(
                         update(items)
                         .where(items.c.id == item_id)
@@ -787,16 +820,21 @@ class Storage:
                 # Only the source that first stored the call rewrites its record; a
                 # secondary source (a news page naming the call) may only fill gaps,
                 # and its changes are history, not news.
-                notable = primary and any(c.field in NOTABLE_FIELDS for c in intent.changes)
+                notable = False
                 if primary:
+                    values = _update_values(row, it, (c.field for c in intent.changes), now)
+                    record = {**row, **values}
+                    # What the record shows changed (a status the kept dates contradict
+                    # does not): the history and the news follow the record.
+                    moved = {c["field"] for c in _record_changes(row, record)}
+                    changes = [c for c in changes if c["field"] in moved]
+                    notable = bool(moved & NOTABLE_FIELDS)
                     extra: dict[str, Any] = {"last_seen": now}
                     if notable:
                         extra["changed_at"] = now
-                    values = _update_values(row, it, (c.field for c in intent.changes))
                     conn.execute(
                         update(items).where(items.c.id == intent.item_id).values(**values, **extra)
                     )
-                    record = {**row, **values}
                     reindexed.append(_index_entry(intent.item_id, record))
                 else:
                     secondary.add(intent.item_id)
@@ -807,16 +845,17 @@ class Storage:
                     conn.execute(
                         update(items).where(items.c.id == intent.item_id).values(last_seen=now)
                     )
-                conn.execute(
-                    insert(item_changes).values(
-                        item_id=intent.item_id,
-                        source_id=source_id,
-                        at=now,
-                        kind="updated",
-                        changes=changes,
-                        notable=notable,
+                if changes or not primary:
+                    conn.execute(
+                        insert(item_changes).values(
+                            item_id=intent.item_id,
+                            source_id=source_id,
+                            at=now,
+                            kind="updated",
+                            changes=changes,
+                            notable=notable,
+                        )
                     )
-                )
                 updated_ids.append(intent.item_id)
             else:
                 assert intent.item_id is not None
@@ -841,21 +880,31 @@ class Storage:
                         )
                         .values(key=key)
                     )
+        # Records several sources made: taken over, or updated by their owner while other
+        # sources are linked (their gaps filled by those).
+        owned_updates = [i for i in updated_ids if i not in secondary]
+        shared: set[int] = set(taken_over)
+        for chunk in _chunks(owned_updates, 500):
+            shared.update(
+                r[0]
+                for r in conn.execute(
+                    select(item_sources.c.item_id)
+                    .where(item_sources.c.item_id.in_(chunk), item_sources.c.source_id != source_id)
+                    .distinct()
+                )
+            )
         if classifications is not None:
             ids_for = iter(new_ids)
             to_tag: dict[int, Classification] = {}
             for intent, cls in zip(intents, classifications, strict=True):
                 fresh_item = intent.kind == IntentKind.NEW and intent.duplicate_of is None
                 item_id = next(ids_for) if fresh_item else intent.item_id
-                merged_only = (
-                    intent.kind == IntentKind.NEW and not fresh_item and item_id not in taken_over
-                )
-                if cls is None or item_id is None or item_id in secondary or merged_only:
+                if cls is None or item_id is None or item_id in secondary or item_id in shared:
                     continue
+                if intent.kind == IntentKind.NEW and not fresh_item:
+                    continue  # linked to a stored call: that call's tags stand
                 to_tag[item_id] = cls
-            self._write_tags(
-                conn, to_tag, now, rules_version, frozenset(new_ids), frozenset(taken_over)
-            )
+            self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
         self._upsert_state(
             conn,
             source_id,
@@ -879,7 +928,9 @@ class Storage:
                 written.append((next(new_iter), it.identifier, it.title, days))
         self._noted.flag = True
         self.candidates.note(source_id, [*written, *reindexed], merged_ids)
-        return ApplyOutcome(tuple(new_ids), tuple(updated_ids), tuple(merged_ids))
+        return ApplyOutcome(
+            tuple(new_ids), tuple(updated_ids), tuple(merged_ids), tuple(sorted(shared))
+        )
 
     @staticmethod
     def _link_row(item_id: int, it: Item, now: datetime) -> dict[str, Any]:
@@ -1037,12 +1088,9 @@ class Storage:
         now: datetime,
         rules_version: str | None,
         fresh: frozenset[int] = frozenset(),
-        added_to: frozenset[int] = frozenset(),
     ) -> dict[int, tuple[list[str], list[str]]]:
         """Replace tags and record changes; ``fresh`` items are known to have no tags yet,
-        and were stored with their relevance. ``added_to`` items keep their tags and gain
-        the new ones, and stay relevant if they were (a call that took over a news item:
-        its record keeps what the news item said)."""
+        and were stored with their relevance."""
         out: dict[int, tuple[list[str], list[str]]] = {}
         ids = list(results)
         old: dict[int, set[str]] = {i: set() for i in ids}
@@ -1057,9 +1105,8 @@ class Storage:
         relevant: dict[bool, list[int]] = {True: [], False: []}
         for item_id, result in results.items():
             seen: set[tuple[str, str]] = set()
-            keep = item_id in added_to
             for t in result.tags:
-                if (t.kind, t.tag) in seen or (keep and f"{t.kind}:{t.tag}" in old[item_id]):
+                if (t.kind, t.tag) in seen:
                     continue
                 seen.add((t.kind, t.tag))
                 tag_rows.append(
@@ -1072,7 +1119,7 @@ class Storage:
                         "score": t.score,
                     }
                 )
-            new = {f"{k}:{tag}" for k, tag in seen} | (old[item_id] if keep else set())
+            new = {f"{k}:{tag}" for k, tag in seen}
             added, removed = sorted(new - old[item_id]), sorted(old[item_id] - new)
             out[item_id] = (added, removed)
             if added or removed:
@@ -1085,10 +1132,9 @@ class Storage:
                         "rules_version": rules_version,
                     }
                 )
-            if item_id not in fresh and not (keep and not result.relevant):
+            if item_id not in fresh:  # new items were stored with their relevance
                 relevant[result.relevant].append(item_id)
-        replaced = [i for i in existing if i not in added_to]
-        for chunk in _chunks(replaced, 500):
+        for chunk in _chunks(existing, 500):
             conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))
         if tag_rows:
             conn.execute(insert(tags), tag_rows)
@@ -1198,11 +1244,14 @@ class Storage:
 
     @base.translate_errors
     def get_items(self, ids: Sequence[int]) -> list[StoredItem]:
-        out: list[StoredItem] = []
         with self.engine.connect() as conn:
-            for chunk in _chunks(list(ids), 500):
-                rows = conn.execute(select(items).where(items.c.id.in_(chunk))).mappings().all()
-                out.extend(self._hydrate(conn, rows))
+            return self._get_items_in(conn, ids)
+
+    def _get_items_in(self, conn: Connection, ids: Sequence[int]) -> list[StoredItem]:
+        out: list[StoredItem] = []
+        for chunk in _chunks(list(ids), 500):
+            rows = conn.execute(select(items).where(items.c.id.in_(chunk))).mappings().all()
+            out.extend(self._hydrate(conn, rows))
         order = {i: n for n, i in enumerate(ids)}
         return sorted(out, key=lambda it: order.get(it.id, 0))
 

@@ -30,7 +30,9 @@ _SV: list[tuple[re.Pattern[str], str]] = [
         (r"String should have at least 1 character", "får inte vara tomt"),
         (r"String should have at least (\d+) characters", "minst {0} tecken"),
         (r"String should have at most (\d+) characters", "högst {0} tecken"),
-        (r"Input should be (.+)", "ska vara {0}"),
+        (r"Input should be a valid URL.*", "ange en giltig adress (URL)"),
+        (r"Input should be (.+) or ('[^']*')", "ska vara {0} eller {1}"),
+        (r"Input should be ('[^']*')", "ska vara {0}"),
         # watcher/config.py
         (r"interval must be at least 1 minute", "intervallet måste vara minst 1 minut"),
         (r"invalid cron expression (.+?): (.+)", "ogiltigt cron-uttryck {0}: {1}"),
