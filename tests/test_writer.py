@@ -170,26 +170,35 @@ def test_a_takeover_keeps_what_only_the_news_item_knew(any_storage: Storage) -> 
     assert poll_at(any_storage, third, later, 120).merged_ids == (news_id,)
 
 
-def test_a_call_whose_title_names_another_call_is_not_that_call(storage: Storage) -> None:
-    stage2 = RawItem(
-        key="s2",
-        title="Second stage for proposals passing HORIZON-CL5-2027-01-D3-01",
-        identifier="HORIZON-CL5-2027-01-D3-02",
-        kind="call",
-        link="https://a.example/s2",
-        deadlines=("2027-09-01",),
-    )
-    stage1 = RawItem(
-        key="s1",
-        title="Hydrogen valleys, first stage",
-        identifier="HORIZON-CL5-2027-01-D3-01",
-        kind="call",
-        link="https://b.example/s1",
-        deadlines=("2027-03-01",),
-    )
-    poll_at(storage, OTHER, stage2, 0)
-    out = poll_at(storage, SRC, stage1, 60)
+STAGE1 = RawItem(
+    key="s1",
+    title="Hydrogen valleys, first stage",
+    identifier="HORIZON-CL5-2027-01-D3-01",
+    kind="call",
+    link="https://b.example/s1",
+    deadlines=("2027-03-01",),
+)
+STAGE2 = RawItem(  # its title names stage 1; same deadline day
+    key="s2",
+    title="Second stage for proposals passing HORIZON-CL5-2027-01-D3-01",
+    identifier="HORIZON-CL5-2027-01-D3-02",
+    kind="call",
+    link="https://a.example/s2",
+    deadlines=("2027-03-01",),
+)
+
+
+@pytest.mark.parametrize("stage2_first", [True, False], ids=["stage2-first", "stage1-first"])
+def test_a_call_whose_title_names_another_call_is_not_that_call(
+    storage: Storage, stage2_first: bool
+) -> None:
+    """Two identifiers are two calls, in either order."""
+    first, second = (STAGE2, STAGE1) if stage2_first else (STAGE1, STAGE2)
+    poll_at(storage, OTHER, first, 0)
+    out = poll_at(storage, SRC, second, 60)
     assert len(out.new_ids) == 1 and out.merged_ids == ()
+    [stored] = storage.get_items(list(out.new_ids))
+    assert stored.identifier == second.identifier
     assert storage.count_items() == 2
 
 
@@ -299,32 +308,6 @@ def test_a_takeover_records_only_real_changes(storage: Storage) -> None:
     poll_at(storage, OTHER, same, 60)
     [merged] = [h for h in storage.item_history(news_id) if h.kind == "merged"]
     assert {c["field"] for c in merged.changes} == {"sources", "title", "link", "kind"}
-
-
-def test_a_call_naming_a_stored_call_is_not_that_call_either(storage: Storage) -> None:
-    """The other order of the two-stage case: stage 1 is stored first, then stage 2, whose
-    title names stage 1, arrives with its own identifier."""
-    stage1 = RawItem(
-        key="s1",
-        title="Hydrogen valleys, first stage",
-        identifier="HORIZON-CL5-2027-01-D3-01",
-        kind="call",
-        link="https://b.example/s1",
-        deadlines=("2027-03-01",),
-    )
-    stage2 = RawItem(
-        key="s2",
-        title="Second stage for proposals passing HORIZON-CL5-2027-01-D3-01",
-        identifier="HORIZON-CL5-2027-01-D3-02",
-        kind="call",
-        link="https://a.example/s2",
-        deadlines=("2027-03-01",),
-    )
-    poll_at(storage, SRC, stage1, 0)
-    out = poll_at(storage, OTHER, stage2, 60)
-    assert len(out.new_ids) == 1 and out.merged_ids == ()
-    [stored] = storage.get_items(list(out.new_ids))
-    assert stored.identifier == "HORIZON-CL5-2027-01-D3-02"
 
 
 def test_the_calls_later_updates_keep_what_other_sources_gave(storage: Storage) -> None:
