@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -307,6 +307,45 @@ def _problems_for(
         else:
             general.append(f"{p.path}: {message}" if p.path else message)
     return fields, general
+
+
+class _EntryForm(Protocol):
+    entry: dict[str, Any]
+    errors: dict[str, list[str]]
+    general: list[str]
+
+
+def _existing_entry(cf: ConfigFile, table: str, entry_id: str | None) -> dict[str, Any] | None:
+    """The entry being edited (None for a new one); 404 when it is not in the file."""
+    if entry_id is None:
+        return None
+    index = cf.index_of(table, entry_id)
+    if index is None:
+        raise HTTPException(404)
+    return cf.entries(table)[index]
+
+
+def _validate_entry(
+    request: Request,
+    cf: ConfigFile,
+    table: str,
+    form: _EntryForm,
+    replace_id: str | None,
+    order: Sequence[str],
+) -> Config | None:
+    """Put the form's entry into the file and validate the whole of it, as `watcher
+    check-config` would; problems go onto the form's fields (in the interface's language).
+    The config, or None when it has problems."""
+    try:
+        cf.put_entry(table, form.entry, replace_id=replace_id, order=order)
+        return cf.validate()
+    except ConfigError as e:
+        prefix = f"{table}[{cf.index_of(table, form.entry['id'])}]"
+        fields, general = _problems_for(e.problems, prefix, request_lang(request))
+        for k, msgs in fields.items():
+            form.errors.setdefault(k, []).extend(msgs)
+        form.general.extend(general)
+        return None
 
 
 def _apply(
@@ -813,29 +852,14 @@ async def _source_submit(request: Request, user: str, source_id: str | None) -> 
     if kind not in registry.kinds():
         raise HTTPException(400)
     cf = ConfigFile.read(config_file_path(app))
-    existing: dict[str, Any] | None = None
-    if not new:
-        index = cf.index_of("sources", str(source_id))
-        if index is None:
-            raise HTTPException(404)
-        existing = cf.entries("sources")[index]
+    existing = _existing_entry(cf, "sources", source_id)
     form = SourceForm.from_form(form_in, kind, existing, t)
     sid = form.entry["id"]
     if new and sid and cf.index_of("sources", sid) is not None:
         form.errors.setdefault("id", []).append(t("Det finns redan en källa med id {id}", id=sid))
-    # Validate as the whole config would be: the same messages as `watcher check-config`.
     cfg: Config | None = None
     if not form.errors or action == "test":
-        try:
-            cf.put_entry("sources", form.entry, replace_id=None if new else sid, order=SOURCE_KEYS)
-            cfg = cf.validate()
-        except ConfigError as e:
-            index = cf.index_of("sources", sid)
-            fields, general = _problems_for(e.problems, f"sources[{index}]", request_lang(request))
-            for k, msgs in fields.items():
-                form.errors.setdefault(k, []).extend(msgs)
-            form.general.extend(general)
-            cfg = None
+        cfg = _validate_entry(request, cf, "sources", form, None if new else sid, SOURCE_KEYS)
     if form.errors or form.general or cfg is None:
         return _render_source_form(request, form, new=new, version=version, status_code=422)
     if action == "test":
@@ -1266,12 +1290,7 @@ async def _network_submit(request: Request, user: str, network_id: str | None) -
     new = network_id is None
     version = str(form_in.get("version", ""))
     cf = ConfigFile.read(config_file_path(app))
-    existing = None
-    if not new:
-        index = cf.index_of("networks", str(network_id))
-        if index is None:
-            raise HTTPException(404)
-        existing = cf.entries("networks")[index]
+    existing = _existing_entry(cf, "networks", network_id)
     form = NetworkForm.from_form(form_in, existing, t)
     nid = form.entry["id"]
     if new and nid and cf.index_of("networks", nid) is not None:
@@ -1279,18 +1298,7 @@ async def _network_submit(request: Request, user: str, network_id: str | None) -
             t("Det finns redan ett nätverk med id {id}", id=nid)
         )
     if not form.errors:
-        try:
-            cf.put_entry(
-                "networks", form.entry, replace_id=None if new else nid, order=NETWORK_KEYS
-            )
-            cf.validate()
-        except ConfigError as e:
-            fields, general = _problems_for(
-                e.problems, f"networks[{cf.index_of('networks', nid)}]", request_lang(request)
-            )
-            for k, msgs in fields.items():
-                form.errors.setdefault(k, []).extend(msgs)
-            form.general.extend(general)
+        _validate_entry(request, cf, "networks", form, None if new else nid, NETWORK_KEYS)
     if form.errors or form.general:
         return _render_network_form(request, form, new=new, version=version, status_code=422)
     refused = await _save_entry(
