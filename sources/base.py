@@ -69,12 +69,14 @@ class Adapter:
         raise NotImplementedError
 
     def parse_fetched(self, fetched: Fetched) -> list[RawItem]:
-        """All items of a fetch: ``parse`` over each page (adapters with detail pages
-        override this to merge them). Pure."""
-        items: list[RawItem] = []
+        """All items of a fetch: ``parse`` over each page, one item per key (pages and
+        listings overlap; the first wins). Adapters with detail pages override this to
+        merge them. Pure."""
+        out: dict[str, RawItem] = {}
         for page in fetched.pages:
-            items.extend(self.parse(page))
-        return items
+            for item in self.parse(page):
+                out.setdefault(item.key, item)
+        return list(out.values())
 
     def filters_items(self) -> bool:
         """Whether this source drops entries by its options (keywords, regions): then a

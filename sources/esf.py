@@ -322,13 +322,6 @@ class EsfAdapter(Adapter):
             out.setdefault(item.key, item)
         return list(out.values())
 
-    def parse_fetched(self, fetched: Fetched) -> list[RawItem]:
-        out: dict[str, RawItem] = {}
-        for page in fetched.pages:
-            for item in self.parse(page):
-                out.setdefault(item.key, item)
-        return list(out.values())
-
     # --- calls from JSON ---------------------------------------------------------------
 
     def _json_call(self, obj: Mapping[str, Any]) -> RawItem | None:

@@ -117,14 +117,6 @@ class HaveYourSayAdapter(Adapter):
             )
         return items
 
-    def parse_fetched(self, fetched: Fetched) -> list[RawItem]:
-        # Topic listings overlap; an initiative is one item.
-        out: dict[str, RawItem] = {}
-        for page in fetched.pages:
-            for item in self.parse(page):
-                out.setdefault(item.key, item)
-        return list(out.values())
-
     def _item(self, row: Mapping[str, Any]) -> RawItem | None:
         ident = _float_id(row.get("id"))
         title = _title(row, self.options.language)
