@@ -21,7 +21,7 @@ from icalendar import Calendar, Event
 from notifications.feeds import NAMESPACE, Scope, describe, updated_at
 from notifications.text import one_line, safe_link
 from watcher.dates import STOCKHOLM
-from watcher.storage import StoredItem
+from watcher.types import StoredItem
 
 # Deadlines further back than this are left out (the calendar stays small).
 KEEP_PAST = timedelta(days=180)

@@ -178,8 +178,11 @@ class DigestSender:
         return out
 
     def run(self, network_ids: Sequence[str] | None = None) -> list[NetworkOutcome]:
-        """Resume, build, record and send each network's digest (all networks by default)."""
+        """Resume, build, record and send each network's digest (all networks by default).
+        Stored statuses are brought up to date first, so that a call that opened since the
+        last poll is reported as such (a preview only reads)."""
         nets = self._networks(network_ids)
+        self.app.refresh_statuses()
         outcomes = []
         stopped = False
         for net in nets:

@@ -38,6 +38,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from notifications.text import multi_line, one_line, safe_link
+from watcher.calls import arrived, is_current, is_open, is_over, next_deadline
+from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, NetworkConfig
 from watcher.dates import from_iso
 from watcher.storage.deliveries import NetworkHistory, NotableChange
@@ -45,7 +47,7 @@ from watcher.types import NOTABLE_FIELDS
 
 if TYPE_CHECKING:
     from watcher.app import App
-    from watcher.storage import StoredItem
+    from watcher.types import StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -281,49 +283,6 @@ def matches(
     return not (network.kinds and item.kind not in network.kinds)
 
 
-def next_deadline(item: StoredItem, now: datetime) -> datetime | None:
-    """The first deadline still ahead; the last one when all have passed."""
-    ahead = [d for d in item.deadlines if d > now]
-    if ahead:
-        return min(ahead)
-    return max(item.deadlines) if item.deadlines else item.deadline
-
-
-def arrived(item: StoredItem) -> datetime:
-    """When an item reached the networks: first seen, or released from hold."""
-    if item.released_at is not None and item.released_at > item.first_seen:
-        return item.released_at
-    return item.first_seen
-
-
-def is_over(item: StoredItem, now: datetime) -> bool:
-    """Closed, or every deadline has passed."""
-    if item.status == "closed":
-        return True
-    last = max(item.deadlines) if item.deadlines else item.deadline
-    return last is not None and last <= now
-
-
-def is_open(item: StoredItem, now: datetime) -> bool:
-    """Open for applications or comments now."""
-    if is_over(item, now):
-        return False
-    if item.status == "open":
-        return True
-    if item.status is None and item.deadline is not None:
-        return item.opening is None or item.opening <= now
-    return False
-
-
-def is_current(item: StoredItem, now: datetime) -> bool:
-    """Open or forthcoming now (what a network's first digest covers)."""
-    if is_over(item, now):
-        return False
-    return item.status in ("open", "forthcoming") or (
-        item.status is None and item.deadline is not None
-    )
-
-
 def primary_group(areas: frozenset[str], network: NetworkConfig) -> str:
     """The area an item is listed under in a network's digest."""
     for area in AREAS:
@@ -390,7 +349,7 @@ def make_entry(
         title=one_line(item.title, TITLE_CHARS) or "(utan titel)",
         link=safe_link(item.link),
         kind=item.kind,
-        status=item.status,
+        status=status_at(item, now),
         programme=one_line(item.programme, 200) or None,
         opening=item.opening,
         deadline=next_deadline(item, now),
@@ -544,7 +503,6 @@ def load_inputs(app: App, network_ids: Sequence[str], now: datetime) -> DigestIn
     from watcher.storage.deliveries import DeliveryStore
 
     store = DeliveryStore(app.storage)
-    app.storage.refresh_statuses(now)  # a call that opened or closed since the last poll
     histories = {nid: store.network_history(nid, NEW_LOOKBACK) for nid in network_ids}
     # The lower bounds of each started network's selection (see select_digest).
     new_bounds: list[datetime] = []

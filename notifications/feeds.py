@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from feedgen.feed import FeedGenerator
 
-from notifications.digest import followed, next_deadline
+from notifications.digest import followed
 from notifications.render import (
     AREA_NAMES,
     KIND_NAMES,
@@ -27,8 +27,10 @@ from notifications.render import (
     lang_of,
 )
 from notifications.text import multi_line, one_line, safe_link
+from watcher.calls import next_deadline
+from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, Config
-from watcher.storage import StoredItem
+from watcher.types import StoredItem
 
 FEED_LIMIT = 100
 NAMESPACE = uuid.UUID("6f1b7c1e-2f3a-4c55-9d4e-7a0f3e5b9c21")  # this product's uuid5 namespace
@@ -92,8 +94,9 @@ def describe(item: StoredItem, language: str, now: datetime) -> str:
     lang = lang_of(language)
     sv = lang == "sv"
     parts = [KIND_NAMES[lang].get(item.kind, item.kind)]
-    if item.status:
-        parts.append(f"Status: {STATUS_NAMES[lang].get(item.status, item.status)}")
+    status = status_at(item, now)
+    if status:
+        parts.append(f"Status: {STATUS_NAMES[lang].get(status, status)}")
     if item.opening:
         parts.append(f"{'Öppnar' if sv else 'Opens'}: {format_datetime(item.opening, lang)}")
     dl = next_deadline(item, now)

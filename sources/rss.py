@@ -8,7 +8,7 @@ from sources._common import DateTextOptions, FilterOptions, dates_in_text, keep,
 from sources._feed import parse_feed
 from sources.base import Adapter
 from sources.registry import register
-from watcher.pipeline.normalise import html_to_text
+from watcher.text import html_to_text
 from watcher.types import Page, RawItem
 
 

@@ -232,7 +232,8 @@ class App:
     def refresh_statuses(self) -> list[int]:
         """Statuses follow the calendar (a passed deadline closes a call) even for sources
         that answer "not modified"; see ``Storage.refresh_statuses``. The scheduler runs
-        this every 10 minutes, ``watcher poll`` after its polls, digests before building."""
+        this every 10 minutes, ``watcher poll`` after its polls, a digest run before it builds
+        (a preview only reads: surfaces compute the status at ``now``, ``watcher.calls``)."""
         changed = self.storage.refresh_statuses(self.now())
         if changed:
             for hook in self.hooks.items_changed:

@@ -12,8 +12,7 @@ from sources.base import FetchContext
 from watcher.exceptions import SourceFailure
 from watcher.pipeline.normalise import normalise
 from watcher.pipeline.poll import check_layout
-from watcher.storage import SourceState
-from watcher.types import Fetched, FetchStatus, Item, Page, SourceError
+from watcher.types import Fetched, FetchStatus, Item, Page, SourceError, SourceState
 
 if TYPE_CHECKING:
     from watcher.app import App

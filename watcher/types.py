@@ -5,8 +5,13 @@ The flow, and the name of what crosses each arrow::
     adapter.fetch ──▶ Fetched(pages: Page…)          (I/O, sources/*)
     adapter.parse ──▶ RawItem…                       (pure, strings as found)
     normalise     ──▶ Item                           (pure: text, dates, enums, hash)
-    track.decide  ──▶ Intent (NewItem / UpdatedItem / Unchanged)   (pure: old + new + now)
+    track.decide  ──▶ Intent: NewItem | Linked | Updated | Unchanged   (pure: old + new)
+    merge.merge   ──▶ RecordWrite                    (pure: stored record + intent + now)
     storage.apply ──▶ StoredItem                     (the only writer)
+
+``StoredItem`` and the other stored types are here, not in storage, so that the pure
+pipeline, the calls core (``watcher.calls``) and every surface share them without
+importing storage.
 
 A poll of one source ends as a ``PollResult``: either counts, or a ``SourceError``
 value. "Not modified" is a status, never an exception.
@@ -19,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+
+from watcher.text import normalise_title
 
 
 class Status(enum.StrEnum):
@@ -163,6 +170,144 @@ TRACKED_FIELDS: tuple[str, ...] = (
 NOTABLE_FIELDS: frozenset[str] = frozenset(
     {"title", "status", "opening", "deadlines", "budget", "programme", "link"}
 )
+
+
+def tracked_values(item: Item) -> dict[str, Any]:
+    """The TRACKED_FIELDS of an item as JSON-ready values (also what storage keeps)."""
+    return {
+        "title": item.title,
+        "link": item.link,
+        "summary": item.summary,
+        "status": item.status.value if item.status else None,
+        "kind": item.kind.value,
+        "programme": item.programme,
+        "opening": item.opening.isoformat() if item.opening else None,
+        "deadlines": [d.isoformat() for d in item.deadlines],
+        "budget": item.budget,
+        "regions": list(item.regions),
+    }
+
+
+# -- what storage keeps ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What is remembered of a source between polls (and shown as its health)."""
+
+    source_id: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error_code: str | None = None
+    last_error_message: str | None = None
+    consecutive_failures: int = 0
+    next_attempt_at: datetime | None = None
+    last_parsed: int | None = None
+    warning: str | None = None
+    baseline_done: bool = False
+    field_profile: Mapping[str, float] = field(default_factory=dict)
+    item_count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredTag:
+    kind: str
+    tag: str
+    rule_id: str
+    evidence: tuple[Mapping[str, str], ...]
+    score: float
+
+    def why(self) -> str:
+        ev = "; ".join(f"{e.get('field')}: «{e.get('matched')}»" for e in self.evidence)
+        return f"{self.rule_id} ({ev})" if ev else self.rule_id
+
+
+@dataclass(frozen=True)
+class SourceLink:
+    """One source's entry for a stored item (a call several sources list has several)."""
+
+    source_id: str
+    key: str
+    link: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as stored: the call record, its tags and its sources. ``status`` is the
+    stored one (as of the last poll or status refresh); surfaces show
+    ``watcher.calls.status(item, now)``."""
+
+    id: int
+    uid: str
+    source_id: str
+    title: str
+    link: str
+    summary: str
+    language: str
+    kind: Kind
+    status: Status | None
+    programme: str | None
+    identifier: str | None
+    published: datetime | None
+    opening: datetime | None
+    deadline: datetime | None  # the last deadline (the one that closes the call)
+    deadlines: tuple[datetime, ...]
+    budget: str | None
+    budget_amount: float | None
+    currency: str | None
+    regions: tuple[str, ...]
+    topics: tuple[str, ...]
+    relevant: bool
+    first_seen: datetime
+    last_seen: datetime
+    changed_at: datetime | None
+    baseline: bool
+    held: bool
+    extra: Mapping[str, Any]
+    released_at: datetime | None = None
+    tags: tuple[StoredTag, ...] = ()
+    sources: tuple[SourceLink, ...] = ()
+
+    def tag_ids(self, kind: str) -> list[str]:
+        return [t.tag for t in self.tags if t.kind == kind]
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """One entry of an item's history: what a poll, a merge or a status refresh changed."""
+
+    at: datetime
+    source_id: str
+    kind: str
+    changes: tuple[Mapping[str, Any], ...]
+    notable: bool
+
+
+@dataclass(frozen=True)
+class DupCandidate:
+    """A stored item from another source that a new item might be the same call as."""
+
+    item_id: int
+    source_ids: frozenset[str]
+    identifier: str | None
+    title: str
+    days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
+    tokens: frozenset[str] = frozenset()  # normalise_title(title); made when not given
+    numbers: frozenset[str] = frozenset()  # the numbers among them
+    named: frozenset[str] = frozenset()  # identifiers its title names (a news item on a call)
+
+    def __post_init__(self) -> None:
+        # Plain attributes, not cached properties: these are read for every candidate of
+        # every new item, and a cached property takes a lock on each first read.
+        if not self.tokens and self.title:
+            object.__setattr__(self, "tokens", frozenset(normalise_title(self.title)))
+        if not self.numbers and self.tokens:
+            object.__setattr__(self, "numbers", frozenset(w for w in self.tokens if w.isdigit()))
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from watcher import calls
 from watcher import config as config_mod
 from watcher.exceptions import ConfigError, StorageError, WatcherError
+from watcher.types import StoredItem
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -211,17 +213,20 @@ def items() -> None:
     """Look at stored items."""
 
 
-def item_json(it: Any, tz: Any = None) -> dict[str, Any]:
+def item_json(it: StoredItem, now: datetime, tz: Any = None) -> dict[str, Any]:
+    """An item as ``items list/show --json`` print it: status and next deadline at ``now``
+    (``watcher.calls``), as every surface shows them."""
     return {
         "id": it.id,
         "title": it.title,
         "link": it.link,
         "kind": it.kind,
-        "status": it.status,
+        "status": calls.status(it, now),
         "programme": it.programme,
         "identifier": it.identifier,
         "opening": local_iso(it.opening, tz),
-        "deadlines": [local_iso(d, tz) for d in it.deadlines],
+        "next_deadline": local_iso(calls.next_deadline(it, now), tz),
+        "deadlines": [local_iso(d, tz) for d in sorted(it.deadlines)],
         "budget": it.budget,
         "language": it.language,
         "relevant": it.relevant,
@@ -260,9 +265,10 @@ def items_list(
         source=source, since=parse_since(since), area=area, theme=theme, status=status, limit=limit
     )
     found = ctx.app.storage.list_items(f)
+    now = ctx.app.now()
     if as_json:
         for it in found:
-            print_json(item_json(it, ctx.app.config.tz))
+            print_json(item_json(it, now, ctx.app.config.tz))
         return
     table = Table(title=f"Items ({len(found)})")
     for col in ("id", "title", "status", "deadline", "areas", "source", "first seen"):
@@ -271,8 +277,8 @@ def items_list(
         table.add_row(
             str(it.id),
             it.title[:80],
-            it.status or "–",
-            fmt_time(it.deadline),
+            calls.status(it, now) or "–",
+            fmt_time(calls.next_deadline(it, now)),
             ", ".join(it.tag_ids("area")) or "–",
             ", ".join(sorted({s.source_id for s in it.sources})),
             fmt_time(it.first_seen),
@@ -293,8 +299,9 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
         err_console.print(f"No item {item_id}.")
         sys.exit(2)
     history = storage.item_history(item_id)
+    now = ctx.app.now()
     if as_json:
-        data = item_json(it, ctx.app.config.tz)
+        data = item_json(it, now, ctx.app.config.tz)
         data["tags"] = [
             {"kind": t.kind, "tag": t.tag, "rule": t.rule_id, "evidence": list(t.evidence)}
             for t in it.tags
@@ -314,11 +321,12 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
     rows = [
         ("Länk", it.link),
         ("Typ", it.kind),
-        ("Status", it.status or "–"),
+        ("Status", calls.status(it, now) or "–"),
         ("Program", it.programme or "–"),
         ("Id", it.identifier or "–"),
         ("Öppnar", fmt_time(it.opening)),
-        ("Sista dag", ", ".join(fmt_time(d) for d in it.deadlines) or "–"),
+        ("Nästa sista dag", fmt_time(calls.next_deadline(it, now))),
+        ("Sista dagar", ", ".join(fmt_time(d) for d in sorted(it.deadlines)) or "–"),
         ("Budget", it.budget or "–"),
         ("Relevant", "ja" if it.relevant else "nej"),
         ("Först sedd", fmt_time(it.first_seen)),
@@ -361,7 +369,7 @@ def sources_list(ctx: Ctx, as_json: bool) -> None:
     """Every configured source with its health."""
     app = ctx.app
     states = app.storage.source_states()
-    from watcher.storage import SourceState
+    from watcher.types import SourceState
 
     rows = []
     for s in app.config.sources:

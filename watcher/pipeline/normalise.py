@@ -8,29 +8,22 @@ page says.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
-import unicodedata
-from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
-import lxml.etree
-import lxml.html
-
+from watcher.calls import effective_status, kind_for
 from watcher.dates import STOCKHOLM, parse_date
-from watcher.types import Item, Kind, RawItem, Status
+from watcher.text import clean_text, html_to_text, one_line
+from watcher.types import Item, Kind, RawItem, Status, tracked_values
 
 if TYPE_CHECKING:
     from watcher.config import SourceConfig
 
-_WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
-_NL_RE = re.compile(r"\n\s*\n+")
-# Characters XML 1.0 does not allow; scraped text must never break a feed.
-_XML_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _SUMMARY_MAX = 20000
 
 _STATUS_WORDS: dict[str, Status] = {
@@ -63,57 +56,6 @@ _KIND_WORDS: dict[str, Kind] = {k.value: k for k in Kind} | {
 }
 
 
-def clean_text(text: str) -> str:
-    """Collapse white space, drop XML-invalid characters, NFC-normalise."""
-    text = unicodedata.normalize("NFC", _XML_INVALID_RE.sub("", text))
-    lines = [_WS_RE.sub(" ", line).strip() for line in text.split("\n")]
-    return _NL_RE.sub("\n\n", "\n".join(lines)).strip()
-
-
-def one_line(text: str) -> str:
-    """A single line: titles never carry CR/LF (they end up in email headers)."""
-    return " ".join(clean_text(text).split())
-
-
-_BLOCK_TAGS = (
-    "p",
-    "div",
-    "li",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "tr",
-    "section",
-    "article",
-    "ul",
-    "ol",
-    "table",
-    "blockquote",
-)
-
-
-def html_to_text(markup: str) -> str:
-    """Visible text of an HTML fragment, paragraphs and list items kept apart."""
-    if "<" not in markup and "&" not in markup:
-        return clean_text(markup)
-    try:
-        root = lxml.html.fragment_fromstring(markup, create_parent="div")
-    except (lxml.etree.ParserError, ValueError):
-        return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", markup)))
-    for bad in list(root.iter("script", "style", "noscript", "template")):
-        bad.drop_tree()
-    for el in root.iter("br"):
-        el.tail = "\n" + (el.tail or "")
-    for el in root.iter(*_BLOCK_TAGS):
-        el.tail = "\n" + (el.tail or "")
-        if el.tag not in ("li", "tr") and (el.text is not None or len(el)):
-            el.text = "\n" + (el.text or "")
-    return clean_text(root.text_content())
-
-
 def parse_status(value: str | None) -> Status | None:
     if not value:
         return None
@@ -132,26 +74,6 @@ def parse_kind(value: str | None, default: Kind = Kind.NEWS) -> Kind:
     return _KIND_WORDS.get(value.strip().lower().replace("-", "_"), default)
 
 
-def effective_status(
-    status: Status | None,
-    opening: datetime | None,
-    deadlines: Iterable[datetime],
-    now: datetime,
-) -> Status | None:
-    """The status the dates support. Published status lags, so dates win when they
-    disagree; with no dates the published status stands."""
-    dl = sorted(deadlines)
-    if dl and dl[-1] < now:
-        return Status.CLOSED
-    if opening and opening > now:
-        return Status.FORTHCOMING
-    if status is None and (opening or dl):
-        return Status.OPEN if (opening is None or opening <= now) else Status.FORTHCOMING
-    if status == Status.FORTHCOMING and opening and opening <= now and dl:
-        return Status.OPEN
-    return status
-
-
 def _norm_link(link: str, base: str) -> str:
     link = one_line(link)
     if not link:
@@ -163,22 +85,6 @@ def _norm_link(link: str, base: str) -> str:
 def content_hash(values: dict[str, Any]) -> str:
     blob = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
-
-
-def tracked_values(item: Item) -> dict[str, Any]:
-    """The TRACKED_FIELDS of an item as JSON-ready values (also what storage keeps)."""
-    return {
-        "title": item.title,
-        "link": item.link,
-        "summary": item.summary,
-        "status": item.status.value if item.status else None,
-        "kind": item.kind.value,
-        "programme": item.programme,
-        "opening": item.opening.isoformat() if item.opening else None,
-        "deadlines": [d.isoformat() for d in item.deadlines],
-        "budget": item.budget,
-        "regions": list(item.regions),
-    }
 
 
 def normalise(
@@ -199,10 +105,7 @@ def normalise(
     published = parse_date(raw.published, tz) if raw.published is not None else None
     kind = parse_kind(raw.kind)
     status = effective_status(parse_status(raw.status), opening, deadlines, now)
-    if kind == Kind.CALL and status == Status.FORTHCOMING:
-        kind = Kind.FORTHCOMING_CALL
-    elif kind == Kind.FORTHCOMING_CALL and status in (Status.OPEN, Status.CLOSED):
-        kind = Kind.CALL
+    kind = kind_for(status, kind)
     language = (raw.language or source.language or _guess_language(title + " " + summary))[:8]
     item = Item(
         source_id=source.id,
@@ -226,14 +129,7 @@ def normalise(
         content_hash="",
         extra=dict(raw.extra),
     )
-    values = tracked_values(item)
-    return _replace_hash(item, content_hash(values))
-
-
-def _replace_hash(item: Item, h: str) -> Item:
-    from dataclasses import replace
-
-    return replace(item, content_hash=h)
+    return replace(item, content_hash=content_hash(tracked_values(item)))
 
 
 _SV_MARKERS = re.compile(r"\b(och|att|för|med|som|är|till|av|på|inom|utlysning)\b|[åäö]", re.I)

@@ -22,7 +22,6 @@ from watcher.exceptions import ParseError, SourceFailure, StorageError
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.work import Processed, RulesSpec, process
 from watcher.pipeline.writer import BatchWriter
-from watcher.storage.store import SourceState
 from watcher.types import (
     Classification,
     Fetched,
@@ -32,6 +31,7 @@ from watcher.types import (
     PollResult,
     PollStatus,
     SourceError,
+    SourceState,
     Status,
     StoredSlice,
 )

@@ -17,38 +17,23 @@ Matching rules, in order:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from watcher.pipeline.normalise import tracked_values
-from watcher.types import TRACKED_FIELDS, FieldChange, Intent, IntentKind, Item, StoredSlice
+from watcher.text import identifier_tokens, normalise_title
+from watcher.types import (
+    TRACKED_FIELDS,
+    DupCandidate,
+    FieldChange,
+    Intent,
+    IntentKind,
+    Item,
+    StoredSlice,
+    tracked_values,
+)
 
 TITLE_SIMILARITY = 0.8
-
-
-@dataclass(frozen=True)
-class DupCandidate:
-    """A stored item from another source that a new item might be the same call as."""
-
-    item_id: int
-    source_ids: frozenset[str]
-    identifier: str | None
-    title: str
-    days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
-    tokens: frozenset[str] = frozenset()  # normalise_title(title); made when not given
-    numbers: frozenset[str] = frozenset()  # the numbers among them
-    named: frozenset[str] = frozenset()  # identifiers its title names (a news item on a call)
-
-    def __post_init__(self) -> None:
-        # Plain attributes, not cached properties: these are read for every candidate of
-        # every new item, and a cached property takes a lock on each first read.
-        if not self.tokens and self.title:
-            object.__setattr__(self, "tokens", frozenset(normalise_title(self.title)))
-        if not self.numbers and self.tokens:
-            object.__setattr__(self, "numbers", _numbers(self.tokens))
 
 
 def decide(
@@ -186,15 +171,6 @@ def find_duplicate(
     return (best[1], best[2]) if best else None
 
 
-_IDENTIFIER_RE = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+){2,}(?![\w-])")
-
-
-def identifier_tokens(text: str) -> set[str]:
-    """Words in a text that look like call identifiers (``HORIZON-CL5-2027-01-D3-02``,
-    ``ERASMUS-EDU-2027-PI-ALL-INNO``), upper-cased: a national page naming a call."""
-    return {m.group(0).upper() for m in _IDENTIFIER_RE.finditer(text) if len(m.group(0)) >= 8}
-
-
 def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[datetime]]:
     """What to look up stored duplicates by: the items' identifiers and identifiers named in
     their text, and their deadlines."""
@@ -220,44 +196,6 @@ def _contains_id(text: str, identifier: str) -> bool:
 @lru_cache(maxsize=4096)
 def _id_pattern(identifier: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Z0-9-]){re.escape(identifier)}(?![A-Z0-9-])")
-
-
-_STOP = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "of",
-        "for",
-        "and",
-        "to",
-        "in",
-        "on",
-        "call",
-        "calls",
-        "proposals",
-        "proposal",
-        "för",
-        "och",
-        "av",
-        "till",
-        "i",
-        "på",
-        "utlysning",
-        "utlysningen",
-        "inom",
-        "med",
-    ]
-)
-
-
-_WORD_RE = re.compile(r"[a-z0-9]+")
-
-
-def normalise_title(title: str) -> list[str]:
-    """Lower-case words without accents and stop words ("Förändring" → "forandring")."""
-    text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
-    return [w for w in _WORD_RE.findall(text) if w not in _STOP]
 
 
 def _numbers(tokens: frozenset[str]) -> frozenset[str]:

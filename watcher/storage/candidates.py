@@ -28,8 +28,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from watcher.dates import from_iso
-from watcher.pipeline.track import DupCandidate, identifier_tokens, normalise_title
 from watcher.storage.schema import item_changes, item_sources, items
+from watcher.text import identifier_tokens, normalise_title
+from watcher.types import DupCandidate
 
 
 @dataclass

@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -20,10 +20,9 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from typing_extensions import Unpack
 
+from watcher.calls import effective_status, kind_for
 from watcher.dates import from_iso
 from watcher.exceptions import StorageError
-from watcher.pipeline.normalise import tracked_values
-from watcher.pipeline.track import DupCandidate
 from watcher.storage import base
 from watcher.storage.candidates import CandidateCache, utc_day
 from watcher.storage.schema import (
@@ -38,108 +37,27 @@ from watcher.storage.schema import (
     tag_changes,
     tags,
 )
+from watcher.text import search_text
 from watcher.types import (
     NOTABLE_FIELDS,
     TRACKED_FIELDS,
     Classification,
+    DupCandidate,
     Intent,
     IntentKind,
     Item,
+    ItemChange,
     Kind,
     PollResult,
     SourceError,
+    SourceLink,
+    SourceState,
     Status,
+    StoredItem,
     StoredSlice,
+    StoredTag,
+    tracked_values,
 )
-
-
-@dataclass(frozen=True)
-class SourceState:
-    """What is remembered of a source between polls (and shown as its health)."""
-
-    source_id: str
-    etag: str | None = None
-    last_modified: str | None = None
-    last_poll_at: datetime | None = None
-    last_success_at: datetime | None = None
-    last_error_at: datetime | None = None
-    last_error_code: str | None = None
-    last_error_message: str | None = None
-    consecutive_failures: int = 0
-    next_attempt_at: datetime | None = None
-    last_parsed: int | None = None
-    warning: str | None = None
-    baseline_done: bool = False
-    field_profile: Mapping[str, float] = field(default_factory=dict)
-    item_count: int = 0
-
-
-@dataclass(frozen=True)
-class StoredTag:
-    kind: str
-    tag: str
-    rule_id: str
-    evidence: tuple[Mapping[str, str], ...]
-    score: float
-
-    def why(self) -> str:
-        ev = "; ".join(f"{e.get('field')}: «{e.get('matched')}»" for e in self.evidence)
-        return f"{self.rule_id} ({ev})" if ev else self.rule_id
-
-
-@dataclass(frozen=True)
-class SourceLink:
-    source_id: str
-    key: str
-    link: str
-    first_seen: datetime
-    last_seen: datetime
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    id: int
-    uid: str
-    source_id: str
-    title: str
-    link: str
-    summary: str
-    language: str
-    kind: str
-    status: str | None
-    programme: str | None
-    identifier: str | None
-    published: datetime | None
-    opening: datetime | None
-    deadline: datetime | None
-    deadlines: tuple[datetime, ...]
-    budget: str | None
-    budget_amount: float | None
-    currency: str | None
-    regions: tuple[str, ...]
-    topics: tuple[str, ...]
-    relevant: bool
-    first_seen: datetime
-    last_seen: datetime
-    changed_at: datetime | None
-    baseline: bool
-    held: bool
-    extra: Mapping[str, Any]
-    released_at: datetime | None = None
-    tags: tuple[StoredTag, ...] = ()
-    sources: tuple[SourceLink, ...] = ()
-
-    def tag_ids(self, kind: str) -> list[str]:
-        return [t.tag for t in self.tags if t.kind == kind]
-
-
-@dataclass(frozen=True)
-class ItemChange:
-    at: datetime
-    source_id: str
-    kind: str
-    changes: tuple[Mapping[str, Any], ...]
-    notable: bool
 
 
 @dataclass(frozen=True)
@@ -235,16 +153,15 @@ def _dated(row: RowMapping, values: dict[str, Any], now: datetime) -> dict[str, 
     """``values`` with the status (and kind) the merged record's own dates support: a
     record that kept another source's deadline closes with it, whatever the source that
     rewrites it says (it may know no dates at all)."""
-    from watcher.pipeline.normalise import effective_status
-
     merged = {**row, **values}
     old = Status(merged["status"]) if merged["status"] else None
     deadlines = [d for d in (from_iso(x) for x in merged["deadlines"] or ()) if d]
     status = effective_status(old, merged["opening"], deadlines, now)
     if status != old:
         values["status"] = status.value if status else None
-    if merged["kind"] == Kind.FORTHCOMING_CALL.value and status not in (None, Status.FORTHCOMING):
-        values["kind"] = Kind.CALL.value
+    kind = kind_for(status, Kind(merged["kind"]))
+    if kind != merged["kind"]:
+        values["kind"] = kind.value
     return values
 
 
@@ -308,11 +225,6 @@ def _record_changes(row: RowMapping, record: Mapping[str, Any]) -> list[dict[str
         for col in TRACKED_FIELDS
         if col in record and (old := shown(col, row[col])) != (new := shown(col, record[col]))
     ]
-
-
-def search_text(title: str, summary: str, identifier: str | None, programme: str | None) -> str:
-    """What search scans: the searchable fields, case-folded (Unicode-aware)."""
-    return " \n".join(x for x in (title, identifier, programme, summary) if x).casefold()
 
 
 def _item_values(item: Item) -> dict[str, Any]:
@@ -1308,8 +1220,8 @@ class Storage:
                 link=r["link"],
                 summary=r["summary"],
                 language=r["language"],
-                kind=r["kind"],
-                status=r["status"],
+                kind=Kind(r["kind"]),
+                status=Status(r["status"]) if r["status"] else None,
                 programme=r["programme"],
                 identifier=r["identifier"],
                 published=r["published"],
@@ -1368,8 +1280,6 @@ class Storage:
         passed is closed, a forthcoming call whose opening has come is open, even while its
         source answers "not modified". Each change is recorded in the item's history; a call
         opening is news for the digests, one closing is not. Returns the changed item ids."""
-        from watcher.pipeline.normalise import effective_status
-
         q = select(
             items.c.id, items.c.status, items.c.kind, items.c.opening, items.c.deadlines
         ).where(
@@ -1387,9 +1297,7 @@ class Storage:
                 new = effective_status(old, r.opening, deadlines, now)
                 if new == old or new is None:
                     continue
-                kind = r.kind
-                if kind == Kind.FORTHCOMING_CALL.value and new != Status.FORTHCOMING:
-                    kind = Kind.CALL.value
+                kind = kind_for(new, Kind(r.kind)).value
                 notable = new == Status.OPEN
                 values: dict[str, Any] = {"status": new.value, "kind": kind}
                 if notable:

@@ -49,7 +49,7 @@ from watcher.config_edit import (
     save_text,
 )
 from watcher.exceptions import ConfigError, ConfigProblem, WatcherError
-from watcher.storage import SourceState
+from watcher.types import SourceState
 from watcher.web import auth
 from watcher.web.messages import localise
 from watcher.web.public import (

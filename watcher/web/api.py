@@ -14,8 +14,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from watcher.calls import next_deadline
+from watcher.calls import status as status_at
 from watcher.config_edit import redact_url
-from watcher.storage import ItemFilter, SourceState, StoredItem
+from watcher.storage import ItemFilter
+from watcher.types import SourceState, StoredItem
 
 router = APIRouter(prefix="/api")
 
@@ -44,14 +47,17 @@ class ItemOut(BaseModel):
     link: str = Field(description="the item at its source (untrusted: check the scheme)")
     summary: str
     kind: str
-    status: str | None
+    status: str | None = Field(description="the status at the time of the answer (dates win)")
     programme: str | None
     identifier: str | None
     language: str
     published: datetime | None
     opening: datetime | None
     deadline: datetime | None = Field(description="the final deadline")
-    deadlines: list[datetime]
+    next_deadline: datetime | None = Field(
+        description="the first deadline still ahead; the last one when all have passed"
+    )
+    deadlines: list[datetime] = Field(description="every deadline, first first")
     budget: str | None
     relevant: bool
     first_seen: datetime
@@ -113,7 +119,7 @@ class SourceOut(BaseModel):
     warning: str | None = Field(description="a possible layout change, and the like")
 
 
-def item_out(item: StoredItem, base_url: str) -> ItemOut:
+def item_out(item: StoredItem, base_url: str, now: datetime) -> ItemOut:
     return ItemOut(
         id=item.id,
         url=f"{base_url.rstrip('/')}/items/{item.id}",
@@ -121,14 +127,15 @@ def item_out(item: StoredItem, base_url: str) -> ItemOut:
         link=item.link,
         summary=item.summary,
         kind=item.kind,
-        status=item.status,
+        status=status_at(item, now),
         programme=item.programme,
         identifier=item.identifier,
         language=item.language,
         published=item.published,
         opening=item.opening,
         deadline=item.deadline,
-        deadlines=list(item.deadlines),
+        next_deadline=next_deadline(item, now),
+        deadlines=sorted(item.deadlines),
         budget=item.budget,
         relevant=item.relevant,
         first_seen=item.first_seen,
@@ -215,13 +222,13 @@ def list_items(
     nxt = None
     if offset + limit < total:
         nxt = str(request.url.include_query_params(offset=offset + limit))
-    base = app.config.watcher.base_url
+    base, now = app.config.watcher.base_url, app.now()
     return ItemPage(
         total=total,
         limit=limit,
         offset=offset,
         next=nxt,
-        items=[item_out(it, base) for it in found],
+        items=[item_out(it, base, now) for it in found],
     )
 
 
@@ -237,7 +244,7 @@ def get_item(request: Request, item_id: int) -> ItemDetail:
     item = app.storage.get_item(item_id)
     if item is None:
         raise HTTPException(404, "no such item")
-    out = item_out(item, app.config.watcher.base_url)
+    out = item_out(item, app.config.watcher.base_url, app.now())
     return ItemDetail(
         **out.model_dump(),
         history=[

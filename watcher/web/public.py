@@ -32,9 +32,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from watcher.calls import next_deadline
+from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES
 from watcher.exceptions import StorageError
-from watcher.storage import ItemFilter, StoredItem
+from watcher.storage import ItemFilter
+from watcher.types import StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -283,13 +286,14 @@ def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, st
     out = []
     for it in items:
         due = next_deadline(it, fmt.now)
+        status = status_at(it, fmt.now)
         source_ids = dict.fromkeys(s.source_id for s in it.sources) or {it.source_id: None}
         out.append(
             Row(
                 id=it.id,
                 title=it.title,
-                status=it.status,
-                status_label=fmt.status(it.status),
+                status=status,
+                status_label=fmt.status(status),
                 kind_label=fmt.kind(it.kind),
                 programme=it.programme,
                 due_iso=fmt.iso(due),
@@ -302,14 +306,6 @@ def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, st
             )
         )
     return out
-
-
-def next_deadline(item: StoredItem, now: datetime) -> datetime | None:
-    """The first deadline not yet passed, else the last one."""
-    upcoming = [d for d in item.deadlines if d >= now]
-    if upcoming:
-        return min(upcoming)
-    return item.deadline
 
 
 def short_value(value: Any, limit: int = 200) -> str:
@@ -595,6 +591,7 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
     item = app.storage.get_item(int(item_id)) if item_id.isdigit() and len(item_id) < 12 else None
     if item is None:
         raise StarletteHTTPException(404)
+    now = app.now()
     return render(
         request,
         "item.html",
@@ -603,8 +600,9 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
             "history": app.storage.item_history(item.id),
             "tag_history": app.storage.tag_history(item.id),
             "source_names": _source_names(app),
-            "now": app.now(),
-            "next_deadline": next_deadline(item, app.now()),
+            "now": now,
+            "status": status_at(item, now),
+            "next_deadline": next_deadline(item, now),
         },
     )
 

@@ -1,0 +1,119 @@
+"""Text helpers at the bottom of the layers: clean text, HTML to text, titles as words,
+call identifiers named in a text, and what search scans. Pure."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import lxml.etree
+import lxml.html
+
+_WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
+_NL_RE = re.compile(r"\n\s*\n+")
+# Characters XML 1.0 does not allow; scraped text must never break a feed.
+_XML_INVALID_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Collapse white space, drop XML-invalid characters, NFC-normalise."""
+    text = unicodedata.normalize("NFC", _XML_INVALID_RE.sub("", text))
+    lines = [_WS_RE.sub(" ", line).strip() for line in text.split("\n")]
+    return _NL_RE.sub("\n\n", "\n".join(lines)).strip()
+
+
+def one_line(text: str) -> str:
+    """A single line: titles never carry CR/LF (they end up in email headers)."""
+    return " ".join(clean_text(text).split())
+
+
+_BLOCK_TAGS = (
+    "p",
+    "div",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "section",
+    "article",
+    "ul",
+    "ol",
+    "table",
+    "blockquote",
+)
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML fragment, paragraphs and list items kept apart."""
+    if "<" not in markup and "&" not in markup:
+        return clean_text(markup)
+    try:
+        root = lxml.html.fragment_fromstring(markup, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", markup)))
+    for bad in list(root.iter("script", "style", "noscript", "template")):
+        bad.drop_tree()
+    for el in root.iter("br"):
+        el.tail = "\n" + (el.tail or "")
+    for el in root.iter(*_BLOCK_TAGS):
+        el.tail = "\n" + (el.tail or "")
+        if el.tag not in ("li", "tr") and (el.text is not None or len(el)):
+            el.text = "\n" + (el.text or "")
+    return clean_text(root.text_content())
+
+
+_IDENTIFIER_RE = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+){2,}(?![\w-])")
+
+
+def identifier_tokens(text: str) -> set[str]:
+    """Words in a text that look like call identifiers (``HORIZON-CL5-2027-01-D3-02``,
+    ``ERASMUS-EDU-2027-PI-ALL-INNO``), upper-cased: a national page naming a call."""
+    return {m.group(0).upper() for m in _IDENTIFIER_RE.finditer(text) if len(m.group(0)) >= 8}
+
+
+_STOP = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "of",
+        "for",
+        "and",
+        "to",
+        "in",
+        "on",
+        "call",
+        "calls",
+        "proposals",
+        "proposal",
+        "för",
+        "och",
+        "av",
+        "till",
+        "i",
+        "på",
+        "utlysning",
+        "utlysningen",
+        "inom",
+        "med",
+    ]
+)
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def normalise_title(title: str) -> list[str]:
+    """Lower-case words without accents and stop words ("Förändring" → "forandring")."""
+    text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
+    return [w for w in _WORD_RE.findall(text) if w not in _STOP]
+
+
+def search_text(title: str, summary: str, identifier: str | None, programme: str | None) -> str:
+    """What search scans: the searchable fields, case-folded (Unicode-aware)."""
+    return " \n".join(x for x in (title, identifier, programme, summary) if x).casefold()
