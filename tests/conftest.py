@@ -12,16 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import tomlkit
 
 from tests.loopback import LoopbackServer, loopback  # noqa: F401
+from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, login
 from watcher.app import App
 from watcher.config import validate_data
 from watcher.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# What the tests need from ../shared/ is copied here: no test reads outside the repository.
+DATA = REPO / "tests" / "data"
 PG_ENV = "WATCHER_TEST_DATABASE_URL"
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -132,3 +135,34 @@ def fetch_settings(server: LoopbackServer, **overrides: Any) -> dict[str, Any]:
         "timeout": 5,
         **overrides,
     }
+
+
+# -- the web application, served on loopback ------------------------------------------------
+
+
+@pytest.fixture
+def web_app(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> App:
+    """An App with two sources and a network; admin password from the environment."""
+    monkeypatch.setenv("WATCHER_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.delenv("WATCHER_SECRET_KEY", raising=False)
+    return make_app(BASE_CONFIG)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def server(web_app: App) -> Iterator[LiveServer]:
+    with LiveServer(web_app) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=20) as c:
+        yield c
+
+
+@pytest.fixture
+def admin(client: httpx.Client) -> httpx.Client:
+    """A client logged in as the admin."""
+    r = login(client)
+    assert r.status_code == 303, r.text[:500]
+    return client

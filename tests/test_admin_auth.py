@@ -1,6 +1,5 @@
 """Admin login: passwords, session cookies, login limits, safe redirects, the secret key."""
 
-# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
 
 from __future__ import annotations
 
@@ -11,17 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_web_support import (  # noqa: F401
-    BASE_CONFIG,
-    PASSWORD,
-    LiveServer,
-    admin,
-    client,
-    csrf_of,
-    login,
-    server,
-    web_app,
-)
+from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, csrf_of, login
 from watcher.app import App
 from watcher.config_edit import ConfigFile
 from watcher.web import auth

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.test_web_support import BASE_CONFIG
+from tests.web_builders import BASE_CONFIG
 from watcher.cli import main
 from watcher.config import load
 from watcher.web.auth import verify_password

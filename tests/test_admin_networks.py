@@ -1,7 +1,6 @@
 """Admin networks: add, edit (members, schedule, areas, themes), delete, the digest preview,
 the delivery log."""
 
-# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
 
 from __future__ import annotations
 
@@ -11,17 +10,7 @@ import tomllib
 import httpx
 import pytest
 
-from tests.test_web_support import (  # noqa: F401
-    admin,
-    client,
-    config_text,
-    csrf_of,
-    post_form,
-    raw,
-    seed,
-    server,
-    web_app,
-)
+from tests.web_builders import config_text, csrf_of, post_form, raw, seed
 from watcher.app import App
 
 

@@ -1,6 +1,5 @@
 """Admin rules: view, edit, validate, back-test before saving, save atomically, re-tag."""
 
-# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
 
 from __future__ import annotations
 
@@ -11,16 +10,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.test_web_support import (  # noqa: F401
-    admin,
-    client,
-    config_text,
-    csrf_of,
-    raw,
-    seed,
-    server,
-    web_app,
-)
+from tests.web_builders import config_text, csrf_of, raw, seed
 from watcher.app import App
 
 RULE = """\

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import fetch_settings
 from tests.loopback import LoopbackServer
-from tests.test_web_support import (
+from tests.web_builders import (
     BASE_CONFIG,
     PASSWORD,
     LiveServer,
@@ -349,7 +349,7 @@ def test_the_health_list_shows_failures_warnings_counts_and_held_items(
 
 
 def test_held_items_can_be_released(farm_app: App, admin: httpx.Client) -> None:
-    from tests.test_web_support import item, store
+    from tests.web_builders import item, store
 
     ids = store(farm_app, "esf", [item("h1", "Flod 1"), item("h2", "Flod 2")])
     with farm_app.storage.engine.begin() as conn:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import fetch_settings
 from tests.loopback import LoopbackServer
-from tests.test_web_support import BASE_CONFIG, PASSWORD, LiveServer, raw, seed
+from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, raw, seed
 from watcher.app import App
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import SHARED, fetch_settings, write_config
+from tests.conftest import DATA, fetch_settings, write_config
 from tests.loopback import LoopbackServer
 from watcher.cli import main
 
@@ -78,7 +78,7 @@ def test_poll_then_items_and_sources(cli):
 
 
 def test_sources_test_from_a_saved_file_stores_nothing(cli):
-    ics = SHARED / "data/sources/interreg_no_kalender_event.ics"
+    ics = DATA / "shared_samples/interreg_no_kalender_event.ics"
     if not ics.exists():
         pytest.skip(f"sample missing: {ics}")
     res = cli("sources", "test", "cal", "--file", str(ics), "--json")

@@ -22,7 +22,7 @@ from notifications.delivery import LEASE, run_digests
 from notifications.email import Outgoing
 from notifications.transports import SmtpTransport
 from tests.conftest import REPO
-from tests.test_digest_support import ItemBuilder, RunningSmtp, SmtpSink, free_port, start_smtp
+from tests.digest_builders import ItemBuilder, RunningSmtp, SmtpSink, free_port, start_smtp
 from watcher.storage.deliveries import DeliveryStore
 
 MEMBERS = [f"m{i}@kommun.example.se" for i in range(1, 6)]

@@ -16,7 +16,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from notifications.email import Outgoing, Sender, build_message, list_id
 from notifications.transports import SmtpTransport, TransportUnavailable
 from tests.conftest import T0
-from tests.test_digest_support import SmtpSink, start_smtp
+from tests.digest_builders import SmtpSink, start_smtp
 from watcher.config import SmtpSection, validate_data
 from watcher.exceptions import ConfigError, PermanentDeliveryError, TransientDeliveryError
 

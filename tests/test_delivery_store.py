@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from notifications.delivery import LEASE, run_digests
 from notifications.email import Outgoing
 from tests.conftest import T0
-from tests.test_digest_support import ItemBuilder
+from tests.digest_builders import ItemBuilder
 from watcher.exceptions import StorageError
 from watcher.storage.deliveries import DeliveryStore, NewDelivery, lock_name
 

@@ -14,7 +14,7 @@ from notifications.email import Sender, build_message, list_id
 from notifications.render import format_datetime, render_digest
 from notifications.transports import FileTransport
 from tests.conftest import T0
-from tests.test_digest_support import ItemBuilder
+from tests.digest_builders import ItemBuilder
 from watcher.exceptions import PermanentDeliveryError
 from watcher.storage.deliveries import NotableChange
 

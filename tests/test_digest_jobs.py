@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from notifications.schedule import digest_jobs, run_network
-from tests.test_digest_support import ItemBuilder, SmtpSink, start_smtp
+from tests.digest_builders import ItemBuilder, SmtpSink, start_smtp
 from watcher.cli import main
 from watcher.scheduler import Scheduler
 from watcher.storage.deliveries import DeliveryStore

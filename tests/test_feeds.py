@@ -12,7 +12,7 @@ from icalendar import Calendar
 from lxml import etree
 
 from notifications.unsubscribe import Unsubscriber
-from tests.test_digest_support import ItemBuilder
+from tests.digest_builders import ItemBuilder
 from watcher.storage.deliveries import DeliveryStore
 from watcher.web.app import create_app
 

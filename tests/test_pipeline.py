@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHARED, fetch_settings
+from tests.conftest import DATA, fetch_settings
 from tests.loopback import LoopbackServer, Reply
 from watcher.storage import ItemFilter
 
@@ -334,7 +334,7 @@ async def test_page_watch_makes_one_item_per_meaningful_change(make_app, loopbac
 
 
 async def test_ical_calls_with_programme_mapping(make_app, loopback):
-    ics = SHARED / "data/sources/interreg_no_kalender_event.ics"
+    ics = DATA / "shared_samples/interreg_no_kalender_event.ics"
     if not ics.exists():
         pytest.skip(f"sample missing: {ics}")
     loopback.add("/cal.ics", ics.read_bytes(), content_type="text/calendar")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import SHARED, fetch_settings, write_config
+from tests.conftest import DATA, fetch_settings, write_config
 from watcher.cli import main
 
 FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>
@@ -87,7 +87,7 @@ def test_backtest_shows_gains_without_saving(setup):
 
 def test_evaluate_json_on_the_dev_set(setup):
     run, _tmp, _local = setup
-    data = SHARED / "data/classification-dev.jsonl"
+    data = DATA / "classification/classification-dev.jsonl"
     if not data.exists():
         pytest.skip(f"labelled set missing: {data}")
     res = run("rules", "evaluate", "--data", str(data), "--json")

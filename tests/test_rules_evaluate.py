@@ -11,7 +11,7 @@ from rules import LabelledItem, evaluate, load_labelled, load_rules, rules_from_
 from rules.evaluate import LabelScore
 from watcher.exceptions import RuleError
 
-DEV_SET = Path(__file__).parents[2] / "shared/data/classification-dev.jsonl"
+DEV_SET = Path(__file__).parent / "data/classification/classification-dev.jsonl"
 
 RULES = """
 [[rule]]

@@ -1,6 +1,5 @@
 """The JSON API: /api/items (filters, pagination), /api/items/{id}, /api/sources, OpenAPI."""
 
-# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
 
 from __future__ import annotations
 
@@ -9,17 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.test_web_support import (  # noqa: F401
-    BASE_CONFIG,
-    LiveServer,
-    client,
-    item,
-    raw,
-    seed,
-    server,
-    store,
-    web_app,
-)
+from tests.web_builders import BASE_CONFIG, LiveServer, raw, seed
 from watcher.app import App
 from watcher.types import PollResult, PollStatus, SourceError
 

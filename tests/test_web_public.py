@@ -1,7 +1,6 @@
 """Public pages: the item list (search, filters, sort, pages), the item page, the deadline
 timeline, the subscription page, the language switch, and the English catalogue."""
 
-# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
 
 from __future__ import annotations
 
@@ -14,15 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_web_support import (  # noqa: F401
-    client,
-    item,
-    raw,
-    seed,
-    server,
-    store,
-    web_app,
-)
+from tests.web_builders import item, raw, seed, store
 from watcher.app import App
 from watcher.types import FieldChange, Intent, IntentKind, Kind, PollResult, PollStatus, Status
 from watcher.web.public import TEMPLATES_DIR, local_path, safe_url

@@ -2,7 +2,6 @@
 refused request changes nothing); scraped text is escaped on every page; only http(s)
 links are links; error pages do not echo their input; the security headers."""
 
-# ruff: noqa: F811  (the fixtures imported from test_web_support are parameters here)
 
 from __future__ import annotations
 
@@ -14,19 +13,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from tests.test_web_support import (  # noqa: F401
-    PASSWORD,
-    LiveServer,
-    admin,
-    client,
-    config_text,
-    csrf_of,
-    item,
-    login,
-    server,
-    store,
-    web_app,
-)
+from tests.web_builders import PASSWORD, LiveServer, config_text, csrf_of, item, store
 from watcher.app import App
 from watcher.types import Classification, Evidence, Tag
 from watcher.web import admin as admin_module

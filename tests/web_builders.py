@@ -1,20 +1,19 @@
 """Support for the web tests (no tests here): seeding stored items, the web application
 served by uvicorn in a thread on a free loopback port, HTTP clients, logging in.
 
-The web and admin test modules import the fixtures they use from here."""
+Its fixtures (``web_app``, ``server``, ``client``, ``admin``) are in ``conftest.py``."""
 
 from __future__ import annotations
 
 import re
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 
 from sources.registry import get as adapter_class  # noqa: F401  (loads the registry)
@@ -199,34 +198,6 @@ def post_form(
         fields["version"] = version_of(page.text)
     fields.update(data)
     return client.post(action_url, data=fields)
-
-
-@pytest.fixture
-def web_app(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> App:
-    """An App with two sources and a network; admin password from the environment."""
-    monkeypatch.setenv("WATCHER_ADMIN_PASSWORD", PASSWORD)
-    monkeypatch.delenv("WATCHER_SECRET_KEY", raising=False)
-    return make_app(BASE_CONFIG)  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def server(web_app: App) -> Iterator[LiveServer]:
-    with LiveServer(web_app) as live:
-        yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=20) as c:
-        yield c
-
-
-@pytest.fixture
-def admin(client: httpx.Client) -> httpx.Client:
-    """A client logged in as the admin."""
-    r = login(client)
-    assert r.status_code == 303, r.text[:500]
-    return client
 
 
 def config_text(app: App) -> str:
