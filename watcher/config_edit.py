@@ -17,9 +17,9 @@ Three promises:
   compare and the rename happen under an exclusive lock on the folder (``flock``), so two
   processes cannot both win.
 
-Validation is the config's own: ``validate_data`` over the whole edited document, so an
-edit is refused with the same dotted key paths (``sources[3].options.item``) that
-``watcher check-config`` prints.
+Validation is the config's own: ``sources.registry.validate_config`` (structure and adapter
+options) over the whole edited document, so an edit is refused with the same dotted key
+paths (``sources[3].options.item``) that ``watcher check-config`` prints.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Comment, InlineTable, Item, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from watcher.config import Config, validate_data
+from sources.registry import validate_config
+from watcher.config import Config
 from watcher.exceptions import ConfigError, WatcherError
 
 try:  # POSIX; elsewhere the version check alone guards saves
@@ -465,7 +466,7 @@ class ConfigFile:
 
     def validate(self) -> Config:
         """The edited document as a validated ``Config`` (``ConfigError`` with key paths)."""
-        return validate_data(self.data(), str(self.path))
+        return validate_config(self.data(), str(self.path))
 
     def save(self, expected_version: str | None = None) -> Config:
         """Validate, then write atomically if the file is still at ``expected_version``
