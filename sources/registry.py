@@ -2,12 +2,26 @@
 
 Importing this module imports every built-in adapter module, so ``get(kind)`` always sees
 all of them.
+
+It is also where config is checked against the adapters. ``watcher.config`` sits below the
+adapters (they import it), so it keeps each source's ``options`` as a raw table;
+``check_options`` validates those tables with each adapter's ``Options`` model, and
+``load_config`` / ``validate_config`` are the config loaders for use: the structure and the
+options, every problem in one ``ConfigError`` with its key path.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, TypeVar
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
+
+from watcher import config as config_mod
+from watcher.config import Config
+from watcher.exceptions import ConfigProblem
 
 if TYPE_CHECKING:
     from sources.base import Adapter
@@ -63,3 +77,54 @@ def kinds() -> list[str]:
 def all_adapters() -> dict[str, type[Adapter]]:
     _load_builtins()
     return dict(sorted(_ADAPTERS.items()))
+
+
+# -- config checked against the adapters ----------------------------------------------------
+
+
+def check_options(data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Each source's kind is known and its options fit the adapter's schema. A
+    ``watcher.config.ConfigCheck``: it reads the raw data, so these problems are reported
+    along with any others (a source the model rejects still has its options checked)."""
+    sources = data.get("sources")
+    problems: list[ConfigProblem] = []
+    if not isinstance(sources, list | tuple):
+        return problems  # the model reports the wrong type
+    for i, src in enumerate(sources):
+        if not isinstance(src, Mapping) or not isinstance(src.get("kind"), str):
+            continue
+        try:
+            adapter_cls = get(src["kind"])
+        except KeyError:
+            problems.append(
+                ConfigProblem(
+                    f"sources[{i}].kind",
+                    f"unknown adapter kind {src['kind']!r}; known: {', '.join(kinds())}",
+                )
+            )
+            continue
+        options = src.get("options", {})
+        if not isinstance(options, Mapping):
+            continue  # the model reports the wrong type
+        try:
+            adapter_cls.Options.model_validate(options)
+        except ValidationError as e:
+            for p in config_mod.problems_from(e):
+                problems.append(
+                    ConfigProblem(
+                        f"sources[{i}].options" + ("." + p.path if p.path else ""), p.message
+                    )
+                )
+    return problems
+
+
+def validate_config(data: Mapping[str, Any], path: str | None = None) -> Config:
+    """Validate parsed TOML data for use: structure and adapter options (the admin's edits
+    are checked with this before they are written)."""
+    return config_mod.validate_data(data, path, checks=(check_options,))
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the config file for use (``App``, ``watcher check-config``): the
+    structure and every source's options. A missing default file means all defaults."""
+    return config_mod.load(path, checks=(check_options,))

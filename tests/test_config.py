@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sources.registry import load_config, validate_config
 from watcher import config as config_mod
 from watcher.config import DigestSchedule, Schedule, validate_data
 from watcher.exceptions import ConfigError
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def problems(data: dict) -> dict[str, str]:
     with pytest.raises(ConfigError) as exc:
-        validate_data(data)
+        validate_config(data)
     return {p.path: p.message for p in exc.value.problems}
 
 
@@ -25,7 +26,7 @@ def source(**kw):
 
 
 def test_the_shipped_config_is_valid_and_lists_the_real_sources():
-    cfg = config_mod.load(REPO / "config.toml")
+    cfg = load_config(REPO / "config.toml")
     kinds = {s.kind for s in cfg.sources}
     assert {
         "ft-portal",
@@ -111,6 +112,34 @@ def test_all_problems_are_reported_at_once():
     assert {"sources[0].url", "sources[1].schedule", "fetch.retries"} <= set(found)
 
 
+def test_option_problems_come_with_the_others():
+    found = problems({"sources": [source(url="gopher://x", options={"colour": "red"})]})
+    assert {"sources[0].url", "sources[0].options.colour"} <= set(found)
+
+
+def test_the_config_model_alone_keeps_options_raw():
+    """``watcher.config`` is below the adapters: its own ``validate_data`` checks the
+    structure only; the adapter options are checked one layer up, by the registry."""
+    data = {"sources": [source(options={"colour": "red"})]}
+    assert validate_data(data).sources[0].options == {"colour": "red"}
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.options\.colour"):
+        validate_config(data)
+
+
+def test_load_config_checks_the_options_of_a_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[sources]]\nid = "s"\nname = "S"\nkind = "html"\nurl = "https://example.org/"\n'
+        '[sources.options]\nitem = "div["\n',
+        encoding="utf-8",
+    )
+    assert config_mod.load(path).sources[0].options == {"item": "div["}
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert [p.path for p in exc.value.problems] == ["sources[0].options.item"]
+    assert exc.value.source == str(path)
+
+
 def test_duplicate_ids():
     found = problems({"sources": [source(), source()]})
     assert any("duplicate id" in m for m in found.values())
@@ -144,7 +173,7 @@ def test_every_toml_example_in_the_docs_parses_and_validates():
             body = block.split("```", 1)[0]
             data = tomllib.loads(body)
             if {"sources", "watcher", "fetch", "networks", "email", "web"} & set(data):
-                validate_data(data)
+                validate_config(data)
                 checked += 1
     assert checked >= 1
 
@@ -152,6 +181,6 @@ def test_every_toml_example_in_the_docs_parses_and_validates():
 async def test_the_shipped_config_builds_the_service_parts():
     from watcher.http import HttpClient
 
-    cfg = config_mod.load(REPO / "config.toml")
+    cfg = load_config(REPO / "config.toml")
     async with HttpClient(cfg.fetch, cfg.watcher.user_agent):
         pass

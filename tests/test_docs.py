@@ -11,8 +11,9 @@ import click
 import pytest
 
 from sources import registry
+from sources.registry import validate_config
 from watcher.cli import main
-from watcher.config import Config, validate_data
+from watcher.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES_DOC = REPO / "docs" / "sources.md"
@@ -40,7 +41,7 @@ def test_every_adapter_kind_and_option_is_documented_with_a_valid_example(kind: 
     blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
     assert blocks, f"no TOML example for {kind}"
     for block in blocks:
-        cfg = validate_data(tomllib.loads(block))
+        cfg = validate_config(tomllib.loads(block))
         assert [s.kind for s in cfg.sources] == [kind]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from watcher.config import validate_data
+from sources.registry import validate_config
 from watcher.exceptions import ConfigError
 from watcher.web.messages import localise
 
@@ -55,7 +55,7 @@ def problems() -> list[str]:
     out = []
     for data in BAD_CONFIGS:
         with pytest.raises(ConfigError) as e:
-            validate_data(data)
+            validate_config(data)
         out.extend(p.message for p in e.value.problems)
     return out
 

@@ -782,8 +782,6 @@ def test_bad_option_values_are_rejected(kind: str, options: dict[str, Any], mess
 
 
 def test_options_reach_the_config_check() -> None:
-    from watcher.config import validate_data
-
     data = {
         "sources": [
             {
@@ -796,7 +794,7 @@ def test_options_reach_the_config_check() -> None:
         ]
     }
     with pytest.raises(ConfigError, match=r"sources\[0\]\.options\.types"):
-        validate_data(data)
+        registry.validate_config(data)
 
 
 def test_ft_portal_programme_names_and_codes() -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from watcher import config as config_mod
+from sources.registry import load_config
 from watcher.config import Config, SourceConfig
 from watcher.exceptions import ConfigError
 from watcher.storage import Storage
@@ -80,7 +80,7 @@ class App:
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, **kwargs: Any) -> App:
-        return cls(config_mod.load(path), **kwargs)
+        return cls(load_config(path), **kwargs)
 
     @property
     def config(self) -> Config:
@@ -116,7 +116,7 @@ class App:
         if self._config.path is None or self._mtime() == self._config_mtime:
             return False
         try:
-            new = config_mod.load(self._config.path)
+            new = load_config(self._config.path)
         except ConfigError as e:
             self.config_error = e
             self._config_mtime = self._mtime()

@@ -1,9 +1,16 @@
 """Configuration: ``config.toml`` read into validated, typed models.
 
 Every problem is reported with its dotted key path (``sources[3].options.item``), all at
-once, as a ``ConfigError``. Adapter options are validated by the adapter's own ``Options``
-model (unknown keys are errors). Secrets never live here: an SMTP or admin password in the
-file is itself a config error; they come from the environment.
+once, as a ``ConfigError``. Secrets never live here: an SMTP or admin password in the file is
+itself a config error; they come from the environment.
+
+This module is at the bottom of the layers (adapters, the HTTP client and everything else
+import it), so it cannot know the adapters: a source's ``options`` stay a raw table here.
+They are checked against the adapter's own ``Options`` model (unknown keys are errors) one
+layer up, by ``sources.registry``, whose ``load_config`` / ``validate_config`` pass that check
+in through ``checks`` so its problems come out with the model's, in one ``ConfigError``.
+Config that is loaded for use goes through those two; ``load`` and ``validate_data`` here
+alone check the structure only.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -236,6 +243,7 @@ class SourceConfig(Strict):
     areas: tuple[str, ...] = ()
     themes: tuple[str, ...] = ()
     language: str | None = None
+    # A raw table here: the adapter's Options model checks it (sources.registry).
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")
@@ -424,7 +432,7 @@ class Config(Strict):
         return ZoneInfo(self.watcher.timezone)
 
 
-def _loc(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
+def _loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -434,7 +442,10 @@ def _loc(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
     return out
 
 
-def _problems_from(e: ValidationError, data: Mapping[str, Any]) -> list[ConfigProblem]:
+def problems_from(e: ValidationError) -> list[ConfigProblem]:
+    """A pydantic error as our problems: dotted key paths, plain messages ("unknown key" for
+    a key the model forbids). Public so that checks from the layers above (the adapter
+    options) read exactly like the model's own."""
     problems = []
     for err in e.errors():
         loc = [p for p in err["loc"] if p not in ("function-after", "function-before")]
@@ -442,56 +453,29 @@ def _problems_from(e: ValidationError, data: Mapping[str, Any]) -> list[ConfigPr
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         msg = msg.removeprefix("Value error, ")
-        problems.append(ConfigProblem(_loc(loc, data), msg))
+        problems.append(ConfigProblem(_loc(loc), msg))
     return problems
 
 
-def validate_data(data: Mapping[str, Any], path: str | None = None) -> Config:
-    """Validate parsed TOML data (also used by the admin before it writes an edit)."""
-    problems = check_source_options(data.get("sources"))
+ConfigCheck = Callable[[Mapping[str, Any]], list[ConfigProblem]]
+"""A check over the raw parsed data that a layer above adds (``sources.registry.check_options``).
+It sees the data before the models do, so its problems are reported along with theirs."""
+
+
+def validate_data(
+    data: Mapping[str, Any], path: str | None = None, *, checks: Sequence[ConfigCheck] = ()
+) -> Config:
+    """Validate parsed TOML data, every problem at once. Without ``checks`` only the
+    structure is checked (options are raw tables): to validate config for use, call
+    ``sources.registry.validate_config``, which adds the adapter-options check."""
+    problems = [p for check in checks for p in check(data)]
     try:
         cfg = Config.model_validate({**data, "path": path})
     except ValidationError as e:
-        raise ConfigError(_problems_from(e, data) + problems, source=path or "") from e
+        raise ConfigError(problems_from(e) + problems, source=path or "") from e
     if problems:
         raise ConfigError(problems, source=path or "")
     return cfg
-
-
-def check_source_options(sources: Any) -> list[ConfigProblem]:
-    """Each source's kind is known and its options fit the adapter's schema (checked on
-    the raw data, so these problems are reported along with any others)."""
-    from sources import registry
-
-    problems: list[ConfigProblem] = []
-    if not isinstance(sources, list | tuple):
-        return problems
-    for i, src in enumerate(sources):
-        if not isinstance(src, Mapping) or not isinstance(src.get("kind"), str):
-            continue
-        try:
-            adapter_cls = registry.get(src["kind"])
-        except KeyError:
-            problems.append(
-                ConfigProblem(
-                    f"sources[{i}].kind",
-                    f"unknown adapter kind {src['kind']!r}; known: {', '.join(registry.kinds())}",
-                )
-            )
-            continue
-        options = src.get("options", {})
-        if not isinstance(options, Mapping):
-            continue  # the model reports the wrong type
-        try:
-            adapter_cls.Options.model_validate(options)
-        except ValidationError as e:
-            for p in _problems_from(e, options):
-                problems.append(
-                    ConfigProblem(
-                        f"sources[{i}].options" + ("." + p.path if p.path else ""), p.message
-                    )
-                )
-    return problems
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -501,17 +485,20 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else Path(DEFAULT_CONFIG)
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the config file. A missing default file means all defaults."""
+def load(
+    path: str | os.PathLike[str] | None = None, *, checks: Sequence[ConfigCheck] = ()
+) -> Config:
+    """Read and validate the config file. A missing default file means all defaults.
+    ``checks`` as in ``validate_data``: for use, call ``sources.registry.load_config``."""
     p = config_path(path)
     if not p.exists():
         if path or os.environ.get(ENV_CONFIG):
             raise ConfigError(f"config file {p} does not exist")
-        return validate_data({}, None)
+        return validate_data({}, None, checks=checks)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", source=str(p)) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read: {e}", source=str(p)) from e
-    return validate_data(data, str(p))
+    return validate_data(data, str(p), checks=checks)

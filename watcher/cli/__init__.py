@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from sources.registry import load_config
 from watcher import calls
 from watcher import config as config_mod
 from watcher.exceptions import ConfigError, StorageError, WatcherError
@@ -506,7 +507,7 @@ def check_config(click_ctx: click.Context) -> None:
     ctx: Ctx = click_ctx.obj
     path = config_mod.config_path(ctx.config_path)
     try:
-        cfg = config_mod.load(ctx.config_path)
+        cfg = load_config(ctx.config_path)
     except ConfigError as e:
         err_console.print(f"[bold red]{len(e.problems)} problem(s)[/] in {path}:")
         for p in e.problems:
