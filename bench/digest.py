@@ -33,14 +33,14 @@ from watcher.types import (
     Classification,
     Evidence,
     FieldChange,
-    Intent,
-    IntentKind,
     Item,
     Kind,
+    NewItem,
     PollResult,
     PollStatus,
     Status,
     Tag,
+    Updated,
 )
 
 NOW = datetime(2026, 11, 9, 7, 0, tzinfo=UTC)
@@ -98,7 +98,7 @@ def seed(app: App, n_items: int, rnd: random.Random) -> None:
             mine = [i for i in batch if i.source_id == src]
             out = storage.apply(
                 src,
-                [Intent(IntentKind.NEW, i) for i in mine],
+                [NewItem(i) for i in mine],
                 PollResult(src, PollStatus.OK, new=len(mine)),
                 at - timedelta(days=2) if not baseline else at,
                 baseline=baseline,
@@ -125,7 +125,7 @@ def seed(app: App, n_items: int, rnd: random.Random) -> None:
         )
         storage.apply(
             it.source_id,
-            [Intent(IntentKind.UPDATED, moved, item_id=item_id, changes=(change,))],
+            [Updated(moved, item_id, (change,))],
             PollResult(it.source_id, PollStatus.OK, updated=1),
             NOW - timedelta(days=1),
         )

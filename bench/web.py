@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from watcher.app import App  # noqa: E402
 from watcher.config import validate_data  # noqa: E402
 from watcher.pipeline.normalise import normalise  # noqa: E402
-from watcher.types import Intent, IntentKind, PollResult, PollStatus, RawItem  # noqa: E402
+from watcher.types import NewItem, PollResult, PollStatus, RawItem  # noqa: E402
 
 SCENARIOS = {
     "list, newest first": "/",
@@ -153,7 +153,7 @@ def build(folder: Path, n: int) -> Path:
             part = items[at : at + 1000]
             outcome = app.storage.apply(
                 src.id,
-                [Intent(IntentKind.NEW, it) for it in part],
+                [NewItem(it) for it in part],
                 PollResult(src.id, PollStatus.OK, new=len(part), parsed=len(part)),
                 now,
             )

@@ -27,14 +27,14 @@ from watcher.types import (
     Classification,
     Evidence,
     FieldChange,
-    Intent,
-    IntentKind,
     Item,
     Kind,
+    NewItem,
     PollResult,
     PollStatus,
     Status,
     Tag,
+    Updated,
 )
 
 
@@ -89,7 +89,7 @@ class ItemBuilder:
         result = PollResult(source, PollStatus.OK, new=1)
         out = self.storage.apply(
             source,
-            [Intent(IntentKind.NEW, item)],
+            [NewItem(item)],
             result,
             self.clock(),
             baseline=baseline,
@@ -136,7 +136,7 @@ class ItemBuilder:
         result = PollResult(old.source_id, PollStatus.OK, updated=1)
         self.storage.apply(
             old.source_id,
-            [Intent(IntentKind.UPDATED, new, item_id=item_id, changes=changes)],
+            [Updated(new, item_id, changes)],
             result,
             self.clock(),
         )

@@ -11,36 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.builders import GOOD, feed, rss_item, src
 from tests.conftest import DATA, fetch_settings
 from tests.loopback import LoopbackServer, Reply
 from watcher.storage import ItemFilter
-
-RSS = """<?xml version="1.0" encoding="utf-8"?>
-<rss version="2.0"><channel><title>Nyheter</title><link>https://example.se/</link>
-{items}
-</channel></rss>"""
-
-
-def rss_item(guid: str | None, title: str, link: str, desc: str = "", date: str = "") -> str:
-    g = f"<guid>{guid}</guid>" if guid else ""
-    d = f"<pubDate>{date}</pubDate>" if date else ""
-    return f"<item>{g}<title>{title}</title><link>{link}</link><description>{desc}</description>{d}</item>"
-
-
-def feed(*items: str, encoding: str = "utf-8") -> str:
-    return RSS.format(items="\n".join(items)).replace('encoding="utf-8"', f'encoding="{encoding}"')
-
-
-def src(id: str, url: str, adapter: str = "rss", **options: Any) -> dict[str, Any]:
-    return {"id": id, "name": id, "kind": adapter, "url": url, "schedule": "1h", "options": options}
-
-
-GOOD = feed(
-    rss_item(
-        "a1", "Utlysning: kompetensförsörjning", "https://esf.example/a1", "ESF+ i Västsverige"
-    ),
-    rss_item("a2", "Samråd om sammanhållningspolitiken", "https://esf.example/a2", "Have your say"),
-)
 
 
 async def test_poll_stores_items_and_a_repoll_changes_nothing(make_app, loopback: LoopbackServer):

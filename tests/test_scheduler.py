@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from tests.conftest import T0, fetch_settings
 from watcher.config import validate_data
-from watcher.pipeline.poll import backoff_until
+from watcher.polling import backoff_until
 from watcher.scheduler import Scheduler
 
 

@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
+from tests.builders import CALL, OTHER, SRC, items, poll_into
 from tests.conftest import T0, _pg_storage
-from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
+from watcher.pipeline.merge import item_values
 from watcher.pipeline.normalise import normalise
-from watcher.pipeline.track import candidate_keys, decide
 from watcher.storage import ItemFilter, Storage
 from watcher.storage.schema import items as items_table
-from watcher.storage.store import _item_values
 from watcher.types import (
     Classification,
     Evidence,
@@ -25,33 +24,6 @@ from watcher.types import (
     RawItem,
     SourceError,
     Tag,
-)
-
-SRC = SourceConfig(id="esf", name="ESF", kind="rss", url="https://esf.example/feed")
-OTHER = SourceConfig(id="ft", name="F&T", kind="ft-portal", url="https://ft.example/api")
-
-
-def items(source: SourceConfig, *raws: RawItem, now: Any = T0) -> list[Any]:
-    return [normalise(r, source, now) for r in raws]
-
-
-def poll_into(storage: Storage, source: SourceConfig, raws: list[RawItem], now: Any = T0) -> Any:
-    its = items(source, *raws, now=now)
-    known = storage.known_slices(source.id)
-    cands = storage.duplicate_candidates(source.id, *candidate_keys(its))
-    intents = decide(its, known, cands)
-    result = PollResult(source.id, PollStatus.OK, parsed=len(its))
-    return storage.apply(source.id, intents, result, now)
-
-
-CALL = RawItem(
-    key="c1",
-    title="Utlysning: kompetensförsörjning i Västsverige",
-    link="https://esf.example/c1",
-    kind="call",
-    opening="2026-10-01",
-    deadlines=("2027-03-16",),
-    budget="50 miljoner kronor",
 )
 
 
@@ -449,7 +421,7 @@ def test_the_duplicate_index_finds_an_item_whose_id_committed_late(pg_storage: S
     tx = conn.begin()
     conn.execute(
         insert(items_table).values(
-            uid="esf:L", source_id="esf", first_seen=T0, last_seen=T0, **_item_values(late)
+            uid="esf:L", source_id="esf", first_seen=T0, last_seen=T0, **item_values(late)
         )
     )
     early = RawItem(key="E", title="Early call", identifier="HORIZON-EARLY-2027-01")

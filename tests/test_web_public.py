@@ -1,7 +1,6 @@
 """Public pages: the item list (search, filters, sort, pages), the item page, the deadline
 timeline, the subscription page, the language switch, and the English catalogue."""
 
-
 from __future__ import annotations
 
 import ast
@@ -15,7 +14,7 @@ import pytest
 
 from tests.web_builders import item, raw, seed, store
 from watcher.app import App
-from watcher.types import FieldChange, Intent, IntentKind, Kind, PollResult, PollStatus, Status
+from watcher.types import FieldChange, Kind, PollResult, PollStatus, Status, Updated
 from watcher.web.public import TEMPLATES_DIR, local_path, safe_url
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # the clock fixture's time: Monday, week 45
@@ -157,8 +156,7 @@ def test_the_item_page_shows_the_record_sources_history_and_tags_with_why(
     stocked.storage.apply(
         "esf",
         [
-            Intent(
-                IntentKind.UPDATED,
+            Updated(
                 updated,
                 it.id,
                 (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,23 @@ import pytest
 from sqlalchemy import DateTime, event
 from sqlalchemy.dialects import sqlite
 
+from tests.builders import CALL, GOOD, OTHER, SRC, items, poll_into, src
 from tests.conftest import T0
-from tests.test_storage import CALL, OTHER, SRC, items, poll_into
 from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
 from watcher.pipeline.track import candidate_keys, decide
-from watcher.pipeline.writer import BatchWriter
-from watcher.storage import Storage
+from watcher.storage import Storage, Transaction
 from watcher.storage.schema import UtcDateTime
-from watcher.storage.store import Transaction
-from watcher.types import Classification, Evidence, PollResult, PollStatus, RawItem, Tag
+from watcher.storage.writer import BatchWriter
+from watcher.types import (
+    Classification,
+    Evidence,
+    PollResult,
+    PollStatus,
+    RawItem,
+    Tag,
+    Unchanged,
+)
 
 
 def not_modified(source_id: str) -> Any:
@@ -262,7 +270,6 @@ async def test_a_failing_read_of_all_states_leaves_each_poll_to_read_its_own(
     make_app: Any, loopback: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.conftest import fetch_settings
-    from tests.test_pipeline import GOOD, src
 
     loopback.add("/a.xml", GOOD, content_type="application/rss+xml")
     loopback.add("/b.xml", GOOD, content_type="application/rss+xml")
@@ -357,13 +364,15 @@ def test_records_made_by_several_sources_are_left_for_tagging_from_what_is_store
     def poll_tagged(source: SourceConfig, raw: RawItem, minutes: int, cls: Classification) -> Any:
         its = items(source, raw, now=T0 + timedelta(minutes=minutes))
         cands = storage.duplicate_candidates(source.id, *candidate_keys(its))
-        intents = decide(its, storage.known_slices(source.id), cands)
+        intents = [
+            replace(i, classification=cls) if not isinstance(i, Unchanged) else i
+            for i in decide(its, storage.known_slices(source.id), cands)
+        ]
         return storage.apply(
             source.id,
             intents,
             PollResult(source.id, PollStatus.OK, parsed=1),
             T0 + timedelta(minutes=minutes),
-            classifications=[cls for _ in intents],
         )
 
     [news_id] = poll_tagged(SRC, NEWS, 0, energy).new_ids

@@ -20,7 +20,7 @@ from sources.registry import get as adapter_class  # noqa: F401  (loads the regi
 from watcher.app import App
 from watcher.config import SourceConfig
 from watcher.pipeline.normalise import normalise
-from watcher.types import Intent, IntentKind, Item, Kind, PollResult, PollStatus, RawItem
+from watcher.types import Item, Kind, NewItem, PollResult, PollStatus, RawItem
 from watcher.web.app import create_app
 
 PASSWORD = "rätt-häst-batteri-häftklammer"
@@ -63,7 +63,7 @@ def seed(
     items = [normalise(r, src, now, app.config.tz) for r in raws]
     outcome = app.storage.apply(
         source_id,
-        [Intent(IntentKind.NEW, it) for it in items],
+        [NewItem(it) for it in items],
         PollResult(source_id, PollStatus.OK, new=len(items), parsed=len(items)),
         now,
     )
@@ -84,7 +84,7 @@ def store(
     now = now or app.now()
     outcome = app.storage.apply(
         source_id,
-        [Intent(IntentKind.NEW, it) for it in items],
+        [NewItem(it) for it in items],
         PollResult(source_id, PollStatus.OK, new=len(items), parsed=len(items)),
         now,
     )

@@ -28,7 +28,7 @@ from watcher.types import PollResult
 if TYPE_CHECKING:
     from watcher.classify import RulesClassifier
     from watcher.http import HttpClient
-    from watcher.pipeline.writer import BatchWriter
+    from watcher.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class App:
         progress: Callable[[PollResult], None] | None = None,
         http: HttpClient | None = None,
     ) -> list[PollResult]:
-        from watcher.pipeline.poll import Poller
+        from watcher.polling import Poller
 
         sources = self.sources(ids)
         own = http is None and self.http is None
@@ -221,7 +221,7 @@ class App:
                 await client.aclose()
 
     def _writer(self) -> BatchWriter:
-        from watcher.pipeline.writer import BatchWriter
+        from watcher.storage.writer import BatchWriter
 
         loop = asyncio.get_running_loop()
         writer = self._writers.get(loop)
@@ -262,7 +262,7 @@ class App:
         import sniffio  # noqa: F401
 
         import sources.registry
-        import watcher.pipeline.poll  # noqa: F401
+        import watcher.polling  # noqa: F401
         from watcher.pipeline.work import warm_up
 
         sources.registry.kinds()

@@ -210,3 +210,11 @@ def from_iso(value: str | None) -> datetime | None:
         return None
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def utc_day(iso_value: str) -> str:
+    """The UTC date of a stored ISO timestamp (stored deadlines are UTC already)."""
+    if iso_value.endswith(("+00:00", "Z")):
+        return iso_value[:10]
+    dt = from_iso(iso_value)
+    return dt.astimezone(UTC).date().isoformat() if dt else iso_value[:10]

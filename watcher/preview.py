@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from sources import registry
 from sources.base import FetchContext
 from watcher.exceptions import SourceFailure
+from watcher.pipeline.layout import check_layout
 from watcher.pipeline.normalise import normalise
-from watcher.pipeline.poll import check_layout
 from watcher.types import Fetched, FetchStatus, Item, Page, SourceError, SourceState
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from watcher.text import normalise_title
 
@@ -329,25 +329,65 @@ class FieldChange:
 
 
 class IntentKind(enum.StrEnum):
+    """How a poll counts an intent: a new entry (a new item, or a new source of a stored
+    call), an update, or nothing new."""
+
     NEW = "new"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True)
-class Intent:
-    """What storage should do with one normalised item."""
+class NewItem:
+    """An item no stored record is: stored as a new record, tagged with its own
+    ``classification``."""
 
-    kind: IntentKind
     item: Item
-    item_id: int | None = None  # the stored item it applies to (UPDATED / UNCHANGED / merged NEW)
-    changes: tuple[FieldChange, ...] = ()
-    duplicate_of: int | None = None  # NEW item recognised as a stored item from another source
-    reason: str = ""  # why it was matched as a duplicate
-    stored_key: str | None = None  # the key storage has, when it differs (guid churn)
-    # A merged NEW item that is the call itself, where the stored item only named its
-    # identifier (a news page polled before the call's own source): its record takes over.
+    classification: Classification | None = None
+    kind: ClassVar[IntentKind] = IntentKind.NEW
+
+
+@dataclass(frozen=True)
+class Linked:
+    """A new entry of this source that is a call another source stored (``item_id``): the
+    source is linked to it, no new record. ``takes_over``: the item is the call itself where
+    the stored record only named its identifier (a news page polled before the call's own
+    source); the call's record and source take over. The stored call's tags stand unless
+    the record is taken over (then it is tagged from the merged record)."""
+
+    item: Item
+    item_id: int
+    reason: str
     takes_over: bool = False
+    classification: Classification | None = None
+    kind: ClassVar[IntentKind] = IntentKind.NEW
+
+
+@dataclass(frozen=True)
+class Updated:
+    """This source's entry of a stored item changed: ``changes`` against the source's own
+    last values. ``stored_key``: the key storage has, when it differs (guid churn)."""
+
+    item: Item
+    item_id: int
+    changes: tuple[FieldChange, ...]
+    stored_key: str | None = None
+    classification: Classification | None = None
+    kind: ClassVar[IntentKind] = IntentKind.UPDATED
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """This source's entry of a stored item is as it was (only seen again)."""
+
+    item: Item
+    item_id: int
+    stored_key: str | None = None
+    kind: ClassVar[IntentKind] = IntentKind.UNCHANGED
+
+
+# What storage should do with one normalised item (``track.decide`` makes them).
+Intent = NewItem | Linked | Updated | Unchanged
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Change tracking and cross-source duplicate matching: a pure decision.
 
 ``decide`` takes what storage knows (this source's stored slices, and candidate items from
-other sources), the freshly normalised items and ``now``, and returns one ``Intent`` per
-item. It does no I/O; storage applies the intents.
+other sources) and the freshly normalised items, and returns one ``Intent`` per item:
+``NewItem``, ``Linked`` (a stored call of another source), ``Updated`` or ``Unchanged``.
+It does no I/O; ``merge`` turns an intent into the values to write, and storage writes them.
 
 Matching rules, in order:
 
@@ -27,9 +28,12 @@ from watcher.types import (
     DupCandidate,
     FieldChange,
     Intent,
-    IntentKind,
     Item,
+    Linked,
+    NewItem,
     StoredSlice,
+    Unchanged,
+    Updated,
     tracked_values,
 )
 
@@ -70,26 +74,16 @@ def decide(
                 and not cand.identifier
                 and _contains_id(cand.title.upper(), item.identifier)
             )
-            intents.append(
-                Intent(
-                    IntentKind.NEW,
-                    item,
-                    cand.item_id,
-                    (),
-                    cand.item_id,
-                    reason,
-                    takes_over=takes_over,
-                )
-            )
+            intents.append(Linked(item, cand.item_id, reason, takes_over=takes_over))
         else:
-            intents.append(Intent(IntentKind.NEW, item))
+            intents.append(NewItem(item))
     return intents
 
 
-def _compare(item: Item, stored: StoredSlice) -> Intent:
+def _compare(item: Item, stored: StoredSlice) -> Updated | Unchanged:
     rekey = stored.key if stored.key != item.key else None
     if item.content_hash == stored.content_hash:
-        return Intent(IntentKind.UNCHANGED, item, stored.item_id, stored_key=rekey)
+        return Unchanged(item, stored.item_id, stored_key=rekey)
     new = tracked_values(item)
     changes = tuple(
         FieldChange(f, stored.values.get(f), new[f])
@@ -97,8 +91,8 @@ def _compare(item: Item, stored: StoredSlice) -> Intent:
         if _differs(stored.values.get(f), new[f])
     )
     if not changes:
-        return Intent(IntentKind.UNCHANGED, item, stored.item_id, stored_key=rekey)
-    return Intent(IntentKind.UPDATED, item, stored.item_id, changes, stored_key=rekey)
+        return Unchanged(item, stored.item_id, stored_key=rekey)
+    return Updated(item, stored.item_id, changes, stored_key=rekey)
 
 
 def _differs(old: object, new: object) -> bool:

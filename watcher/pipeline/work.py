@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from watcher.pipeline.normalise import normalise
 from watcher.types import Classification, Fetched, Item
 
 if TYPE_CHECKING:
+    from rules.engine import ClassifiableItem
     from watcher.config import SourceConfig
-    from watcher.pipeline.poll import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,17 @@ class RulesSpec:
     paths: tuple[str, ...]
     defaults: bool
     version: str
+
+
+class Classifier(Protocol):
+    """What polling needs from the rules engine."""
+
+    @property
+    def version(self) -> str: ...
+
+    def __call__(self, item: ClassifiableItem, source: SourceConfig | None) -> Classification: ...
+
+    def spec(self) -> RulesSpec: ...
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,11 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from watcher.dates import from_iso
+from watcher.dates import utc_day
 from watcher.storage.schema import item_changes, item_sources, items
 from watcher.text import identifier_tokens, normalise_title
 from watcher.types import DupCandidate
@@ -73,14 +72,6 @@ class _Entry:
                 self.named,
             )
         return self.candidate
-
-
-def utc_day(iso_value: str) -> str:
-    """The UTC date of a stored ISO timestamp (stored deadlines are UTC already)."""
-    if iso_value.endswith(("+00:00", "Z")):
-        return iso_value[:10]
-    dt = from_iso(iso_value)
-    return dt.astimezone(UTC).date().isoformat() if dt else iso_value[:10]
 
 
 class CandidateCache:

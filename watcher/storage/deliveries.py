@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from watcher.storage import base
+from watcher.storage.core import StorageCore
 from watcher.storage.schema import (
     deliveries,
     digests,
@@ -38,7 +39,6 @@ from watcher.storage.schema import (
     optouts,
     tags,
 )
-from watcher.storage.store import Storage
 
 # Delivery statuses.
 PENDING = "pending"
@@ -168,7 +168,7 @@ def lock_name(network_id: str) -> str:
 class DeliveryStore:
     """All SQL of digests, deliveries and opt-outs, over the service's ``Storage``."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: StorageCore) -> None:
         self.storage = storage
         self.engine = storage.engine
 

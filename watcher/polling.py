@@ -1,7 +1,11 @@
 """Polling: the one place the stages run in order for a source.
 
-fetch (adapter, guarded HTTP) → parse (pure) → normalise (pure) → layout checks (pure)
-→ decide (pure) → apply (storage) → classify and tag (pure rules, storage writes).
+fetch (adapter, guarded HTTP) → parse, normalise, classify (pure, ``pipeline.work``) →
+layout checks (pure, ``pipeline.layout``) → inside the write transaction: what is stored →
+decide (pure, ``pipeline.track``) → merge (pure, ``pipeline.merge``) → write (storage).
+
+It sits above storage and the pure pipeline, below the app (``watcher.app`` makes the
+``Poller``).
 
 A poll never raises: whatever goes wrong ends as a ``PollResult`` with a ``SourceError``,
 recorded on the source's health, and the other sources of the same run go on.
@@ -13,106 +17,45 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from sources import registry
+from sources.base import FetchContext
 from watcher.exceptions import ParseError, SourceFailure, StorageError
+from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
-from watcher.pipeline.work import Processed, RulesSpec, process
-from watcher.pipeline.writer import BatchWriter
+from watcher.pipeline.work import Classifier, Processed, process
+from watcher.storage.writer import BatchWriter
 from watcher.types import (
+    CacheState,
     Classification,
     Fetched,
     FetchStatus,
     IntentKind,
-    Item,
+    Linked,
+    NewItem,
     PollResult,
     PollStatus,
     SourceError,
     SourceState,
     Status,
     StoredSlice,
+    Updated,
 )
 
 if TYPE_CHECKING:
-    from rules.engine import ClassifiableItem
     from sources.base import Adapter
     from watcher.config import SourceConfig
     from watcher.http import HttpClient
-    from watcher.storage import Storage
-    from watcher.storage.store import ApplyOutcome, Transaction
+    from watcher.storage import ApplyOutcome, Storage, Transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Fields whose sudden disappearance from a source's items suggests a changed layout.
-PROFILE_FIELDS = ("link", "summary", "published", "opening", "deadlines", "status")
 MIN_BACKOFF = timedelta(minutes=1)
-
-
-class Classifier(Protocol):
-    """What polling needs from the rules engine."""
-
-    @property
-    def version(self) -> str: ...
-
-    def __call__(self, item: ClassifiableItem, source: SourceConfig | None) -> Classification: ...
-
-    def spec(self) -> RulesSpec: ...
-
-
-@dataclass(frozen=True)
-class LayoutCheck:
-    warnings: tuple[str, ...]
-    profile: Mapping[str, float]
-
-
-def field_profile(items: Sequence[Item]) -> dict[str, float]:
-    if not items:
-        return {}
-    n = len(items)
-    return {f: round(sum(1 for it in items if getattr(it, f)) / n, 3) for f in PROFILE_FIELDS}
-
-
-def check_layout(
-    state: SourceState,
-    items: Sequence[Item],
-    adapter_kind: str,
-    *,
-    filtered: bool = False,
-    skipped: int = 0,
-) -> LayoutCheck:
-    """Warn when a source suddenly yields nothing, or loses fields it always had. Pure.
-
-    ``filtered``: the source drops entries by keywords or regions, so an empty result may
-    be honest; ``skipped``: entries the adapter knowingly left out (stored closed calls)."""
-    warnings: list[str] = []
-    profile = field_profile(items)
-    if not items:
-        if skipped:
-            pass
-        elif state.last_parsed and not filtered:
-            warnings.append(
-                f"layout changed? the source gave no items (last time {state.last_parsed})"
-            )
-        elif not state.last_parsed and (adapter_kind == "html" or not filtered):
-            warnings.append(
-                "layout changed? no items found"
-                + (" — check the CSS selectors" if adapter_kind == "html" else "")
-            )
-        # Keep the old profile so the next good poll compares against it.
-        return LayoutCheck(tuple(warnings), dict(state.field_profile))
-    if len(items) >= 3 and state.field_profile:
-        lost = [
-            f
-            for f, share in state.field_profile.items()
-            if share >= 0.8 and profile.get(f, 0.0) == 0.0
-        ]
-        if lost:
-            warnings.append("layout changed? items no longer have " + ", ".join(sorted(lost)))
-    return LayoutCheck(tuple(warnings), profile)
 
 
 def backoff_until(failures: int, interval_seconds: float, now: datetime) -> datetime:
@@ -207,10 +150,6 @@ class Poller:
         started: datetime,
         state: SourceState | None,
     ) -> PollResult:
-        from sources import registry
-        from sources.base import FetchContext
-        from watcher.types import CacheState
-
         adapter: Adapter = registry.get(source.kind)(source)
         if state is None:
             state = await self._read(self.storage.source_state, source.id, with_count=False)
@@ -271,10 +210,19 @@ class Poller:
                 identifiers, deadlines = candidate_keys(fresh)
                 candidates = txn.duplicate_candidates(source.id, identifiers, deadlines)
             intents = decide(items, known, candidates)
+            if processed.classifications is not None:
+                # Each intent carries its entry's tags (the first entry of a repeated key).
+                by_key: dict[str, Classification] = {}
+                for it, cls in zip(items, processed.classifications, strict=True):
+                    by_key.setdefault(it.key, cls)
+                intents = [
+                    replace(i, classification=by_key.get(i.item.key))
+                    if isinstance(i, NewItem | Linked | Updated)
+                    else i
+                    for i in intents
+                ]
             counts = {k: sum(1 for i in intents if i.kind == k) for k in IntentKind}
-            new_count = sum(
-                1 for i in intents if i.kind == IntentKind.NEW and i.duplicate_of is None
-            )
+            new_count = sum(1 for i in intents if isinstance(i, NewItem))
             hold = not baseline and new_count > self.flood_threshold
             notes = list(warnings)
             if hold:
@@ -293,18 +241,6 @@ class Poller:
             )
             # New and changed items are written with their tags, in one transaction: an
             # item is never stored untagged.
-            classifications = None
-            if processed.classifications is not None:
-                by_key: dict[str, Classification] = {}
-                for it, cls in zip(items, processed.classifications, strict=True):
-                    by_key.setdefault(it.key, cls)
-                classifications = [
-                    by_key.get(i.item.key)
-                    if i.kind == IntentKind.UPDATED
-                    or (i.kind == IntentKind.NEW and i.duplicate_of is None)
-                    else None
-                    for i in intents
-                ]
             outcome = txn.apply(
                 source.id,
                 intents,
@@ -316,7 +252,6 @@ class Poller:
                 warning="; ".join(notes) or None,
                 field_profile=layout.profile,
                 started_at=started,
-                classifications=classifications,
                 rules_version=rules_version,
             )
             if outcome.merged_records and self.classifier is not None:

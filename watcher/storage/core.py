@@ -1,0 +1,85 @@
+"""The ground every room of ``Storage`` stands on: the engine, one write transaction at a
+time per process (``begin``), the schema, and the in-memory duplicate index."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from watcher.storage import base
+from watcher.storage.candidates import CandidateCache
+
+
+class StorageCore:
+    """The engine, write transactions, the schema and the duplicate index: what every
+    room of ``Storage`` stands on."""
+
+    def __init__(
+        self, url: str, base_dir: Path | None = None, *, candidate_refresh: float = 5.0
+    ) -> None:
+        """``candidate_refresh``: how often (seconds) the duplicate index reads what other
+        processes stored; this process's own writes are in it at once."""
+        self.url = url
+        self.engine: Engine = base.make_engine(url, base_dir)
+        # PostgreSQL hands out ids before commit: the index looks back two minutes (far
+        # longer than any write transaction here) for rows that committed late.
+        late_window = 0.0 if self.engine.dialect.name == "sqlite" else 120.0
+        self.candidates = CandidateCache(candidate_refresh, late_window)
+        # One write transaction at a time in this process. SQLite has one writer anyway,
+        # and threads queue here rather than in its busy handler, which sleeps in steps of
+        # up to 100 ms. On any database, the duplicate index holds a transaction's items
+        # before it commits (the next write of a batch must see them): no other write of
+        # this process may see them meanwhile.
+        self._write_lock = threading.RLock()
+        self._noted = threading.local()  # .flag: this thread's transaction fed the index
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction (committed on leaving, rolled back on an error)."""
+        with self._write_lock:
+            outer = getattr(self._noted, "flag", None) is None
+            if outer:
+                self._noted.flag = False
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except BaseException:
+                if self._noted.flag:
+                    # Rolled back after feeding the duplicate index: it is read again.
+                    self.candidates.invalidate()
+                raise
+            finally:
+                if outer:
+                    self._noted.flag = None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        base.upgrade(self.engine)
+
+    @base.translate_errors
+    def revision(self) -> str | None:
+        return base.current_revision(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Migrate when behind (the embedded default upgrades itself on start)."""
+        if self.revision() != base.head_revision():
+            self.upgrade()
+
+    @base.translate_errors
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+        return True

@@ -1,0 +1,216 @@
+"""Items: filters, lists, counts, one item with its tags and sources, its history, and
+items held for the admin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from watcher.storage import base, rows
+from watcher.storage.core import StorageCore
+from watcher.storage.schema import item_changes, item_sources, items, tags
+from watcher.types import ItemChange, SourceLink, StoredItem, StoredTag
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """Filters for listing items (CLI, web, API, digests)."""
+
+    source: str | None = None
+    since: datetime | None = None  # first seen at or after
+    changed_since: datetime | None = None
+    area: str | None = None
+    theme: str | None = None
+    status: str | None = None
+    programme: str | None = None
+    kind: str | None = None
+    text: str | None = None
+    deadline_from: datetime | None = None
+    deadline_to: datetime | None = None
+    relevant: bool | None = None
+    include_held: bool = True
+    order: str = "newest"  # newest | deadline
+    limit: int = 100
+    offset: int = 0
+
+
+class ItemsRoom(StorageCore):
+    # -- reading items ---------------------------------------------------------------------
+
+    def _filtered(self, f: ItemFilter) -> Any:
+        q = select(items)
+        if f.source:
+            q = q.where(
+                items.c.id.in_(
+                    select(item_sources.c.item_id).where(item_sources.c.source_id == f.source)
+                )
+            )
+        if f.since:
+            q = q.where(items.c.first_seen >= f.since)
+        if f.changed_since:
+            q = q.where(items.c.changed_at >= f.changed_since)
+        for kind, tag in (("area", f.area), ("theme", f.theme)):
+            if tag:
+                q = q.where(
+                    items.c.id.in_(
+                        select(tags.c.item_id).where(tags.c.kind == kind, tags.c.tag == tag)
+                    )
+                )
+        if f.status:
+            q = q.where(items.c.status == f.status)
+        if f.programme:
+            q = q.where(
+                func.lower(items.c.programme).contains(f.programme.lower(), autoescape=True)
+            )
+        if f.kind:
+            q = q.where(items.c.kind == f.kind)
+        if f.text:
+            for word in f.text.split()[:8]:
+                q = q.where(items.c.search_text.contains(word.casefold(), autoescape=True))
+        if f.deadline_from:
+            q = q.where(items.c.deadline >= f.deadline_from)
+        if f.deadline_to:
+            q = q.where(items.c.deadline <= f.deadline_to)
+        if f.relevant is not None:
+            q = q.where(items.c.relevant == f.relevant)
+        if not f.include_held:
+            q = q.where(items.c.held.is_(False))
+        return q
+
+    @base.translate_errors
+    def list_items(
+        self, f: ItemFilter = ItemFilter(), *, with_tags: bool = True
+    ) -> list[StoredItem]:
+        q = self._filtered(f)
+        if f.order == "deadline":
+            q = q.order_by(items.c.deadline.asc().nulls_last(), items.c.id.desc())
+        else:
+            q = q.order_by(items.c.first_seen.desc(), items.c.id.desc())
+        q = q.limit(f.limit).offset(f.offset)
+        with self.engine.connect() as conn:
+            found_rows = conn.execute(q).mappings().all()
+            return self._hydrate(conn, found_rows, with_tags=with_tags, with_sources=with_tags)
+
+    @base.translate_errors
+    def count_items(self, f: ItemFilter = ItemFilter()) -> int:
+        q = select(func.count()).select_from(self._filtered(f).subquery())
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    @base.translate_errors
+    def get_item(self, item_id: int) -> StoredItem | None:
+        with self.engine.connect() as conn:
+            found_rows = conn.execute(select(items).where(items.c.id == item_id)).mappings().all()
+            found = self._hydrate(conn, found_rows)
+        return found[0] if found else None
+
+    @base.translate_errors
+    def get_items(self, ids: Sequence[int]) -> list[StoredItem]:
+        with self.engine.connect() as conn:
+            return self._get_items_in(conn, ids)
+
+    def _get_items_in(self, conn: Connection, ids: Sequence[int]) -> list[StoredItem]:
+        out: list[StoredItem] = []
+        for chunk in rows.chunks(list(ids), 500):
+            found = conn.execute(select(items).where(items.c.id.in_(chunk))).mappings().all()
+            out.extend(self._hydrate(conn, found))
+        order = {i: n for n, i in enumerate(ids)}
+        return sorted(out, key=lambda it: order.get(it.id, 0))
+
+    def _hydrate(
+        self,
+        conn: Connection,
+        found: Sequence[RowMapping],
+        *,
+        with_tags: bool = True,
+        with_sources: bool = True,
+    ) -> list[StoredItem]:
+        ids = [r["id"] for r in found]
+        tag_map: dict[int, list[StoredTag]] = {}
+        src_map: dict[int, list[SourceLink]] = {}
+        for chunk in rows.chunks(ids, 500):
+            if with_tags:
+                for t in conn.execute(
+                    select(tags).where(tags.c.item_id.in_(chunk)).order_by(tags.c.kind, tags.c.tag)
+                ).mappings():
+                    tag_map.setdefault(t["item_id"], []).append(rows.tag_of(t))
+            if with_sources:
+                # Not the tracked values (a JSON document per link): pages never show them.
+                for s in conn.execute(
+                    select(
+                        item_sources.c.item_id,
+                        item_sources.c.source_id,
+                        item_sources.c.key,
+                        item_sources.c.link,
+                        item_sources.c.first_seen,
+                        item_sources.c.last_seen,
+                    )
+                    .where(item_sources.c.item_id.in_(chunk))
+                    .order_by(item_sources.c.id)
+                ).mappings():
+                    src_map.setdefault(s["item_id"], []).append(rows.link_of(s))
+        return [rows.item_of(r, tag_map.get(r["id"], ()), src_map.get(r["id"], ())) for r in found]
+
+    @base.translate_errors
+    def item_history(self, item_id: int) -> list[ItemChange]:
+        with self.engine.connect() as conn:
+            found_rows = (
+                conn.execute(
+                    select(item_changes)
+                    .where(item_changes.c.item_id == item_id)
+                    .order_by(item_changes.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            ItemChange(
+                r["at"], r["source_id"], r["kind"], tuple(r["changes"] or ()), bool(r["notable"])
+            )
+            for r in found_rows
+        ]
+
+    @base.translate_errors
+    def all_item_ids(self, since: datetime | None = None) -> list[int]:
+        q = select(items.c.id).order_by(items.c.id)
+        if since is not None:
+            q = q.where(items.c.first_seen >= since)
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q).all()]
+
+    @base.translate_errors
+    def release_held(
+        self,
+        source_id: str | None = None,
+        *,
+        discard: bool = False,
+        now: datetime | None = None,
+    ) -> int:
+        """Let held items go out in the next digests, as new at ``now`` (or, with
+        ``discard``, mark them as baseline: never mailed)."""
+        q = update(items).where(items.c.held.is_(True))
+        if source_id:
+            q = q.where(items.c.source_id == source_id)
+        values: dict[str, Any] = {"held": False}
+        if discard:
+            values["baseline"] = True
+        else:
+            values["released_at"] = now or datetime.now(UTC)
+        with self.begin() as conn:
+            return conn.execute(q.values(**values)).rowcount
+
+    @base.translate_errors
+    def held_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    select(items.c.source_id, func.count())
+                    .where(items.c.held.is_(True))
+                    .group_by(items.c.source_id)
+                ).all()
+            )

@@ -1,0 +1,115 @@
+"""Rows to our types and back: the mapping every room of ``Storage`` shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import OperationalError
+
+from watcher.dates import from_iso
+from watcher.types import Kind, SourceLink, SourceState, Status, StoredItem, StoredTag
+
+
+def state_of(row: RowMapping | None, source_id: str, count: int = 0) -> SourceState:
+    if row is None:
+        return SourceState(source_id=source_id, item_count=count)
+    return SourceState(
+        source_id=row["source_id"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        last_poll_at=row["last_poll_at"],
+        last_success_at=row["last_success_at"],
+        last_error_at=row["last_error_at"],
+        last_error_code=row["last_error_code"],
+        last_error_message=row["last_error_message"],
+        consecutive_failures=row["consecutive_failures"] or 0,
+        next_attempt_at=row["next_attempt_at"],
+        last_parsed=row["last_parsed"],
+        warning=row["warning"],
+        baseline_done=bool(row["baseline_done"]),
+        field_profile=row["field_profile"] or {},
+        item_count=count,
+    )
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # primary result codes (the low byte)
+
+
+def unavailable(e: OperationalError) -> bool:
+    """The database, not one statement, failed: busy or locked by another writer, or the
+    connection gone (by the driver's error codes, not its wording)."""
+    if e.connection_invalidated:
+        return True
+    code = getattr(e.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    state = getattr(e.orig, "sqlstate", None) or ""
+    # PostgreSQL: no state at all (the server could not be reached), connection exceptions
+    # (08…), shutdown (57P01–03), lock not available.
+    return not state or state.startswith("08") or state in ("57P01", "57P02", "57P03", "55P03")
+
+
+def item_of(
+    r: RowMapping, tags: Sequence[StoredTag] = (), sources: Sequence[SourceLink] = ()
+) -> StoredItem:
+    """An items row as a ``StoredItem``, with its tags and source links."""
+    return StoredItem(
+        id=r["id"],
+        uid=r["uid"],
+        source_id=r["source_id"],
+        title=r["title"],
+        link=r["link"],
+        summary=r["summary"],
+        language=r["language"],
+        kind=Kind(r["kind"]),
+        status=Status(r["status"]) if r["status"] else None,
+        programme=r["programme"],
+        identifier=r["identifier"],
+        published=r["published"],
+        opening=r["opening"],
+        deadline=r["deadline"],
+        deadlines=tuple(d for d in (from_iso(x) for x in (r["deadlines"] or [])) if d),
+        budget=r["budget"],
+        budget_amount=r["budget_amount"],
+        currency=r["currency"],
+        regions=tuple(r["regions"] or ()),
+        topics=tuple(r["topics"] or ()),
+        relevant=bool(r["relevant"]),
+        first_seen=r["first_seen"],
+        last_seen=r["last_seen"],
+        changed_at=r["changed_at"],
+        baseline=bool(r["baseline"]),
+        held=bool(r["held"]),
+        extra=r["extra"] or {},
+        released_at=r["released_at"],
+        tags=tuple(tags),
+        sources=tuple(sources),
+    )
+
+
+def tag_of(t: RowMapping) -> StoredTag:
+    return StoredTag(t["kind"], t["tag"], t["rule_id"], tuple(t["evidence"] or ()), t["score"])
+
+
+def link_of(s: RowMapping) -> SourceLink:
+    return SourceLink(s["source_id"], s["key"], s["link"], s["first_seen"], s["last_seen"])
+
+
+def success(cache: tuple[str | None, str | None], now: datetime) -> dict[str, Any]:
+    """A source's state after a successful poll (changed or not)."""
+    return {
+        "etag": cache[0],
+        "last_modified": cache[1],
+        "last_poll_at": now,
+        "last_success_at": now,
+        "consecutive_failures": 0,
+        "next_attempt_at": None,
+    }
+
+
+def chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

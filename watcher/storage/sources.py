@@ -1,0 +1,231 @@
+"""Sources and their health: what is remembered between polls, the poll log, what the
+tracker needs of a source's stored items, duplicate candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from watcher.storage import base, rows
+from watcher.storage.core import StorageCore
+from watcher.storage.schema import item_sources, items, poll_log, sources_state
+from watcher.types import DupCandidate, PollResult, SourceError, SourceState, StoredSlice
+
+
+class SourcesRoom(StorageCore):
+    # -- sources ----------------------------------------------------------------------------
+
+    @base.translate_errors
+    def source_state(self, source_id: str, *, with_count: bool = True) -> SourceState:
+        """A source's remembered state; ``with_count`` adds its number of items."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(sources_state).where(sources_state.c.source_id == source_id))
+                .mappings()
+                .first()
+            )
+            count = 0
+            if with_count:
+                count = conn.execute(
+                    select(func.count())
+                    .select_from(item_sources)
+                    .where(item_sources.c.source_id == source_id)
+                ).scalar_one()
+        return rows.state_of(row, source_id, count)
+
+    @base.translate_errors
+    def source_states(self, *, with_counts: bool = True) -> dict[str, SourceState]:
+        """Every source's remembered state; ``with_counts`` adds their numbers of items."""
+        with self.engine.connect() as conn:
+            found_rows = conn.execute(select(sources_state)).mappings().all()
+            counts: dict[str, int] = {}
+            if with_counts:
+                counts = dict(
+                    conn.execute(
+                        select(item_sources.c.source_id, func.count()).group_by(
+                            item_sources.c.source_id
+                        )
+                    ).all()
+                )
+        out = {
+            r["source_id"]: rows.state_of(r, r["source_id"], counts.get(r["source_id"], 0))
+            for r in found_rows
+        }
+        for sid, n in counts.items():
+            out.setdefault(sid, SourceState(source_id=sid, item_count=n))
+        return out
+
+    @base.translate_errors
+    def recent_item_counts(self, since: datetime) -> dict[str, int]:
+        """Items first seen per source since a time (health: 'items in the last 30 days')."""
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    select(item_sources.c.source_id, func.count())
+                    .where(item_sources.c.first_seen >= since)
+                    .group_by(item_sources.c.source_id)
+                ).all()
+            )
+
+    @base.translate_errors
+    def poll_history(self, source_id: str, limit: int = 30) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            found_rows = (
+                conn.execute(
+                    select(poll_log)
+                    .where(poll_log.c.source_id == source_id)
+                    .order_by(poll_log.c.started_at.desc(), poll_log.c.id.desc())
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in found_rows]
+
+    def _upsert_state(self, conn: Connection, source_id: str, values: Mapping[str, Any]) -> None:
+        # The values as parameters, not in the statement: every poll writes this, and a
+        # statement with its values built in costs more to make than to run.
+        res = conn.execute(
+            update(sources_state).where(sources_state.c.source_id == bindparam("state_of")),
+            {"state_of": source_id, **values},
+        )
+        if res.rowcount == 0:
+            defaults = {"consecutive_failures": 0, "baseline_done": False}
+            conn.execute(insert(sources_state), {"source_id": source_id, **defaults, **values})
+
+    @base.translate_errors
+    def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
+        """This source's stored items, as the tracker needs them."""
+        with self.engine.connect() as conn:
+            return self._known_slices_in(conn, source_id)
+
+    def _known_slices_in(self, conn: Connection, source_id: str) -> dict[str, StoredSlice]:
+        found_rows = conn.execute(
+            select(
+                item_sources.c.item_id,
+                item_sources.c.key,
+                item_sources.c.content_hash,
+                item_sources.c["values"],
+            )
+            .where(item_sources.c.source_id == source_id)
+            .order_by(item_sources.c.id)
+        ).all()
+        return {
+            r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {})
+            for r in found_rows
+        }
+
+    @base.translate_errors
+    def known_statuses(self, source_id: str) -> dict[str, str | None]:
+        with self.engine.connect() as conn:
+            found_rows = conn.execute(
+                select(item_sources.c.key, items.c.status)
+                .join(items, items.c.id == item_sources.c.item_id)
+                .where(item_sources.c.source_id == source_id)
+            ).all()
+        return {r.key: r.status for r in found_rows}
+
+    @base.translate_errors
+    def duplicate_candidates(
+        self, source_id: str, identifiers: Iterable[str], deadlines: Iterable[datetime]
+    ) -> list[DupCandidate]:
+        """Stored items of other sources with one of these call identifiers or a deadline
+        on the same day (from an in-memory index kept up to date incrementally)."""
+        with self.engine.connect() as conn:
+            return self._candidates_in(conn, source_id, identifiers, deadlines)
+
+    def _candidates_in(
+        self,
+        conn: Connection,
+        source_id: str,
+        identifiers: Iterable[str],
+        deadlines: Iterable[datetime],
+    ) -> list[DupCandidate]:
+        days = {d.astimezone(UTC).date().isoformat() for d in deadlines}
+        return self.candidates.lookup(conn, source_id, identifiers, days)
+
+    @base.translate_errors
+    def record_not_modified(
+        self,
+        source_id: str,
+        result: PollResult,
+        now: datetime,
+        cache: tuple[str | None, str | None],
+        started_at: datetime | None = None,
+    ) -> None:
+        with self.begin() as conn:
+            self._not_modified_in(conn, source_id, result, now, cache, started_at)
+
+    def _not_modified_in(
+        self,
+        conn: Connection,
+        source_id: str,
+        result: PollResult,
+        now: datetime,
+        cache: tuple[str | None, str | None],
+        started_at: datetime | None = None,
+    ) -> None:
+        self._upsert_state(conn, source_id, rows.success(cache, now))
+        self._log_poll(conn, result, started_at or now, now)
+
+    @base.translate_errors
+    def record_failure(
+        self,
+        source_id: str,
+        error: SourceError,
+        result: PollResult,
+        now: datetime,
+        next_attempt_at: datetime | None,
+        started_at: datetime | None = None,
+    ) -> int:
+        """Record a failed poll; returns the number of consecutive failures."""
+        with self.begin() as conn:
+            prev = conn.execute(
+                select(sources_state.c.consecutive_failures).where(
+                    sources_state.c.source_id == source_id
+                )
+            ).scalar()
+            failures = (prev or 0) + 1
+            self._upsert_state(
+                conn,
+                source_id,
+                {
+                    "last_poll_at": now,
+                    "last_error_at": now,
+                    "last_error_code": error.code,
+                    "last_error_message": error.message[:2000],
+                    "consecutive_failures": failures,
+                    "next_attempt_at": next_attempt_at,
+                },
+            )
+            self._log_poll(conn, result, started_at or now, now)
+        return failures
+
+    @base.translate_errors
+    def set_source_warning(self, source_id: str, warning: str | None) -> None:
+        with self.begin() as conn:
+            self._upsert_state(conn, source_id, {"warning": warning})
+
+    def _log_poll(
+        self, conn: Connection, result: PollResult, started: datetime, now: datetime
+    ) -> None:
+        conn.execute(
+            insert(poll_log),
+            {
+                "source_id": result.source_id,
+                "started_at": started,
+                "finished_at": now,
+                "status": result.status.value,
+                "new": result.new,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+                "parsed": result.parsed,
+                "error_code": result.error.code if result.error else None,
+                "error_message": result.error.message if result.error else None,
+                "warnings": list(result.warnings),
+            },
+        )
