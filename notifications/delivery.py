@@ -19,6 +19,9 @@ stops the run with every open delivery left as it was. The one unavoidable gap: 
 after the server accepted a message and before ``sent`` was written means that member's
 copy goes out again on resume, with the same Message-ID (so the receiving side can drop
 it). The gap is one database write long.
+
+A run needs from the service only a ``notifications.ports.DeliveryHost`` (config, storage,
+the clock, refreshing statuses): callers pass the ``App``, which has those.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ from typing import Any
 
 from notifications.digest import Digest, build_digest, build_digests
 from notifications.email import MessageFactory, Sender, list_id, message_id
+from notifications.ports import DeliveryHost
 from notifications.render import render_digest, subject_for
 from notifications.transports import Transport, TransportUnavailable, make_transport
 from notifications.unsubscribe import Unsubscriber
-from watcher.app import App
 from watcher.config import NetworkConfig
 from watcher.exceptions import (
     ConfigError,
@@ -99,9 +102,10 @@ class _StopRun(Exception):
 
 
 class DigestSender:
-    """Runs digests for an App with one transport (opened lazily, closed by ``close``)."""
+    """Runs digests for a host (the ``App``) with one transport (opened lazily, closed by
+    ``close``)."""
 
-    def __init__(self, app: App, transport: Transport | None = None) -> None:
+    def __init__(self, app: DeliveryHost, transport: Transport | None = None) -> None:
         self.app = app
         self.store = DeliveryStore(app.storage)
         self._transport = transport
@@ -365,7 +369,7 @@ def rendered_name(rec: DigestRecord) -> str:
 
 
 def run_digests(
-    app: App,
+    app: DeliveryHost,
     network_ids: Sequence[str] | None = None,
     *,
     dry_run: bool = False,
@@ -377,7 +381,10 @@ def run_digests(
 
 
 def resume_digests(
-    app: App, network_ids: Sequence[str] | None = None, *, transport: Transport | None = None
+    app: DeliveryHost,
+    network_ids: Sequence[str] | None = None,
+    *,
+    transport: Transport | None = None,
 ) -> list[NetworkOutcome]:
     """Send what earlier runs left open, building nothing new."""
     with DigestSender(app, transport) as sender:

@@ -2,7 +2,8 @@
 
 ``select_digest`` is a pure function of the network, the candidate items, the recorded
 notable changes, the network's history and ``now``; ``build_digests`` loads those through
-storage and calls it. The rules:
+storage (``load_inputs``) and calls it. Loading asks its caller only for a
+``notifications.ports.Host`` (config, storage, clock), not the whole ``App``. The rules:
 
 - an item goes to a network when it is ``relevant``, not held (a flood waiting for the
   admin), has at least one tag, and has one of the network's areas and one of its themes
@@ -35,19 +36,17 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from notifications.ports import Host
 from notifications.text import multi_line, one_line, safe_link
 from watcher.calls import arrived, is_current, is_open, is_over, next_deadline
 from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, NetworkConfig
 from watcher.dates import from_iso
-from watcher.storage.deliveries import NetworkHistory, NotableChange
-from watcher.types import NOTABLE_FIELDS
-
-if TYPE_CHECKING:
-    from watcher.app import App
-    from watcher.types import StoredItem
+from watcher.storage import Storage
+from watcher.storage.deliveries import DeliveryStore, NetworkHistory, NotableChange
+from watcher.types import NOTABLE_FIELDS, StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -498,11 +497,10 @@ class DigestInputs:
     changes: list[NotableChange] = field(default_factory=list)
 
 
-def load_inputs(app: App, network_ids: Sequence[str], now: datetime) -> DigestInputs:
-    """Load histories, candidate items and notable changes for these networks."""
-    from watcher.storage.deliveries import DeliveryStore
-
-    store = DeliveryStore(app.storage)
+def load_inputs(storage: Storage, network_ids: Sequence[str], now: datetime) -> DigestInputs:
+    """Load histories, candidate items and notable changes for these networks: only what
+    ``select_digest`` can pick at ``now`` (the bounds below mirror its windows)."""
+    store = DeliveryStore(storage)
     histories = {nid: store.network_history(nid, NEW_LOOKBACK) for nid in network_ids}
     # The lower bounds of each started network's selection (see select_digest).
     new_bounds: list[datetime] = []
@@ -518,18 +516,19 @@ def load_inputs(app: App, network_ids: Sequence[str], now: datetime) -> DigestIn
         store.candidate_item_ids(first_seen_after=first_seen_after, changed_after=None, now=now)
     )
     ids.update(c.item_id for c in changes)
-    return DigestInputs(histories, app.storage.get_items(sorted(ids)), changes)
+    return DigestInputs(histories, storage.get_items(sorted(ids)), changes)
 
 
 def build_digests(
-    app: App, network_ids: Sequence[str] | None = None, now: datetime | None = None
+    app: Host, network_ids: Sequence[str] | None = None, now: datetime | None = None
 ) -> list[Digest]:
     """The next digest of each network (all configured ones by default), as it would be
-    sent at ``now``; nothing is recorded. The admin's "preview of the next digest"."""
+    sent at ``now`` (the host's clock by default); nothing is recorded. The admin's
+    "preview of the next digest"; ``app`` is the ``App`` or anything with its ``Host`` part."""
     cfg = app.config
     nets = [cfg.network(n) for n in network_ids] if network_ids else list(cfg.networks)
     at = now or app.now()
-    inputs = load_inputs(app, [n.id for n in nets], at)
+    inputs = load_inputs(app.storage, [n.id for n in nets], at)
     names = {s.id: s.name for s in cfg.sources}
     prepared = Prepared(at, names)
     return [
@@ -547,6 +546,6 @@ def build_digests(
     ]
 
 
-def build_digest(app: App, network_id: str, now: datetime | None = None) -> Digest:
+def build_digest(app: Host, network_id: str, now: datetime | None = None) -> Digest:
     """The next digest of one network at ``now`` (KeyError for an unknown network)."""
     return build_digests(app, [network_id], now)[0]

@@ -7,6 +7,10 @@ of networks that are gone, disabled or without members, and adds a one-off
 ``digest-resume`` shortly after start that sends what a crash left open. After each run
 a ``digest-retry:<network>`` job is set for the earliest delivery still open (4xx back-off,
 unreachable server), never sooner than ``email.retry_delay`` from now.
+
+The scheduler is above notifications in the layers, so these jobs take it as a
+``notifications.ports.JobHost`` (its APScheduler, whether it leads, ``running()`` and its
+app); ``watcher.scheduler.Scheduler`` is one.
 """
 
 from __future__ import annotations
@@ -14,17 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from notifications.delivery import resume_digests, run_digests
-from watcher.config import Config
+from notifications.ports import JobHost
+from watcher.config import Config, DigestSchedule
 from watcher.storage.deliveries import DeliveryStore
-
-if TYPE_CHECKING:
-    from watcher.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,10 @@ PREFIXES = ("digest:", "digest-retry:")
 
 
 def network_trigger(schedule: str, config: Config) -> CronTrigger:
-    from watcher.config import DigestSchedule
-
     return CronTrigger(**DigestSchedule.parse(schedule).cron_fields(), timezone=config.tz)
 
 
-def digest_jobs(scheduler: Scheduler, config: Config) -> None:
+def digest_jobs(scheduler: JobHost, config: Config) -> None:
     """Make the digest jobs match the networks in ``config`` (only on the leader)."""
     if not scheduler.leader:
         return
@@ -75,7 +74,7 @@ def digest_jobs(scheduler: Scheduler, config: Config) -> None:
         )
 
 
-async def run_network(scheduler: Scheduler, network_id: str) -> None:
+async def run_network(scheduler: JobHost, network_id: str) -> None:
     """The scheduled digest of one network (in a thread: SMTP and the database block)."""
     app = scheduler.app
     try:
@@ -97,7 +96,7 @@ async def run_network(scheduler: Scheduler, network_id: str) -> None:
     await schedule_retry(scheduler, network_id)
 
 
-async def resume_network(scheduler: Scheduler, network_id: str | None) -> None:
+async def resume_network(scheduler: JobHost, network_id: str | None) -> None:
     """Send what is open (of one network, or all), then plan the next retry."""
     app = scheduler.app
     try:
@@ -112,7 +111,7 @@ async def resume_network(scheduler: Scheduler, network_id: str | None) -> None:
             await schedule_retry(scheduler, net.id)
 
 
-async def schedule_retry(scheduler: Scheduler, network_id: str) -> None:
+async def schedule_retry(scheduler: JobHost, network_id: str) -> None:
     """A one-off job for the network's earliest open delivery, if any."""
     app = scheduler.app
     try:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from watcher.app import App
+from notifications.ports import Host
 from watcher.storage.deliveries import DeliveryStore
 
 SALT = "eu-bevakning/unsubscribe/v1"
 META_KEY = "unsubscribe_secret"
 
 
-def secret_key(app: App) -> str:
+def secret_key(app: Host) -> str:
     """The signing key: from the environment, else the database's own random key."""
     env = os.environ.get(app.config.web.secret_key_env)
     if env:
@@ -38,7 +38,8 @@ class Unsubscriber:
     base_url: str
 
     @classmethod
-    def for_app(cls, app: App) -> Unsubscriber:
+    def for_app(cls, app: Host) -> Unsubscriber:
+        """The unsubscriber of a running service (the ``App``): its key and base URL."""
         return cls(secret_key(app), app.config.watcher.base_url.rstrip("/"))
 
     def _serializer(self) -> URLSafeSerializer:
