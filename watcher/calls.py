@@ -8,7 +8,7 @@ two statuses on two surfaces.
 The rules, in one place:
 
 - **Dates win over published status**, which lags: a call whose last deadline has passed
-  is closed; one whose opening is still ahead is forthcoming; a forthcoming call whose
+  (a deadline at ``now`` has passed) is closed; one whose opening is still ahead is forthcoming; a forthcoming call whose
   opening has come and that has a deadline is open; with no status but dates, the dates
   say open or forthcoming; with no dates the published status stands.
 - **The next deadline** is the first deadline still ahead (strictly after ``now``); when
@@ -60,7 +60,7 @@ def effective_status(
     """The status the dates support. Published status lags, so dates win when they
     disagree; with no dates the published status stands."""
     dl = sorted(deadlines)
-    if dl and dl[-1] < now:
+    if dl and dl[-1] <= now:
         return Status.CLOSED
     if opening and opening > now:
         return Status.FORTHCOMING

@@ -363,7 +363,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         ).where(
             or_(items.c.status.is_(None), items.c.status != "closed"),
             or_(
-                items.c.deadline < now,
+                items.c.deadline <= now,
                 and_(items.c.opening <= now, items.c.status == "forthcoming"),
             ),
         )

@@ -1,0 +1,211 @@
+"""The tracker's pure decision (``track.decide``) and the layout check, value in and value out:
+no database, no network."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from watcher.pipeline.layout import check_layout
+from watcher.pipeline.track import candidate_keys, decide
+from watcher.text import identifier_tokens
+from watcher.types import (
+    DupCandidate,
+    Item,
+    Kind,
+    Linked,
+    NewItem,
+    SourceState,
+    StoredSlice,
+    Unchanged,
+    Updated,
+    tracked_values,
+)
+
+DEADLINE = datetime(2027, 3, 16, 22, 59, 59, tzinfo=UTC)
+
+
+def item(key: str, title: str, source: str = "esf", **kw: Any) -> Item:
+    values: dict[str, Any] = {
+        "source_id": source,
+        "key": key,
+        "title": title,
+        "link": kw.pop("link", f"https://{source}.example/{key}"),
+        "summary": "",
+        "language": "sv",
+        "kind": Kind.CALL,
+        "status": None,
+        "programme": None,
+        "identifier": None,
+        "published": None,
+        "opening": None,
+        "deadlines": (),
+        "budget": None,
+        "budget_amount": None,
+        "currency": None,
+        "regions": (),
+        "topics": (),
+        "content_hash": "",
+    }
+    values.update(kw)
+    out = Item(**values)
+    # A hash of the tracked values, unless the test gives one.
+    return replace(
+        out, content_hash=kw.get("content_hash") or repr(sorted(tracked_values(out).items()))
+    )
+
+
+def stored(it: Item, item_id: int, key: str | None = None) -> StoredSlice:
+    return StoredSlice(item_id, it.source_id, key or it.key, it.content_hash, tracked_values(it))
+
+
+def candidate(item_id: int, title: str, source: str = "ft", **kw: Any) -> DupCandidate:
+    """A stored item of another source, as the duplicate index gives it: an item without
+    an identifier is found by the identifiers its title names."""
+    identifier = kw.get("identifier")
+    return DupCandidate(
+        item_id,
+        frozenset({source}),
+        identifier,
+        title,
+        frozenset(kw.get("days", ())),
+        named=frozenset() if identifier else frozenset(identifier_tokens(title)),
+    )
+
+
+# -- one source's own items ------------------------------------------------------------------
+
+
+def test_a_new_key_is_a_new_item() -> None:
+    [intent] = decide([item("a", "Utlysning")], {})
+    assert intent == NewItem(intent.item)
+
+
+def test_the_same_entry_again_is_unchanged() -> None:
+    it = item("a", "Utlysning")
+    assert decide([it], {"a": stored(it, 7)}) == [Unchanged(it, 7)]
+
+
+def test_a_changed_entry_is_updated_with_its_field_changes() -> None:
+    old = item("a", "Utlysning", deadlines=(DEADLINE,))
+    new = item("a", "Utlysning (förlängd)", deadlines=(datetime(2027, 4, 1, tzinfo=UTC),))
+    [intent] = decide([new], {"a": stored(old, 7)})
+    assert isinstance(intent, Updated) and intent.item_id == 7
+    assert [c.field for c in intent.changes] == ["title", "deadlines"]
+    assert intent.changes[0].old == "Utlysning"
+
+
+def test_a_new_hash_without_a_tracked_change_is_unchanged() -> None:
+    old = item("a", "Utlysning", content_hash="old")
+    new = item("a", "Utlysning", content_hash="new")
+    assert decide([new], {"a": stored(old, 7)}) == [Unchanged(new, 7)]
+
+
+def test_guid_churn_is_matched_by_link_and_title() -> None:
+    old = item("guid-1", "Utlysning", link="https://esf.example/u")
+    new = item("guid-2", "Utlysning", link="https://esf.example/u")
+    [intent] = decide([new], {"guid-1": stored(old, 7)})
+    assert intent == Unchanged(new, 7, stored_key="guid-1")
+
+
+def test_a_repeated_key_gives_one_intent() -> None:
+    a, b = item("a", "Första"), item("a", "Andra")
+    [intent] = decide([a, b], {})
+    assert intent.item is a
+
+
+# -- other sources' calls -------------------------------------------------------------------
+
+
+def test_the_same_identifier_from_another_source_is_linked() -> None:
+    it = item("x", "Skills call", identifier="ESF-2027-KOMP-01")
+    [intent] = decide([it], {}, [candidate(3, "Kompetens", identifier="ESF-2027-KOMP-01")])
+    assert intent == Linked(it, 3, "same identifier ESF-2027-KOMP-01")
+
+
+def test_two_identifiers_are_two_calls_whatever_the_titles() -> None:
+    it = item("x", "Kompetens i Västsverige", identifier="ESF-2027-KOMP-02", deadlines=(DEADLINE,))
+    cand = candidate(
+        3, "Kompetens i Västsverige", identifier="ESF-2027-KOMP-01", days=["2027-03-16"]
+    )
+    assert decide([it], {}, [cand]) == [NewItem(it)]
+
+
+def test_a_close_title_and_the_same_deadline_day_is_the_same_call() -> None:
+    it = item("x", "Utlysning kompetensförsörjning i Västsverige 2027", deadlines=(DEADLINE,))
+    cand = candidate(3, "Kompetensförsörjning i Västsverige 2027", days=["2027-03-16"])
+    [intent] = decide([it], {}, [cand])
+    assert isinstance(intent, Linked) and intent.item_id == 3
+    assert intent.reason.startswith("close title")
+
+
+def test_different_numbers_are_different_calls() -> None:
+    it = item("x", "Kompetensförsörjning, utlysning 3", deadlines=(DEADLINE,))
+    cand = candidate(3, "Kompetensförsörjning, utlysning 5", days=["2027-03-16"])
+    assert decide([it], {}, [cand]) == [NewItem(it)]
+
+
+def test_a_call_takes_over_a_news_item_that_named_it() -> None:
+    it = item("c", "Clean energy transition", source="ft", identifier="HORIZON-CL5-2027-01-D3-02")
+    news = candidate(3, "Nu öppnar HORIZON-CL5-2027-01-D3-02", source="nyheter")
+    [intent] = decide([it], {}, [news])
+    assert isinstance(intent, Linked) and intent.takes_over and intent.item_id == 3
+
+
+def test_a_source_links_one_entry_per_stored_call() -> None:
+    a = item("a", "Kompetens", identifier="ESF-2027-KOMP-01")
+    b = item("b", "Kompetens igen", identifier="ESF-2027-KOMP-01")
+    cand = candidate(3, "Kompetens", identifier="ESF-2027-KOMP-01")
+    first, second = decide([a, b], {}, [cand])
+    assert isinstance(first, Linked) and second == NewItem(b)
+
+
+def test_candidates_of_the_same_source_are_never_matched() -> None:
+    it = item("x", "Kompetens", identifier="ESF-2027-KOMP-01")
+    cand = candidate(3, "Kompetens", source="esf", identifier="ESF-2027-KOMP-01")
+    assert decide([it], {}, [cand]) == [NewItem(it)]
+
+
+def test_candidate_keys_name_identifiers_in_the_text_and_deadlines() -> None:
+    it = item(
+        "x", "Om HORIZON-CL5-2027-01-D3-02", identifier="ESF-2027-KOMP-01", deadlines=(DEADLINE,)
+    )
+    identifiers, deadlines = candidate_keys([it])
+    assert identifiers == ["ESF-2027-KOMP-01", "HORIZON-CL5-2027-01-D3-02"]
+    assert deadlines == [DEADLINE]
+
+
+# -- layout ----------------------------------------------------------------------------------
+
+
+def test_a_source_that_suddenly_gives_nothing_warns() -> None:
+    state = SourceState("esf", last_parsed=12, field_profile={"link": 1.0})
+    check = check_layout(state, [], "rss")
+    assert check.warnings == ("layout changed? the source gave no items (last time 12)",)
+    assert check.profile == {"link": 1.0}  # the old profile is kept to compare with next time
+
+
+def test_a_filtered_source_may_honestly_give_nothing() -> None:
+    state = SourceState("esf", last_parsed=12)
+    assert check_layout(state, [], "rss", filtered=True).warnings == ()
+    assert check_layout(state, [], "rss", skipped=3).warnings == ()
+
+
+def test_an_html_source_that_never_found_anything_points_at_the_selectors() -> None:
+    [warning] = check_layout(SourceState("x"), [], "html").warnings
+    assert "CSS selectors" in warning
+
+
+def test_losing_a_field_every_item_had_warns() -> None:
+    state = SourceState("esf", last_parsed=3, field_profile={"deadlines": 1.0, "link": 1.0})
+    items = [item(str(n), f"Utlysning {n}") for n in range(3)]
+    check = check_layout(state, items, "rss")
+    assert check.warnings == ("layout changed? items no longer have deadlines",)
+    assert check.profile["link"] == 1.0 and check.profile["deadlines"] == 0.0
+
+
+def test_a_steady_source_gives_no_warning() -> None:
+    state = SourceState("esf", last_parsed=3, field_profile={"link": 1.0})
+    items = [item(str(n), f"Utlysning {n}") for n in range(3)]
+    assert check_layout(state, items, "rss").warnings == ()
