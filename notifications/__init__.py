@@ -10,5 +10,7 @@ The flow, and who does I/O::
     feeds / calendar       stored items ──▶ RSS 2.0, Atom, iCalendar bytes   (pure)
     schedule               the scheduler's digest jobs
 
-Scraped text is untrusted everywhere: ``text`` holds the cleaning helpers.
+What they need from the running service is in ``ports`` (small Protocols that ``App`` and
+the ``Scheduler`` satisfy): this package is below the app and the scheduler and imports
+neither. Scraped text is untrusted everywhere: ``text`` holds the cleaning helpers.
 """
