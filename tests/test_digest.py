@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -15,7 +16,9 @@ from notifications.render import format_datetime, render_digest
 from notifications.transports import FileTransport
 from tests.conftest import T0
 from tests.digest_builders import ItemBuilder
+from watcher.config import Config
 from watcher.exceptions import PermanentDeliveryError
+from watcher.storage import Storage
 from watcher.storage.deliveries import NotableChange
 
 
@@ -51,6 +54,24 @@ def test_first_digest_covers_what_is_open_or_forthcoming_now(world, clock):
     d = build_digest(app, "n", clock())
     assert d.first and titles(d.new) == ["Utlysning open", "Utlysning soon"]  # by deadline
     assert d.updated == ()
+
+
+def test_a_digest_needs_only_config_storage_and_the_clock(world, clock):
+    """Building a digest asks for a ``notifications.ports.Host``, not the whole ``App``:
+    anything with a config, a storage and ``now()`` will do, and ``now`` is its clock."""
+    app, items = world()
+    items.add("open", deadlines=[days(clock, 20)], baseline=True)
+
+    @dataclass(frozen=True)
+    class Plain:
+        config: Config
+        storage: Storage
+
+        def now(self) -> datetime:
+            return clock()
+
+    d = build_digest(Plain(app.config, app.storage), "n")
+    assert titles(d.new) == ["Utlysning open"] and d.window_end == clock()
 
 
 def test_later_digests_list_new_and_updated_since_the_last(world, clock):
