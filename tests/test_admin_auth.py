@@ -1,6 +1,5 @@
 """Admin login: passwords, session cookies, login limits, safe redirects, the secret key."""
 
-
 from __future__ import annotations
 
 from datetime import timedelta

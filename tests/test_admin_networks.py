@@ -1,7 +1,6 @@
 """Admin networks: add, edit (members, schedule, areas, themes), delete, the digest preview,
 the delivery log."""
 
-
 from __future__ import annotations
 
 import re

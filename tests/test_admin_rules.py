@@ -1,6 +1,5 @@
 """Admin rules: view, edit, validate, back-test before saving, save atomically, re-tag."""
 
-
 from __future__ import annotations
 
 import re

@@ -18,14 +18,13 @@ from watcher.config_edit import (
     ABSENT,
     SOURCE_KEYS,
     ConfigFile,
-    EditConflict,
     TextFile,
     diff_entries,
     redact,
     redact_url,
     save_text,
 )
-from watcher.exceptions import ConfigError
+from watcher.exceptions import ConfigError, EditConflict
 
 CONFIG = """\
 # Top comment: keep me.

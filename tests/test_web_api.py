@@ -1,6 +1,5 @@
 """The JSON API: /api/items (filters, pagination), /api/items/{id}, /api/sources, OpenAPI."""
 
-
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

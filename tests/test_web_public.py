@@ -15,7 +15,7 @@ import pytest
 from tests.web_builders import item, raw, seed, store
 from watcher.app import App
 from watcher.types import FieldChange, Kind, PollResult, PollStatus, Status, Updated
-from watcher.web.public import TEMPLATES_DIR, local_path, safe_url
+from watcher.web.render import TEMPLATES_DIR, local_path, safe_url
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # the clock fixture's time: Monday, week 45
 
@@ -260,8 +260,8 @@ def test_every_interface_text_has_an_english_translation() -> None:
         for m in pattern.finditer(tpl.read_text(encoding="utf-8")):
             wanted.add(m.group(1) if m.group(1) is not None else m.group(2))
     web = Path(TEMPLATES_DIR).parent
-    for module in ("admin.py", "public.py"):
-        tree = ast.parse((web / module).read_text(encoding="utf-8"))
+    for module in sorted(web.rglob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Call)
@@ -320,7 +320,7 @@ def test_local_path(target: str | None, expected: str) -> None:
 
 
 def test_kinds_and_statuses_have_labels() -> None:
-    from watcher.web.public import KIND_LABELS, STATUS_LABELS
+    from watcher.web.render import KIND_LABELS, STATUS_LABELS
 
     assert set(KIND_LABELS) == {k.value for k in Kind}
     assert set(STATUS_LABELS) == {s.value for s in Status}

@@ -2,7 +2,6 @@
 refused request changes nothing); scraped text is escaped on every page; only http(s)
 links are links; error pages do not echo their input; the security headers."""
 
-
 from __future__ import annotations
 
 import re
@@ -34,15 +33,16 @@ def admin_routes(server: LiveServer) -> list[tuple[str, str]]:
     """(method, concrete path) of every admin route except the login form itself; each is
     checked to be served by the running application."""
     out = []
-    for route in [*admin_module.router.routes, *admin_module.login_router.routes]:
-        assert isinstance(route, APIRoute) and route.path.startswith("/admin")
-        path = route.path
-        for name, value in PARAMS.items():
-            path = path.replace("{" + name + "}", value)
-        for method in sorted(route.methods):
-            if path == "/admin/login" or (method, path) == ("POST", "/admin/logout"):
-                continue
-            out.append((method, path))
+    for router in admin_module.routers():
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            path = admin_module.PREFIX + route.path
+            for name, value in PARAMS.items():
+                path = path.replace("{" + name + "}", value)
+            for method in sorted(route.methods):
+                if path == "/admin/login" or (method, path) == ("POST", "/admin/logout"):
+                    continue
+                out.append((method, path))
     return out
 
 
@@ -287,7 +287,7 @@ def test_pages_carry_the_security_headers(web_app: App, admin: httpx.Client) -> 
 
 
 def test_no_inline_scripts_or_styles_in_any_template() -> None:
-    from watcher.web.public import TEMPLATES_DIR
+    from watcher.web.render import TEMPLATES_DIR
 
     for tpl in Path(TEMPLATES_DIR).rglob("*.html"):
         text = tpl.read_text(encoding="utf-8")

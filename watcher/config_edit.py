@@ -1,4 +1,5 @@
-"""Safe edits of ``config.toml`` and of rule files, for the admin and ``watcher admin``.
+"""Safe edits of ``config.toml`` and of rule files: the file layer under ``watcher.editing``
+(the admin's and the CLI's editing service) and ``watcher admin set-password``.
 
 Three promises:
 
@@ -42,7 +43,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from sources.registry import validate_config
 from watcher.config import Config
-from watcher.exceptions import ConfigError, WatcherError
+from watcher.exceptions import ConfigError, EditConflict
 
 try:  # POSIX; elsewhere the version check alone guards saves
     import fcntl
@@ -65,17 +66,6 @@ NETWORK_KEYS = (
     "kinds",
     "enabled",
 )
-
-
-class EditConflict(WatcherError):
-    """The file changed since the version an edit was based on; nothing was written."""
-
-    def __init__(self, path: Path, expected: str, actual: str) -> None:
-        self.path, self.expected, self.actual = path, expected, actual
-        super().__init__(
-            f"{path} was changed by someone else since it was read "
-            f"(version {expected[:12]}, now {actual[:12]}); nothing was saved"
-        )
 
 
 # -- versions, locking, atomic writes ------------------------------------------------------

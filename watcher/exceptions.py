@@ -4,7 +4,7 @@
 
     WatcherError
     ├── ConfigError            config.toml or an edit of it is invalid (has .problems)
-    ├── EditConflict           an admin edit based on a stale file version (watcher.config_edit)
+    ├── EditConflict           an edit based on a stale file version; nothing written (has .actual)
     ├── SourceFailure          one source could not be polled (has .code; becomes a SourceError value)
     │   ├── FetchError         HTTP, network, policy (blocked address, size cap, robots.txt …)
     │   └── ParseError         the body could not be read as the adapter's format
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class WatcherError(Exception):
@@ -47,6 +48,21 @@ class ConfigError(WatcherError):
         self.source = source
         head = f"{source}: " if source else ""
         super().__init__(head + "; ".join(str(p) for p in self.problems))
+
+
+class EditConflict(WatcherError):
+    """A file changed since the version an edit was based on; nothing was written.
+
+    ``expected`` is the version the edit was based on, ``actual`` the file's version now
+    (``"absent"`` when it does not exist): an editor shows the file at ``actual`` beside the
+    edit, and saving again over ``actual`` is then a deliberate choice."""
+
+    def __init__(self, path: Path, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"{path} was changed by someone else since it was read "
+            f"(version {expected[:12]}, now {actual[:12]}); nothing was saved"
+        )
 
 
 class SourceFailure(WatcherError):

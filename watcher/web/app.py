@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from watcher.app import App
-from watcher.web import admin, api, feeds, health, public
+from watcher.exceptions import StorageError
+from watcher.web import admin, api, errors, feeds, health, public
+
+log = logging.getLogger(__name__)
+
+
+def make_keys(web: FastAPI) -> None:
+    """Make the keys kept in the database (without ``WATCHER_SECRET_KEY``: the admin's
+    session key and the unsubscribe links' key) at startup, so that no GET is what stores
+    them. A database out of reach now is not fatal: a key is then made when first needed."""
+    try:
+        admin.prepare(web)
+        feeds.prepare(web.state.app)
+    except StorageError as e:
+        log.warning("the web keys could not be read or made now: %s", e)
 
 
 def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
@@ -20,6 +35,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     async def lifespan(_web: FastAPI) -> AsyncIterator[None]:
         scheduler = None
         app.http = app.new_http_client()
+        await asyncio.to_thread(make_keys, web)
         if run_scheduler:
             # The poll workers start now, not during the first poll.
             await asyncio.to_thread(app.warm_up_workers)
@@ -53,6 +69,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     web.include_router(health.router)
     feeds.install(web, app)  # feeds, calendars, unsubscribe; cache hooked to app.hooks
     web.include_router(api.router)
-    public.install(web)  # pages, static files, error pages
+    public.install(web)  # pages, static files
+    errors.install(web)  # error pages
     admin.install(web)  # session middleware, login, admin routes
     return web

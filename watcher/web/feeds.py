@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from notifications.calendar import KEEP_PAST, build_calendar
 from notifications.feeds import FEED_LIMIT, Scope, build_feed, scope_for
 from notifications.render import render_page
-from notifications.unsubscribe import Unsubscriber
+from notifications.unsubscribe import Unsubscriber, secret_key
 from watcher.app import App
 from watcher.storage.deliveries import DeliveryStore
 
@@ -111,6 +111,11 @@ def install(web: FastAPI, app: App) -> FeedCache:
     web.state.feed_cache = cache
     web.include_router(router)
     return cache
+
+
+def prepare(app: App) -> None:
+    """Make the unsubscribe links' key now (startup): a GET of a link only reads it."""
+    secret_key(app)
 
 
 def _not_modified(request: Request, doc: Cached) -> bool:

@@ -1,265 +1,46 @@
 """The public web: item list with search and filters, item page, deadline timeline, the
-subscription page; and what every HTML page shares (rendering, language, labels, errors).
+subscription page and the language switch.
 
-Pages are server-rendered Jinja2 with autoescape on: scraped text is data, never markup.
-A link taken from a source is rendered as a link only when it is ``http``/``https``
-(``safe_url``). The interface is Swedish, with an English switch (``/lang/en``); the English
-catalogue is ``templates/i18n/en.toml`` keyed by the Swedish text. Times are stored in UTC
-and shown in the configured time zone (Europe/Stockholm).
+The pages render through ``watcher.web.render`` (labels, language, ``Formatter``,
+templates); a call's status and next deadline come from ``watcher.calls`` at the request's
+``now``. No route writes to the database.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from functools import cached_property, lru_cache
-from pathlib import Path
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-import jinja2
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from watcher.app import App
 from watcher.calls import next_deadline
 from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES
-from watcher.exceptions import StorageError
 from watcher.storage import ItemFilter
 from watcher.types import StoredItem
+from watcher.web.render import (
+    KIND_LABELS,
+    LANG_COOKIE,
+    LANGS,
+    STATIC_DIR,
+    STATUS_LABELS,
+    Formatter,
+    app_of,
+    local_path,
+    render,
+    request_lang,
+)
 
-log = logging.getLogger(__name__)
-
-WEB_DIR = Path(__file__).parent
-TEMPLATES_DIR = WEB_DIR / "templates"
-STATIC_DIR = WEB_DIR / "static"
-LANGS = ("sv", "en")
-LANG_COOKIE = "lang"
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 500  # deadlines on one timeline page (choose an area or theme for more)
-
-# -- labels ------------------------------------------------------------------------------------
-
-AREA_LABELS: dict[str, tuple[str, str]] = {
-    "fonder-program": ("EU:s fonder och program", "EU funds and programmes"),
-    "paverkan": ("Påverkansarbete", "Influencing EU policy"),
-    "kompetens": ("Kompetensutveckling", "Skills development"),
-    "partners": ("Partner och nätverk", "Partners and networks"),
-    "forhandsinfo": ("Förhandsinformation", "Early information"),
-    "natverkssamverkan": ("Nätverkssamverkan", "Network cooperation"),
-}
-THEME_LABELS: dict[str, tuple[str, str]] = {
-    "arbetsmarknad": ("Arbetsmarknad", "Labour market"),
-    "utbildning": ("Utbildning", "Education"),
-    "social-valfard": ("Social välfärd", "Social welfare"),
-    "samhallsbyggnad": ("Samhällsbyggnad", "Urban and regional development"),
-    "naringsliv-innovation": ("Näringsliv och innovation", "Business and innovation"),
-}
-STATUS_LABELS: dict[str, tuple[str, str]] = {
-    "forthcoming": ("Kommande", "Forthcoming"),
-    "open": ("Öppen", "Open"),
-    "closed": ("Stängd", "Closed"),
-}
-KIND_LABELS: dict[str, tuple[str, str]] = {
-    "call": ("Utlysning", "Call"),
-    "forthcoming_call": ("Kommande utlysning", "Forthcoming call"),
-    "consultation": ("Samråd", "Consultation"),
-    "event": ("Evenemang", "Event"),
-    "news": ("Nyhet", "News"),
-    "partner_search": ("Partnersökning", "Partner search"),
-    "page_change": ("Ändrad sida", "Page change"),
-}
-FIELD_LABELS: dict[str, tuple[str, str]] = {
-    "title": ("Titel", "Title"),
-    "link": ("Länk", "Link"),
-    "summary": ("Sammanfattning", "Summary"),
-    "status": ("Status", "Status"),
-    "deadline": ("Sista dag", "Deadline"),
-    "deadlines": ("Sista dagar", "Deadlines"),
-    "opening": ("Öppnar", "Opens"),
-    "programme": ("Program", "Programme"),
-    "budget": ("Budget", "Budget"),
-    "identifier": ("Id", "Identifier"),
-    "kind": ("Typ", "Kind"),
-    "sources": ("Källor", "Sources"),
-}
-_MONTHS = {
-    "sv": "januari februari mars april maj juni juli augusti september oktober november december",
-    "en": "January February March April May June July August September October November December",
-}
-_MONTHS_SHORT = {
-    "sv": "jan feb mar apr maj jun jul aug sep okt nov dec",
-    "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec",
-}
 DEADLINE_WINDOWS = (7, 14, 30, 90)
-
-
-def label(table: Mapping[str, tuple[str, str]], key: str | None, lang: str) -> str:
-    """The Swedish or English label of a key (the key itself when unknown)."""
-    if key is None:
-        return ""
-    pair = table.get(key)
-    if pair is None:
-        return key
-    return pair[1] if lang == "en" else pair[0]
-
-
-# -- URLs ----------------------------------------------------------------------------------------
-
-
-def safe_url(url: str | None) -> str | None:
-    """``url`` if it may be rendered as a link (absolute http/https, no control
-    characters or surrounding spaces), else None: ``javascript:``, ``data:`` and the like
-    are shown as text."""
-    if not url or url != url.strip() or any(ord(c) < 32 or c == "\x7f" for c in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
-
-
-def local_path(target: str | None, default: str = "/") -> str:
-    """A redirect target on this site only (a path, never ``//host`` or a URL)."""
-    if not target or any(ord(c) < 32 or c == "\\" for c in target):
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return default
-    return target
-
-
-def feed_url(scope: str, ident: str, fmt: str) -> str:
-    """The delivery feeds' URLs (``watcher/web/feeds.py``): ``/feeds/{scope}/{id}.xml``
-    (RSS), ``.atom`` (Atom), ``/calendar/{scope}/{id}.ics`` (iCal); scope ``all`` is
-    ``/feeds/all.xml``, ``/feeds/all.atom``, ``/calendar/all.ics``."""
-    ext = {"ics": "ics", "atom": "atom"}.get(fmt, "xml")
-    base = "/calendar" if fmt == "ics" else "/feeds"
-    if scope == "all":
-        return f"{base}/all.{ext}"
-    return f"{base}/{scope}/{ident}.{ext}"
-
-
-# -- language ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def catalogue() -> dict[str, str]:
-    """The English translations, keyed by the Swedish text."""
-    with (TEMPLATES_DIR / "i18n" / "en.toml").open("rb") as f:
-        return {str(k): str(v) for k, v in tomllib.load(f).items()}
-
-
-def translator(lang: str) -> Callable[..., str]:
-    cat = catalogue() if lang == "en" else {}
-
-    def gettext(text: str, **values: Any) -> str:
-        out = cat.get(text, text)
-        return out.format(**values) if values else out
-
-    return gettext
-
-
-def request_lang(request: Request) -> str:
-    q = request.query_params.get("lang")
-    if q in LANGS:
-        return q
-    c = request.cookies.get(LANG_COOKIE)
-    return c if c in LANGS else "sv"
-
-
-# -- formatting ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Formatter:
-    """Dates and labels in one language and time zone."""
-
-    lang: str
-    tz: Any
-    now: datetime
-
-    @cached_property
-    def gettext(self) -> Callable[..., str]:
-        return translator(self.lang)
-
-    def local(self, dt: datetime) -> datetime:
-        return dt.astimezone(self.tz)
-
-    def day(self, dt: datetime | date | None) -> str:
-        if dt is None:
-            return "–"
-        d = self.local(dt) if isinstance(dt, datetime) else dt
-        month = _MONTHS[self.lang].split()[d.month - 1]
-        return f"{d.day} {month} {d.year}"
-
-    def moment(self, dt: datetime | None) -> str:
-        """The date, with the time when it is not midnight (deadlines often close 17:00)."""
-        if dt is None:
-            return "–"
-        d = self.local(dt)
-        out = self.day(d)
-        if (d.hour, d.minute) != (0, 0):
-            out += f" {d.hour:02d}:{d.minute:02d}"
-        return out
-
-    def stamp(self, dt: datetime | None) -> str:
-        """A compact local timestamp for logs and tables: 2026-11-02 09:00."""
-        return self.local(dt).strftime("%Y-%m-%d %H:%M") if dt else "–"
-
-    def iso(self, dt: datetime | None) -> str:
-        return dt.isoformat() if dt else ""
-
-    def days_left(self, dt: datetime | None) -> str:
-        if dt is None:
-            return ""
-        days = (self.local(dt).date() - self.local(self.now).date()).days
-        _ = self.gettext
-        if dt < self.now:
-            return _("passerad")
-        if days == 0:
-            return _("i dag")
-        if days == 1:
-            return _("i morgon")
-        return _("om {n} dagar", n=days)
-
-    def short_range(self, start: date, end: date) -> str:
-        months = _MONTHS_SHORT[self.lang].split()
-        if start.month == end.month:
-            return f"{start.day}–{end.day} {months[end.month - 1]}"
-        return f"{start.day} {months[start.month - 1]} – {end.day} {months[end.month - 1]}"
-
-    def area(self, key: str | None) -> str:
-        return label(AREA_LABELS, key, self.lang)
-
-    def theme(self, key: str | None) -> str:
-        return label(THEME_LABELS, key, self.lang)
-
-    def status(self, key: str | None) -> str:
-        return label(STATUS_LABELS, key, self.lang)
-
-    def kind(self, key: str | None) -> str:
-        return label(KIND_LABELS, key, self.lang)
-
-    def field(self, key: str | None) -> str:
-        return label(FIELD_LABELS, key, self.lang)
-
-    def tag(self, kind: str, key: str) -> str:
-        return self.area(key) if kind == "area" else self.theme(key)
 
 
 @dataclass(frozen=True)
@@ -306,109 +87,6 @@ def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, st
             )
         )
     return out
-
-
-def short_value(value: Any, limit: int = 200) -> str:
-    """A history value as short text."""
-    if value is None or value == "" or value == []:
-        return "–"
-    text = ", ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def as_toml(entry: Mapping[str, Any]) -> str:
-    """A config entry as the TOML an admin would read in config.toml."""
-    import tomlkit
-
-    return tomlkit.dumps(dict(entry))
-
-
-# -- rendering -----------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        auto_reload=False,  # templates are part of the release
-        autoescape=True,  # every template: scraped text is never markup
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["safe_url"] = safe_url
-    env.filters["short"] = short_value
-    env.filters["as_toml"] = as_toml
-    env.globals["feed_url"] = feed_url
-    env.globals["AREAS"] = AREAS
-    env.globals["THEMES"] = THEMES
-    env.globals["STATUSES"] = tuple(STATUS_LABELS)
-    env.globals["KINDS"] = tuple(KIND_LABELS)
-    env.globals["static_version"] = _static_version()
-    return env
-
-
-def _static_version() -> str:
-    digest = hashlib.sha256()
-    for f in sorted(STATIC_DIR.glob("*")):
-        digest.update(f.read_bytes())
-    return digest.hexdigest()[:10]
-
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-}
-
-
-def base_context(request: Request) -> dict[str, Any]:
-    """What every page's template gets: language, formatter, navigation."""
-    app = request.app.state.app
-    lang = request_lang(request)
-    fmt = Formatter(lang, app.config.tz, app.now())
-    path = request.url.path
-    here = path + (f"?{request.url.query}" if request.url.query else "")
-    session = getattr(request.state, "session", None)
-    return {
-        "lang": lang,
-        "_": translator(lang),
-        "fmt": fmt,
-        "path": path,
-        "here": here,
-        "other_lang": "en" if lang == "sv" else "sv",
-        "lang_switch": f"/lang/{'en' if lang == 'sv' else 'sv'}?{urlencode({'next': here})}",
-        "session": session,
-        "user": session.user if session is not None else None,
-        "csrf_token": session.csrf if session is not None else "",
-        "flashes": session.pop_flash() if session is not None else [],
-        "config_error": app.config_error,
-    }
-
-
-def render(
-    request: Request,
-    template: str,
-    context: Mapping[str, Any] | None = None,
-    *,
-    status_code: int = 200,
-    headers: Mapping[str, str] | None = None,
-) -> HTMLResponse:
-    """Render a page with the shared context and the security headers."""
-    ctx = base_context(request)
-    ctx.update(context or {})
-    html = environment().get_template(template).render(ctx)
-    response = HTMLResponse(html, status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
-    if request.url.path.startswith("/admin"):
-        response.headers["Cache-Control"] = "no-store"
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 # -- filters from the query string ------------------------------------------------------------
@@ -458,7 +136,7 @@ class ListQuery:
             page=page,
         )
 
-    def item_filter(self, now: datetime, tz: Any) -> ItemFilter:
+    def item_filter(self, now: datetime, tz: tzinfo) -> ItemFilter:
         deadline_from: datetime | None = None
         deadline_to: datetime | None = None
         if self.within:
@@ -536,7 +214,7 @@ def _iso_date(value: str) -> str:
         return ""
 
 
-def _local_midnight(iso: str, tz: Any) -> datetime:
+def _local_midnight(iso: str, tz: tzinfo) -> datetime:
     d = date.fromisoformat(iso)
     return datetime(d.year, d.month, d.day, tzinfo=tz)
 
@@ -546,14 +224,14 @@ def _local_midnight(iso: str, tz: Any) -> datetime:
 router = APIRouter(include_in_schema=False)
 
 
-def _source_names(app: Any) -> dict[str, str]:
+def _source_names(app: App) -> dict[str, str]:
     return {s.id: s.name for s in app.config.sources}
 
 
 @router.get("/", response_class=HTMLResponse)
 def item_list(request: Request) -> HTMLResponse:
     """The item list: full-text search, filters, sort, pages."""
-    app = request.app.state.app
+    app = app_of(request)
     names = _source_names(app)
     query = ListQuery.from_params(request.query_params, list(names))
     now = app.now()
@@ -587,7 +265,7 @@ def item_list(request: Request) -> HTMLResponse:
 @router.get("/items/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, item_id: str) -> HTMLResponse:
     """One item: the call record, every source link, change history, tags and why."""
-    app = request.app.state.app
+    app = app_of(request)
     item = app.storage.get_item(int(item_id)) if item_id.isdigit() and len(item_id) < 12 else None
     if item is None:
         raise StarletteHTTPException(404)
@@ -619,7 +297,7 @@ class Week:
 @router.get("/deadlines", response_class=HTMLResponse)
 def deadlines(request: Request) -> HTMLResponse:
     """Upcoming deadlines, week by week."""
-    app = request.app.state.app
+    app = app_of(request)
     params = request.query_params
     area = params.get("area", "") if params.get("area") in AREAS else ""
     theme = params.get("theme", "") if params.get("theme") in THEMES else ""
@@ -670,7 +348,7 @@ def deadlines(request: Request) -> HTMLResponse:
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe(request: Request) -> HTMLResponse:
     """Feeds and calendars of each area, theme and network."""
-    app = request.app.state.app
+    app = app_of(request)
     networks = [n for n in app.config.networks if n.enabled]
     return render(request, "subscribe.html", {"networks": networks})
 
@@ -685,63 +363,7 @@ def switch_language(request: Request, code: str) -> Response:
     return response
 
 
-# -- errors --------------------------------------------------------------------------------------
-
-_HTML_PREFIXES = ("/items", "/deadlines", "/subscribe", "/lang", "/admin", "/static")
-
-
-def _wants_html(request: Request) -> bool:
-    path = request.url.path
-    if path.startswith("/api"):
-        return False
-    if path == "/" or path.startswith(_HTML_PREFIXES):
-        return True
-    return "text/html" in request.headers.get("accept", "")
-
-
-def _error_page(
-    request: Request, status: int, headers: Mapping[str, str] | None = None
-) -> Response:
-    """An error page that says what went wrong in general terms, and never echoes the
-    request (its path or parameters) back."""
-    try:
-        return render(
-            request, "error.html", {"status": status}, status_code=status, headers=headers
-        )
-    except Exception:  # the error page itself failed (database down …): plain text
-        log.exception("the error page could not be rendered")
-        return Response(f"Error {status}", status_code=status, media_type="text/plain")
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    if not _wants_html(request):
-        return await http_exception_handler(request, exc)
-    return _error_page(request, exc.status_code, getattr(exc, "headers", None))
-
-
-async def validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    if not _wants_html(request):
-        return await request_validation_exception_handler(request, exc)
-    return _error_page(request, 400)
-
-
-async def storage_error(request: Request, exc: Exception) -> Response:
-    log.error("database error on %s: %s", request.url.path, exc)
-    if not _wants_html(request):
-        return Response(
-            '{"detail":"the database is not available"}',
-            status_code=503,
-            media_type="application/json",
-        )
-    return _error_page(request, 503)
-
-
 def install(web: FastAPI) -> None:
-    """Public pages, static files and the error pages."""
+    """Public pages and static files."""
     web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     web.include_router(router)
-    web.add_exception_handler(StarletteHTTPException, http_error)
-    web.add_exception_handler(RequestValidationError, validation_error)
-    web.add_exception_handler(StorageError, storage_error)

@@ -1,0 +1,339 @@
+"""The admin's sources: health list, add and edit (with a test fetch), switch on and off,
+delete, poll now, release or silence held items.
+
+A test fetch (``action=test``) parses and shows what the source gives without storing
+anything (``watcher.preview``); a save goes through ``watcher.editing.ConfigEditor``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from sources import registry
+from watcher.config import Config
+from watcher.editing import ConfigEditor
+from watcher.exceptions import ConfigError, EditConflict
+from watcher.preview import Preview, preview_source
+from watcher.types import SourceState
+from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
+from watcher.web.admin.entries import check_entry, delete_entry, existing_entry, save_entry
+from watcher.web.admin.forms import SourceForm
+from watcher.web.render import Formatter, Gettext, app_of, gettext_for, render, request_lang
+
+router = admin_router()
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One poll in the activity chart."""
+
+    x: int
+    height: int
+    css: str
+    title: str
+
+
+CHART_HEIGHT = 24
+
+
+def activity_bars(history: Sequence[Mapping[str, Any]], fmt: Formatter, t: Gettext) -> list[Bar]:
+    """The last polls, oldest first: a tall red bar for a failure, a green bar as high as
+    the new and updated items (log scale), a low grey bar for nothing new."""
+    bars = []
+    for i, h in enumerate(reversed(list(history))):
+        status = h.get("status")
+        changed = int(h.get("new") or 0) + int(h.get("updated") or 0)
+        when = fmt.stamp(h.get("started_at"))
+        if status == "error":
+            height, css = CHART_HEIGHT, "bar-error"
+            title = f"{when}: {t('fel')} {h.get('error_code') or ''}"
+        elif changed:
+            height = min(CHART_HEIGHT, 6 + int(6 * math.log2(1 + changed)))
+            css = "bar-new"
+            title = f"{when}: {t('{n} nya eller ändrade', n=changed)}"
+        else:
+            height, css = 3, "bar-quiet"
+            title = f"{when}: {t('inget nytt')}"
+        bars.append(Bar(i * 5, height, css, title))
+    return bars
+
+
+@router.get("/sources", response_class=HTMLResponse)
+def sources_list(request: Request) -> HTMLResponse:
+    app = app_of(request)
+    now = app.now()
+    t = gettext_for(request)
+    fmt = Formatter(request_lang(request), app.config.tz, now)
+    states = app.storage.source_states()
+    recent = app.storage.recent_item_counts(now - timedelta(days=30))
+    held = app.storage.held_counts()
+    rows = []
+    for s in app.config.sources:
+        history = app.storage.poll_history(s.id, 30)
+        ok = sum(1 for h in history if h.get("status") != "error")
+        rows.append(
+            {
+                "source": s,
+                "state": states.get(s.id) or SourceState(source_id=s.id),
+                "recent": recent.get(s.id, 0),
+                "held": held.get(s.id, 0),
+                "bars": activity_bars(history, fmt, t),
+                "chart_label": t(
+                    "Senaste {n} hämtningarna: {ok} lyckade, {bad} misslyckade",
+                    n=len(history),
+                    ok=ok,
+                    bad=len(history) - ok,
+                ),
+            }
+        )
+    return render(
+        request,
+        "admin/sources.html",
+        {"rows": rows, "kinds": registry.kinds(), "chart_height": CHART_HEIGHT},
+    )
+
+
+def _kind_help(kind: str) -> str:
+    try:
+        return registry.get(kind).help()
+    except KeyError:
+        return ""
+
+
+def _render_source_form(
+    request: Request,
+    form: SourceForm,
+    *,
+    new: bool,
+    version: str,
+    preview: Preview | None = None,
+    conflict: str | None = None,
+    saved: Mapping[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    t = gettext_for(request)
+    common, options = form.fields(t, request_lang(request), new=new)
+    app = app_of(request)
+    history = [] if new else app.storage.poll_history(str(form.entry.get("id")), 10)
+    return render(
+        request,
+        "admin/source_form.html",
+        {
+            "form": form,
+            "new": new,
+            "kinds": registry.kinds(),
+            "kind_help": _kind_help(form.kind),
+            "common": common,
+            "options": options,
+            "errors": form.errors,
+            "general": form.general,
+            "version": version,
+            "preview": preview,
+            "conflict": conflict,
+            "saved": saved,
+            "history": history,
+            "action": "/admin/sources/new" if new else f"/admin/sources/{form.entry['id']}",
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/sources/new", response_class=HTMLResponse)
+def source_new(request: Request, user: str = Depends(require_admin)) -> HTMLResponse:
+    kind = request.query_params.get("kind", "html")
+    if kind not in registry.kinds():
+        kind = "html"
+    cf = ConfigEditor(app_of(request), user).read()
+    entry = {"id": "", "name": "", "kind": kind, "url": "", "schedule": "6h"}
+    return _render_source_form(request, SourceForm(kind, entry), new=True, version=cf.version)
+
+
+@router.get("/sources/{source_id}", response_class=HTMLResponse)
+def source_edit(
+    request: Request, source_id: str, user: str = Depends(require_admin)
+) -> HTMLResponse:
+    editor = ConfigEditor(app_of(request), user)
+    cf = editor.read()
+    try:
+        entry = editor.entry(cf, "sources", source_id)
+    except KeyError:
+        raise HTTPException(404) from None
+    kind = request.query_params.get("kind")
+    form = SourceForm.from_entry(entry)
+    if kind and kind != form.kind and kind in registry.kinds():
+        form = SourceForm(kind, {**entry, "kind": kind, "options": {}})
+    return _render_source_form(request, form, new=False, version=cf.version)
+
+
+@router.post("/sources/new", response_class=HTMLResponse)
+async def source_create(request: Request, user: str = Depends(require_admin)) -> Response:
+    return await _source_submit(request, user, None)
+
+
+@router.post("/sources/{source_id}", response_class=HTMLResponse)
+async def source_update(
+    request: Request, source_id: str, user: str = Depends(require_admin)
+) -> Response:
+    return await _source_submit(request, user, source_id)
+
+
+async def _source_submit(request: Request, user: str, source_id: str | None) -> Response:
+    """Test-fetch (``action=test``) or save (``action=save``) a source form."""
+    app = app_of(request)
+    t = gettext_for(request)
+    form_in = await form_data(request)
+    new = source_id is None
+    version = str(form_in.get("version", ""))
+    action = form_in.get("action", "save")
+    kind = str(form_in.get("kind", "html"))
+    if kind not in registry.kinds():
+        raise HTTPException(400)
+    editor = ConfigEditor(app, user)
+    cf = editor.read()
+    existing = existing_entry(editor, cf, "sources", source_id)
+    form = SourceForm.from_form(form_in, kind, existing, t)
+    sid = form.entry["id"]
+    if new and sid and cf.index_of("sources", sid) is not None:
+        form.errors.setdefault("id", []).append(t("Det finns redan en källa med id {id}", id=sid))
+    again = functools.partial(_render_source_form, request, form, new=new)
+    if action == "test":
+        # A test fetch shows the validation's problems too, beside the form's own.
+        cfg: Config | None = check_entry(request, editor, cf, "sources", form, None if new else sid)
+        if form.errors or form.general or cfg is None:
+            return again(version=version, status_code=422)
+        preview = await preview_source(app, cfg.source(sid), http=app.http)
+        return again(version=version, preview=preview)
+    if form.errors:
+        return again(version=version, status_code=422)
+    refused = await save_entry(
+        request, editor, cf, "sources", form, existing=existing, version=version, render=again
+    )
+    if refused is not None:
+        return refused
+    session_of(request).flash(t("Källan {name} sparades.", name=form.entry["name"]))
+    return redirect("/admin/sources")
+
+
+@router.post("/sources/{source_id}/enabled")
+async def source_enable(
+    request: Request, source_id: str, user: str = Depends(require_admin)
+) -> Response:
+    """Switch a source on or off (``enabled=1|0``: the intent, not a toggle)."""
+    app = app_of(request)
+    t = gettext_for(request)
+    want = (await form_data(request)).get("enabled") == "1"
+    editor = ConfigEditor(app, user)
+    try:
+        await run_in_threadpool(editor.set_enabled, "sources", source_id, want)
+    except KeyError:
+        raise HTTPException(404) from None
+    except (ConfigError, EditConflict) as e:
+        session_of(request).flash(t("Kunde inte spara: {error}", error=str(e)), "error")
+        return redirect("/admin/sources")
+    session_of(request).flash(
+        t("Källan {id} är aktiv.", id=source_id)
+        if want
+        else t("Källan {id} är avstängd.", id=source_id)
+    )
+    return redirect("/admin/sources")
+
+
+@router.get("/sources/{source_id}/delete", response_class=HTMLResponse)
+def source_delete_confirm(request: Request, source_id: str) -> HTMLResponse:
+    app = app_of(request)
+    try:
+        src = app.config.source(source_id)
+    except KeyError:
+        raise HTTPException(404) from None
+    count = app.storage.source_state(source_id).item_count
+    return render(
+        request, "admin/confirm_delete.html", {"what": "source", "entry": src, "count": count}
+    )
+
+
+@router.post("/sources/{source_id}/delete")
+async def source_delete(
+    request: Request, source_id: str, user: str = Depends(require_admin)
+) -> Response:
+    t = gettext_for(request)
+    return await delete_entry(
+        request,
+        user,
+        "sources",
+        source_id,
+        t("Källan {id} togs bort. Dess poster finns kvar.", id=source_id),
+    )
+
+
+@router.post("/sources/{source_id}/poll")
+async def source_poll(
+    request: Request, source_id: str, user: str = Depends(require_admin)
+) -> Response:
+    """Poll one source now and report how it went."""
+    app = app_of(request)
+    t = gettext_for(request)
+    try:
+        app.config.source(source_id)
+    except KeyError:
+        raise HTTPException(404) from None
+    [result] = await app.poll([source_id])
+    app.storage.audit(user, "source.poll", source_id, result.as_dict(), app.now())
+    session = session_of(request)
+    if result.error is not None:
+        session.flash(
+            t(
+                "Hämtningen av {id} misslyckades: {code}: {message}",
+                id=source_id,
+                code=result.error.code,
+                message=result.error.message,
+            ),
+            "error",
+        )
+    elif result.status.value == "not_modified":
+        session.flash(t("{id}: inte ändrad sedan förra hämtningen.", id=source_id))
+    else:
+        session.flash(
+            t(
+                "{id}: {new} nya, {updated} uppdaterade, {unchanged} oförändrade.",
+                id=source_id,
+                new=result.new,
+                updated=result.updated,
+                unchanged=result.unchanged,
+            )
+        )
+    for w in result.warnings:
+        session.flash(f"{source_id}: {w}", "warning")
+    return redirect("/admin/sources")
+
+
+@router.post("/sources/{source_id}/held")
+async def source_release_held(
+    request: Request, source_id: str, user: str = Depends(require_admin)
+) -> Response:
+    """Release a source's held flood into the next digests, or mark it silent."""
+    app = app_of(request)
+    t = gettext_for(request)
+    discard = (await form_data(request)).get("action") == "discard"
+    n = app.storage.release_held(source_id, discard=discard, now=app.now())
+    app.storage.audit(
+        user,
+        "source.discard_held" if discard else "source.release_held",
+        source_id,
+        {"items": n},
+        app.now(),
+    )
+    session_of(request).flash(
+        t("{n} hållna poster markerades som tysta.", n=n)
+        if discard
+        else t("{n} hållna poster släpps till nästa utskick.", n=n)
+    )
+    return redirect("/admin/sources")

@@ -1,0 +1,365 @@
+"""What every HTML page shares: labels, language, formatting, the templates and ``render``.
+
+Pages are server-rendered Jinja2 with autoescape on: scraped text is data, never markup.
+A link taken from a source is rendered as a link only when it is ``http``/``https``
+(``safe_url``). The interface is Swedish, with an English switch (``/lang/en``); the English
+catalogue is ``templates/i18n/en.toml`` keyed by the Swedish text. Times are stored in UTC
+and shown in the configured time zone (Europe/Stockholm) by a ``Formatter``.
+
+The public pages (``watcher.web.public``), the admin (``watcher.web.admin``) and the error
+pages (``watcher.web.errors``) render through here; ``app_of`` gives a route the service's
+``App``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlencode, urlsplit
+
+import jinja2
+import tomlkit
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from watcher.app import App
+from watcher.config import AREAS, THEMES
+
+WEB_DIR = Path(__file__).parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+LANGS = ("sv", "en")
+LANG_COOKIE = "lang"
+
+# A translation function: Swedish text (a format string) and its values in, the
+# interface language's text out.
+Gettext = Callable[..., str]
+
+
+def app_of(request: Request) -> App:
+    """The service behind the web application (``create_app`` put it there)."""
+    return cast(App, request.app.state.app)
+
+
+# -- labels ------------------------------------------------------------------------------------
+
+AREA_LABELS: dict[str, tuple[str, str]] = {
+    "fonder-program": ("EU:s fonder och program", "EU funds and programmes"),
+    "paverkan": ("Påverkansarbete", "Influencing EU policy"),
+    "kompetens": ("Kompetensutveckling", "Skills development"),
+    "partners": ("Partner och nätverk", "Partners and networks"),
+    "forhandsinfo": ("Förhandsinformation", "Early information"),
+    "natverkssamverkan": ("Nätverkssamverkan", "Network cooperation"),
+}
+THEME_LABELS: dict[str, tuple[str, str]] = {
+    "arbetsmarknad": ("Arbetsmarknad", "Labour market"),
+    "utbildning": ("Utbildning", "Education"),
+    "social-valfard": ("Social välfärd", "Social welfare"),
+    "samhallsbyggnad": ("Samhällsbyggnad", "Urban and regional development"),
+    "naringsliv-innovation": ("Näringsliv och innovation", "Business and innovation"),
+}
+STATUS_LABELS: dict[str, tuple[str, str]] = {
+    "forthcoming": ("Kommande", "Forthcoming"),
+    "open": ("Öppen", "Open"),
+    "closed": ("Stängd", "Closed"),
+}
+KIND_LABELS: dict[str, tuple[str, str]] = {
+    "call": ("Utlysning", "Call"),
+    "forthcoming_call": ("Kommande utlysning", "Forthcoming call"),
+    "consultation": ("Samråd", "Consultation"),
+    "event": ("Evenemang", "Event"),
+    "news": ("Nyhet", "News"),
+    "partner_search": ("Partnersökning", "Partner search"),
+    "page_change": ("Ändrad sida", "Page change"),
+}
+FIELD_LABELS: dict[str, tuple[str, str]] = {
+    "title": ("Titel", "Title"),
+    "link": ("Länk", "Link"),
+    "summary": ("Sammanfattning", "Summary"),
+    "status": ("Status", "Status"),
+    "deadline": ("Sista dag", "Deadline"),
+    "deadlines": ("Sista dagar", "Deadlines"),
+    "opening": ("Öppnar", "Opens"),
+    "programme": ("Program", "Programme"),
+    "budget": ("Budget", "Budget"),
+    "identifier": ("Id", "Identifier"),
+    "kind": ("Typ", "Kind"),
+    "sources": ("Källor", "Sources"),
+}
+_MONTHS = {
+    "sv": "januari februari mars april maj juni juli augusti september oktober november december",
+    "en": "January February March April May June July August September October November December",
+}
+_MONTHS_SHORT = {
+    "sv": "jan feb mar apr maj jun jul aug sep okt nov dec",
+    "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec",
+}
+
+
+def label(table: Mapping[str, tuple[str, str]], key: str | None, lang: str) -> str:
+    """The Swedish or English label of a key (the key itself when unknown)."""
+    if key is None:
+        return ""
+    pair = table.get(key)
+    if pair is None:
+        return key
+    return pair[1] if lang == "en" else pair[0]
+
+
+# -- URLs ----------------------------------------------------------------------------------------
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` if it may be rendered as a link (absolute http/https, no control
+    characters or surrounding spaces), else None: ``javascript:``, ``data:`` and the like
+    are shown as text."""
+    if not url or url != url.strip() or any(ord(c) < 32 or c == "\x7f" for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def local_path(target: str | None, default: str = "/") -> str:
+    """A redirect target on this site only (a path, never ``//host`` or a URL)."""
+    if not target or any(ord(c) < 32 or c == "\\" for c in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+def feed_url(scope: str, ident: str, fmt: str) -> str:
+    """The delivery feeds' URLs (``watcher/web/feeds.py``): ``/feeds/{scope}/{id}.xml``
+    (RSS), ``.atom`` (Atom), ``/calendar/{scope}/{id}.ics`` (iCal); scope ``all`` is
+    ``/feeds/all.xml``, ``/feeds/all.atom``, ``/calendar/all.ics``."""
+    ext = {"ics": "ics", "atom": "atom"}.get(fmt, "xml")
+    base = "/calendar" if fmt == "ics" else "/feeds"
+    if scope == "all":
+        return f"{base}/all.{ext}"
+    return f"{base}/{scope}/{ident}.{ext}"
+
+
+# -- language ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, str]:
+    """The English translations, keyed by the Swedish text."""
+    with (TEMPLATES_DIR / "i18n" / "en.toml").open("rb") as f:
+        return {str(k): str(v) for k, v in tomllib.load(f).items()}
+
+
+def translator(lang: str) -> Gettext:
+    cat = catalogue() if lang == "en" else {}
+
+    def gettext(text: str, **values: Any) -> str:
+        out = cat.get(text, text)
+        return out.format(**values) if values else out
+
+    return gettext
+
+
+def request_lang(request: Request) -> str:
+    q = request.query_params.get("lang")
+    if q in LANGS:
+        return q
+    c = request.cookies.get(LANG_COOKIE)
+    return c if c in LANGS else "sv"
+
+
+def gettext_for(request: Request) -> Gettext:
+    """The request's ``gettext``: Swedish text in, the interface language out."""
+    return translator(request_lang(request))
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """Dates and labels in one language and time zone."""
+
+    lang: str
+    tz: tzinfo
+    now: datetime
+
+    @cached_property
+    def gettext(self) -> Gettext:
+        return translator(self.lang)
+
+    def local(self, dt: datetime) -> datetime:
+        return dt.astimezone(self.tz)
+
+    def day(self, dt: datetime | date | None) -> str:
+        if dt is None:
+            return "–"
+        d = self.local(dt) if isinstance(dt, datetime) else dt
+        month = _MONTHS[self.lang].split()[d.month - 1]
+        return f"{d.day} {month} {d.year}"
+
+    def moment(self, dt: datetime | None) -> str:
+        """The date, with the time when it is not midnight (deadlines often close 17:00)."""
+        if dt is None:
+            return "–"
+        d = self.local(dt)
+        out = self.day(d)
+        if (d.hour, d.minute) != (0, 0):
+            out += f" {d.hour:02d}:{d.minute:02d}"
+        return out
+
+    def stamp(self, dt: datetime | None) -> str:
+        """A compact local timestamp for logs and tables: 2026-11-02 09:00."""
+        return self.local(dt).strftime("%Y-%m-%d %H:%M") if dt else "–"
+
+    def iso(self, dt: datetime | None) -> str:
+        return dt.isoformat() if dt else ""
+
+    def days_left(self, dt: datetime | None) -> str:
+        if dt is None:
+            return ""
+        days = (self.local(dt).date() - self.local(self.now).date()).days
+        _ = self.gettext
+        if dt < self.now:
+            return _("passerad")
+        if days == 0:
+            return _("i dag")
+        if days == 1:
+            return _("i morgon")
+        return _("om {n} dagar", n=days)
+
+    def short_range(self, start: date, end: date) -> str:
+        months = _MONTHS_SHORT[self.lang].split()
+        if start.month == end.month:
+            return f"{start.day}–{end.day} {months[end.month - 1]}"
+        return f"{start.day} {months[start.month - 1]} – {end.day} {months[end.month - 1]}"
+
+    def area(self, key: str | None) -> str:
+        return label(AREA_LABELS, key, self.lang)
+
+    def theme(self, key: str | None) -> str:
+        return label(THEME_LABELS, key, self.lang)
+
+    def status(self, key: str | None) -> str:
+        return label(STATUS_LABELS, key, self.lang)
+
+    def kind(self, key: str | None) -> str:
+        return label(KIND_LABELS, key, self.lang)
+
+    def field(self, key: str | None) -> str:
+        return label(FIELD_LABELS, key, self.lang)
+
+    def tag(self, kind: str, key: str) -> str:
+        return self.area(key) if kind == "area" else self.theme(key)
+
+
+def short_value(value: Any, limit: int = 200) -> str:
+    """A history value as short text."""
+    if value is None or value == "" or value == []:
+        return "–"
+    text = ", ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def as_toml(entry: Mapping[str, Any]) -> str:
+    """A config entry as the TOML an admin would read in config.toml."""
+    return tomlkit.dumps(dict(entry))
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        auto_reload=False,  # templates are part of the release
+        autoescape=True,  # every template: scraped text is never markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["safe_url"] = safe_url
+    env.filters["short"] = short_value
+    env.filters["as_toml"] = as_toml
+    env.globals["feed_url"] = feed_url
+    env.globals["AREAS"] = AREAS
+    env.globals["THEMES"] = THEMES
+    env.globals["STATUSES"] = tuple(STATUS_LABELS)
+    env.globals["KINDS"] = tuple(KIND_LABELS)
+    env.globals["static_version"] = _static_version()
+    return env
+
+
+def _static_version() -> str:
+    digest = hashlib.sha256()
+    for f in sorted(STATIC_DIR.glob("*")):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def base_context(request: Request) -> dict[str, Any]:
+    """What every page's template gets: language, formatter, navigation."""
+    app = app_of(request)
+    lang = request_lang(request)
+    fmt = Formatter(lang, app.config.tz, app.now())
+    path = request.url.path
+    here = path + (f"?{request.url.query}" if request.url.query else "")
+    session = getattr(request.state, "session", None)
+    return {
+        "lang": lang,
+        "_": translator(lang),
+        "fmt": fmt,
+        "path": path,
+        "here": here,
+        "other_lang": "en" if lang == "sv" else "sv",
+        "lang_switch": f"/lang/{'en' if lang == 'sv' else 'sv'}?{urlencode({'next': here})}",
+        "session": session,
+        "user": session.user if session is not None else None,
+        "csrf_token": session.csrf if session is not None else "",
+        "flashes": session.pop_flash() if session is not None else [],
+        "config_error": app.config_error,
+    }
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """Render a page with the shared context and the security headers."""
+    ctx = base_context(request)
+    ctx.update(context or {})
+    html = environment().get_template(template).render(ctx)
+    response = HTMLResponse(html, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    if request.url.path.startswith("/admin"):
+        response.headers["Cache-Control"] = "no-store"
+    if headers:
+        response.headers.update(headers)
+    return response
