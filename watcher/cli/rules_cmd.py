@@ -1,4 +1,12 @@
-"""``watcher rules …``: check, back-test, evaluate and re-tag."""
+"""``watcher rules …``: check, back-test, evaluate and re-tag.
+
+The back-test and the re-tag are the admin's own (``watcher.editing.RulesWorkspace``), and
+the configured rule files the classifier's (``watcher.classify.rule_paths``), so the
+command line and the rule editor cannot disagree about either.
+
+As everywhere in the CLI, a command imports what it needs when it runs: ``watcher --help``
+and ``rules check`` do not load the database layer (``watcher.editing`` brings it).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,13 @@ from pathlib import Path
 
 import click
 
-from watcher import config as config_mod
+from rules.loader import check_rules, load_rules, rule_files
+from sources.registry import load_config
+from watcher.classify import rule_paths
 from watcher.cli import Ctx, console, err_console, handle_errors, parse_since, print_json
+
+# The actor of the changes the command line records in the audit log.
+CLI_ACTOR = "cli"
 
 
 @click.group()
@@ -17,8 +30,10 @@ def rules() -> None:
 
 
 def _config_rule_paths(ctx: Ctx) -> tuple[list[Path], bool]:
-    cfg = config_mod.load(ctx.config_path)
-    return [cfg.resolve_path(p) for p in cfg.rules.paths], cfg.rules.use_defaults
+    """The configured rule paths and whether the built-in rules come first, from
+    config.toml alone (``check`` and ``evaluate`` need no database)."""
+    cfg = load_config(ctx.config_path)
+    return rule_paths(cfg), cfg.rules.use_defaults
 
 
 @rules.command("check")
@@ -27,8 +42,6 @@ def _config_rule_paths(ctx: Ctx) -> tuple[list[Path], bool]:
 @handle_errors
 def rules_check(ctx: Ctx, paths: tuple[Path, ...]) -> None:
     """Validate rule files (the configured ones, or PATHS); exit 1 on any error."""
-    from rules.loader import check_rules, rule_files
-
     if paths:
         files, defaults = list(paths), False
     else:
@@ -59,22 +72,16 @@ def rules_test(
     ctx: Ctx, rules_path: Path | None, since: str | None, as_json: bool, limit: int
 ) -> None:
     """Back-test: which stored items would gain or lose which tags. Nothing is saved."""
-    from rules.backtest import backtest, format_backtest
-    from rules.loader import load_rules
+    from rules.backtest import format_backtest
+    from watcher.editing import RulesWorkspace
 
     app = ctx.app
-    current = app.classifier
-    paths, defaults = _config_rule_paths(ctx)
+    paths, defaults = rule_paths(app.config), app.config.rules.use_defaults
     # The changed files take the place of the configured ones, after the built-in rules
     # (a rule with the same id replaces a built-in one), as the service would load them.
     new = load_rules([rules_path] if rules_path is not None else paths, defaults=defaults)
-    defaults_by_source = {s.id: (s.areas, s.themes) for s in app.config.sources}
-    storage = app.storage
-    diffs = []
-    ids = storage.all_item_ids(parse_since(since))
-    for start in range(0, len(ids), 500):
-        batch = storage.get_items(ids[start : start + 500])
-        diffs.extend(backtest(batch, current.store.rules, new, source_defaults=defaults_by_source))
+    result = RulesWorkspace(app, CLI_ACTOR).backtest(new, since=parse_since(since))
+    diffs = result.diffs
     if as_json:
         for d in diffs:
             print_json(
@@ -88,7 +95,7 @@ def rules_test(
                 }
             )
         return
-    console.print(f"Back-test over {len(ids)} stored items:", highlight=False)
+    console.print(f"Back-test over {result.checked} stored items:", highlight=False)
     console.print(format_backtest(diffs, limit=limit), markup=False, highlight=False)
 
 
@@ -115,7 +122,6 @@ def rules_evaluate(
 ) -> None:
     """Precision, recall and F1 per area and theme, macro-F1, relevance accuracy."""
     from rules.evaluate import evaluate_file
-    from rules.loader import load_rules
 
     paths, defaults = _config_rule_paths(ctx)
     ruleset = load_rules([rules_path] if rules_path is not None else paths, defaults=defaults)
@@ -132,7 +138,7 @@ def rules_evaluate(
 @handle_errors
 def rules_retag(ctx: Ctx, since: str | None) -> None:
     """Re-tag stored items with the rules in force, recording each change."""
-    from watcher.classify import retag
+    from watcher.editing import RulesWorkspace
 
     app = ctx.app
     classifier = app.classifier
@@ -140,7 +146,7 @@ def rules_retag(ctx: Ctx, since: str | None) -> None:
         err_console.print(
             f"[yellow]warning:[/] rule files have errors; using the last good rules: {classifier.error}"
         )
-    report = retag(app.storage, classifier, app.now(), since=parse_since(since))
+    report = RulesWorkspace(app, CLI_ACTOR).retag(since=parse_since(since))
     console.print(
         f"{report.items} items checked, {report.changed} changed (+{report.added} −{report.removed} tags)"
     )
