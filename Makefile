@@ -10,6 +10,7 @@ test:
 lint:
 	ruff check .
 	ruff format --check .
+	lint-imports
 
 format:
 	ruff format .
