@@ -59,8 +59,9 @@ class PageAdapter(Adapter):
         previous = list(ctx.previous.values())[-1] if ctx.previous else None
         if fetched.status == FetchStatus.NOT_MODIFIED or previous is None:
             return fetched
-        extra = previous.get("summary") or ""
-        return Fetched(fetched.status, fetched.pages, fetched.cache, context={"previous": extra})
+        # The last version as stored: an unchanged page is that version again, title and all.
+        context = {"previous": previous.get("summary") or "", "title": previous.get("title")}
+        return Fetched(fetched.status, fetched.pages, fetched.cache, context=context)
 
     def region_lines(self, page: Page) -> tuple[str, list[str]]:
         require_body(page)
@@ -91,12 +92,15 @@ class PageAdapter(Adapter):
 
     def parse_fetched(self, fetched: Fetched) -> list[RawItem]:
         previous = fetched.context.get("previous")
+        previous_title = fetched.context.get("title")
         out: list[RawItem] = []
         for page in fetched.pages:
-            out.extend(self._items(page, previous))
+            out.extend(self._items(page, previous, previous_title))
         return out
 
-    def _items(self, page: Page, previous: str | None) -> list[RawItem]:
+    def _items(
+        self, page: Page, previous: str | None, previous_title: str | None = None
+    ) -> list[RawItem]:
         title, lines = self.region_lines(page)
         text = "\n".join(lines)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
@@ -120,9 +124,10 @@ class PageAdapter(Adapter):
         added = [ln for ln in lines if ln not in old_set]
         removed = [ln for ln in old_lines if ln not in new_set]
         if old_lines == lines or sum(map(len, added + removed)) < self.options.min_changed_chars:
-            # No meaningful change: the stored version stands (tracked as unchanged; small
-            # changes add up against it until they count).
-            return version(previous)
+            # No meaningful change: the stored version stands, as it was stored (a version
+            # named "Ändrad sida: …" keeps that name: renaming it would be an update).
+            # Small changes add up against it until they count.
+            return version(previous, previous_title or title)
         diff = summarise_change(added, removed)
         return version(
             diff + "\n\n" + CURRENT_MARK + "\n" + text,

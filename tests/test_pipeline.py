@@ -307,6 +307,36 @@ async def test_page_watch_makes_one_item_per_meaningful_change(make_app, loopbac
     assert "- Utlysning A: mars 2027" in newest.summary
 
 
+async def test_an_unchanged_repoll_of_a_changed_page_changes_and_mails_nothing(
+    make_app, loopback, clock
+):
+    """Issue 11.5: the poll after a change used to rename "Ändrad sida: …" back to the plain
+    title, and that rename was an update (a notable title change) in the next digest."""
+    page = "<html><head><title>Plan</title></head><body><main><p>{}</p></main></body></html>"
+    loopback.add("/plan", page.format("Utlysning A: mars 2027"))
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src("plan", loopback.url("/plan"), adapter="page", selector="main")],
+        }
+    )
+    await app.poll()
+    loopback.add("/plan", page.format("Utlysning A: april 2027"))
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert r.new == 1
+    changed = app.storage.list_items()[0]
+    for _ in range(2):
+        clock.advance(hours=1)
+        [r] = await app.poll()
+        assert (r.new, r.updated, r.unchanged) == (0, 0, 1)
+    again = app.storage.get_item(changed.id)
+    assert again is not None
+    assert (again.title, again.summary) == (changed.title, changed.summary)
+    assert again.changed_at is None
+    assert [h.kind for h in app.storage.item_history(changed.id)] == ["new"]
+
+
 async def test_ical_calls_with_programme_mapping(make_app, loopback):
     ics = DATA / "shared_samples/interreg_no_kalender_event.ics"
     if not ics.exists():
