@@ -37,6 +37,10 @@ from urllib.parse import urlsplit
 from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from watcher.app import App
+from watcher.config import Config
+from watcher.exceptions import StorageError
+
 SESSION_COOKIE = "watcher_admin"
 SECRET_META_KEY = "web.secret_key"
 PASSWORD_ENV = "WATCHER_ADMIN_PASSWORD"
@@ -122,7 +126,7 @@ class Credentials:
         return hashlib.sha256(f"{self.user}\0{basis}".encode()).hexdigest()[:16]
 
 
-def credentials_for(config: Any, environ: Mapping[str, str] | None = None) -> Credentials:
+def credentials_for(config: Config, environ: Mapping[str, str] | None = None) -> Credentials:
     env = os.environ if environ is None else environ
     return Credentials(
         user=config.web.admin_user,
@@ -134,15 +138,13 @@ def credentials_for(config: Any, environ: Mapping[str, str] | None = None) -> Cr
 # -- the secret key ------------------------------------------------------------------------
 
 
-def secret_key(app: Any) -> str:
+def secret_key(app: App) -> str:
     """The key sessions are signed with: from the environment variable named by
     ``[web] secret_key_env``, else generated once and kept in the database (so every web
     process of one installation shares it, and it never lands in config or the repo)."""
     from_env = os.environ.get(app.config.web.secret_key_env)
     if from_env:
         return from_env
-    from watcher.exceptions import StorageError
-
     key = app.storage.get_meta(SECRET_META_KEY)
     if not key:
         # Another process may store its key at the same moment: then that one is used.

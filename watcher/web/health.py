@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from watcher.exceptions import StorageError
+from watcher.web.render import app_of
 
 router = APIRouter()
 
 
 @router.get("/healthz", tags=["health"])
 def healthz(request: Request) -> JSONResponse:
-    app = request.app.state.app
+    app = app_of(request)
     scheduler = request.app.state.scheduler
     body: dict[str, Any] = {"status": "ok"}
     try:
