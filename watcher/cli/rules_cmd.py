@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from rules.loader import check_rules, load_rules, rule_files
-from sources.registry import load_config
+from watcher import config as config_mod
 from watcher.classify import rule_paths
 from watcher.cli import Ctx, console, err_console, handle_errors, parse_since, print_json
 
@@ -31,8 +31,9 @@ def rules() -> None:
 
 def _config_rule_paths(ctx: Ctx) -> tuple[list[Path], bool]:
     """The configured rule paths and whether the built-in rules come first, from
-    config.toml alone (``check`` and ``evaluate`` need no database)."""
-    cfg = load_config(ctx.config_path)
+    config.toml's structure alone (``check`` and ``evaluate`` need no database, nor valid
+    adapter options)."""
+    cfg = config_mod.load(ctx.config_path)
     return rule_paths(cfg), cfg.rules.use_defaults
 
 
