@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from icalendar import Calendar
@@ -92,7 +92,7 @@ class IcalAdapter(Adapter):
         if not keep(f"{summary_text} {description}", o.include, o.exclude):
             return None
         start = _when(ev.get("DTSTART"))
-        end = _when(ev.get("DTEND"))
+        end = _deadline(start, _when(ev.get("DTEND")), ev.get("DURATION"))
         return RawItem(
             key=uid or f"{summary_text}|{start}",
             title=summary_text,
@@ -112,3 +112,26 @@ def _when(prop: Any) -> datetime | date | None:
         return None
     value = getattr(prop, "dt", prop)
     return value if isinstance(value, date | datetime) else None
+
+
+def _deadline(
+    start: datetime | date | None, end: datetime | date | None, duration: Any
+) -> datetime | date | None:
+    """When an event ends, as a deadline: an instant, or the last day it covers.
+
+    RFC 5545 (3.6.1, 3.8.2.2): the end of an all-day event (``VALUE=DATE``) is exclusive, so
+    ``DTSTART:20230928`` with ``DTEND:20230929`` is the 28th alone and its deadline is the end
+    of the 28th; ``DURATION`` counts from the start the same way; an all-day event with
+    neither is one day long. A timed ``DTEND`` is the instant itself.
+    """
+    if isinstance(end, datetime):
+        return end
+    all_day = isinstance(start, date) and not isinstance(start, datetime)
+    if end is None and all_day and start is not None:
+        span = getattr(duration, "dt", None)
+        end = start + span if isinstance(span, timedelta) else start + timedelta(days=1)
+    if end is None or not all_day or start is None:
+        return end
+    # The day before the exclusive end, never before the start (some exporters write a
+    # zero-length DTEND on the start day itself).
+    return max(end - timedelta(days=1), start)

@@ -1,7 +1,9 @@
-"""The native adapters (ft-portal, esf, tillvaxtverket, haveyoursay): golden files, fetches
-against ``httpx.MockTransport``, and layout-change errors.
+"""The native adapters (ft-portal, esf, tillvaxtverket, haveyoursay) and the generic ``ical``
+adapter on the interreg.no calendar: golden files, fetches against ``httpx.MockTransport``,
+and layout-change errors.
 
-Golden cases live in ``tests/data/sources/<kind>/``: the recorded body or bodies of a case
+Golden cases live in ``tests/data/sources/<folder>/`` (the adapter kind, or for a generic
+adapter on one site's format a folder named after both, see ``FOLDERS``): the recorded body or bodies of a case
 (``<case>.<ext>``, or ``<case>.page1.<ext>``, ``<case>.page2.<ext>`` …) and the normalised
 items expected from them (``<case>.expected.json``, made with a fixed ``now``). A case with
 several URLs, response headers, detail pages or options has a ``<case>.case.json``
@@ -45,6 +47,9 @@ DATA = Path(__file__).parent / "data" / "sources"
 NOW = datetime(2026, 9, 5, 8, 0, tzinfo=UTC)
 REGEN = os.environ.get("WATCHER_REGEN_GOLDEN") == "1"
 KINDS = ("ft-portal", "esf", "tillvaxtverket", "haveyoursay")
+# Folders of golden cases -> the adapter kind they are read with (the native kinds, and
+# generic adapters on a real site's format).
+FOLDERS: dict[str, str] = {kind: kind for kind in KINDS} | {"ical-interreg": "ical"}
 DEFAULT_URLS = {
     "ft-portal": "https://api.tech.ec.europa.eu/search-api/prod/rest/search",
     "esf": "https://www.esf.se/utlysningar/",
@@ -53,6 +58,7 @@ DEFAULT_URLS = {
         ".portlet?state=rss&sv.contenttype=text/xml;charset=UTF-8"
     ),
     "haveyoursay": "https://ec.europa.eu/info/law/better-regulation/brpapi/searchInitiatives",
+    "ical": "https://interreg.no/kalender/kategori/utlysninger/?ical=1",
 }
 _SKIP_SUFFIXES = (".expected.json", ".case.json")
 
@@ -71,22 +77,23 @@ def source_for(kind: str, url: str | None = None, **options: Any) -> SourceConfi
 
 
 def golden_cases() -> list[tuple[str, str]]:
-    """(kind, case) for every recorded case of the native adapters."""
+    """(folder, case) for every recorded case (see ``FOLDERS``)."""
     out: list[tuple[str, str]] = []
-    for kind in KINDS:
+    for name in FOLDERS:
         names = set()
-        for f in (DATA / kind).iterdir():
+        for f in (DATA / name).iterdir():
             if f.name.startswith(".") or f.suffix == ".md":
                 continue
             if f.name.endswith(".case.json") or not f.name.endswith(_SKIP_SUFFIXES):
                 names.add(f.name.split(".", 1)[0])
-        out.extend((kind, n) for n in sorted(names))
+        out.extend((name, n) for n in sorted(names))
     return out
 
 
-def load_case(kind: str, name: str) -> tuple[SourceConfig, Fetched]:
+def load_case(case_folder: str, name: str) -> tuple[SourceConfig, Fetched]:
     """The source config and the ``Fetched`` value a recorded case stands for."""
-    folder = DATA / kind
+    kind = FOLDERS[case_folder]
+    folder = DATA / case_folder
     manifest_file = folder / f"{name}.case.json"
     manifest: dict[str, Any] = (
         json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.exists() else {}
@@ -158,17 +165,17 @@ def item_dict(item: Item) -> dict[str, Any]:
     }
 
 
-def run_case(kind: str, name: str) -> list[dict[str, Any]]:
-    source, fetched = load_case(kind, name)
-    adapter = registry.get(kind)(source)
+def run_case(folder: str, name: str) -> list[dict[str, Any]]:
+    source, fetched = load_case(folder, name)
+    adapter = registry.get(FOLDERS[folder])(source)
     raws = adapter.parse_fetched(fetched)
     return [item_dict(normalise(raw, source, NOW)) for raw in raws]
 
 
-@pytest.mark.parametrize(("kind", "name"), golden_cases(), ids=lambda v: v)
-def test_golden(kind: str, name: str) -> None:
-    got = run_case(kind, name)
-    expected_file = DATA / kind / f"{name}.expected.json"
+@pytest.mark.parametrize(("folder", "name"), golden_cases(), ids=lambda v: v)
+def test_golden(folder: str, name: str) -> None:
+    got = run_case(folder, name)
+    expected_file = DATA / folder / f"{name}.expected.json"
     if REGEN:
         expected_file.write_text(
             json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -179,13 +186,13 @@ def test_golden(kind: str, name: str) -> None:
 
 
 def test_every_native_kind_has_golden_cases() -> None:
-    kinds = {k for k, _ in golden_cases()}
-    assert kinds == set(KINDS)
+    kinds = {FOLDERS[f] for f, _ in golden_cases()}
+    assert kinds == set(FOLDERS.values())
     assert len(golden_cases()) >= 10
 
 
-def by_key(kind: str, name: str) -> dict[str, dict[str, Any]]:
-    return {i["key"]: i for i in run_case(kind, name)}
+def by_key(folder: str, name: str) -> dict[str, dict[str, Any]]:
+    return {i["key"]: i for i in run_case(folder, name)}
 
 
 # ── what the goldens must say (so a regenerated golden cannot hide a regression) ─────────
@@ -290,6 +297,35 @@ def test_esf_plan_items_are_forthcoming_calls() -> None:
     assert month_only["extra"]["deadline_text"] == "april 2027"
     table = by_key("esf", "plan-table")
     assert len(table) == 3 and all(i["programme"] == "ESF+" for i in table.values())
+
+
+def test_ical_all_day_events_end_on_their_last_day() -> None:
+    """RFC 5545: a DATE ``DTEND`` is exclusive, so 28–29 September is the 28th only."""
+    items = {
+        i["title"].split(":", 1)[0] + i["opening"][:10]: i
+        for i in run_case("ical-interreg", "allday")
+    }
+    one_day = items["Sverige-Norge2023-09-27"]
+    # 28 September 23:59:59 in Stockholm (CEST), not the 29th.
+    assert one_day["deadlines"] == ["2023-09-28T21:59:59+00:00"]
+    assert one_day["opening"] == "2023-09-27T22:00:00+00:00"  # 28 September 00:00
+    several = items["ÖKS2026-08-31"]  # 1 September – DTEND 16 October: open until the 15th
+    assert several["deadlines"] == ["2026-10-15T21:59:59+00:00"]
+    assert several["status"] == "open"
+    # No DTEND and no DURATION: a one-day event (RFC 5545 3.6.1).
+    assert items["North Sea2026-11-02"]["deadlines"] == ["2026-11-03T22:59:59+00:00"]
+    # DURATION:P14D from 20 November: the last day is 3 December.
+    assert items["Baltic Sea2026-11-19"]["deadlines"] == ["2026-12-03T22:59:59+00:00"]
+    # DTEND on the start day (a zero-length event some exporters write): that day.
+    assert items["Sverige-Norge2026-12-09"]["deadlines"] == ["2026-12-10T22:59:59+00:00"]
+
+
+def test_ical_timed_events_keep_their_exact_deadline() -> None:
+    items = by_key("ical-interreg", "calendar")
+    assert "21702-1790316000-1795474800@interreg.no" not in items  # Aurora: excluded
+    europe = items["18098-1710921600-1717675200@interreg.no"]
+    assert europe["deadlines"] == ["2024-06-06T10:00:00+00:00"]  # 12:00 Oslo (CEST)
+    assert europe["programme"] == "Interreg Europe"
 
 
 # ── fetches against MockTransport ────────────────────────────────────────────────────────
