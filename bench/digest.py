@@ -98,10 +98,9 @@ def seed(app: App, n_items: int, rnd: random.Random) -> None:
             mine = [i for i in batch if i.source_id == src]
             out = storage.apply(
                 src,
-                [NewItem(i) for i in mine],
+                [NewItem(i, baseline=baseline) for i in mine],
                 PollResult(src, PollStatus.OK, new=len(mine)),
                 at - timedelta(days=2) if not baseline else at,
-                baseline=baseline,
             )
             ids.extend(out.new_ids)
             by_id.update(zip(out.new_ids, mine, strict=True))

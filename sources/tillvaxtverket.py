@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import feedparser
@@ -24,7 +24,7 @@ from sources._common import decode_text, refuse_hostile_xml, require_body, utf8_
 from sources.base import Adapter, FetchContext, Options
 from sources.registry import register
 from watcher.exceptions import FetchError, ParseError
-from watcher.types import CacheState, Fetched, FetchStatus, Page, RawItem, Status
+from watcher.types import CacheState, Fetched, FetchStatus, Incomplete, Page, RawItem, Status
 
 if TYPE_CHECKING:
     from watcher.http import HttpClient
@@ -72,6 +72,8 @@ _STATUS_RE = re.compile(
     rf"\s*:?\s*(?:den\s+)?(?P<date>{_html.LONG_DATE})",
     re.IGNORECASE,
 )
+# What a call page gives that the feed does not.
+DETAIL_FIELDS = ("status", "opening", "deadlines", "budget", "regions")
 _KEY_RE = re.compile(r"\.(\d+)\.html?(?:[?#].*)?$")
 _OBJECTIVE_RE = re.compile(r"^(\d\.\d{1,2})\s+(\S.{2,150})$")
 _HEADINGS = {
@@ -276,12 +278,15 @@ class TillvaxtverketAdapter(Adapter):
                     continue
                 detail: Detail | None = None
                 note: str | None = None
+                error: str | None = None
                 if detail_page is None:
                     note = "detail page not fetched"
                 elif state == DEFERRED:
                     note = "detail page deferred to a later poll (max_details reached)"
                 elif state == FAILED:
-                    note = "detail page failed: " + detail_page.headers.get(DETAIL_ERROR, "")
+                    failure = detail_page.headers.get(DETAIL_ERROR, "")
+                    note = "detail page failed: " + failure
+                    error = failure.split(":", 1)[0] or "fetch_failed"
                 else:
                     detail = parse_detail(detail_page)
                     if detail is None:
@@ -290,6 +295,10 @@ class TillvaxtverketAdapter(Adapter):
                     else:
                         read += 1
                 item = self._item(entry, detail, note)
+                if detail is None and note is not None and "layout" not in note:
+                    # What only the detail page gives is unknown, not empty: the item is
+                    # stored as incomplete and its page read again on the next poll.
+                    item = replace(item, incomplete=Incomplete(note, DETAIL_FIELDS, error))
                 if self._wanted(item):
                     items.append(item)
         if unreadable and read == 0:

@@ -89,11 +89,9 @@ class ItemBuilder:
         result = PollResult(source, PollStatus.OK, new=1)
         out = self.storage.apply(
             source,
-            [NewItem(item)],
+            [NewItem(item, baseline=baseline, held=held)],
             result,
             self.clock(),
-            baseline=baseline,
-            hold_new=held,
         )
         [item_id] = out.new_ids
         self.items[item_id] = item

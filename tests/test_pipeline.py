@@ -388,6 +388,99 @@ async def test_flood_of_new_items_is_held_not_mailed(make_app, loopback, clock):
     assert app.storage.release_held("f", now=clock()) == 28
 
 
+async def test_a_new_sources_open_calls_reach_the_next_digest_once(make_app, loopback, clock):
+    """Issue 11.6: a new source's first poll was wholly silent, so its open calls never
+    reached a digest. Calls still open with a deadline ahead are announced; a closed call
+    and news stay the silent baseline; the admin sees how many of each."""
+    from notifications.delivery import DigestSender
+
+    calls_feed = feed(
+        rss_item(
+            "open", "Utlysning: kompetens", "https://x/open", "Sista ansökningsdag 16 mars 2027"
+        ),
+        rss_item(
+            "closed", "Utlysning: klimat", "https://x/closed", "Sista ansökningsdag 1 mars 2026"
+        ),
+        rss_item("none", "Utlysning utan datum", "https://x/none", "Mer information kommer"),
+    )
+    loopback.add("/calls.xml", calls_feed, content_type="application/rss+xml")
+    loopback.add("/news.xml", GOOD, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("news", loopback.url("/news.xml")),
+                src("calls", loopback.url("/calls.xml"), kind="call"),
+            ],
+            "networks": [{"id": "n", "name": "N", "members": ["a@example.se"]}],
+        }
+    )
+    await app.poll(["news"])
+    sender = DigestSender(app)
+    sender.run()  # the network's first digest: from now on only what arrives is news
+    clock.advance(hours=2)
+    [r] = await app.poll(["calls"])
+    assert (r.new, r.announced, r.baselined) == (3, 1, 2)
+    [logged] = app.storage.poll_history("calls")
+    assert (logged["announced"], logged["baselined"]) == (1, 2)
+    clock.advance(hours=1)
+    [digest] = [o.digest for o in sender.run() if o.digest is not None]
+    assert [e.title for e in digest.new] == ["Utlysning: kompetens"]
+    clock.advance(days=1)
+    [again] = sender.run()
+    assert again.digest is None or not again.digest.new  # once
+
+
+async def test_a_failed_detail_page_makes_a_partial_poll_and_is_read_again(
+    make_app, loopback, clock
+):
+    """Issue 11.7: a call whose detail page failed was stored without status or deadline
+    and the poll said ok. Now the item is marked incomplete, the poll is partial (with the
+    error), source health says so, the page is read again on the next poll, and a stored
+    call's known deadline is never wiped by a failed read."""
+    rss = feed(
+        rss_item(None, "Utlysning A", loopback.url("/utlysning.101.html")),
+        rss_item(None, "Utlysning B", loopback.url("/utlysning.102.html")),
+    )
+    detail = "<html><body><main><h1>{t}</h1><ul><li>Öppen till 16 mars 2027</li></ul></main></body></html>"
+    loopback.add("/tvv.xml", rss, content_type="application/rss+xml")
+    loopback.add("/utlysning.101.html", detail.format(t="Utlysning A"))
+    loopback.add("/utlysning.102.html", "unavailable", status=503)
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback, retries=0),
+            "sources": [src("tvv", loopback.url("/tvv.xml"), adapter="tillvaxtverket")],
+        }
+    )
+    [r] = await app.poll()
+    assert r.status.value == "partial" and r.incomplete == 1
+    assert r.error is not None and r.error.code == "http_503"
+    assert r.as_dict()["status"] == "partial" and r.as_dict()["error"]["code"] == "http_503"
+    by_title = {i.title: i for i in app.storage.list_items()}
+    b = by_title["Utlysning B"]
+    assert b.incomplete is not None and "deadlines" in b.incomplete.missing
+    assert by_title["Utlysning A"].incomplete is None
+    health = app.storage.source_state("tvv")
+    assert "1 item(s) stored without" in (health.warning or "")
+    assert app.storage.poll_history("tvv")[0]["status"] == "partial"
+    # The next poll reads B's page again; it answers now.
+    loopback.add("/utlysning.102.html", detail.format(t="Utlysning B"))
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert r.status.value == "ok" and r.updated == 1
+    b = app.storage.get_item(b.id)
+    assert b is not None and b.incomplete is None and b.deadlines
+    known = b.deadlines
+    # A later failed read keeps what is known: unknown is not empty.
+    loopback.add("/utlysning.102.html", "unavailable", status=503)
+    clock.advance(hours=1)
+    [r] = await app.poll()
+    assert r.status.value == "partial" and r.updated == 0
+    b = app.storage.get_item(b.id)
+    assert b is not None and b.deadlines == known and b.incomplete is None
+    assert app.storage.source_state("tvv").last_error_code is None  # a success, partly
+
+
 def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
     from click.testing import CliRunner
 
@@ -415,6 +508,8 @@ def test_poll_json_cli_output(tmp_path, loopback, monkeypatch):
         "updated": 0,
         "unchanged": 0,
         "error": None,
+        "announced": 0,  # a first poll: news items are its silent baseline
+        "baselined": 2,
     }
     assert by["bad"]["status"] == "error" and by["bad"]["error"]["code"] == "http_404"
     res = runner.invoke(main, ["--config", str(cfg), "poll", "nope"])

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sources import registry
 from sources.base import FetchContext
 from watcher.exceptions import ParseError, SourceFailure, StorageError
+from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.work import Classifier, Processed, process
@@ -34,6 +35,7 @@ from watcher.types import (
     Classification,
     Fetched,
     FetchStatus,
+    Incomplete,
     IntentKind,
     Linked,
     NewItem,
@@ -195,6 +197,10 @@ class Poller:
             warnings.append(robots)
         if processed.bad:
             warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
+        incomplete = [it.incomplete for it in items if it.incomplete is not None]
+        partial = incomplete_error(incomplete)
+        if incomplete:
+            warnings.append(incomplete_note(incomplete))
         baseline = not state.baseline_done
         rules_version = self.classifier.version if self.classifier else None
 
@@ -221,23 +227,24 @@ class Poller:
                     else i
                     for i in intents
                 ]
+            arrived = arrivals(
+                intents, at, first_poll=baseline, flood_threshold=self.flood_threshold
+            )
+            intents = arrived.intents
             counts = {k: sum(1 for i in intents if i.kind == k) for k in IntentKind}
-            new_count = sum(1 for i in intents if isinstance(i, NewItem))
-            hold = not baseline and new_count > self.flood_threshold
-            notes = list(warnings)
-            if hold:
-                notes.append(
-                    f"{new_count} new items at once (more than {self.flood_threshold}): held "
-                    "for the admin instead of being mailed — release or discard them in the admin"
-                )
+            notes = [*warnings, *arrived.notes]
             result = PollResult(
                 source.id,
-                PollStatus.OK,
+                PollStatus.PARTIAL if partial else PollStatus.OK,
                 new=counts[IntentKind.NEW],
                 updated=counts[IntentKind.UPDATED],
                 unchanged=counts[IntentKind.UNCHANGED],
                 parsed=len(items),
+                error=partial,
                 warnings=tuple(notes),
+                announced=arrived.announced,
+                baselined=arrived.baselined,
+                incomplete=len(incomplete),
             )
             # New and changed items are written with their tags, in one transaction: an
             # item is never stored untagged.
@@ -247,8 +254,6 @@ class Poller:
                 result,
                 at,
                 cache=cache,
-                baseline=baseline,
-                hold_new=hold,
                 warning="; ".join(notes) or None,
                 field_profile=layout.profile,
                 started_at=started,
@@ -290,6 +295,29 @@ class Poller:
                 self.executor, process, source, fetched, tz_name, at, None, spec
             )
         return await asyncio.to_thread(process, source, fetched, tz_name, at, self.classifier)
+
+
+def incomplete_error(incomplete: Sequence[Incomplete]) -> SourceError | None:
+    """A poll some of whose parts failed is partial: its error is the first failure's code,
+    with how many failed."""
+    failed = [i for i in incomplete if i.error]
+    if not failed:
+        return None
+    codes = sorted({i.error for i in failed if i.error})
+    return SourceError(
+        failed[0].error or "partial",
+        f"{len(failed)} item(s) incomplete ({', '.join(codes)}): {failed[0].reason}",
+    )
+
+
+def incomplete_note(incomplete: Sequence[Incomplete]) -> str:
+    """What source health says of incomplete items."""
+    missing = sorted({f for i in incomplete for f in i.missing})
+    lacks = f" without {', '.join(missing)}" if missing else ""
+    return (
+        f"{len(incomplete)} item(s) stored{lacks}: {incomplete[0].reason}; "
+        "read again on the next poll"
+    )
 
 
 def _message(e: BaseException) -> str:

@@ -95,6 +95,27 @@ class Fetched:
 
 
 @dataclass(frozen=True)
+class Incomplete:
+    """What an item lacks because part of its source failed (a detail page that answered
+    503 or timed out) or was left for later: the fields that are unknown, not empty."""
+
+    reason: str  # for people: "detail page failed: http_503 …"
+    missing: tuple[str, ...]  # tracked fields not known ("status", "deadlines", …)
+    error: str | None = None  # the error code when a fetch failed (the poll is partial)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "missing": list(self.missing), "error": self.error}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any] | None) -> Incomplete | None:
+        if not value:
+            return None
+        return cls(
+            str(value.get("reason", "")), tuple(value.get("missing") or ()), value.get("error")
+        )
+
+
+@dataclass(frozen=True)
 class RawItem:
     """An item as an adapter found it: strings as on the page, or values the format
     already types (a JSON API's dates). ``normalise`` turns it into an ``Item``."""
@@ -118,6 +139,7 @@ class RawItem:
     regions: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    incomplete: Incomplete | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,7 @@ class Item:
     topics: tuple[str, ...]
     content_hash: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    incomplete: Incomplete | None = None
 
     @property
     def deadline(self) -> datetime | None:
@@ -270,6 +293,7 @@ class StoredItem:
     held: bool
     extra: Mapping[str, Any]
     released_at: datetime | None = None
+    incomplete: Incomplete | None = None
     tags: tuple[StoredTag, ...] = ()
     sources: tuple[SourceLink, ...] = ()
 
@@ -340,10 +364,13 @@ class IntentKind(enum.StrEnum):
 @dataclass(frozen=True)
 class NewItem:
     """An item no stored record is: stored as a new record, tagged with its own
-    ``classification``."""
+    ``classification``. ``baseline``: part of a source's silent first poll (never mailed as
+    new); ``held``: part of a flood, held for the admin."""
 
     item: Item
     classification: Classification | None = None
+    baseline: bool = False
+    held: bool = False
     kind: ClassVar[IntentKind] = IntentKind.NEW
 
 
@@ -403,6 +430,7 @@ class SourceError:
 
 class PollStatus(enum.StrEnum):
     OK = "ok"
+    PARTIAL = "partial"  # stored, but part of the source failed (items are incomplete)
     NOT_MODIFIED = "not_modified"
     ERROR = "error"
 
@@ -417,9 +445,13 @@ class PollResult:
     parsed: int = 0
     error: SourceError | None = None
     warnings: tuple[str, ...] = ()
+    # A source's first poll: calls announced to the networks, items kept silent.
+    announced: int | None = None
+    baselined: int | None = None
+    incomplete: int = 0  # items stored without parts their source failed to give
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": self.source_id,
             "status": self.status.value,
             "new": self.new,
@@ -427,6 +459,11 @@ class PollResult:
             "unchanged": self.unchanged,
             "error": self.error.as_dict() if self.error else None,
         }
+        if self.incomplete:
+            out["incomplete"] = self.incomplete
+        if self.announced is not None:
+            out["announced"], out["baselined"] = self.announced, self.baselined
+        return out
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,12 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
         table.add_column(col, justify="right" if col in ("new", "updated", "unchanged") else "left")
     for r in results:
         note = f"{r.error.code}: {r.error.message}" if r.error else "; ".join(r.warnings)
-        style = {"ok": "green", "not_modified": "cyan", "error": "red"}[r.status.value]
+        if r.announced is not None:
+            first = f"first poll: {r.announced} open call(s) announced, {r.baselined} kept silent"
+            note = f"{first}; {note}" if note else first
+        style = {"ok": "green", "partial": "yellow", "not_modified": "cyan", "error": "red"}[
+            r.status.value
+        ]
         status = "not modified" if r.status.value == "not_modified" else r.status.value
         table.add_row(
             r.source_id, f"[{style}]{status}[/]", str(r.new), str(r.updated), str(r.unchanged), note

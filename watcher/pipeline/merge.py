@@ -64,6 +64,9 @@ _FOLLOWS = {"deadline": "deadlines", "budget_amount": "budget", "currency": "bud
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 # What a second source may fill in where the record has nothing.
 _FILLABLE = ("identifier", "programme", "budget", "budget_amount", "opening")
+# Columns the writing source's own word decides, never kept from the stored record: what
+# the record lacks is what its own source could not give this time.
+_OWN = frozenset({"incomplete"})
 
 
 class Retag(enum.Enum):
@@ -126,19 +129,12 @@ class RecordWrite:
 
 
 def merge(
-    stored: StoredRecord | None,
-    intent: NewItem | Linked | Updated,
-    now: datetime,
-    *,
-    baseline: bool = False,
-    held: bool = False,
+    stored: StoredRecord | None, intent: NewItem | Linked | Updated, now: datetime
 ) -> RecordWrite:
     """What to write for ``intent`` (see the module docstring). ``stored``: the record the
-    intent applies to, as of the write transaction (None for a ``NewItem``); ``baseline``
-    and ``held`` mark a new item of a source's silent first poll, or one held for the
-    admin."""
+    intent applies to, as of the write transaction (None for a ``NewItem``)."""
     if isinstance(intent, NewItem):
-        return _new(intent, now, baseline=baseline, held=held)
+        return _new(intent, now)
     if stored is None:
         raise ValueError(f"{type(intent).__name__} needs the stored record")
     if isinstance(intent, Linked):
@@ -146,7 +142,7 @@ def merge(
     return _updated(stored, intent, now)
 
 
-def _new(intent: NewItem, now: datetime, *, baseline: bool, held: bool) -> RecordWrite:
+def _new(intent: NewItem, now: datetime) -> RecordWrite:
     it = intent.item
     cls = intent.classification
     values = {
@@ -156,8 +152,8 @@ def _new(intent: NewItem, now: datetime, *, baseline: bool, held: bool) -> Recor
         "first_seen": now,
         "last_seen": now,
         "changed_at": None,
-        "baseline": baseline,
-        "held": held,
+        "baseline": intent.baseline,
+        "held": intent.held,
         **item_values(it),
     }
     return RecordWrite(
@@ -271,17 +267,28 @@ def item_values(item: Item) -> dict[str, Any]:
         "topics": list(item.topics),
         "content_hash": item.content_hash,
         "extra": _jsonable(item.extra),
+        "incomplete": incomplete_value(item),
     }
 
 
+def incomplete_value(item: Item) -> dict[str, Any] | None:
+    """What the record lacks, as stored: only fields that are really unknown."""
+    inc = item.incomplete
+    return inc.as_dict() if inc is not None and inc.missing else None
+
+
 def link_values(item: Item, now: datetime, *, first: bool) -> dict[str, Any]:
-    """This source's link row: what it last said of the item (its tracked values)."""
+    """This source's link row: what it last said of the item (its tracked values, and
+    whether some of them were unknown)."""
+    said = tracked_values(item)
+    if incomplete_value(item) is not None:
+        said["incomplete"] = True
     values: dict[str, Any] = {
         "key": item.key,
         "link": item.link,
         "last_seen": now,
         "content_hash": item.content_hash,
-        "values": tracked_values(item),
+        "values": said,
     }
     if first:
         values |= {"source_id": item.source_id, "first_seen": now}
@@ -333,7 +340,7 @@ def takeover_values(row: Mapping[str, Any], it: Item, now: datetime) -> dict[str
     del values["search_text"]
     for col in list(values):
         field = _field_of(col)
-        if values.get(field) in _EMPTY and row[field] not in _EMPTY:
+        if col not in _OWN and values.get(field) in _EMPTY and row[field] not in _EMPTY:
             values[col] = row[col]
     return _with_search_text(row, dated(row, values, now))
 
@@ -353,7 +360,7 @@ def update_values(
         if field in TRACKED_FIELDS:
             if field in fields:
                 out[col] = value
-        elif value not in _EMPTY or row[col] in _EMPTY:
+        elif col in _OWN or value not in _EMPTY or row[col] in _EMPTY:
             out[col] = value
     return _with_search_text(row, dated(row, out, now))
 

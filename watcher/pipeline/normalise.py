@@ -128,6 +128,7 @@ def normalise(
         topics=tuple(one_line(t) for t in raw.topics if t.strip()),
         content_hash="",
         extra=dict(raw.extra),
+        incomplete=raw.incomplete,
     )
     return replace(item, content_hash=content_hash(tracked_values(item)))
 

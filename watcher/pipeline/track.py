@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
+from watcher.dates import from_iso
+from watcher.pipeline.normalise import content_hash
 from watcher.text import identifier_tokens, normalise_title
 from watcher.types import (
     TRACKED_FIELDS,
@@ -29,8 +33,10 @@ from watcher.types import (
     FieldChange,
     Intent,
     Item,
+    Kind,
     Linked,
     NewItem,
+    Status,
     StoredSlice,
     Unchanged,
     Updated,
@@ -82,7 +88,15 @@ def decide(
 
 def _compare(item: Item, stored: StoredSlice) -> Updated | Unchanged:
     rekey = stored.key if stored.key != item.key else None
-    if item.content_hash == stored.content_hash:
+    if item.incomplete is not None and item.incomplete.missing:
+        # Unknown is not empty: what the source could not give this time (a failed detail
+        # page) is what it said last time, not a removal.
+        item = fill_unknown(item, stored.values)
+    # A record its source could not complete last time is rewritten once it can.
+    completed = bool(stored.values.get("incomplete")) and not (
+        item.incomplete is not None and item.incomplete.missing
+    )
+    if item.content_hash == stored.content_hash and not completed:
         return Unchanged(item, stored.item_id, stored_key=rekey)
     new = tracked_values(item)
     changes = tuple(
@@ -90,9 +104,35 @@ def _compare(item: Item, stored: StoredSlice) -> Updated | Unchanged:
         for f in TRACKED_FIELDS
         if _differs(stored.values.get(f), new[f])
     )
-    if not changes:
+    if not changes and not completed:
         return Unchanged(item, stored.item_id, stored_key=rekey)
     return Updated(item, stored.item_id, changes, stored_key=rekey)
+
+
+def fill_unknown(item: Item, said: Mapping[str, Any]) -> Item:
+    """``item`` with the fields its source could not give taken from what the source said
+    last (``said``: its stored tracked values); the fields still unknown stay missing."""
+    assert item.incomplete is not None
+    values: dict[str, Any] = {}
+    still: list[str] = []
+    for f in item.incomplete.missing:
+        old = said.get(f)
+        if old in (None, "", []):
+            still.append(f)
+        elif f == "status":
+            values[f] = Status(old)
+        elif f == "kind":
+            values[f] = Kind(old)
+        elif f == "opening":
+            values[f] = from_iso(old)
+        elif f == "deadlines":
+            values[f] = tuple(d for d in (from_iso(x) for x in old) if d)
+        elif f == "regions":
+            values[f] = tuple(old)
+        elif f in TRACKED_FIELDS:
+            values[f] = old
+    filled = replace(item, **values, incomplete=replace(item.incomplete, missing=tuple(still)))
+    return replace(filled, content_hash=content_hash(tracked_values(filled)))
 
 
 def _differs(old: object, new: object) -> bool:

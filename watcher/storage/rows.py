@@ -10,7 +10,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import OperationalError
 
 from watcher.dates import from_iso
-from watcher.types import Kind, SourceLink, SourceState, Status, StoredItem, StoredTag
+from watcher.types import Incomplete, Kind, SourceLink, SourceState, Status, StoredItem, StoredTag
 
 
 def state_of(row: RowMapping | None, source_id: str, count: int = 0) -> SourceState:
@@ -85,6 +85,7 @@ def item_of(
         held=bool(r["held"]),
         extra=r["extra"] or {},
         released_at=r["released_at"],
+        incomplete=Incomplete.from_dict(r["incomplete"]),
         tags=tuple(tags),
         sources=tuple(sources),
     )

@@ -107,6 +107,10 @@ poll_log = Table(
     Column("error_code", String(64)),
     Column("error_message", Text),
     Column("warnings", JSON),
+    # A source's first poll: calls open or forthcoming announced to the networks, and items
+    # kept as the silent baseline.
+    Column("announced", Integer),
+    Column("baselined", Integer),
 )
 
 items = Table(
@@ -140,6 +144,9 @@ items = Table(
     Column("baseline", Boolean, nullable=False, default=False),  # seen in a first poll: silent
     Column("held", Boolean, nullable=False, default=False),  # part of a flood held for the admin
     Column("released_at", UtcDateTime),  # when the admin let a held item go to digests
+    # What the record lacks because a part of its source failed (a detail page): the
+    # reason and the missing fields; None when complete.
+    Column("incomplete", JSON),
     Column("extra", JSON, nullable=False, default=dict),
     # Title, summary, identifier and programme, case-folded: what full-text search scans
     # (SQLite's lower() folds ASCII only, so Å/Ä/Ö would not match case-insensitively).

@@ -227,5 +227,7 @@ class SourcesRoom(StorageCore):
                 "error_code": result.error.code if result.error else None,
                 "error_message": result.error.message if result.error else None,
                 "warnings": list(result.warnings),
+                "announced": result.announced,
+                "baselined": result.baselined,
             },
         )

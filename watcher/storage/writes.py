@@ -53,14 +53,11 @@ class ApplyOutcome:
 
 
 class ApplyOptions(TypedDict, total=False):
-    """How ``Storage.apply`` writes a poll: the source's new cache validators, whether this
-    is its silent first poll (``baseline``), whether new items are held for the admin
-    (``hold_new``), its warning and field profile, when the poll started, and the version
-    of the rules that made the tags the intents carry."""
+    """How ``Storage.apply`` writes a poll: the source's new cache validators, its warning
+    and field profile, when the poll started, and the version of the rules that made the
+    tags the intents carry. (Whether a new item is silent or held is the intent's.)"""
 
     cache: tuple[str | None, str | None]
-    baseline: bool
-    hold_new: bool
     warning: str | None
     field_profile: Mapping[str, float] | None
     started_at: datetime | None
@@ -174,8 +171,6 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         now: datetime,
         *,
         cache: tuple[str | None, str | None] = (None, None),
-        baseline: bool = False,
-        hold_new: bool = False,
         warning: str | None = None,
         field_profile: Mapping[str, float] | None = None,
         started_at: datetime | None = None,
@@ -184,7 +179,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         """``apply`` in a transaction of the caller's. What to write for each intent is
         ``merge``'s decision; this only executes it."""
         fresh = [i for i in intents if isinstance(i, NewItem)]
-        new_writes = [merge(None, i, now, baseline=baseline, held=hold_new) for i in fresh]
+        new_writes = [merge(None, i, now) for i in fresh]
         new_ids = self._insert_new(conn, new_writes)
         to_tag: dict[int, Classification] = {
             item_id: i.classification
