@@ -12,11 +12,13 @@ from watcher.pipeline.track import candidate_keys, decide
 from watcher.text import identifier_tokens
 from watcher.types import (
     DupCandidate,
+    Incomplete,
     Item,
     Kind,
     Linked,
     NewItem,
     SourceState,
+    Status,
     StoredSlice,
     Unchanged,
     Updated,
@@ -209,3 +211,31 @@ def test_a_steady_source_gives_no_warning() -> None:
     state = SourceState("esf", last_parsed=3, field_profile={"link": 1.0})
     items = [item(str(n), f"Utlysning {n}") for n in range(3)]
     assert check_layout(state, items, "rss").warnings == ()
+
+
+# -- items a source could not complete -------------------------------------------------------
+
+
+def test_unknown_fields_are_what_the_source_said_last_not_a_removal() -> None:
+    known = item("a", "Utlysning", status=Status.OPEN, deadlines=(DEADLINE,))
+    failed = item(
+        "a",
+        "Utlysning",
+        incomplete=Incomplete("detail page failed: http_503", ("status", "deadlines"), "http_503"),
+    )
+    [intent] = decide([failed], {"a": stored(known, 7)})
+    assert isinstance(intent, Unchanged)
+    assert intent.item.status == Status.OPEN and intent.item.deadlines == (DEADLINE,)
+    assert intent.item.incomplete is not None and intent.item.incomplete.missing == ()
+
+
+def test_a_record_stored_incomplete_is_rewritten_once_its_source_completes_it() -> None:
+    failed = item("a", "Utlysning", incomplete=Incomplete("failed", ("deadlines",), "timeout"))
+    slice_ = stored(failed, 7)
+    slice_ = StoredSlice(7, "esf", "a", slice_.content_hash, {**slice_.values, "incomplete": True})
+    complete = item("a", "Utlysning", deadlines=(DEADLINE,))
+    [intent] = decide([complete], {"a": slice_})
+    assert isinstance(intent, Updated) and [c.field for c in intent.changes] == ["deadlines"]
+    same = item("a", "Utlysning")  # complete now, and it truly has no deadline
+    [intent] = decide([same], {"a": slice_})
+    assert isinstance(intent, Updated) and intent.changes == ()
