@@ -13,9 +13,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
@@ -89,6 +90,10 @@ STATUSES: dict[str, str] = {"forthcoming": "31094501", "open": "31094502", "clos
 _STATUS_WORD = {code: word for word, code in STATUSES.items()}
 
 _SEDIA_DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d")
+BRUSSELS = ZoneInfo("Europe/Brussels")
+# The legacy copy of the data, and where its records point instead of a page.
+LEGACY_DATASOURCE = "SEDIA_PRD_CENTRICITY"
+_LEGACY_URL_PART = "/opportunities/data/topicDetails/"
 
 
 class FtPortalOptions(Options):
@@ -312,6 +317,7 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
     datasource = (_meta(md, "DATASOURCE") or _meta(md, "datasource") or "").upper()
     if datasource == "SEDIA_FAQ":
         return None
+    legacy = _is_legacy(result, md, datasource)
     identifier = _meta(md, "identifier")
     reference = str(result.get("reference") or _meta(md, "REFERENCE") or "")
     title = _meta(md, "title") or str(result.get("summary") or "").strip()
@@ -328,11 +334,17 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
     actions = _json_list(_meta(md, "actions"))
     action0 = actions[0] if actions and isinstance(actions[0], dict) else {}
 
-    opening = _sedia_date(_meta(md, "startDate")) or _sedia_date(action0.get("plannedOpeningDate"))
-    deadlines = tuple(d for d in (_sedia_date(v) for v in _list(md, "deadlineDate")) if d)
+    opening = _sedia_date(_meta(md, "startDate"), legacy=legacy) or _sedia_date(
+        action0.get("plannedOpeningDate"), legacy=legacy
+    )
+    deadlines = tuple(
+        d for d in (_sedia_date(v, legacy=legacy) for v in _list(md, "deadlineDate")) if d
+    )
     if not deadlines:
         deadlines = tuple(
-            d for d in (_sedia_date(v) for v in action0.get("deadlineDates") or []) if d
+            d
+            for d in (_sedia_date(v, legacy=legacy) for v in action0.get("deadlineDates") or [])
+            if d
         )
     status = _STATUS_WORD.get(status_code or "")
     if status is None and isinstance(action0.get("status"), dict):
@@ -408,12 +420,34 @@ def _json_list(text: str | None) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _sedia_date(value: Any) -> datetime | date | None:
-    """SEDIA's ``2027-04-08T00:00:00.000+0000``.
+def _is_legacy(result: Mapping[str, Any], md: Mapping[str, Any], datasource: str) -> bool:
+    """Whether a record comes from the legacy copy of the data (``SEDIA_PRD_CENTRICITY``).
 
-    A value at exactly midnight UTC carries only a date (the portal's deadline hour is not in
-    the search index), so it is returned as a ``date`` and the pipeline applies the source's
-    end-of-day rule for deadlines instead of closing the call at 02:00 Swedish time.
+    Its ``DATASOURCE`` says so (the legacy copy writes it twice, as ``DATASOURCE`` and
+    ``datasource``; either is enough). A record naming no data source at all is taken for
+    legacy when its ``url`` is the legacy JSON data endpoint (``…/data/topicDetails/….json``)
+    rather than a portal page. ``apiVersion`` is no sign: it belongs to the response (the
+    real archived sample has a legacy record in an apiVersion 2.151 answer).
+    """
+    if datasource:
+        return datasource == LEGACY_DATASOURCE
+    url = _meta(md, "url") or str(result.get("url") or "")
+    return _LEGACY_URL_PART in url and url.endswith(".json")
+
+
+def _sedia_date(value: Any, *, legacy: bool = False) -> datetime | date | None:
+    """A SEDIA date (``2027-04-08T00:00:00.000+0000``) as an instant or a date only.
+
+    The formats the portal has written (see "Dates" under ``ft-portal`` in docs/sources.md):
+
+    * current records: midnight UTC (``…T00:00:00.000+0000``) carries only a date (the
+      deadline hour is not in the search index), returned as a ``date`` so the pipeline
+      applies the end-of-day rule instead of closing the call at 02:00 Swedish time; any
+      other time is the instant written;
+    * older API versions wrote that same midnight UTC with a local offset
+      (``2023-12-07T01:00:00.000+0100``): still a date only, the UTC day;
+    * the legacy copy (``legacy``) writes the Brussels wall clock as if it were UTC:
+      ``2023-09-20T17:00:00.000+0000`` is 17:00 in Brussels (15:00 UTC in summer).
     """
     if not value:
         return None
@@ -425,8 +459,11 @@ def _sedia_date(value: Any) -> datetime | date | None:
             continue
         if fmt == "%Y-%m-%d":
             return dt.date()
-        if dt.utcoffset() == timedelta(0) and (dt.hour, dt.minute, dt.second) == (0, 0, 0):
-            return dt.date()
+        in_utc = dt.astimezone(UTC)
+        if (in_utc.hour, in_utc.minute, in_utc.second, in_utc.microsecond) == (0, 0, 0, 0):
+            return in_utc.date()
+        if legacy and dt.utcoffset() == timedelta(0):
+            return dt.replace(tzinfo=BRUSSELS)
         return dt
     return None
 

@@ -211,10 +211,55 @@ def test_ft_portal_sample_statuses_dates_and_links() -> None:
     # The legacy copy still says forthcoming; its deadline passed in 2024.
     legacy = items["HORIZON-CL2-2024-TRANSFORMATIONS-01-08"]
     assert legacy["status"] == "closed"
-    assert legacy["deadlines"] == ["2024-02-07T17:00:00+00:00"]
+    # 17:00 Brussels time written as "17:00+0000" (the legacy copy's way): 16:00 UTC (CET).
+    assert legacy["deadlines"] == ["2024-02-07T16:00:00+00:00"]
     assert legacy["link"].endswith("/topic-details/HORIZON-CL2-2024-TRANSFORMATIONS-01-08")
     # A budgetOverview cut in the middle gives no budget rather than a wrong one.
     assert items["HORIZON-CL3-2026-02-CS-ECCC-01"]["budget"] is None
+
+
+def test_ft_portal_older_formats_read_in_brussels_time_or_as_dates() -> None:
+    items = by_key("ft-portal", "legacy-formats")
+    # The legacy copy (SEDIA_PRD_CENTRICITY) writes the Brussels wall clock as if it were
+    # UTC: "17:00+0000" is 17:00 in Brussels, 15:00 UTC in summer and 16:00 in winter.
+    legacy = items["HORIZON-CL6-2023-COMMUNITIES-01-2"]
+    assert legacy["deadlines"] == ["2023-09-20T15:00:00+00:00"]
+    assert legacy["opening"] == "2023-05-03T22:00:00+00:00"  # a date: 4 May, Swedish time
+    # Known as legacy by the lower-case ``datasource`` key alone too.
+    cut_offs = items["HORIZON-CL2-2026-TRANSFORMATIONS-01-05"]
+    assert cut_offs["deadlines"] == ["2026-10-07T15:00:00+00:00", "2027-02-18T16:00:00+00:00"]
+    # Older API versions: midnight UTC with a local offset is a date, so the deadline is the
+    # end of 7 December (Swedish time), not 01:00, and the call opens on 5 October.
+    older = items["CERV-2023-CHAR-LITI"]
+    assert older["deadlines"] == ["2023-12-07T22:59:59+00:00"]
+    assert older["opening"] == "2023-10-04T22:00:00+00:00"
+    # Current records keep today's reading: midnight +0000 is that day.
+    current = items["HORIZON-CL6-2027-01-COMMUNITIES-04"]
+    assert current["deadlines"] == ["2027-04-15T21:59:59+00:00"]
+    assert current["opening"] == "2026-12-14T23:00:00+00:00"
+
+
+def test_ft_portal_record_without_datasource_is_legacy_by_its_data_url() -> None:
+    url = "https://ec.europa.eu/info/funding-tenders/opportunities/data/topicDetails/X-2026-01.json"
+    body = {
+        "totalResults": 1,
+        "results": [
+            {
+                "reference": "1X",
+                "url": url,
+                "metadata": {
+                    "identifier": ["X-2026-01"],
+                    "title": ["A topic"],
+                    "type": ["1"],
+                    "url": [url],
+                    "deadlineDate": ["2026-11-12T17:00:00.000+0000"],
+                },
+            }
+        ],
+    }
+    adapter = FtPortalAdapter(source_for("ft-portal"))
+    [raw] = _parse(adapter, json.dumps(body))
+    assert raw.deadlines == (datetime(2026, 11, 12, 16, 0, tzinfo=UTC),)  # 17:00 CET
 
 
 def test_ft_portal_paged_keeps_one_record_per_identifier() -> None:
