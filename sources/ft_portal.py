@@ -5,6 +5,8 @@ The API wants a POST whose ``query`` and ``languages`` are multipart *file* part
 silently ignored. Results come in pages of at most 100 (``pageNumber`` from 1) until
 ``totalResults``. Every topic can appear several times (a current ``SEDIA`` record, a stale
 legacy ``SEDIA_PRD_CENTRICITY`` copy, stubs, FAQ pages); one record per identifier is kept.
+Cascade-funding calls (type 8, open calls run by EU-funded projects) share their parent
+topic's identifier, so each is keyed by its own ``callccm2Id`` instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 TOPIC_URL = (
     "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/"
     "topic-details/{identifier}"
+)
+CASCADE_URL = (
+    "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/"
+    "competitive-calls-cs/{call_id}"
 )
 TENDER_URL = (
     "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/"
@@ -163,7 +169,7 @@ def _codes(values: tuple[str, ...], table: Mapping[str, str], what: str) -> tupl
 class _Candidate:
     """One usable result record, with how much to trust it among duplicates."""
 
-    identifier: str
+    key: str
     rank: tuple[int, int, int, str]
     item: RawItem
 
@@ -179,8 +185,10 @@ class FtPortalAdapter(Adapter):
     Digital Europe, EU4Health, I3, CEF, European Solidarity Corps, AMIF, ESF+ direct
     management). Each topic becomes one item keyed by its identifier
     (HORIZON-CL3-2026-02-CS-ECCC-01), linked to its topic page, with status, opening date,
-    every deadline (two-stage calls have two), programme and budget. Legacy duplicates and
-    FAQ records are dropped.
+    every deadline (two-stage calls have two), programme and budget. Each cascade-funding
+    call is its own item, keyed and linked by its own call id, titled by its call title.
+    Legacy duplicates and FAQ records are dropped; results the API sends without metadata
+    are counted in a warning on the source's health.
     """
 
     kind: ClassVar[str] = "ft-portal"
@@ -222,6 +230,7 @@ class FtPortalAdapter(Adapter):
             ),
         }
         pages: list[Page] = []
+        seen = unreadable = 0
         for number in range(1, self.options.max_pages + 1):
             resp = await http.post(self.page_url(number), files=files)
             page = resp.page
@@ -229,12 +238,22 @@ class FtPortalAdapter(Adapter):
             envelope = _envelope(page)
             total = _int(envelope.get("totalResults"))
             got = len(envelope["results"])
+            seen += got
+            unreadable += sum(1 for r in envelope["results"] if not _readable(r))
             if got == 0 or got < self.options.page_size:
                 break
             if total is not None and number * self.options.page_size >= total:
                 break
+        # A result without metadata cannot be read; it is reported, never silently skipped
+        # (the poll adds ``context["warnings"]`` to the source's health). A page with nothing
+        # readable at all is a ParseError in ``parse``.
+        warnings = (
+            (f"{unreadable} of {seen} SEDIA results had no metadata object and could not be read",)
+            if unreadable
+            else ()
+        )
         # POST responses are not cacheable: every poll reads the whole result set.
-        return Fetched(FetchStatus.OK, tuple(pages), CacheState())
+        return Fetched(FetchStatus.OK, tuple(pages), CacheState(), context={"warnings": warnings})
 
     def parse(self, page: Page) -> list[RawItem]:
         return _choose(self._candidates(page))
@@ -251,7 +270,7 @@ class FtPortalAdapter(Adapter):
         out: list[_Candidate] = []
         unreadable = 0
         for result in envelope["results"]:
-            if not isinstance(result, dict) or not isinstance(result.get("metadata"), dict):
+            if not _readable(result):
                 unreadable += 1
                 continue
             cand = _candidate(result)
@@ -281,6 +300,10 @@ def _envelope(page: Page) -> dict[str, Any]:
     return data
 
 
+def _readable(result: Any) -> bool:
+    return isinstance(result, dict) and isinstance(result.get("metadata"), dict)
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -291,9 +314,9 @@ def _int(value: Any) -> int | None:
 def _choose(candidates: Iterable[_Candidate]) -> list[RawItem]:
     best: dict[str, _Candidate] = {}
     for c in candidates:
-        held = best.get(c.identifier)
+        held = best.get(c.key)
         if held is None or c.rank > held.rank:
-            best[c.identifier] = c
+            best[c.key] = c
     return [c.item for c in best.values()]
 
 
@@ -318,17 +341,33 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
     if datasource == "SEDIA_FAQ":
         return None
     legacy = _is_legacy(result, md, datasource)
-    identifier = _meta(md, "identifier")
+    topic = _meta(md, "identifier")
     reference = str(result.get("reference") or _meta(md, "REFERENCE") or "")
-    title = _meta(md, "title") or str(result.get("summary") or "").strip()
+    type_code = _meta(md, "type") or ""
+    call_id = _meta(md, "callccm2Id")
+    cascade = type_code == TYPES["cascade"]
+    if cascade:
+        # A cascade-funding call (an open call run by a funded project) carries the
+        # identifier, title and URL of the EU topic that pays for the project, shared by
+        # every call under it (one public report counts 29 under one identifier). Its own
+        # id is ``callccm2Id`` (the number in its portal page), its own name ``callTitle``.
+        # That id is also its identifier, so cross-source duplicate matching never takes
+        # one cascade call for a sibling or for the topic; the topic is kept in ``extra``.
+        identifier = call_id or reference or None
+        title = _meta(md, "callTitle") or _meta(md, "title") or ""
+        description = _meta(md, "description") or _meta(md, "descriptionByte") or ""
+        summary_html = description
+    else:
+        identifier = topic
+        title = _meta(md, "title") or ""
+        description = _meta(md, "descriptionByte") or ""
+        summary_html = (
+            description or _meta(md, "destinationDescription") or _meta(md, "callTitle") or ""
+        )
+    title = title or str(result.get("summary") or "").strip()
     if not title or not (identifier or reference):
         return None
-    type_code = _meta(md, "type") or ""
     status_code = _meta(md, "status")
-    description = _meta(md, "descriptionByte") or ""
-    summary_html = (
-        description or _meta(md, "destinationDescription") or _meta(md, "callTitle") or ""
-    )
     programme_code = _meta(md, "frameworkProgramme")
     programme = PROGRAMMES[programme_code][1] if programme_code in PROGRAMMES else programme_code
     actions = _json_list(_meta(md, "actions"))
@@ -350,7 +389,8 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
     if status is None and isinstance(action0.get("status"), dict):
         status = _STATUS_WORD.get(str(action0["status"].get("id")))
 
-    budget, amount, currency = _budget(md, identifier)
+    # A cascade call's budget is its own ``budget``; the budgetOverview is the topic's.
+    budget, amount, currency = _budget(md, None if cascade else identifier)
     key = identifier or reference
     extra: dict[str, Any] = {
         "reference": reference,
@@ -358,6 +398,9 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
         "type": type_code or None,
         "status_code": status_code,
         "programme_code": programme_code,
+        "topic_identifier": topic if cascade else None,
+        "project": _meta(md, "projectAcronym") if cascade else None,
+        "project_name": _meta(md, "projectName") if cascade else None,
         "call_identifier": _meta(md, "callIdentifier"),
         "call_title": _meta(md, "callTitle"),
         "deadline_model": _meta(md, "deadlineModel"),
@@ -367,7 +410,7 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
     item = RawItem(
         key=key,
         title=title,
-        link=_link(result, md, type_code, identifier),
+        link=_link(result, md, type_code, topic, call_id if cascade else None),
         summary=summary_html,
         summary_is_html=True,
         language=str(result.get("language") or _meta(md, "language") or "en"),
@@ -396,11 +439,17 @@ def _candidate(result: Mapping[str, Any]) -> _Candidate | None:
 
 
 def _link(
-    result: Mapping[str, Any], md: Mapping[str, Any], type_code: str, ident: str | None
+    result: Mapping[str, Any],
+    md: Mapping[str, Any],
+    type_code: str,
+    ident: str | None,
+    call_id: str | None = None,
 ) -> str:
     procedure = _meta(md, "esST_procedureId")
     if type_code == "0" and procedure:
         return TENDER_URL.format(procedure=procedure)
+    if call_id:  # a cascade call: the URL it gives is its topic's, shared by its siblings
+        return CASCADE_URL.format(call_id=quote(call_id, safe=""))
     given = _meta(md, "url") or str(result.get("url") or "")
     if type_code in ("1", "") and ident:
         return TOPIC_URL.format(identifier=ident)

@@ -262,13 +262,91 @@ def test_ft_portal_record_without_datasource_is_legacy_by_its_data_url() -> None
     assert raw.deadlines == (datetime(2026, 11, 12, 16, 0, tzinfo=UTC),)  # 17:00 CET
 
 
+CASCADE_TOPIC = "HORIZON-CL4-2025-03-DATA-11"
+CASCADE_PAGE = (
+    "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/"
+    "competitive-calls-cs/"
+)
+
+
+def test_ft_portal_cascade_calls_are_each_their_own_call() -> None:
+    """Cascade-funding calls (type 8) share their parent topic's identifier; each is still
+    its own call, keyed and linked by its own ``callccm2Id``."""
+    items = by_key("ft-portal", "cascade")
+    assert set(items) == {CASCADE_TOPIC, "48400841", "48400902", "48401377"}
+    topic = items[CASCADE_TOPIC]
+    assert topic["identifier"] == CASCADE_TOPIC and topic["link"].endswith(CASCADE_TOPIC)
+    first = items["48400841"]
+    assert first["title"] == "Restack open call 2026-11R"  # callTitle, not the topic's title
+    assert first["link"] == CASCADE_PAGE + "48400841"  # not the topic page the record gives
+    # Its own identifier, so duplicate matching never takes it for the topic or a sibling;
+    # the topic is kept beside it.
+    assert first["identifier"] == "48400841"
+    assert first["extra"]["topic_identifier"] == CASCADE_TOPIC
+    assert first["extra"]["datasource"] == "SEDIA"  # not the stale legacy copy
+    assert first["summary_start"].startswith("Restack funds open-source projects")
+    assert first["budget_amount"] == 8_000_000.0  # its own budget, not the topic's
+    assert items["48400902"]["title"] == "Restack open call 2027-01R"
+    untitled = items["48401377"]  # no callTitle: the record's title
+    assert untitled["title"] == "Open Internet Stack: technological commons (RIA)"
+    assert untitled["extra"]["project"] == "CodeSupply"
+
+
+async def test_ft_portal_results_without_metadata_are_a_source_warning() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return reply(200, (DATA / "ft-portal" / "cascade.json").read_bytes())
+
+    adapter = FtPortalAdapter(source_for("ft-portal"))
+    async with client(handler) as http:
+        fetched = await adapter.fetch(http, FetchContext())
+    assert fetched.context["warnings"] == (
+        "1 of 6 SEDIA results had no metadata object and could not be read",
+    )
+    assert len(adapter.parse_fetched(fetched)) == 4  # the readable ones are all kept
+
+
+async def test_cascade_calls_stay_apart_across_sources_and_the_warning_shows(
+    make_app: Any, loopback: Any
+) -> None:
+    """Two F&T sources giving the same cascade calls: each call is linked to its own stored
+    call, never merged with a sibling or the parent topic that shares its identifier."""
+    from tests.builders import src
+    from tests.conftest import fetch_settings
+
+    body = (DATA / "ft-portal" / "cascade.json").read_bytes()
+    loopback.add("/grants", body, content_type="application/json")
+    loopback.add("/cascade", body, content_type="application/json")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("ft_grants", loopback.url("/grants"), adapter="ft-portal"),
+                src("ft_cascade", loopback.url("/cascade"), adapter="ft-portal"),
+            ],
+        }
+    )
+    results = {r.source_id: r for r in await app.poll()}
+    stored = app.storage.list_items()
+    assert sorted(i.title for i in stored) == [
+        "Open Internet Stack: technological commons (RIA)",
+        "Open Internet Stack: technological commons (RIA)",
+        "Restack open call 2026-11R",
+        "Restack open call 2027-01R",
+    ]
+    assert all(len(i.sources) == 2 for i in stored)  # the second source linked, one each
+    for source_id, result in results.items():
+        assert result.status.value == "ok"
+        assert any("no metadata object" in w for w in result.warnings), result.warnings
+        assert "no metadata object" in (app.storage.source_state(source_id).warning or "")
+
+
 def test_ft_portal_paged_keeps_one_record_per_identifier() -> None:
     items = by_key("ft-portal", "paged")
     assert set(items) == {
         "CERV-2026-CITIZENS-TOWN-TT",
         "LIFE-2026-SAP-CLIMA-GOV",
         "ERASMUS-EDU-2027-PI-ALL-INNO-EDU-ENTERP",
-        "SMART-CITIES-OC2-2026",
+        "7712",  # a cascade-funding call: keyed by its own callccm2Id
     }  # the FAQ record is gone, duplicates are merged
     cerv = items["CERV-2026-CITIZENS-TOWN-TT"]
     assert cerv["extra"]["datasource"] == "SEDIA"  # not the stale legacy copy
@@ -277,8 +355,9 @@ def test_ft_portal_paged_keeps_one_record_per_identifier() -> None:
     life = items["LIFE-2026-SAP-CLIMA-GOV"]
     assert life["summary_start"].startswith("Projects that help")  # not the stub
     assert "2026: 5 000 000" in life["budget"]
-    cascade = items["SMART-CITIES-OC2-2026"]
-    assert "/competitive-calls-cs/" in cascade["link"]
+    cascade = items["7712"]
+    assert cascade["link"].endswith("/competitive-calls-cs/7712")
+    assert cascade["extra"]["topic_identifier"] == "SMART-CITIES-OC2-2026"
 
 
 def test_haveyoursay_statuses_are_checked_against_dates() -> None:
