@@ -17,6 +17,7 @@ from notifications.transports import FileTransport
 from tests.conftest import T0
 from tests.digest_builders import ItemBuilder
 from watcher.config import Config
+from watcher.dates import from_iso
 from watcher.exceptions import PermanentDeliveryError
 from watcher.storage import Storage
 from watcher.storage.deliveries import NotableChange
@@ -91,6 +92,12 @@ def test_later_digests_list_new_and_updated_since_the_last(world, clock):
     assert upd.title == "Utlysning a"
     [note] = upd.changes
     assert note.field == "deadlines"
+    # Said as a person would, in local time, in the email's text and HTML alike.
+    old, new = (format_datetime(from_iso(v[0]), "sv") for v in (note.old, note.new))
+    moved = f"Sista ansökningsdag flyttad: {old} → {new}"
+    rendered = render_digest(d)
+    assert moved in rendered.text and moved in rendered.html
+    assert "T23:59" not in rendered.text and "+00:00" not in rendered.text
     run_digests(app)
     clock.advance(hours=1)
     assert build_digest(app, "n", clock()).is_empty  # each thing is reported once

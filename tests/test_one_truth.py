@@ -19,7 +19,9 @@ from tests.conftest import Clock
 from tests.web_builders import seed
 from watcher.app import App
 from watcher.cli import main
-from watcher.types import RawItem
+from watcher.pipeline.normalise import normalise
+from watcher.pipeline.track import decide
+from watcher.types import PollResult, PollStatus, RawItem
 
 FIRST = timedelta(days=10)
 SECOND = timedelta(days=90)
@@ -124,3 +126,38 @@ def test_a_call_whose_deadlines_all_passed_reads_closed_everywhere_without_a_ref
     page = client.get(f"/items/{call}").text
     assert "Stängd" in page
     assert 'status-open"' not in page
+
+
+def test_a_moved_deadline_reads_as_a_sentence_in_the_cli(
+    web_app: App, clock: Clock, call: int
+) -> None:
+    """Issue 11.8: ``items show`` printed raw UTC values cut at 40 characters."""
+    stored = web_app.storage.get_item(call)
+    assert stored is not None
+    t0 = clock()
+    moved = (t0 + FIRST + timedelta(days=21)).isoformat()
+    raw = RawItem(
+        key="two-stage",
+        title=stored.title,
+        link=stored.link,
+        kind="call",
+        status="open",
+        deadlines=(moved, (t0 + SECOND).isoformat()),
+    )
+    clock.advance(hours=1)
+    seed_update(web_app, raw)
+    out = CliRunner().invoke(
+        main, ["--config", str(web_app.config.path), "items", "show", str(call)]
+    )
+    before = format_datetime(t0 + FIRST, "sv")
+    after = format_datetime(t0 + FIRST + timedelta(days=21), "sv")
+    assert f"Sista ansökningsdag flyttad: {before} → {after}" in out.stdout
+    assert "+00:00" not in out.stdout
+
+
+def seed_update(app: App, raw: RawItem) -> None:
+    """The call's own source says something new, as a poll would write it."""
+    src = app.config.source("esf")
+    it = normalise(raw, src, app.now(), app.config.tz)
+    intents = decide([it], app.storage.known_slices("esf"))
+    app.storage.apply("esf", intents, PollResult("esf", PollStatus.OK, updated=1), app.now())

@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from notifications.wording import sentences
 from sources.registry import load_config
 from watcher import calls
 from watcher import config as config_mod
@@ -349,12 +350,15 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
         console.print(f"  • {t.kind} {t.tag}: {t.why()}", markup=False, highlight=False)
     console.print("\n[bold]Historik[/]")
     for h in history:
-        desc = ", ".join(
-            f"{c.get('field')}: {c.get('old')!s:.40} → {c.get('new')!s:.40}" for c in h.changes
-        )
+        # Said as on the item page and in the digest: whole sentences, local time.
+        said = sentences(h.changes, "sv", ctx.app.config.tz)
         console.print(
-            f"  {fmt_time(h.at)} {h.kind} ({h.source_id}) {desc}", markup=False, highlight=False
+            f"  {fmt_time(h.at)} {h.kind} ({h.source_id or 'kalendern'})",
+            markup=False,
+            highlight=False,
         )
+        for line in said:
+            console.print(f"      {line}", markup=False, highlight=False, soft_wrap=True)
     if it.summary:
         console.print("\n" + it.summary[:1500], markup=False, highlight=False)
 

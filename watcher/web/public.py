@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from notifications.wording import sentences
 from watcher.app import App
 from watcher.calls import next_deadline
 from watcher.calls import status as status_at
@@ -270,12 +271,16 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
     if item is None:
         raise StarletteHTTPException(404)
     now = app.now()
+    lang = request_lang(request)
+    history = [
+        (h, sentences(h.changes, lang, app.config.tz)) for h in app.storage.item_history(item.id)
+    ]
     return render(
         request,
         "item.html",
         {
             "item": item,
-            "history": app.storage.item_history(item.id),
+            "history": history,
             "tag_history": app.storage.tag_history(item.id),
             "source_names": _source_names(app),
             "now": now,
