@@ -11,7 +11,7 @@
 Real sockets, so the client's address checks, timeouts and streaming are exercised as in
 production. Paths not added answer 404. ``Reply.body`` may be an iterable of chunks, sent
 with chunked transfer encoding and ``delay_per_chunk`` between them (a slow or dripping
-server). ``latency`` delays every response (benchmarks); bind hosts such as ``127.0.0.5``
+server); ``Reply.never()`` reads the request and never answers (a hanging server). ``latency`` delays every response (benchmarks); bind hosts such as ``127.0.0.5``
 work on Linux without setup. Waits in the server end at once on ``stop()``.
 
 Test modules get a started server from the ``loopback`` fixture
@@ -68,10 +68,16 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | Iterable[bytes] = b""
     delay_per_chunk: float = 0.0
+    hang: bool = False  # send nothing at all until the server stops
 
     @classmethod
     def redirect(cls, location: str, status: int = 302) -> Reply:
         return cls(status, {"Location": location})
+
+    @classmethod
+    def never(cls) -> Reply:
+        """Accept and record the request, then never answer (until the server stops)."""
+        return cls(hang=True)
 
 
 Handler = Callable[[RecordedRequest], Reply]
@@ -174,6 +180,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         owner._record(request)
         reply = owner._reply_for(request)
+        if reply.hang:
+            owner._stopping.wait()
+            self.close_connection = True
+            return
         if owner.latency and owner._stopping.wait(owner.latency):
             self.close_connection = True
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tests.builders import feed, rss_item
 from tests.conftest import T0, fetch_settings
 from watcher.config import validate_data
 from watcher.polling import backoff_until
@@ -61,6 +62,42 @@ async def test_a_failing_source_is_retried_with_backoff(make_app, loopback):
         assert state.next_attempt_at == T0 + timedelta(minutes=1)
         await sched._run_source("bad")
         assert app.storage.source_state("bad").next_attempt_at == T0 + timedelta(minutes=2)
+    finally:
+        await sched.stop()
+
+
+async def test_a_rate_limited_source_is_polled_again_when_the_server_said(
+    make_app, loopback, clock
+):
+    # Retry-After is an hour; the source's interval is an hour too, but the regular run
+    # may fire early (jitter) and a restart loses the retry job: neither polls before then.
+    loopback.add("/busy.xml", "", status=429, headers={"Retry-After": "5400"})
+    app = make_app({"fetch": fetch_settings(loopback), "sources": sources(loopback, "busy")})
+    sched = Scheduler(app, start_jitter=0)
+    sched.start(paused=True)
+    try:
+        await sched._leadership()
+        await sched._run_source("busy")
+        assert loopback.hits("/busy.xml") == 1
+        state = app.storage.source_state("busy")
+        assert state.last_error_code == "rate_limited"
+        assert state.next_attempt_at == T0 + timedelta(seconds=5400)
+        retry = sched.aps.get_job("retry:busy")
+        assert retry is not None and retry.trigger.run_date == T0 + timedelta(seconds=5400)
+
+        clock.advance(hours=1)
+        sched.aps.remove_job("retry:busy")  # as after a restart
+        await sched._run_source("busy")  # the regular run
+        assert loopback.hits("/busy.xml") == 1
+        assert sched.aps.get_job("retry:busy").trigger.run_date == state.next_attempt_at
+
+        clock.advance(minutes=30)  # the time the server said
+        loopback.add("/busy.xml", feed(rss_item("1", "Utlysning", "https://x.example/1")))
+        await sched._run_source("busy")
+        assert loopback.hits("/busy.xml") == 2
+        state = app.storage.source_state("busy")
+        assert (state.consecutive_failures, state.next_attempt_at) == (0, None)
+        assert state.last_success_at == clock()
     finally:
         await sched.stop()
 

@@ -150,7 +150,9 @@ class FetchSection(Strict):
     global_concurrency: int = Field(20, ge=1, le=500)
     retries: int = Field(2, ge=0, le=10)
     backoff: float = Field(1.0, ge=0, le=60)
-    max_retry_after: float = Field(120.0, ge=0, le=3600)
+    # Seconds a Retry-After is waited out inside a poll; a longer one ends the poll as
+    # rate_limited and the scheduler tries the source again when the server said.
+    max_retry_after: float = Field(5.0, ge=0, le=30)
     respect_robots_txt: bool = True
     allow_private_networks: tuple[str, ...] = ()
 

@@ -13,12 +13,22 @@ HTTP policy lives in this module:
   ``Host`` header and TLS server name keep the host name), so DNS rebinding between check
   and connect cannot reach a refused address;
 - redirects are followed here, each hop checked again (scheme, address, robots.txt);
-- ``timeout`` is a total deadline per HTTP request, from DNS to the last body byte;
+- ``timeout`` is a total deadline per HTTP request, from DNS to the last body byte; a
+  request that times out is not repeated inside the poll (the scheduler's back-off tries the
+  source again later), and within one ``scope()`` (one poll) an origin that timed out is
+  not asked again, so a hanging or dripping server holds a poll for one ``timeout``, not
+  one per request;
 - the decoded body is capped at ``max_bytes`` while streaming (a gzip bomb stops early);
 - conditional GET (ETag / Last-Modified) and 304 as a value (``not_modified``);
 - per-host and global concurrency limits, held only while a request is in flight;
-- retries with exponential backoff on 500/502/503/504, timeouts and connection errors, and
-  ``Retry-After`` on 429/503 honoured up to ``max_retry_after``;
+- retries with exponential backoff on 500/502/503/504 and connection errors, and
+  ``Retry-After`` on 429/503 waited out inline only up to ``max_retry_after`` (a few
+  seconds); a longer one ends at once as ``RateLimited`` carrying the delay, which the
+  poller turns into the source's next attempt;
+- a body declared UTF-8 whose non-ASCII text is mostly valid UTF-8 has each invalid
+  sequence replaced by U+FFFD (``HttpResponse.invalid_utf8`` counts them; the scope notes
+  it for the source's health), so a few stray bytes do not turn the whole body into
+  Windows-1252 mojibake;
 - robots.txt fetched once a day per origin and obeyed for our User-Agent (``watcher.robots``).
 
 Error codes (``FetchError.code``; they show up on source health). "Retried" means the
@@ -33,14 +43,16 @@ client tries again itself, with backoff, up to ``retries`` times before raising:
 | `dns_error`          | the host name did not resolve                               | no       |
 | `connection_error`   | refused, reset, or closed before the response was complete  | yes      |
 | `tls_error`          | TLS handshake failed (e.g. certificate not valid for host)  | no       |
-| `timeout`            | the deadline passed (DNS, connect, wait, or body)           | yes      |
+| `timeout`            | the deadline passed (DNS, connect, wait, or body), or the   | no       |
+|                      | origin timed out earlier in the same scope                  |          |
 | `too_many_redirects` | more than `max_redirects` hops, or a redirect loop          | no       |
 | `too_large`          | the decoded body is larger than `max_bytes`                 | no       |
 | `bad_encoding`       | a Content-Encoding we did not ask for (br, zstd …), or a    | no       |
 |                      | corrupt compressed body                                     |          |
 | `robots_disallowed`  | the origin's robots.txt disallows the URL for our UA        | no       |
 | `rate_limited`       | still 429 after all retries, or a 429/503 Retry-After       | (429)    |
-|                      | longer than `max_retry_after` (given up at once)            |          |
+|                      | longer than `max_retry_after` (given up at once); raised    |          |
+|                      | as `RateLimited`, whose `retry_after` is the delay asked    |          |
 | `http_<status>`      | a final 4xx/5xx (`http_404`, `http_500` …), or a 3xx        | 500, 502 |
 |                      | without Location                                            | 503, 504 |
 
@@ -52,6 +64,7 @@ shared jar would carry one host's cookies to another host on the same pinned add
 from __future__ import annotations
 
 import asyncio
+import codecs
 import dataclasses
 import ipaddress
 import logging
@@ -61,7 +74,8 @@ import ssl
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -80,12 +94,15 @@ from watcher.types import CacheState, Page
 
 __all__ = [
     "ERROR_CODES",
+    "FetchScope",
     "HttpClient",
     "HttpResponse",
     "HttpStats",
+    "RateLimited",
     "Resolver",
     "is_public_address",
     "parse_host",
+    "repair_utf8",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +143,12 @@ _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _NUMBER_RE = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
 _CHARSET_RE = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
 _RETRY_SECONDS_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
+_XML_ENCODING_RE = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.I
+)
+_META_CHARSET_RE = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.I)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_REPLACEMENT = "\ufffd"
 
 
 # ── addresses ────────────────────────────────────────────────────────────────────────────
@@ -249,6 +272,7 @@ class HttpResponse:
     headers: Mapping[str, str]
     content: bytes  # decoded (gzip/deflate undone), at most max_bytes
     cache: CacheState  # validators of this response (on 304: the ones sent, if none came)
+    invalid_utf8: int = 0  # invalid UTF-8 sequences replaced by U+FFFD (``repair_utf8``)
 
     @property
     def not_modified(self) -> bool:
@@ -291,6 +315,95 @@ class HttpStats:
     bytes: int = 0  # decoded body bytes read
     by_status: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # FetchError codes raised to callers
+
+
+def repair_utf8(content: bytes, content_type: str = "") -> tuple[bytes, int]:
+    """A body declared UTF-8 with each invalid UTF-8 sequence replaced by U+FFFD, and how
+    many were; any other body unchanged, with 0.
+
+    Declared UTF-8: a BOM, the Content-Type charset, the XML declaration or an HTML meta
+    charset say UTF-8 and none says otherwise (XML and JSON that say nothing are UTF-8 by
+    their specifications). The repair is made only when the valid non-ASCII characters are
+    at least as many as the invalid sequences: a body with more invalid than valid ones is
+    more likely wholly in another encoding than the declared one (a Windows-1252 page
+    declared UTF-8), and is left to the adapter's decoding, which falls back to
+    Windows-1252 for the whole body. So a few stray bytes cost those bytes only, not every
+    å ä ö in the feed."""
+    if content.isascii():
+        return content, 0
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return content, 0
+    if not _declared_utf8(content, content_type):
+        return content, 0
+    text = content.decode("utf-8", "replace")
+    replaced = text.count(_REPLACEMENT) - content.count(_REPLACEMENT.encode("utf-8"))
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    if replaced > non_ascii - replaced:
+        return content, 0
+    return text.encode("utf-8"), replaced
+
+
+def _declared_utf8(content: bytes, content_type: str) -> bool:
+    head = content[:2048]
+    said: list[str] = []
+    if head.startswith(_UTF8_BOM):
+        said.append("utf-8")
+    m = _CHARSET_RE.search(content_type)
+    if m:
+        said.append(m.group(1))
+    found = _XML_ENCODING_RE.match(head) or _META_CHARSET_RE.search(head)
+    if found:
+        said.append(found.group(1).decode("ascii"))
+    if said:
+        return all(_is_utf8(name) for name in said)
+    media = content_type.split(";", 1)[0].strip().lower()
+    return head.lstrip().startswith(b"<?xml") or media.endswith(("/xml", "+xml", "/json", "+json"))
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        return codecs.lookup(name).name == "utf-8"
+    except LookupError:
+        return False
+
+
+@dataclass
+class FetchScope:
+    """What the requests of one poll share (``HttpClient.scope()``): the origins that timed
+    out, which are not asked again in the same scope, and notes for the source's health.
+    Requests made outside any scope share nothing."""
+
+    timed_out: dict[str, str] = field(default_factory=dict)  # origin: the URL that timed out
+    repaired: dict[str, int] = field(default_factory=dict)  # URL: invalid UTF-8 replaced
+
+    def warnings(self) -> list[str]:
+        """Notes for the source's health (``PollResult.warnings``)."""
+        if not self.repaired:
+            return []
+        total = sum(self.repaired.values())
+        first = next(iter(self.repaired))
+        where = first if len(self.repaired) == 1 else f"{len(self.repaired)} responses ({first} …)"
+        return [
+            f"invalid UTF-8 repaired: {total} invalid byte sequence(s) in a body declared "
+            f"UTF-8 replaced with U+FFFD (\ufffd) in {where}"
+        ]
+
+
+# The scope of the poll running in this task (and in the tasks it starts).
+_SCOPE: ContextVar[FetchScope | None] = ContextVar("watcher_http_scope", default=None)
+
+
+class RateLimited(FetchError):
+    """The server asked for a pause (429, or 503 with Retry-After) longer than is waited
+    out inline; ``retry_after``: the seconds it asked for, None when it did not say."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message, code="rate_limited")
+        self.retry_after = retry_after
 
 
 class _StatusError(FetchError):
@@ -606,6 +719,18 @@ class HttpClient:
             return f"robots.txt of {origin} could not be read again ({why}): its last copy holds"
         return None
 
+    @contextmanager
+    def scope(self) -> Iterator[FetchScope]:
+        """One poll's requests, made in this task or tasks it starts while the scope is
+        open: an origin that times out is not asked again within it, and what the client
+        repaired is noted on the scope (``FetchScope.warnings``) for the source's health."""
+        scope = FetchScope()
+        token = _SCOPE.set(scope)
+        try:
+            yield scope
+        finally:
+            _SCOPE.reset(token)
+
     # ── public requests ──
 
     async def get(
@@ -655,7 +780,7 @@ class HttpClient:
         attempt = 0
         while True:
             try:
-                return await self._follow(method, url, headers, body, cache)
+                return self._repaired(await self._follow(method, url, headers, body, cache))
             except FetchError as e:
                 error = e
             delay, final = self._retry_delay(error, attempt, url)
@@ -672,16 +797,21 @@ class HttpClient:
     def _retry_delay(
         self, e: FetchError, attempt: int, url: str
     ) -> tuple[float | None, FetchError]:
-        """Seconds to wait before the next attempt, or None and the error to give up with."""
+        """Seconds to wait before the next attempt, or None and the error to give up with.
+
+        A timeout is not tried again here: the server had the whole ``timeout`` already,
+        and asking again would hold the poll for another one (the scheduler's back-off
+        tries the source later). A refused or dropped connection fails fast and is retried.
+        """
         last = attempt >= self.settings.retries
         backoff = self.settings.backoff * 2**attempt
         if isinstance(e, _StatusError):
             if e.status in (429, 503) and e.retry_after is not None:
                 if e.retry_after > self.settings.max_retry_after:
-                    return None, FetchError(
+                    return None, RateLimited(
                         f"{url}: HTTP {e.status} asks to retry after {e.retry_after:g} s, "
                         f"more than max_retry_after ({self.settings.max_retry_after:g} s)",
-                        code="rate_limited",
+                        e.retry_after,
                     )
                 delay = e.retry_after
             elif e.status == 429 or e.status in RETRY_STATUSES:
@@ -689,15 +819,28 @@ class HttpClient:
             else:
                 return None, e
             if last and e.status == 429:
-                return None, FetchError(
+                return None, RateLimited(
                     f"{url}: still HTTP 429 (too many requests) after {attempt + 1} attempt(s)",
-                    code="rate_limited",
+                    e.retry_after,
                 )
-        elif e.code in ("timeout", "connection_error"):
+        elif e.code == "connection_error":
             delay = backoff
         else:
             return None, e
         return (None, e) if last else (delay, e)
+
+    def _repaired(self, response: HttpResponse) -> HttpResponse:
+        """The response with invalid UTF-8 replaced (``repair_utf8``), noted on the scope."""
+        if response.not_modified:
+            return response
+        content, replaced = repair_utf8(response.content, response.headers.get("content-type", ""))
+        if not replaced:
+            return response
+        log.info("%s: %d invalid UTF-8 sequence(s) replaced", response.url, replaced)
+        scope = _SCOPE.get()
+        if scope is not None:
+            scope.repaired[response.url] = scope.repaired.get(response.url, 0) + replaced
+        return dataclasses.replace(response, content=content, invalid_utf8=replaced)
 
     # ── redirects ──
 
@@ -774,6 +917,7 @@ class HttpClient:
                 async with asyncio.timeout(self.settings.timeout):
                     found = await self._resolver(target.host, target.port)
             except TimeoutError as e:
+                _timed_out(target)
                 raise FetchError(f"DNS lookup of {target.host} timed out", code="timeout") from e
             except (OSError, UnicodeError) as e:
                 raise FetchError(f"cannot resolve {target.host}: {e}", code="dns_error") from e
@@ -833,6 +977,15 @@ class HttpClient:
     ) -> HttpResponse | _Redirect:
         timeout = self.settings.timeout
         async with self._slot(target.host):
+            scope = _SCOPE.get()
+            if scope is not None and target.origin in scope.timed_out:
+                # Checked once the slot is ours: a request queued behind the one that timed
+                # out stops here instead of waiting out a timeout of its own.
+                raise FetchError(
+                    f"{target.url} not requested: {target.origin} gave no answer to "
+                    f"{scope.timed_out[target.origin]} within {timeout:g} s earlier in this poll",
+                    code="timeout",
+                )
             try:
                 async with asyncio.timeout(timeout):
                     response = await self._connect(method, target, headers, body)
@@ -841,10 +994,12 @@ class HttpClient:
                     finally:
                         await response.aclose()
             except TimeoutError as e:
+                _timed_out(target)
                 raise FetchError(
                     f"no complete answer from {target.url} within {timeout:g} s", code="timeout"
                 ) from e
             except httpx.TimeoutException as e:
+                _timed_out(target)
                 raise FetchError(
                     f"timed out ({type(e).__name__}) on {target.url}", code="timeout"
                 ) from e
@@ -999,6 +1154,13 @@ class HttpClient:
             log.warning("robots.txt of %s unreachable (%s): allowing all", origin, e)
             return RobotsEntry.unreachable(e.code)
         return RobotsEntry.fetched(response.content, self.user_agent)
+
+
+def _timed_out(target: _Target) -> None:
+    """Remember, for the rest of the current scope, that ``target``'s origin timed out."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.timed_out.setdefault(target.origin, target.url)
 
 
 def _http_date(value: str) -> datetime | None:

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sources import registry
 from sources.base import FetchContext
 from watcher.exceptions import ParseError, SourceFailure, StorageError
+from watcher.http import RateLimited
 from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIN_BACKOFF = timedelta(minutes=1)
+# The longest pause a server's Retry-After can impose on a source.
+MAX_RETRY_AFTER = timedelta(hours=24)
 
 
 def backoff_until(failures: int, interval_seconds: float, now: datetime) -> datetime:
@@ -65,6 +68,19 @@ def backoff_until(failures: int, interval_seconds: float, now: datetime) -> date
     delay: timedelta = MIN_BACKOFF * (2 ** max(0, failures - 1))
     cap = timedelta(seconds=max(interval_seconds, MIN_BACKOFF.total_seconds()))
     return now + (delay if delay < cap else cap)
+
+
+def next_attempt(
+    failures: int, interval_seconds: float, now: datetime, asked: float | None = None
+) -> datetime:
+    """When to try a failing source again: its back-off (``backoff_until``), or, when the
+    server asked for a longer pause (Retry-After, ``asked`` seconds from ``now``), then,
+    but never more than 24 hours ahead."""
+    backoff = backoff_until(failures, interval_seconds, now)
+    if asked is None:
+        return backoff
+    wanted = now + timedelta(seconds=min(max(asked, 0.0), MAX_RETRY_AFTER.total_seconds()))
+    return max(backoff, wanted)
 
 
 @dataclass
@@ -130,13 +146,19 @@ class Poller:
             return await self._failed(source, error, started, now())
 
     async def _failed(
-        self, source: SourceConfig, error: SourceError, started: datetime, at: datetime
+        self,
+        source: SourceConfig,
+        error: SourceError,
+        started: datetime,
+        at: datetime,
+        asked: float | None = None,
     ) -> PollResult:
+        """Record a failed poll; ``asked``: the pause in seconds the server asked for."""
         result = PollResult(source.id, PollStatus.ERROR, error=error)
         try:
             state = await asyncio.to_thread(self.storage.source_state, source.id)
-            retry = backoff_until(
-                state.consecutive_failures + 1, source.parsed_schedule.approx_seconds, at
+            retry = next_attempt(
+                state.consecutive_failures + 1, source.parsed_schedule.approx_seconds, at, asked
             )
             await asyncio.to_thread(
                 self.storage.record_failure, source.id, error, result, at, retry, started
@@ -167,9 +189,11 @@ class Poller:
             previous={k: s.values for k, s in previous.items()},
         )
         try:
-            fetched = await adapter.fetch(self.http, ctx)
+            with self.http.scope() as scope:
+                fetched = await adapter.fetch(self.http, ctx)
         except SourceFailure as e:
-            return await self._failed(source, SourceError(e.code, str(e)), started, now())
+            error = SourceError(e.code, str(e))
+            return await self._failed(source, error, started, now(), _asked_pause(e))
         cache = (fetched.cache.etag, fetched.cache.last_modified)
         if fetched.status == FetchStatus.NOT_MODIFIED:
             result = PollResult(source.id, PollStatus.NOT_MODIFIED)
@@ -191,7 +215,7 @@ class Poller:
             filtered=adapter.filters_items(),
             skipped=int(fetched.context.get("skipped", 0)),
         )
-        warnings = list(layout.warnings)
+        warnings = [*layout.warnings, *scope.warnings()]  # the client's repairs (UTF-8)
         robots = self.http.robots_warning(source.url)
         if robots:
             warnings.append(robots)
@@ -318,6 +342,19 @@ def incomplete_note(incomplete: Sequence[Incomplete]) -> str:
         f"{len(incomplete)} item(s) stored{lacks}: {incomplete[0].reason}; "
         "read again on the next poll"
     )
+
+
+def _asked_pause(e: BaseException) -> float | None:
+    """The pause (Retry-After seconds) a server asked for behind a failure, if any; an
+    adapter may have wrapped the client's ``RateLimited`` in an error of its own."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, RateLimited):
+            return cur.retry_after
+        seen.add(id(cur))
+        cur = cur.__cause__
+    return None
 
 
 def _message(e: BaseException) -> str:

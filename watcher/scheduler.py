@@ -4,6 +4,9 @@
 - start-up jitter, so a restart does not hit every site at once;
 - a failing source backs off (1, 2, 4 … minutes, at most its own interval) and keeps
   being retried: it never stops silently, its health shows every failure;
+- a source whose server asked for a pause (``rate_limited``: 429/503 with Retry-After) is
+  polled again when the server said (at most a day later, ``polling.next_attempt``), and
+  its regular runs before then are skipped, after a restart too;
 - with several processes on one database only the holder of the ``scheduler`` lock runs
   jobs; the others keep trying to take it over when it expires;
 - ``stop`` waits for polls in flight, so a SIGTERM never leaves half-written items (each
@@ -19,7 +22,7 @@ import random
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -199,9 +202,34 @@ class Scheduler:
         with self.running():
             await self._poll_source(source_id)
 
+    def _retry_at(self, source_id: str, when: datetime) -> None:
+        self.aps.add_job(
+            self._run_source,
+            DateTrigger(run_date=when),
+            args=[source_id],
+            id=f"retry:{source_id}",
+            replace_existing=True,
+            max_instances=1,
+        )
+
     async def _poll_source(self, source_id: str) -> None:
         try:
             if source_id not in {s.id for s in self.app.config.sources if s.enabled}:
+                return
+            before = await asyncio.to_thread(self.app.storage.source_state, source_id)
+            paused_until = before.next_attempt_at
+            if (
+                before.last_error_code == "rate_limited"
+                and before.consecutive_failures
+                and paused_until is not None
+                and self.app.now() < paused_until
+            ):
+                # The server asked for a pause: a regular run before then (or the first
+                # run after a restart, which lost the retry job) only keeps the date.
+                self._retry_at(source_id, paused_until)
+                log.info(
+                    "source %s asked for a pause until %s; not polled", source_id, paused_until
+                )
                 return
             results = await self.app.poll([source_id])
             result = results[0]
@@ -216,14 +244,7 @@ class Scheduler:
             if result.status == PollStatus.ERROR:
                 state = await asyncio.to_thread(self.app.storage.source_state, source_id)
                 if state.next_attempt_at is not None:
-                    self.aps.add_job(
-                        self._run_source,
-                        DateTrigger(run_date=state.next_attempt_at),
-                        args=[source_id],
-                        id=f"retry:{source_id}",
-                        replace_existing=True,
-                        max_instances=1,
-                    )
+                    self._retry_at(source_id, state.next_attempt_at)
                 log.warning(
                     "source %s failed (%s, %d in a row); retrying at %s",
                     source_id,
