@@ -204,7 +204,9 @@ def test_ft_portal_sample_statuses_dates_and_links() -> None:
     assert soil["status"] == "forthcoming" and soil["kind"] == "forthcoming_call"
     assert len(soil["deadlines"]) == 2  # two-stage call
     assert soil["programme"] == "Horizon Europe"
-    assert soil["identifier"] == "HORIZON-MISS-2027-05-SOIL-01-TWO-STAGE"
+    # As the portal writes it: the identifier, the key and the link alike.
+    assert soil["identifier"] == "HORIZON-MISS-2027-05-SOIL-01-two-stage"
+    assert soil["link"].endswith("/topic-details/HORIZON-MISS-2027-05-SOIL-01-two-stage")
     # The published status says forthcoming, but the call opened on 25 August: open.
     gov = items["HORIZON-CL6-2026-04-GOVERNANCE-01"]
     assert gov["status"] == "open" and gov["budget_amount"] == 60_000_000.0
@@ -586,6 +588,46 @@ async def test_ft_portal_server_error_is_a_fetch_error() -> None:
         with pytest.raises(FetchError) as e:
             await adapter.fetch(http, FetchContext())
     assert e.value.code == "http_500"
+
+
+async def test_identifier_keeps_its_case_and_matches_in_any_case(
+    make_app: Any, loopback: Any, clock: Any
+) -> None:
+    """``…-two-stage`` stays as the portal writes it (record, key, link), and the same call
+    from another source in upper case, and a news title naming it, are linked to it."""
+    from tests.builders import feed, rss_item, src
+    from tests.conftest import fetch_settings
+
+    mixed = "HORIZON-MISS-2027-05-SOIL-01-two-stage"
+
+    def answer(identifier: str) -> str:
+        return json.dumps({"totalResults": 1, "results": [sedia_result(identifier)]})
+
+    loopback.add("/a", answer(mixed), content_type="application/json")
+    loopback.add("/b", answer(mixed.upper()), content_type="application/json")
+    news = feed(rss_item("n1", f"Webbinarium om {mixed.upper()}", "https://nyheter.example/1"))
+    loopback.add("/news.xml", news, content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [
+                src("ft_a", loopback.url("/a"), adapter="ft-portal"),
+                src("ft_b", loopback.url("/b"), adapter="ft-portal"),
+                src("nyheter", loopback.url("/news.xml")),
+            ],
+        }
+    )
+    for source_id in ("ft_a", "ft_b", "nyheter"):
+        await app.poll([source_id])
+        clock.advance(minutes=10)
+    [call] = app.storage.list_items()
+    assert call.identifier == mixed
+    assert call.link.endswith(f"/topic-details/{mixed}")
+    assert {(s.source_id, s.key) for s in call.sources} == {
+        ("ft_a", mixed),
+        ("ft_b", mixed.upper()),
+        ("nyheter", "n1"),
+    }
 
 
 def hys_page(ids: list[int], number: int, total_pages: int) -> dict[str, Any]:

@@ -239,3 +239,47 @@ def test_a_record_stored_incomplete_is_rewritten_once_its_source_completes_it() 
     same = item("a", "Utlysning")  # complete now, and it truly has no deadline
     [intent] = decide([same], {"a": slice_})
     assert isinstance(intent, Updated) and intent.changes == ()
+
+
+# -- identifiers keep their case, and match in any case ---------------------------------------
+
+MIXED = "HORIZON-MISS-2027-05-SOIL-01-two-stage"  # as the portal writes it
+
+
+def test_an_identifier_is_stored_as_the_source_writes_it() -> None:
+    from tests.builders import OTHER
+    from watcher.pipeline.normalise import normalise
+    from watcher.types import RawItem
+
+    raw = RawItem(key=MIXED, title="Living labs", identifier=f" {MIXED} ")
+    assert normalise(raw, OTHER, DEADLINE).identifier == MIXED
+
+
+def test_a_mixed_case_identifier_matches_the_same_identifier_in_upper_case() -> None:
+    it = item("x", "Living labs", source="ft", identifier=MIXED)
+    cand = candidate(3, "Living labs", source="ft2", identifier=MIXED.upper())
+    [intent] = decide([it], {}, [cand])
+    assert intent == Linked(it, 3, f"same identifier {MIXED}")
+    # and the other way round: the stored one in mixed case, the new one in upper case
+    upper = item("y", "Living labs", source="ft2", identifier=MIXED.upper())
+    [back] = decide([upper], {}, [candidate(4, "Living labs", identifier=MIXED)])
+    assert isinstance(back, Linked) and back.item_id == 4
+
+
+def test_a_mixed_case_identifier_matches_a_news_title_naming_it() -> None:
+    # A call arriving after a news item that named it (in upper case): the call takes over.
+    it = item("c", "Living labs", source="ft", identifier=MIXED)
+    news = candidate(3, f"Nu öppnar {MIXED.upper()}", source="nyheter")
+    [intent] = decide([it], {}, [news])
+    assert isinstance(intent, Linked) and intent.takes_over and intent.item_id == 3
+    # A news item arriving after the call, naming it in lower case.
+    later = item("n", f"Webbinarium om {MIXED.lower()}", source="nyheter")
+    [linked] = decide([later], {}, [candidate(4, "Living labs", identifier=MIXED)])
+    assert isinstance(linked, Linked) and linked.item_id == 4
+    assert linked.reason == f"identifier {MIXED} named in the text"
+
+
+def test_candidate_keys_compare_identifiers_in_one_case() -> None:
+    it = item("x", f"Om {MIXED}", identifier=MIXED)
+    identifiers, _ = candidate_keys([it])
+    assert identifiers == [MIXED.upper()]

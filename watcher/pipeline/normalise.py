@@ -117,7 +117,9 @@ def normalise(
         kind=kind,
         status=status,
         programme=one_line(raw.programme) if raw.programme else None,
-        identifier=one_line(raw.identifier).upper() if raw.identifier else None,
+        # As the source writes it (the portal's "…-two-stage" is part of the topic's link);
+        # duplicate matching compares identifiers in any case (track.identifier_key).
+        identifier=one_line(raw.identifier) if raw.identifier else None,
         published=published,
         opening=opening,
         deadlines=deadlines,

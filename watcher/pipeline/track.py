@@ -10,7 +10,9 @@ Matching rules, in order:
 1. the same key from the same source → the same item (unchanged or updated with field diffs);
 2. the same link and title from the same source under a new key → the same item (feeds
    whose guids change on every fetch must not make duplicates);
-3. a stored item of another source with the same call identifier, or whose identifier
+3. a stored item of another source with the same call identifier (in any letter case: an
+   identifier is stored as its source writes it, ``…-two-stage-01``, and compared in
+   ``identifier_key`` form), or whose identifier
    appears in this item's title, or with a close title and the same deadline day →
    the same call: the new source is linked to it, no new item.
 """
@@ -78,7 +80,7 @@ def decide(
             takes_over = bool(
                 item.identifier
                 and not cand.identifier
-                and _contains_id(cand.title.upper(), item.identifier)
+                and _contains_id(cand.title.upper(), identifier_key(item.identifier))
             )
             intents.append(Linked(item, cand.item_id, reason, takes_over=takes_over))
         else:
@@ -181,18 +183,18 @@ def find_duplicate(
         if item.source_id in cand.source_ids:
             continue
         if item.identifier and cand.identifier:
-            if item.identifier == cand.identifier:
+            if identifier_key(item.identifier) == identifier_key(cand.identifier):
                 return cand, f"same identifier {item.identifier}"
             continue  # two identifiers: two calls (a second stage naming the first, say)
         if cand.identifier and len(cand.identifier) >= 8:
             if haystack is None:
                 haystack = f"{item.title} {item.summary}".upper()
-            if _contains_id(haystack, cand.identifier):
+            if _contains_id(haystack, identifier_key(cand.identifier)):
                 return cand, f"identifier {cand.identifier} named in the text"
         if (
             item.identifier  # and the stored item has none: it only names calls
             and len(item.identifier) >= 8
-            and _contains_id(cand.title.upper(), item.identifier)
+            and _contains_id(cand.title.upper(), identifier_key(item.identifier))
         ):
             return cand, f"identifier {item.identifier} named in the title"
         if days and not days.isdisjoint(cand.days):
@@ -212,7 +214,7 @@ def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[datetime]]:
     deadlines: list[datetime] = []
     for it in fresh:
         if it.identifier:
-            identifiers.add(it.identifier)
+            identifiers.add(identifier_key(it.identifier))
         identifiers |= identifier_tokens(f"{it.title} {it.summary[:2000]}")
         deadlines.extend(it.deadlines)
     return sorted(identifiers), deadlines
@@ -223,7 +225,15 @@ def item_days(item: Item) -> frozenset[str]:
     return frozenset(d.astimezone(UTC).date().isoformat() for d in item.deadlines)
 
 
+def identifier_key(identifier: str) -> str:
+    """The form call identifiers are compared in: upper case, as ``identifier_tokens`` gives
+    the identifiers a text names. Stored identifiers keep the case their source wrote
+    (``HORIZON-MISS-2027-05-SOIL-01-two-stage``); only comparisons use this form."""
+    return identifier.upper()
+
+
 def _contains_id(text: str, identifier: str) -> bool:
+    """Whether upper-cased ``text`` names ``identifier`` (in ``identifier_key`` form)."""
     return _id_pattern(identifier).search(text) is not None
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from watcher.dates import utc_day
+from watcher.pipeline.track import identifier_key
 from watcher.storage.schema import item_changes, item_sources, items
 from watcher.text import identifier_tokens, normalise_title
 from watcher.types import DupCandidate
@@ -105,13 +106,14 @@ class CandidateCache:
             entry.sources = old.sources
             for ident in (old.identifier, *old.named):
                 if ident:
-                    self._by_identifier.get(ident, set()).discard(item_id)
+                    self._by_identifier.get(identifier_key(ident), set()).discard(item_id)
             for day in old.days:
                 self._by_day.get(day, set()).discard(item_id)
         self._entries[item_id] = entry
+        # Keyed in one case: identifiers are stored as their sources write them.
         for ident in (entry.identifier, *entry.named):
             if ident:
-                self._by_identifier.setdefault(ident, set()).add(item_id)
+                self._by_identifier.setdefault(identifier_key(ident), set()).add(item_id)
         for day in entry.days:
             self._by_day.setdefault(day, set()).add(item_id)
 
@@ -226,7 +228,7 @@ class CandidateCache:
                 self._refreshed_at = mono
             ids: set[int] = set()
             for ident in identifiers:
-                ids |= self._by_identifier.get(ident.upper(), set())
+                ids |= self._by_identifier.get(identifier_key(ident), set())
             for day in days:
                 ids |= self._by_day.get(day, set())
             out = []
