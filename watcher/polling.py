@@ -219,6 +219,8 @@ class Poller:
         robots = self.http.robots_warning(source.url)
         if robots:
             warnings.append(robots)
+        # What the adapter reports about the fetch (results it could not read, say).
+        warnings.extend(str(w) for w in fetched.context.get("warnings", ()))
         if processed.bad:
             warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
         incomplete = [it.incomplete for it in items if it.incomplete is not None]
