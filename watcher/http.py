@@ -982,7 +982,7 @@ class HttpClient:
                 # Checked once the slot is ours: a request queued behind the one that timed
                 # out stops here instead of waiting out a timeout of its own.
                 raise FetchError(
-                    f"{target.url} not requested: {target.origin} gave no answer to "
+                    f"{target.url} not requested: {target.origin} gave no complete answer to "
                     f"{scope.timed_out[target.origin]} within {timeout:g} s earlier in this poll",
                     code="timeout",
                 )
