@@ -315,6 +315,9 @@ def test_poll_now_polls_one_source_and_says_how_it_went(
     assert farm_app.storage.count_items() == 2
     listing = admin.get("/admin/sources").text
     assert "lokal: 2 nya, 0 uppdaterade, 0 oförändrade." in listing
+    # Its first poll: both are calls still open, announced to the next digests.
+    assert "lokal: första hämtningen. 2 öppna eller kommande utlysningar" in listing
+    assert "0 poster sparades tyst som utgångsläge" in listing
     assert '<rect class="bar-new"' in listing
     # A failing source: the error is shown.
     r = admin.post("/admin/sources/esf/poll", data={"csrf_token": token})

@@ -14,7 +14,15 @@ import pytest
 
 from tests.web_builders import item, raw, seed, store
 from watcher.app import App
-from watcher.types import FieldChange, Kind, PollResult, PollStatus, Status, Updated
+from watcher.types import (
+    FieldChange,
+    Incomplete,
+    Kind,
+    PollResult,
+    PollStatus,
+    Status,
+    Updated,
+)
 from watcher.web.render import TEMPLATES_DIR, local_path, safe_url
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # the clock fixture's time: Monday, week 45
@@ -138,6 +146,13 @@ def test_pages_of_fifty_with_links_that_keep_the_filters(
     r2 = client.get(href)
     assert len(titles(r2.text)) == 10
     assert set(titles(r.text)).isdisjoint(titles(r2.text))
+
+
+def test_an_incomplete_item_says_what_it_lacks_and_why(web_app: App, client: httpx.Client) -> None:
+    failed = Incomplete("detail page failed: http_503", ("status", "deadlines"), "http_503")
+    [item_id] = store(web_app, "esf", [item("x", "Utlysning X", incomplete=failed)])
+    page = client.get(f"/items/{item_id}").text
+    assert "Ofullständig: detail page failed: http_503 (saknar status, sista dagar)" in page
 
 
 def test_the_item_page_shows_the_record_sources_history_and_tags_with_why(

@@ -56,6 +56,9 @@ def activity_bars(history: Sequence[Mapping[str, Any]], fmt: Formatter, t: Gette
         if status == "error":
             height, css = CHART_HEIGHT, "bar-error"
             title = f"{when}: {t('fel')} {h.get('error_code') or ''}"
+        elif status == "partial":
+            height, css = CHART_HEIGHT // 2, "bar-partial"
+            title = f"{when}: {t('delvis')} {h.get('error_code') or ''}"
         elif changed:
             height = min(CHART_HEIGHT, 6 + int(6 * math.log2(1 + changed)))
             css = "bar-new"
@@ -288,7 +291,21 @@ async def source_poll(
     [result] = await app.poll([source_id])
     app.storage.audit(user, "source.poll", source_id, result.as_dict(), app.now())
     session = session_of(request)
-    if result.error is not None:
+    if result.status.value == "partial" and result.error is not None:
+        session.flash(
+            t(
+                "{id}: {new} nya, {updated} uppdaterade, {unchanged} oförändrade; "
+                "{n} ofullständiga ({code}), de läses igen vid nästa hämtning.",
+                id=source_id,
+                new=result.new,
+                updated=result.updated,
+                unchanged=result.unchanged,
+                n=result.incomplete,
+                code=result.error.code,
+            ),
+            "warning",
+        )
+    elif result.error is not None:
         session.flash(
             t(
                 "Hämtningen av {id} misslyckades: {code}: {message}",
@@ -308,6 +325,17 @@ async def source_poll(
                 new=result.new,
                 updated=result.updated,
                 unchanged=result.unchanged,
+            )
+        )
+    if result.announced is not None:
+        session.flash(
+            t(
+                "{id}: första hämtningen. {announced} öppna eller kommande utlysningar "
+                "kommer med i nästa nyhetsbrev; {baselined} poster sparades tyst som "
+                "utgångsläge.",
+                id=source_id,
+                announced=result.announced,
+                baselined=result.baselined,
             )
         )
     for w in result.warnings:
