@@ -432,3 +432,51 @@ def test_the_duplicate_index_finds_an_item_whose_id_committed_late(pg_storage: S
     conn.close()
     found = storage.duplicate_candidates("x", ["HORIZON-LATE-2027-01"], [])
     assert [c.identifier for c in found] == ["HORIZON-LATE-2027-01"]
+
+
+# -- errors with names ---------------------------------------------------------------------
+
+
+def test_a_database_locked_past_the_busy_timeout_is_db_busy_in_plain_words(tmp_path) -> None:
+    """Issue 12.10: a locked database came out as ``storage_error`` with the driver's text
+    (``(sqlite3.OperationalError) database is locked``)."""
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+    storage = Storage(f"sqlite:///{path}", busy_timeout=0.05)
+    storage.upgrade()
+    holder = sqlite3.connect(path, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageError) as caught:
+            storage.set_meta("k", "v")
+    finally:
+        holder.rollback()
+        holder.close()
+        storage.close()
+    assert caught.value.code == "db_busy"
+    assert "sqlite3" not in str(caught.value) and "OperationalError" not in str(caught.value)
+    assert "database is locked" in caught.value.detail  # the driver's words, for the log
+
+
+def test_a_database_from_a_newer_version_is_refused_with_what_to_do(tmp_path) -> None:
+    """Issue 12.10: an unknown revision made ``watcher poll`` exit 1 with Alembic's
+    traceback."""
+    from click.testing import CliRunner
+
+    from tests.conftest import write_config
+    from watcher.cli import main
+
+    db = tmp_path / "newer.db"
+    storage = Storage(f"sqlite:///{db}")
+    storage.upgrade()
+    with storage.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    storage.close()
+    cfg = write_config(tmp_path / "config.toml", {"watcher": {"database_url": f"sqlite:///{db}"}})
+    res = CliRunner().invoke(main, ["--config", str(cfg), "poll"])
+    assert res.exit_code == 2
+    assert "revision '0999'" in res.output and "newer version" in res.output
+    assert ("Traceback" not in res.output and res.exception is None) or isinstance(
+        res.exception, SystemExit
+    )

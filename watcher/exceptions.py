@@ -8,7 +8,7 @@
     ├── SourceFailure          one source could not be polled (has .code; becomes a SourceError value)
     │   ├── FetchError         HTTP, network, policy (blocked address, size cap, robots.txt …)
     │   └── ParseError         the body could not be read as the adapter's format
-    ├── StorageError           the database failed; SQLAlchemy errors are translated to this
+    ├── StorageError           the database failed (has .code: db_busy, db_unavailable, db_revision …)
     ├── RuleError              a rule file is invalid (has .path, .line, .rule)
     └── DeliveryError          an email could not be delivered
         ├── TransientDeliveryError   retry later (SMTP 4xx, connection refused, timeout)
@@ -85,7 +85,15 @@ class ParseError(SourceFailure):
 
 
 class StorageError(WatcherError):
-    pass
+    """The database failed. ``code``: ``db_busy`` (locked by another writer past the busy
+    timeout), ``db_unavailable`` (cannot be reached), ``db_revision`` (a schema this version
+    does not know), ``storage_error`` (anything else). The message is plain for the first
+    three; ``detail`` keeps the driver's text for the admin and the log."""
+
+    def __init__(self, message: str, code: str = "storage_error", detail: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
 
 
 class RuleError(WatcherError):

@@ -138,7 +138,7 @@ class Poller:
             code = (
                 e.code
                 if isinstance(e, SourceFailure)
-                else ("storage_error" if isinstance(e, StorageError) else "internal_error")
+                else (e.code if isinstance(e, StorageError) else "internal_error")
             )
             if code == "internal_error":
                 log.exception("polling %s failed", source.id)

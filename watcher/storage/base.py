@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from watcher.exceptions import StorageError
@@ -35,19 +35,61 @@ def translate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # primary result codes (the low byte)
+
+
 def storage_error(where: str, e: SQLAlchemyError) -> StorageError:
-    error = StorageError(f"database error in {where}: {e.__class__.__name__}: {e}")
+    """A database error as our ``StorageError``: a busy or unreachable database gets a code
+    and a plain message (no SQL, no driver text); the driver's text stays in ``detail``."""
+    detail = f"database error in {where}: {e.__class__.__name__}: {e}"
+    if isinstance(e, OperationalError) and unavailable(e):
+        if getattr(e.orig, "sqlite_errorcode", None) is not None:
+            error = StorageError(
+                "the database is busy: another process held it longer than the busy timeout; "
+                "it is tried again on the next poll",
+                code="db_busy",
+                detail=detail,
+            )
+        else:
+            error = StorageError(
+                "the database cannot be reached; it is tried again on the next poll",
+                code="db_unavailable",
+                detail=detail,
+            )
+    else:
+        error = StorageError(detail, detail=detail)
     error.__cause__ = e
     return error
 
 
-def make_engine(url: str, base_dir: Path | None = None) -> Engine:
+def unavailable(e: OperationalError) -> bool:
+    """The database, not one statement, failed: busy or locked by another writer, or the
+    connection gone (by the driver's error codes, not its wording)."""
+    if e.connection_invalidated:
+        return True
+    code = getattr(e.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    state = getattr(e.orig, "sqlstate", None) or ""
+    # PostgreSQL: no state at all (the server could not be reached), connection exceptions
+    # (08…), shutdown (57P01–03), lock not available.
+    return not state or state.startswith("08") or state in ("57P01", "57P02", "57P03", "55P03")
+
+
+BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another process's write lock
+
+
+def make_engine(
+    url: str, base_dir: Path | None = None, busy_timeout: float = BUSY_TIMEOUT
+) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": busy_timeout, "check_same_thread": False}
+        }
         if path in ("", ":memory:"):
             kwargs["poolclass"] = StaticPool
         else:
@@ -62,7 +104,7 @@ def make_engine(url: str, base_dir: Path | None = None) -> Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -94,14 +136,26 @@ def alembic_config(conn: Connection) -> Any:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration."""
+    """Bring the schema to the newest migration. A database at a revision this version does
+    not know (made by a newer version) is refused with what to do, and left untouched."""
     from alembic import command
+    from alembic.util import CommandError
 
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
+    except CommandError as e:
+        current = current_revision(engine)
+        raise StorageError(
+            f"the database is at schema revision {current!r}, which this version of "
+            f"EU-bevakning does not know (it knows up to {head_revision()!r}): it was made by "
+            "a newer version. Run that version, or set [watcher] database_url to another "
+            "database; nothing was changed.",
+            code="db_revision",
+            detail=str(e),
+        ) from e
     except SQLAlchemyError as e:
-        raise StorageError(f"database migration failed: {e}") from e
+        raise StorageError(f"database migration failed: {e}", detail=str(e)) from e
 
 
 def current_revision(engine: Engine) -> str | None:

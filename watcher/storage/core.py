@@ -20,12 +20,18 @@ class StorageCore:
     room of ``Storage`` stands on."""
 
     def __init__(
-        self, url: str, base_dir: Path | None = None, *, candidate_refresh: float = 5.0
+        self,
+        url: str,
+        base_dir: Path | None = None,
+        *,
+        candidate_refresh: float = 5.0,
+        busy_timeout: float = base.BUSY_TIMEOUT,
     ) -> None:
         """``candidate_refresh``: how often (seconds) the duplicate index reads what other
-        processes stored; this process's own writes are in it at once."""
+        processes stored; this process's own writes are in it at once. ``busy_timeout``:
+        how long a SQLite write waits for another process's lock before ``db_busy``."""
         self.url = url
-        self.engine: Engine = base.make_engine(url, base_dir)
+        self.engine: Engine = base.make_engine(url, base_dir, busy_timeout)
         # PostgreSQL hands out ids before commit: the index looks back two minutes (far
         # longer than any write transaction here) for rows that committed late.
         late_window = 0.0 if self.engine.dialect.name == "sqlite" else 120.0

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import OperationalError
 
 from watcher.dates import from_iso
 from watcher.types import Incomplete, Kind, SourceLink, SourceState, Status, StoredItem, StoredTag
@@ -33,23 +32,6 @@ def state_of(row: RowMapping | None, source_id: str, count: int = 0) -> SourceSt
         field_profile=row["field_profile"] or {},
         item_count=count,
     )
-
-
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # primary result codes (the low byte)
-
-
-def unavailable(e: OperationalError) -> bool:
-    """The database, not one statement, failed: busy or locked by another writer, or the
-    connection gone (by the driver's error codes, not its wording)."""
-    if e.connection_invalidated:
-        return True
-    code = getattr(e.orig, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    state = getattr(e.orig, "sqlstate", None) or ""
-    # PostgreSQL: no state at all (the server could not be reached), connection exceptions
-    # (08…), shutdown (57P01–03), lock not available.
-    return not state or state.startswith("08") or state in ("57P01", "57P02", "57P03", "55P03")
 
 
 def item_of(

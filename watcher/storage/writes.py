@@ -125,7 +125,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
                     txn = Transaction(self, conn)
                     return [job(txn) for job in jobs]
             except Exception as e:
-                if isinstance(e, OperationalError) and rows.unavailable(e):
+                if isinstance(e, OperationalError) and base.unavailable(e):
                     # The database itself (locked past the busy timeout, gone): running
                     # each job again would only wait as long again, job after job.
                     return [base.storage_error("run_batch", e) for _ in jobs]
