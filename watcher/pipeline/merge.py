@@ -46,6 +46,7 @@ from typing import Any
 
 from watcher.calls import effective_status, kind_for
 from watcher.dates import from_iso, utc_day
+from watcher.pipeline.track import identifier_key
 from watcher.text import search_text
 from watcher.types import (
     NOTABLE_FIELDS,
@@ -175,7 +176,13 @@ def _linked(stored: StoredRecord, intent: Linked, now: datetime) -> RecordWrite:
     ]
     # Decided on the duplicate index; the record itself must agree (it may have got an
     # identifier since, from a merge in another process).
-    takes_over = intent.takes_over and row["identifier"] in (None, it.identifier)
+    takes_over = intent.takes_over and (
+        row["identifier"] is None
+        or (
+            it.identifier is not None
+            and identifier_key(row["identifier"]) == identifier_key(it.identifier)
+        )
+    )
     if takes_over:
         values = takeover_values(row, it, now)
         values["source_id"] = it.source_id
