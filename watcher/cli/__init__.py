@@ -202,9 +202,13 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
         if r.announced is not None:
             first = f"first poll: {r.announced} open call(s) announced, {r.baselined} kept silent"
             note = f"{first}; {note}" if note else first
-        style = {"ok": "green", "partial": "yellow", "not_modified": "cyan", "error": "red"}[
-            r.status.value
-        ]
+        style = {
+            "ok": "green",
+            "partial": "yellow",
+            "not_modified": "cyan",
+            "skipped": "yellow",
+            "error": "red",
+        }[r.status.value]
         status = "not modified" if r.status.value == "not_modified" else r.status.value
         table.add_row(
             r.source_id, f"[{style}]{status}[/]", str(r.new), str(r.updated), str(r.unchanged), note

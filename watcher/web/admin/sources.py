@@ -291,7 +291,9 @@ async def source_poll(
     [result] = await app.poll([source_id])
     app.storage.audit(user, "source.poll", source_id, result.as_dict(), app.now())
     session = session_of(request)
-    if result.status.value == "partial" and result.error is not None:
+    if result.status.value == "skipped":
+        session.flash(t("Hämtning av {id} pågår redan; försök igen om en stund.", id=source_id))
+    elif result.status.value == "partial" and result.error is not None:
         session.flash(
             t(
                 "{id}: {new} nya, {updated} uppdaterade, {unchanged} oförändrade; "
