@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.builders import GOOD, feed, rss_item, src
-from tests.conftest import DATA, fetch_settings
+from tests.conftest import DATA, T0, fetch_settings
 from tests.loopback import LoopbackServer, Reply
 from watcher.storage import ItemFilter
 
@@ -728,3 +729,56 @@ async def test_one_broken_calendar_event_does_not_lose_the_others(make_app, loop
     [r] = await app.poll()
     assert (r.status.value, r.new) == ("ok", 1)
     assert [i.title for i in app.storage.list_items()] == ["Europe: good"]
+
+
+async def test_two_polls_of_one_source_at_once_are_one_poll(make_app, loopback, tmp_path):
+    """Issue 12.4: the admin's "Hämta nu" during a scheduled poll, or a CLI poll beside the
+    service, polled one source twice at once; one failed with a raw IntegrityError. Now the
+    second is refused while the first runs, across processes (a second App on the same
+    database stands for a second process), and the first stores its items."""
+    from watcher.app import App
+    from watcher.types import PollStatus
+
+    asked, gate = threading.Event(), threading.Event()
+
+    def held(_request):
+        asked.set()
+        gate.wait(10)
+        return Reply(200, {"Content-Type": "application/rss+xml"}, GOOD.encode())
+
+    loopback.add_handler("/feed.xml", held)
+    app = make_app(
+        {"fetch": fetch_settings(loopback), "sources": [src("feed", loopback.url("/feed.xml"))]}
+    )
+    other = App.from_path(app.config.path, clock=app.clock)  # another process, same database
+    try:
+        first = asyncio.create_task(app.poll(["feed"]))
+        await asyncio.to_thread(asked.wait, 10)
+        for poller in (app, other):
+            [second] = await poller.poll(["feed"])
+            assert second.status == PollStatus.SKIPPED, second
+            assert second.error is not None and second.error.code == "poll_in_progress"
+        gate.set()
+        [done] = await first
+        assert (done.status, done.new) == (PollStatus.OK, 2)
+        assert app.storage.count_items() == 2
+        assert app.storage.source_state("feed").consecutive_failures == 0  # a skip is no failure
+        [again] = await other.poll(["feed"])  # the lock is gone with the poll
+        assert again.status in (PollStatus.OK, PollStatus.NOT_MODIFIED)
+    finally:
+        gate.set()
+        other.close()
+
+
+def test_a_new_record_someone_else_stored_meanwhile_is_skipped_not_an_error(storage):
+    """Inserts are conflict-safe: a poll that races another poll of the same source (its
+    lock expired, say) skips the records the other stored instead of failing."""
+    from tests.builders import CALL, SRC, items
+    from watcher.types import NewItem, PollResult, PollStatus
+
+    [item] = items(SRC, CALL)
+    result = PollResult(SRC.id, PollStatus.OK, new=1)
+    first = storage.apply(SRC.id, [NewItem(item)], result, T0)
+    second = storage.apply(SRC.id, [NewItem(item)], result, T0)
+    assert len(first.new_ids) == 1 and second.new_ids == ()
+    assert storage.count_items() == 1

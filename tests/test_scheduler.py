@@ -3,12 +3,15 @@ only the holder of the database lock runs jobs."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 
 from tests.builders import feed, rss_item
 from tests.conftest import T0, fetch_settings
 from watcher.config import validate_data
-from watcher.polling import backoff_until
+from watcher.polling import backoff_until, poll_lock
 from watcher.scheduler import Scheduler
 
 
@@ -149,5 +152,30 @@ async def test_the_leader_keeps_statuses_in_step_with_the_calendar(make_app, loo
         await sched._leadership()
         await sched._refresh_statuses()
         assert app.storage.list_items()[0].status == "open"
+    finally:
+        await sched.stop()
+
+
+async def test_an_overrun_shows_on_the_sources_health(make_app, loopback):
+    """Issue 12.5: a scheduled poll skipped because the previous one still ran was only
+    logged. Both ways it happens show on the source's health: APScheduler skipping a run of
+    a job still running, and a poll refused because another process polls the source."""
+    loopback.add("/a.xml", feed(rss_item("1", "Nyhet", "https://x/1")))
+    app = make_app({"fetch": fetch_settings(loopback), "sources": sources(loopback, "a")})
+    sched = Scheduler(app, start_jitter=0)
+    sched.start(paused=True)
+    try:
+        await sched._leadership()
+        # Another process holds the source's poll lock.
+        app.storage.acquire_locks({poll_lock("a")}, "elsewhere", timedelta(minutes=5), T0)
+        await sched._run_source("a")
+        warning = app.storage.source_state("a").warning or ""
+        assert "was skipped: the previous poll of this source was still running" in warning
+        assert app.storage.source_state("a").consecutive_failures == 0
+        # APScheduler's own skip of an overlapping run.
+        event = JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "source:a", "default", [T0])
+        sched._on_overrun(event)
+        await asyncio.gather(*sched._inflight)
+        assert (app.storage.source_state("a").warning or "").count("was skipped") == 1
     finally:
         await sched.stop()

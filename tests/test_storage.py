@@ -480,3 +480,15 @@ def test_a_database_from_a_newer_version_is_refused_with_what_to_do(tmp_path) ->
     assert ("Traceback" not in res.output and res.exception is None) or isinstance(
         res.exception, SystemExit
     )
+
+
+def test_poll_locks_are_taken_once_and_expire(any_storage: Storage) -> None:
+    names = {"poll:a", "poll:b"}
+    ttl = timedelta(minutes=15)
+    assert any_storage.acquire_locks(names, "one", ttl, T0) == names
+    assert any_storage.acquire_locks({"poll:b", "poll:c"}, "two", ttl, T0) == {"poll:c"}
+    # A crashed holder's lock is taken over once it expired.
+    later = T0 + ttl + timedelta(seconds=1)
+    assert any_storage.acquire_locks({"poll:a"}, "two", ttl, later) == {"poll:a"}
+    any_storage.release_locks(names, "one")  # "one" holds only b now
+    assert any_storage.acquire_locks(names, "three", ttl, later) == {"poll:b"}

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -59,6 +62,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIN_BACKOFF = timedelta(minutes=1)
+# How long a poll's lock on its source holds if its process dies without releasing it.
+POLL_LOCK_TTL = timedelta(minutes=15)
+IN_PROGRESS = SourceError("poll_in_progress", "a poll of this source is already running")
+
+
+def poll_lock(source_id: str) -> str:
+    """The name of the lock a poll of ``source_id`` holds."""
+    return f"poll:{source_id}"
 # The longest pause a server's Retry-After can impose on a source.
 MAX_RETRY_AFTER = timedelta(hours=24)
 
@@ -113,16 +124,38 @@ class Poller:
             except StorageError:
                 log.exception("reading the sources' states failed; each poll reads its own")
 
+        # One poll of a source at a time, across processes: a source another poll (the
+        # scheduler's, the admin's "Hämta nu", a CLI poll beside the service) is fetching is
+        # skipped, not polled twice.
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        names = {poll_lock(s.id) for s in sources}
+        try:
+            mine = await asyncio.to_thread(
+                self.storage.acquire_locks, names, holder, POLL_LOCK_TTL, now()
+            )
+        except StorageError:
+            log.exception("could not take the sources' poll locks; polling without them")
+            mine = names
+
         async def one(src: SourceConfig) -> PollResult:
-            state = None
-            if states is not None:  # never polled: no state stored yet
-                state = states.get(src.id) or SourceState(source_id=src.id)
-            result = await self.poll(src, now, state)
+            if poll_lock(src.id) not in mine:
+                result = PollResult(src.id, PollStatus.SKIPPED, error=IN_PROGRESS)
+            else:
+                state = None
+                if states is not None:  # never polled: no state stored yet
+                    state = states.get(src.id) or SourceState(source_id=src.id)
+                result = await self.poll(src, now, state)
             if progress:
                 progress(result)
             return result
 
-        return list(await asyncio.gather(*(one(s) for s in sources)))
+        try:
+            return list(await asyncio.gather(*(one(s) for s in sources)))
+        finally:
+            try:
+                await asyncio.to_thread(self.storage.release_locks, mine, holder)
+            except StorageError:
+                log.exception("could not release the sources' poll locks (they expire)")
 
     async def poll(
         self,

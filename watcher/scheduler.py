@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -73,6 +74,7 @@ class Scheduler:
 
     def start(self, *, paused: bool = False) -> None:
         """Start scheduling (``paused``: jobs are kept but not run, for tests)."""
+        self.aps.add_listener(self._on_overrun, EVENT_JOB_MAX_INSTANCES)
         self.aps.start(paused=paused)
         self.aps.add_job(
             self._leadership,
@@ -198,6 +200,39 @@ class Scheduler:
             if task is not None:
                 self._inflight.discard(task)
 
+    def _on_overrun(self, event: JobSubmissionEvent) -> None:
+        """APScheduler skipped a source's run because its previous run still goes on."""
+        if event.job_id.startswith(("source:", "retry:")):
+            source_id = event.job_id.split(":", 1)[1]
+            when = event.scheduled_run_times[0] if event.scheduled_run_times else self.app.now()
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not dispatched on the loop: the log has it
+                log.warning("source %s: a scheduled poll was skipped (still running)", source_id)
+                return
+            task = loop.create_task(self._note_overrun(source_id, when))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _note_overrun(self, source_id: str, when: datetime) -> None:
+        """An overrun shows on the source's health, not only in the log."""
+        local = when.astimezone(self.app.config.tz)
+        note = (
+            f"a scheduled poll at {local:%Y-%m-%d %H:%M} was skipped: the previous poll of "
+            "this source was still running"
+        )
+        log.warning("source %s: %s", source_id, note)
+        try:
+            state = await asyncio.to_thread(
+                self.app.storage.source_state, source_id, with_count=False
+            )
+            kept = [w for w in (state.warning or "").split("; ") if w and "was skipped" not in w]
+            await asyncio.to_thread(
+                self.app.storage.set_source_warning, source_id, "; ".join([*kept, note])
+            )
+        except Exception:
+            log.exception("could not note the overrun of %s", source_id)
+
     async def _run_source(self, source_id: str) -> None:
         with self.running():
             await self._poll_source(source_id)
@@ -233,6 +268,11 @@ class Scheduler:
                 return
             results = await self.app.poll([source_id])
             result = results[0]
+            if result.status == PollStatus.SKIPPED:
+                # Another process (a CLI poll, the admin's "Hämta nu" in another
+                # service) still polls it.
+                await self._note_overrun(source_id, self.app.now())
+                return
             log.info(
                 "polled %s: %s, %d new, %d updated, %d unchanged",
                 source_id,

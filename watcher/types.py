@@ -433,6 +433,7 @@ class PollStatus(enum.StrEnum):
     PARTIAL = "partial"  # stored, but part of the source failed (items are incomplete)
     NOT_MODIFIED = "not_modified"
     ERROR = "error"
+    SKIPPED = "skipped"  # another poll of the source was running (error code poll_in_progress)
 
 
 @dataclass(frozen=True)

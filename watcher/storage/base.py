@@ -6,13 +6,15 @@ SQLAlchemy stays inside ``watcher/storage``; callers see our types and ``Storage
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Insert
 
 from watcher.exceptions import StorageError
 
@@ -60,6 +62,14 @@ def storage_error(where: str, e: SQLAlchemyError) -> StorageError:
         error = StorageError(detail, detail=detail)
     error.__cause__ = e
     return error
+
+
+def insert_ignoring(conn: Connection, table: Table, keys: Sequence[str]) -> Insert:
+    """``INSERT`` that skips rows whose ``keys`` are taken (``ON CONFLICT DO NOTHING`` on
+    both databases): a race with another process is never an error."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def unavailable(e: OperationalError) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +82,46 @@ class ServiceRoom(StorageCore):
             except IntegrityError:
                 return False
             return True
+
+    @base.translate_errors
+    def acquire_locks(
+        self, names: Iterable[str], holder: str, ttl: timedelta, now: datetime
+    ) -> set[str]:
+        """Take every named lock that no live holder has, in one transaction; the names
+        taken. Expired locks (a crashed holder's) are taken over. Safe against another
+        process taking the same names at the same time: a name is taken once."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return set()
+        with self.begin() as conn:
+            conn.execute(delete(locks).where(locks.c.name.in_(wanted), locks.c.expires_at < now))
+            held = set(
+                conn.execute(select(locks.c.name).where(locks.c.name.in_(wanted))).scalars()
+            )
+            free = [n for n in wanted if n not in held]
+            if not free:
+                return set()
+            rows = [
+                {"name": n, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
+                for n in free
+            ]
+            conn.execute(base.insert_ignoring(conn, locks, ["name"]), rows)
+            # Ours are those that hold our mark now (another process may have won a name
+            # between the read and the insert).
+            return set(
+                conn.execute(
+                    select(locks.c.name).where(locks.c.name.in_(free), locks.c.holder == holder)
+                ).scalars()
+            )
+
+    @base.translate_errors
+    def release_locks(self, names: Iterable[str], holder: str) -> None:
+        wanted = sorted(set(names))
+        if wanted:
+            with self.begin() as conn:
+                conn.execute(
+                    delete(locks).where(locks.c.name.in_(wanted), locks.c.holder == holder)
+                )
 
     @base.translate_errors
     def release_lock(self, name: str, holder: str) -> None:

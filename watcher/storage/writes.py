@@ -178,9 +178,12 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
     ) -> ApplyOutcome:
         """``apply`` in a transaction of the caller's. What to write for each intent is
         ``merge``'s decision; this only executes it."""
-        fresh = [i for i in intents if isinstance(i, NewItem)]
-        new_writes = [merge(None, i, now) for i in fresh]
-        new_ids = self._insert_new(conn, new_writes)
+        fresh_all = [i for i in intents if isinstance(i, NewItem)]
+        inserted = self._insert_new(conn, [merge(None, i, now) for i in fresh_all])
+        # A record another process stored under the same key meanwhile is not this poll's.
+        fresh = [i for i, (item_id, _w) in zip(fresh_all, inserted, strict=True) if item_id]
+        new_ids = [item_id for item_id, _w in inserted if item_id]
+        new_writes = [w for item_id, w in inserted if item_id]
         to_tag: dict[int, Classification] = {
             item_id: i.classification
             for item_id, i in zip(new_ids, fresh, strict=True)
@@ -244,25 +247,37 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
             tuple(sorted(set(by_record))),
         )
 
-    def _insert_new(self, conn: Connection, writes: Sequence[RecordWrite]) -> list[int]:
+    def _insert_new(
+        self, conn: Connection, writes: Sequence[RecordWrite]
+    ) -> list[tuple[int | None, RecordWrite]]:
         """New records, their links and "new" history rows in a few executemany calls (a
-        first poll of a big source is thousands of rows); their ids, in order."""
+        first poll of a big source is thousands of rows); each write with its new id, or
+        None when a record with its key was already there (a poll of the same source in
+        another process got there first: the statements skip it rather than fail)."""
         if not writes:
             return []
+        uids = [w.values["uid"] for w in writes]
+        taken: set[str] = set()
+        for chunk in rows.chunks(uids, 500):
+            taken.update(
+                conn.execute(select(items.c.uid).where(items.c.uid.in_(chunk))).scalars()
+            )
+        todo = [w for w in writes if w.values["uid"] not in taken]
+        if not todo:
+            return [(None, w) for w in writes]
         # A plain executemany, then the ids by uid: INSERT … RETURNING with many rows runs
         # row by row on SQLite, ten times slower.
-        conn.execute(insert(items), [w.values for w in writes])
+        conn.execute(base.insert_ignoring(conn, items, ["uid"]), [w.values for w in todo])
         id_by_uid: dict[str, int] = {}
-        uids = [w.values["uid"] for w in writes]
-        for chunk in rows.chunks(uids, 500):
+        for chunk in rows.chunks([w.values["uid"] for w in todo], 500):
             for uid, item_id in conn.execute(
                 select(items.c.uid, items.c.id).where(items.c.uid.in_(chunk))
             ):
                 id_by_uid[uid] = item_id
-        ids = [id_by_uid[u] for u in uids]
+        ids = [id_by_uid[w.values["uid"]] for w in todo]
         conn.execute(
-            insert(item_sources),
-            [{"item_id": i, **w.link.values} for i, w in zip(ids, writes, strict=True)],
+            base.insert_ignoring(conn, item_sources, ["source_id", "key"]),
+            [{"item_id": i, **w.link.values} for i, w in zip(ids, todo, strict=True)],
         )
         conn.execute(
             insert(item_changes),
@@ -275,10 +290,11 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
                     "changes": [],
                     "notable": False,
                 }
-                for i, w in zip(ids, writes, strict=True)
+                for i, w in zip(ids, todo, strict=True)
             ],
         )
-        return ids
+        new = dict(zip((w.values["uid"] for w in todo), ids, strict=True))
+        return [(new.get(w.values["uid"]), w) for w in writes]
 
     def _records_in(self, conn: Connection, ids: Iterable[int]) -> dict[int, StoredRecord]:
         """Stored records as ``merge`` takes them, with the sources linked to each."""
