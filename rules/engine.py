@@ -6,7 +6,9 @@ relevant" with the reason. The steps:
 
 1. Every field a rule looks at (title, summary, programme, source) is searched once for
    all terms of the whole rule set (one ``rules.matching.Matcher``).
-2. A relevance rule that fires makes the item not relevant; it gets no tags.
+2. A relevance rule that fires makes the item not relevant; it gets no tags, unless a
+   tagging rule with ``keep = true`` fires too (relevance errs toward showing: a call GR
+   can apply to is kept even when it also names an ineligible region or programme).
 3. Each tagging rule with a term found (or without terms: conditions only) is scored; a
    rule that fires gives its targets. Per tag the best-scoring rule is kept.
 4. The source's default areas/themes from ``config.toml`` are added (rule id
@@ -148,6 +150,10 @@ class CompiledRules:
         )
         # Rules that may fire without any term found: conditions only, or requires only.
         self.always = tuple(n for n, c in enumerate(self.rules) if not c.has_terms)
+        # Tagging rules that keep an item relevant when they fire.
+        self.keep = frozenset(
+            n for n, c in enumerate(self.rules) if isinstance(c.rule, Rule) and c.rule.keep
+        )
 
     def entries(self, item: ClassifiableItem) -> dict[int, list[_Entry]]:
         """Search the item's fields once; what each rule found, by rule number."""
@@ -336,6 +342,12 @@ def classify(
             break
         fired = evaluate_rule(comp.rules[n], item, found.get(n, ()))
         if fired is not None:
+            if any(
+                evaluate_rule(comp.rules[k], item, found.get(k, ())) is not None
+                for k in candidates
+                if k in comp.keep
+            ):
+                break  # a keep rule holds the item: tag it as if no relevance rule fired
             return Classification(
                 (), False, f"{comp.rules[n].rule.id} ({_evidence_text(fired[1])})"
             )

@@ -62,8 +62,9 @@ _RULE_KEYS = {
     "when",
     "unless",
     "enabled",
+    "keep",
 }
-_RELEVANCE_KEYS = _RULE_KEYS - {"area", "areas", "theme", "themes"}
+_RELEVANCE_KEYS = _RULE_KEYS - {"area", "areas", "theme", "themes", "keep"}
 _SETTINGS_KEYS = {"fields", "min_score", "untagged_not_relevant"}
 _CONDITION_KEYS = {"sources", "kinds", "statuses", "programmes", "languages"}
 _KINDS = frozenset(k.value for k in Kind)
@@ -303,6 +304,10 @@ class _FileParser:
         enabled = entry.get("enabled", True)
         if not isinstance(enabled, bool):
             err("enabled must be true or false", "enabled")
+        keep = entry.get("keep", False)
+        if not isinstance(keep, bool):
+            err("keep must be true or false", "keep")
+            keep = False
         description = entry.get("description", "")
         if not isinstance(description, str):
             err("description must be a string", "description")
@@ -349,7 +354,7 @@ class _FileParser:
             "origin": Origin(self.path, id_line),
         }
         if section == "rule":
-            return Rule(**common, targets=tuple(targets))
+            return Rule(**common, targets=tuple(targets), keep=keep)
         return RelevanceRule(**common)
 
     def _targets(self, entry: Mapping[str, Any], err: Any) -> list[Target]:

@@ -104,9 +104,12 @@ class Matching:
 
 @dataclass(frozen=True)
 class Rule(Matching):
-    """A tagging rule: gives its targets when it fires."""
+    """A tagging rule: gives its targets when it fires. A ``keep`` rule that fires also keeps
+    the item relevant whatever relevance rule fires (a call GR can apply to is never
+    dropped because it also names another region or programme)."""
 
     targets: tuple[Target, ...] = ()
+    keep: bool = False
 
 
 @dataclass(frozen=True)

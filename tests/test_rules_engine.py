@@ -210,3 +210,28 @@ def test_rule_lookup_and_overview(rules: RuleSet) -> None:
     overview = rules.targets()
     assert [r.id for r in overview["area:fonder-program"]] == ["utlysning", "horizon-call"]
     assert [r.id for r in overview["area:forhandsinfo"]] == ["horizon-call"]
+
+
+def test_a_keep_rule_holds_an_item_that_a_relevance_rule_would_drop() -> None:
+    text = (
+        RULES
+        + """
+[[rule]]
+id = "eligible-call"
+area = "fonder-program"
+keep = true
+terms = ["Västsverige"]
+requires = ["utlysning"]
+"""
+    )
+    keeping = rules_from_text(text)
+    item = PlainItem("Utlysning i Västsverige", "Om beredskap, även defence.")
+    result = classify(item, keeping)
+    assert result.relevant is True
+    assert "fonder-program" in result.ids("area")
+    # without the keep rule's terms the relevance rule still drops the item
+    dropped = classify(PlainItem("Utlysning: defence research"), keeping)
+    assert dropped.relevant is False and dropped.reason == "defence (title: «defence»)"
+    # the same rule without keep tags, but does not hold the item
+    plain = rules_from_text(text.replace("keep = true\n", ""))
+    assert classify(item, plain).relevant is False

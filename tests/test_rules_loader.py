@@ -300,3 +300,18 @@ def test_python_example_in_the_docs_gives_what_it_says() -> None:
     assert expected is not None
     result = classify(PlainItem("Utlysning: ESF+ kompetensförsörjning"), load_rules())
     assert repr([t.why() for t in result.tags]) == expected.group(1)
+
+
+def test_keep_is_a_flag_of_tagging_rules_only(tmp_path: Path) -> None:
+    ok = write(
+        tmp_path / "ok.toml", GOOD.replace('area = "kompetens"', 'area = "kompetens"\nkeep = true')
+    )
+    rules = load_rules([ok], defaults=False)
+    assert [r.id for r in rules.rules if r.keep] == ["webb"]
+    bad = write(
+        tmp_path / "bad.toml",
+        GOOD.replace('area = "kompetens"', 'area = "kompetens"\nkeep = "yes"'),
+    )
+    assert "keep must be true or false" in str(check_rules([bad], defaults=False)[0])
+    rel = write(tmp_path / "rel.toml", '[[relevance]]\nid = "x"\nterms = ["a"]\nkeep = true\n')
+    assert "unknown key 'keep'" in str(check_rules([rel], defaults=False)[0])
