@@ -1,9 +1,10 @@
-"""``watcher admin …``: the admin's password and the audit log.
+"""``watcher admin …``: the admin's password, its sessions and the audit log.
 
 ``set-password`` stores a salted scrypt hash in ``[web] admin_password_hash`` of
 ``config.toml`` (comments and order kept, written atomically); the password itself is never
-written anywhere. A running service picks the new hash up when it re-reads its config, and
-every admin session logged in with the old password ends.
+written anywhere. Every admin session ends at once (their records are deleted from the
+database); a running service picks the new hash up when it re-reads its config.
+``revoke-sessions`` ends every admin session (or one user's) without changing the password.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from watcher.exceptions import WatcherError
 
 @click.group()
 def admin() -> None:
-    """Admin access: set the password, read the audit log."""
+    """Admin access: set the password, end sessions, read the audit log."""
 
 
 @admin.command("set-password")
@@ -55,20 +56,43 @@ def set_password(ctx: Ctx, password_stdin: bool, user: str | None) -> None:
     cfg = cf.save()
     try:
         app = ctx.app
+        ended = app.storage.end_sessions(app.now())
         app.storage.audit(
             "cli",
             "admin.set_password",
             str(path),
-            {"admin_user": cfg.web.admin_user, "admin_password_hash": "***"},
+            {
+                "admin_user": cfg.web.admin_user,
+                "admin_password_hash": "***",
+                "sessions_ended": ended,
+            },
             app.now(),
         )
-    except WatcherError as e:  # the password is set; only the audit entry is missing
-        err_console.print(f"[yellow]warning:[/] not recorded in the audit log: {e}")
+    except WatcherError as e:  # the password is set; sessions end when the service reloads
+        err_console.print(
+            f"[yellow]warning:[/] the database could not be updated ({e}): sessions end when "
+            "the service re-reads config.toml, and this change is not in the audit log."
+        )
     console.print(
-        f"Password set for [bold]{cfg.web.admin_user}[/] in {path}. A running service uses "
-        "it once it re-reads config.toml; sessions logged in with the old one end.",
+        f"Password set for [bold]{cfg.web.admin_user}[/] in {path}. Every admin session has "
+        "ended; a running service uses the new password once it re-reads config.toml.",
         highlight=False,
     )
+
+
+@admin.command("revoke-sessions")
+@click.option("--user", help="End only this user's sessions.")
+@click.pass_obj
+@handle_errors
+def revoke_sessions(ctx: Ctx, user: str | None) -> None:
+    """End every admin session (or one user's): their cookies open nothing afterwards."""
+    app = ctx.app
+    ended = app.storage.end_sessions(app.now(), user)
+    app.storage.audit(
+        "cli", "admin.revoke_sessions", user or "*", {"sessions_ended": ended}, app.now()
+    )
+    who = f" of {user}" if user else ""
+    console.print(f"Ended {ended} admin session(s){who}.", highlight=False)
 
 
 @admin.command("audit")

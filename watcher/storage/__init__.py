@@ -15,11 +15,12 @@ Digests and deliveries have a store of their own over the same engine (``deliver
 
 from watcher.storage.items import ItemFilter
 from watcher.storage.service import ServiceRoom
+from watcher.storage.sessions import SessionsRoom
 from watcher.storage.writes import ApplyOutcome, Transaction, WritesRoom
 from watcher.types import ItemChange, SourceLink, SourceState, StoredItem, StoredTag
 
 
-class Storage(WritesRoom, ServiceRoom):
+class Storage(WritesRoom, ServiceRoom, SessionsRoom):
     """All database reads and writes of the service. Every public method translates
     database errors into ``StorageError``; items leave as ``StoredItem`` values."""
 

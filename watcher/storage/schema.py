@@ -279,3 +279,16 @@ locks = Table(
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
 )
+
+# The admin's logged-in sessions (``sessions.py``): the cookie holds a random session id,
+# the table only its SHA-256, so reading the table gives nobody a session. A session ends
+# at ``expires_at`` (login + ``[web] session_max_age``, never extended) or when its row is
+# deleted (logout, a password change, ``watcher admin revoke-sessions``).
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)

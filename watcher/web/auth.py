@@ -6,9 +6,14 @@
   neither, nobody can log in (the login page says how to set one).
 * **Sessions.** A cookie signed with the secret key (``WATCHER_SECRET_KEY``, or a random key
   generated once and kept in the database's ``meta`` table), ``HttpOnly``,
-  ``SameSite=Strict``, ``Secure`` when served over HTTPS, scoped to ``/admin``. It holds the
-  user, a CSRF token, an expiry computed from the app's clock, and a fingerprint of the
-  password: changing the password ends every session.
+  ``SameSite=Strict``, ``Secure`` when served over HTTPS, scoped to ``/admin``. It holds a
+  CSRF token and an expiry computed from the app's clock; a logged-in one also the user, a
+  fingerprint of the password, and a random session id whose record the database keeps
+  (``Storage.start_session``). A login is live only while that record is: logout, a
+  password change and ``watcher admin revoke-sessions`` delete it, and a copied cookie is
+  then worth nothing. Expiry is absolute from login and nothing is written when a session
+  is used, so a GET only reads. Changing the password also ends every session through the
+  fingerprint (an environment password changed under a running service).
 * **CSRF.** Every visitor of ``/admin`` (logged in or not) gets a session with a random token;
   every form posts it back and ``check_csrf`` compares in constant time. The token is
   replaced at login and logout.
@@ -24,6 +29,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from collections import deque
@@ -35,11 +41,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watcher.app import App
 from watcher.config import Config
 from watcher.exceptions import StorageError
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "watcher_admin"
 SECRET_META_KEY = "web.secret_key"
@@ -175,6 +184,12 @@ class Session:
     def csrf(self) -> str:
         return str(self.data.get("csrf", ""))
 
+    @property
+    def sid(self) -> str | None:
+        """The id of a logged-in session's server-side record."""
+        sid = self.data.get("sid")
+        return sid if isinstance(sid, str) else None
+
     def start(
         self, now: datetime, lifetime: timedelta, user: str | None = None, **extra: Any
     ) -> None:
@@ -224,7 +239,8 @@ class SessionCodec:
 class SessionMiddleware:
     """Loads the admin session for requests under ``/admin`` into ``request.state.session``
     and writes it back as a cookie when it changed. Expired, tampered or foreign cookies
-    give a fresh anonymous session."""
+    give a fresh anonymous session, and so does a login whose server-side record is gone
+    (``live``: the user of a session id at a time, or None; it only reads)."""
 
     def __init__(
         self,
@@ -233,11 +249,12 @@ class SessionMiddleware:
         codec: Callable[[Scope], SessionCodec],
         now: Callable[[Scope], datetime],
         fingerprint: Callable[[Scope], str],
+        live: Callable[[str, datetime], str | None],
         max_age: Callable[[Scope], int],
         secure: Callable[[Scope], bool],
     ) -> None:
         self.app = app
-        self.codec, self.now, self.fingerprint = codec, now, fingerprint
+        self.codec, self.now, self.fingerprint, self.live = codec, now, fingerprint, live
         self.max_age, self.secure = max_age, secure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -250,8 +267,8 @@ class SessionMiddleware:
         raw = _cookie(scope, SESSION_COOKIE)
         data = codec.loads(raw) if raw else None
         if data is not None and float(data.get("exp", 0)) > now.timestamp():
-            if data.get("user") and data.get("pw") != self.fingerprint(scope):
-                data = None  # the password changed since this login
+            if data.get("user") and not await self._logged_in(scope, data, now):
+                data = None
         else:
             data = None
         if data is None:
@@ -270,6 +287,21 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+    async def _logged_in(self, scope: Scope, data: Mapping[str, Any], now: datetime) -> bool:
+        """A login cookie is good while the password is the one it logged in with and its
+        session's record is live, for its user."""
+        if data.get("pw") != self.fingerprint(scope):
+            return False  # the password changed since this login
+        sid = data.get("sid")
+        if not isinstance(sid, str) or not sid:
+            return False  # a cookie from before sessions were kept server-side
+        try:
+            user = await run_in_threadpool(self.live, sid, now)
+        except StorageError as e:  # refuse rather than guess
+            log.warning("admin session not checked, treated as logged out: %s", e)
+            return False
+        return user is not None and user == data.get("user")
 
     def _cookie_header(self, scope: Scope, codec: SessionCodec, session: Session) -> str:
         value = codec.dumps(session.data)

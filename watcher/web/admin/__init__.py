@@ -100,6 +100,7 @@ def install(web: FastAPI) -> None:
         codec=codec,
         now=lambda _scope: app.now(),
         fingerprint=lambda _scope: auth.credentials_for(app.config).fingerprint,
+        live=lambda sid, now: app.storage.session_user(sid, now),
         max_age=lambda _scope: app.config.web.session_max_age,
         secure=secure,
     )

@@ -3,17 +3,20 @@
 Failed logins are limited per client address and per user name (``AdminState``'s
 limiters, on the app's clock); every attempt, refusal, login and logout is in the audit
 log. A login starts a new session with a new CSRF token: a token seen before login is
-worth nothing afterwards.
+worth nothing afterwards. The login's record is kept in the database (its id in the
+cookie), and logout deletes it: a cookie copied before logout opens nothing afterwards.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import secrets
+from datetime import datetime, timedelta
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from watcher.app import App
 from watcher.web import auth
 from watcher.web.admin.access import (
     AdminState,
@@ -94,21 +97,32 @@ async def login(request: Request) -> Response:
     state.by_address.succeeded(addr_key)
     state.by_user.succeeded(user_key)
     session = session_of(request)
+    lifetime = timedelta(seconds=app.config.web.session_max_age)
+    sid = secrets.token_urlsafe(32)
+    previous = session.sid
+    await run_in_threadpool(_start_session, app, sid, creds.user, previous, now, now + lifetime)
     # A new session (and CSRF token) at login: a token seen before login is worth nothing.
-    session.start(
-        now,
-        timedelta(seconds=app.config.web.session_max_age),
-        user=creds.user,
-        pw=creds.fingerprint,
-    )
+    session.start(now, lifetime, user=creds.user, pw=creds.fingerprint, sid=sid)
     app.storage.audit(creds.user, "admin.login", client_address(request), {}, now)
     return redirect(target)
+
+
+def _start_session(
+    app: App, sid: str, user: str, previous: str | None, now: datetime, expires: datetime
+) -> None:
+    """Record the login (its expiry is fixed now: using a session never extends it); a
+    session the browser had before ends."""
+    if previous:
+        app.storage.end_session(previous)
+    app.storage.start_session(sid, user, now, expires)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     app = app_of(request)
     session = session_of(request)
+    if session.sid:
+        await run_in_threadpool(app.storage.end_session, session.sid)
     if session.user:
         app.storage.audit(session.user, "admin.logout", client_address(request), {}, app.now())
     session.data.pop("flash", None)
