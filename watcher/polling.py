@@ -20,7 +20,7 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -41,15 +41,12 @@ from watcher.types import (
     FetchStatus,
     Incomplete,
     IntentKind,
-    Linked,
-    NewItem,
     PollResult,
     PollStatus,
     SourceError,
     SourceState,
     Status,
     StoredSlice,
-    Updated,
 )
 
 if TYPE_CHECKING:
@@ -274,18 +271,12 @@ class Poller:
             if fresh:
                 identifiers, deadlines = candidate_keys(fresh)
                 candidates = txn.duplicate_candidates(source.id, identifiers, deadlines)
-            intents = decide(items, known, candidates)
+            # Each intent carries its entry's tags (the first entry of a repeated key).
+            by_key: dict[str, Classification] = {}
             if processed.classifications is not None:
-                # Each intent carries its entry's tags (the first entry of a repeated key).
-                by_key: dict[str, Classification] = {}
                 for it, cls in zip(items, processed.classifications, strict=True):
                     by_key.setdefault(it.key, cls)
-                intents = [
-                    replace(i, classification=by_key.get(i.item.key))
-                    if isinstance(i, NewItem | Linked | Updated)
-                    else i
-                    for i in intents
-                ]
+            intents = decide(items, known, candidates, by_key)
             arrived = arrivals(
                 intents, at, first_poll=baseline, flood_threshold=self.flood_threshold
             )

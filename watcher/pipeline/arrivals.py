@@ -49,6 +49,8 @@ def arrivals(
     else:
         loud = {i.item.key for i in fresh}
     hold = len(loud) > flood_threshold
+    if not first_poll and not hold:
+        return Arrivals(list(intents), [], None, None)  # every new item goes out as it is
     out: list[Intent] = [
         replace(i, baseline=i.item.key not in loud, held=hold and i.item.key in loud)
         if isinstance(i, NewItem)

@@ -31,6 +31,7 @@ from watcher.pipeline.normalise import content_hash
 from watcher.text import identifier_tokens, normalise_title
 from watcher.types import (
     TRACKED_FIELDS,
+    Classification,
     DupCandidate,
     FieldChange,
     Intent,
@@ -52,8 +53,11 @@ def decide(
     items: Sequence[Item],
     known: Mapping[str, StoredSlice],
     candidates: Sequence[DupCandidate] = (),
+    tags: Mapping[str, Classification] | None = None,
 ) -> list[Intent]:
-    """One intent per distinct key in ``items`` (the first of repeated keys wins)."""
+    """One intent per distinct key in ``items`` (the first of repeated keys wins).
+    ``tags``: each entry's classification by key, carried by its intent."""
+    tags = tags or {}
     by_link_title = {(s.values.get("link"), s.values.get("title")): s for s in known.values()}
     index = CandidateIndex(candidates)
     claimed: set[int] = set()
@@ -71,7 +75,7 @@ def decide(
                 stored = alt
         if stored is not None:
             claimed.add(stored.item_id)
-            intents.append(_compare(item, stored))
+            intents.append(_compare(item, stored, tags.get(item.key)))
             continue
         match = find_duplicate(item, index, exclude=merged_into)
         if match is not None:
@@ -82,13 +86,17 @@ def decide(
                 and not cand.identifier
                 and _contains_id(cand.title.upper(), identifier_key(item.identifier))
             )
-            intents.append(Linked(item, cand.item_id, reason, takes_over=takes_over))
+            intents.append(
+                Linked(item, cand.item_id, reason, takes_over, tags.get(item.key))
+            )
         else:
-            intents.append(NewItem(item))
+            intents.append(NewItem(item, tags.get(item.key)))
     return intents
 
 
-def _compare(item: Item, stored: StoredSlice) -> Updated | Unchanged:
+def _compare(
+    item: Item, stored: StoredSlice, classification: Classification | None = None
+) -> Updated | Unchanged:
     rekey = stored.key if stored.key != item.key else None
     if item.incomplete is not None and item.incomplete.missing:
         # Unknown is not empty: what the source could not give this time (a failed detail
@@ -108,7 +116,7 @@ def _compare(item: Item, stored: StoredSlice) -> Updated | Unchanged:
     )
     if not changes and not completed:
         return Unchanged(item, stored.item_id, stored_key=rekey)
-    return Updated(item, stored.item_id, changes, stored_key=rekey)
+    return Updated(item, stored.item_id, changes, rekey, classification)
 
 
 def fill_unknown(item: Item, said: Mapping[str, Any]) -> Item:
