@@ -7,15 +7,26 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from tests.web_builders import PASSWORD, LiveServer, config_text, csrf_of, item, store
+from tests.web_builders import (
+    BASE_CONFIG,
+    PASSWORD,
+    LiveServer,
+    config_text,
+    csrf_of,
+    item,
+    login,
+    store,
+)
 from watcher.app import App
 from watcher.types import Classification, Evidence, Tag
 from watcher.web import admin as admin_module
+from watcher.web import auth
 
 XSS_TITLE = '<script>alert("xss")</script><img src=x onerror=alert(1)> Utlysning'
 RAW_MARKERS = (
@@ -306,3 +317,96 @@ def test_a_garbled_cookie_header_yields_no_session(web_app: App, client: httpx.C
     )
     assert r.status_code == 403
     assert "esf" in config_text(web_app)
+
+
+# -- the origin of state-changing requests --------------------------------------------------
+
+EVIL = "http://evil.example"
+
+
+def test_every_admin_post_from_another_origin_is_refused_recorded_and_changes_nothing(
+    web_app: App, server: LiveServer, admin: httpx.Client
+) -> None:
+    """A valid session and token are not enough: the request must come from this site's
+    own pages (``Origin``, or ``Referer`` when there is no ``Origin``)."""
+    token = csrf_of(admin.get("/admin").text)
+    posts = [path for method, path in admin_routes(server) if method == "POST"]
+    payload = {"csrf_token": token, "enabled": "0", "action": "save", "name": "Ändrad"}
+    text_before, audits_before, items_before, held_before = snapshot(web_app)
+    foreign = [
+        {"origin": EVIL},
+        {"origin": "null"},  # a sandboxed frame or a data: page
+        {"origin": f"{server.url}.evil.example"},
+        {"origin": server.url.replace("http:", "https:")},
+        {"referer": f"{EVIL}/a/page?x=1"},
+        {"origin": EVIL, "referer": f"{server.url}/admin/sources"},  # Origin decides
+    ]
+    for path in [*posts, "/admin/logout"]:
+        for headers in foreign:
+            r = admin.post(path, data=payload, headers=headers)
+            assert r.status_code == 403, (path, headers)
+    text_after, audits_after, items_after, held_after = snapshot(web_app)
+    assert (text_after, items_after, held_after) == (text_before, items_before, held_before)
+    refused = web_app.storage.audit_entries(1000)[: audits_after - audits_before]
+    assert len(refused) == (len(posts) + 1) * len(foreign)
+    assert {e["action"] for e in refused} == {"admin.origin_refused"}
+    entry = next(e for e in refused if e["details"]["refused_by"] == "referer")
+    assert entry["actor"] == "admin" and entry["target"].startswith("/admin/")
+    assert entry["details"]["referer"] == EVIL  # the other site, not its page's path
+    assert admin.get("/admin").status_code == 200  # still logged in: logout was refused too
+
+
+def test_the_own_origin_and_base_url_are_accepted(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHER_ADMIN_PASSWORD", PASSWORD)
+    # (An https base_url would make the cookie Secure, which this plain-http client would
+    # not send back: the public origin here is http on another port.)
+    app = make_app({**BASE_CONFIG, "watcher": {"base_url": "http://eu.example.se:8080/bevakning"}})
+    with LiveServer(app) as live, httpx.Client(base_url=live.url) as c:
+        assert login(c).status_code == 303
+        for headers in (
+            {"origin": live.url},
+            {"origin": "http://eu.example.se:8080"},  # the public origin, behind a proxy
+            {"origin": "HTTP://EU.EXAMPLE.SE:8080"},
+            {"referer": f"{live.url}/admin/sources"},
+            {},  # neither header: a script, not a browser (token and cookie still needed)
+        ):
+            token = csrf_of(c.get("/admin").text)
+            data = {"csrf_token": token, "enabled": "0"}
+            r = c.post("/admin/sources/esf/enabled", data=data, headers=headers)
+            assert r.status_code == 303, headers
+    assert [e["action"] for e in app.storage.audit_entries()].count("source.disable") == 5
+
+
+def test_a_login_posted_from_another_origin_is_refused(web_app: App, client: httpx.Client) -> None:
+    page = client.get("/admin/login")
+    r = client.post(
+        "/admin/login",
+        data={"username": "admin", "password": PASSWORD, "csrf_token": csrf_of(page.text)},
+        headers={"origin": EVIL},
+    )
+    assert r.status_code == 403
+    assert client.get("/admin").status_code == 303
+    [entry] = web_app.storage.audit_entries()
+    assert (entry["actor"], entry["action"]) == ("?", "admin.origin_refused")
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("http://Example.se:80/x?y", "http://example.se"),
+        ("https://example.se:443", "https://example.se"),
+        ("https://example.se:8443/", "https://example.se:8443"),
+        ("http://[::1]:8000/", "http://[::1]:8000"),
+        ("null", None),
+        ("", None),
+        ("javascript:alert(1)", None),
+        ("ftp://example.se", None),
+        ("http://example.se:99999", None),
+        ("//example.se", None),
+    ],
+)
+def test_origin_of(url: str, origin: str | None) -> None:
+    assert auth.origin_of(url) == origin

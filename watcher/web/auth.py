@@ -16,7 +16,9 @@
   fingerprint (an environment password changed under a running service).
 * **CSRF.** Every visitor of ``/admin`` (logged in or not) gets a session with a random token;
   every form posts it back and ``check_csrf`` compares in constant time. The token is
-  replaced at login and logout.
+  replaced at login and logout. Every state-changing request must also come from the
+  service's own origin (``check_origin``: ``Origin``, or ``Referer`` when there is no
+  ``Origin``, against the origin the request came to and ``[watcher] base_url``).
 * **Login limits.** Failed logins are counted per client address and per user name in a
   sliding window (the app's clock); over the limit, logins are refused with 429 and a
   Retry-After until the window passes.
@@ -33,7 +35,7 @@ import logging
 import os
 import secrets
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
@@ -340,6 +342,50 @@ def check_csrf(session: Session, submitted: str | None) -> bool:
     return bool(expected and submitted) and hmac.compare_digest(
         expected.encode("utf-8"), str(submitted).encode("utf-8")
     )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL (lower-cased, the default port
+    left out), or None for anything else (``null``, another scheme, garbage)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def own_origins(scheme: str, host: str | None, base_url: str = "") -> set[str]:
+    """The origins this service answers as: the one a request came to (its scheme and
+    ``Host``) and ``[watcher] base_url``'s (behind a proxy that ends TLS, the browser's
+    origin is the public one)."""
+    found = {origin_of(f"{scheme}://{host}") if host else None}
+    found.add(origin_of(base_url) if base_url else None)
+    return {o for o in found if o is not None}
+
+
+def check_origin(origin: str | None, referer: str | None, allowed: Collection[str]) -> str | None:
+    """Which header shows a state-changing request came from another site (``"origin"``
+    or ``"referer"``), or None when it did not. ``Origin`` decides when present (``null``:
+    a sandboxed frame, a ``data:`` page, is another site); without it, ``Referer``. With
+    neither (a script, curl) the request passes: every browser sends ``Origin`` with a form
+    POST, and the CSRF token and the ``SameSite=Strict`` cookie still guard it."""
+    if origin is not None:
+        return None if origin_of(origin) in allowed else "origin"
+    if referer is not None:
+        return None if origin_of(referer) in allowed else "referer"
+    return None
 
 
 # -- login limits ------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """What every admin room needs: the session, the login check, CSRF, and its router.
 
 Every route but the login page needs a logged-in session (``require_admin``); every POST
-needs the session's CSRF token (``csrf_protect``). Both are dependencies of the router each
-room gets from ``admin_router``, so no route can forget them; the login room's
-``login_router`` has the CSRF check only.
+needs the session's CSRF token and must come from the service's own origin
+(``csrf_protect``). Both are dependencies of the router each room gets from
+``admin_router``, so no route can forget them; the login room's ``login_router`` has the
+CSRF and origin check only.
 
 The rooms import this module, not the package: the package's ``__init__`` imports the
 rooms to put their routes together, so a room importing it would be an import cycle.
@@ -18,9 +19,12 @@ from typing import cast
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from watcher.exceptions import StorageError
 from watcher.web import auth
+from watcher.web.render import app_of
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +77,58 @@ async def form_data(request: Request) -> FormData:
 
 
 async def csrf_protect(request: Request) -> None:
-    """Every state-changing request carries the session's CSRF token."""
+    """Every state-changing request comes from this service's own pages (``Origin``, or
+    ``Referer`` without it: refused with 403 and an audit entry otherwise) and carries the
+    session's CSRF token."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
+    await origin_protect(request)
     form = await form_data(request)
     token = form.get("csrf_token")
     if not auth.check_csrf(session_of(request), token if isinstance(token, str) else None):
         log.warning("refused %s %s: missing or wrong CSRF token", request.method, request.url.path)
         raise HTTPException(403)
+
+
+async def origin_protect(request: Request) -> None:
+    """403, recorded in the audit log, for a request that says it comes from another site:
+    the token alone could have been taken by a page there (an injected form, a framed
+    page, a leaked token)."""
+    app = app_of(request)
+    origin, referer = request.headers.get("origin"), request.headers.get("referer")
+    allowed = auth.own_origins(
+        request.url.scheme, request.headers.get("host"), app.config.watcher.base_url
+    )
+    refused_by = auth.check_origin(origin, referer, allowed)
+    if refused_by is None:
+        return
+    log.warning(
+        "refused %s %s: %s %r is not this service's origin",
+        request.method,
+        request.url.path,
+        refused_by,
+        origin if refused_by == "origin" else referer,
+    )
+    details = {
+        "method": request.method,
+        "refused_by": refused_by,
+        "origin": (origin or "")[:200],
+        # The other site's page only: its path and query may carry what is not ours to keep.
+        "referer": (auth.origin_of(referer) or "?") if referer else "",
+        "address": client_address(request),
+    }
+    try:
+        await run_in_threadpool(
+            app.storage.audit,
+            session_of(request).user or "?",
+            "admin.origin_refused",
+            request.url.path,
+            details,
+            app.now(),
+        )
+    except StorageError as e:  # refused all the same
+        log.error("the refused request is not in the audit log: %s", e)
+    raise HTTPException(403)
 
 
 def admin_router() -> APIRouter:
