@@ -90,6 +90,9 @@ def test_a_bad_value_gets_an_error_on_its_field(
     errors = " ".join(field_errors(r.text, field)).replace("&#39;", "'")
     assert message in errors, errors
     assert config_text(web_app) == before
+    refused = web_app.storage.audit_entries()[0]
+    assert (refused["action"], refused["target"]) == ("network.edit_refused", "gr-eu")
+    assert refused["details"]["reason"] == "invalid" and refused["details"]["problems"]
 
 
 def test_adding_and_deleting_a_network(web_app: App, admin: httpx.Client) -> None:
@@ -110,8 +113,9 @@ def test_adding_and_deleting_a_network(web_app: App, admin: httpx.Client) -> Non
     r = admin.post("/admin/networks/stad/delete", data={"csrf_token": csrf_of(confirm.text)})
     assert r.status_code == 303
     assert [n.id for n in web_app.config.networks] == ["gr-eu"]
-    assert [e["action"] for e in web_app.storage.audit_entries()][:2] == [
+    assert [e["action"] for e in web_app.storage.audit_entries()][:3] == [
         "network.delete",
+        "network.add_refused",  # the id was taken
         "network.add",
     ]
 

@@ -111,6 +111,13 @@ def test_an_invalid_rule_is_refused_with_its_line_and_nothing_written(
     assert BAD_RULE.splitlines()[2] in r.text.replace("&#34;", '"')  # the text is kept
     assert not (Path(web_app.config.base_dir) / "rules" / "local.toml").exists()
     assert web_app.config.rules.paths == ()
+    assert web_app.storage.audit_entries()[0]["action"] == "admin.login"  # a check: not a save
+    # A save of it is refused the same way, and recorded with the problem.
+    r = admin.post("/admin/rules/edit", data={**fields, "text": BAD_RULE, "action": "save"})
+    assert r.status_code == 422
+    refused = web_app.storage.audit_entries()[0]
+    assert (refused["action"], refused["details"]["reason"]) == ("rules.save_refused", "invalid")
+    assert "inget-sadant-omrade" in refused["details"]["problems"][0]["message"]
 
 
 def test_a_rule_file_changed_meanwhile_is_not_overwritten(
@@ -129,6 +136,8 @@ def test_a_rule_file_changed_meanwhile_is_not_overwritten(
     assert "Regelfilen har ändrats sedan du öppnade den" in r.text
     assert "robotdammsugare" in r.text  # the admin's text is kept
     assert target.read_text(encoding="utf-8") == "# someone else's rules\n"
+    refused = web_app.storage.audit_entries()[0]
+    assert (refused["action"], refused["details"]["reason"]) == ("rules.save_refused", "conflict")
 
 
 def test_only_the_configured_rule_files_can_be_edited(web_app: App, admin: httpx.Client) -> None:

@@ -186,6 +186,28 @@ def test_a_bad_value_gets_an_error_on_its_field_and_nothing_is_saved(
     assert config_text(farm_app) == before
     # What the admin typed is still in the form.
     assert f'value="{override.get("name", "Lokal sida")}"' in r.text
+    # The refused save is in the audit log, with the problem under its key.
+    refused = farm_app.storage.audit_entries()[0]
+    assert (refused["actor"], refused["action"]) == ("admin", "source.add_refused")
+    assert refused["details"]["reason"] == "invalid"
+    key = field.replace("opt.", "options.")
+    paths = [p["path"] for p in refused["details"]["problems"]]
+    assert any(p == key or p.endswith("." + key) for p in paths), paths
+
+
+def test_a_test_fetch_with_problems_records_nothing(
+    farm_app: App, admin: httpx.Client, loopback: LoopbackServer
+) -> None:
+    """Only a save is refused: a test fetch is a check."""
+    before = len(farm_app.storage.audit_entries())
+    r = post_form(
+        admin,
+        "/admin/sources/new?kind=html",
+        "/admin/sources/new",
+        {**new_html_source(loopback, **{"opt.item": "li[[["}), "action": "test"},
+    )
+    assert r.status_code == 422
+    assert len(farm_app.storage.audit_entries()) == before
 
 
 def test_editing_a_source_keeps_comments_and_records_what_changed(
@@ -255,6 +277,13 @@ def test_a_save_based_on_a_stale_version_is_refused_and_the_input_kept(
     assert 'value="Mitt namn"' in r.text  # nothing the admin typed is lost
     assert "Nyheter (ändrad)" in r.text  # what is saved now is shown beside it
     assert path.read_text(encoding="utf-8") == other
+    refused = farm_app.storage.audit_entries()[0]
+    assert (refused["action"], refused["target"]) == ("source.edit_refused", "nyheter")
+    assert refused["details"]["reason"] == "conflict"
+    assert refused["details"]["changes"]["name"] == {"old": "Nyheter (ändrad)", "new": "Mitt namn"}
+    audit_page = admin.get("/admin/audit").text
+    assert "source.edit_refused" in audit_page
+    assert "Avvisad: filen hade ändrats sedan formuläret öppnades" in audit_page
     # The form now carries the new version: a deliberate second save goes through.
     r2 = admin.post(
         "/admin/sources/nyheter",

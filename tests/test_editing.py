@@ -17,7 +17,7 @@ from tests.web_builders import BASE_CONFIG, config_text, raw, seed
 from watcher.app import App
 from watcher.config_edit import ABSENT, TextFile
 from watcher.editing import ConfigEditor, RulesWorkspace
-from watcher.exceptions import ConfigError, EditConflict
+from watcher.exceptions import ConfigError, ConfigProblem, EditConflict
 
 NEW_SOURCE = {
     "id": "vinnova",
@@ -88,7 +88,14 @@ def test_a_save_based_on_an_old_version_is_refused_and_writes_nothing(app: App) 
     assert err.value.expected == stale and err.value.actual == cf.version
     assert config_text(app) == text
     assert "vinnova" not in {s.id for s in app.config.sources}
-    assert actions(app) == ["network.edit"]  # only the other admin's save
+    # The refusal is recorded, with why and what was asked for (secrets redacted).
+    assert actions(app) == ["network.edit", "source.add_refused"]
+    refused = app.storage.audit_entries()[0]
+    assert (refused["actor"], refused["target"]) == ("anna", "vinnova")
+    assert refused["details"]["reason"] == "conflict"
+    assert refused["details"]["version"] == {"expected": stale[:16], "actual": cf.version[:16]}
+    assert refused["details"]["changes"]["name"] == {"old": None, "new": "Vinnova"}
+    assert "hemligt" not in str(refused["details"])
 
 
 def test_a_file_changed_between_read_and_write_is_not_overwritten(app: App) -> None:
@@ -99,7 +106,8 @@ def test_a_file_changed_between_read_and_write_is_not_overwritten(app: App) -> N
     with pytest.raises(EditConflict):
         editor.save_entry(cf, "sources", NEW_SOURCE, replace_id=None, version=cf.version)
     assert config_text(app).endswith("# edited by hand\n")
-    assert app.storage.audit_entries() == []
+    [refused] = app.storage.audit_entries()
+    assert (refused["action"], refused["details"]["reason"]) == ("source.add_refused", "conflict")
 
 
 def test_an_invalid_entry_is_refused_with_its_key_path(app: App) -> None:
@@ -111,7 +119,59 @@ def test_an_invalid_entry_is_refused_with_its_key_path(app: App) -> None:
     prefix = editor.key_path(cf, "sources", "vinnova")
     assert prefix == "sources[2]"
     assert any(p.path == f"{prefix}.url" for p in err.value.problems)
-    assert "vinnova" not in config_text(app) and app.storage.audit_entries() == []
+    assert "vinnova" not in config_text(app)
+    [refused] = app.storage.audit_entries()
+    assert (refused["action"], refused["target"]) == ("source.add_refused", "vinnova")
+    assert refused["details"]["reason"] == "invalid"
+    problems = refused["details"]["problems"]
+    assert [p["path"] for p in problems] == [f"{prefix}.url"]
+    assert "hemligt" not in str(refused["details"])
+
+
+def test_an_invalid_edit_of_a_secret_keeps_the_secret_out_of_the_audit_log(app: App) -> None:
+    editor = ConfigEditor(app, "anna")
+    cf = editor.read()
+    bad = {**NEW_SOURCE, "url": "ftp://user:hemligt@vinnova.example/?api_key=hemligt"}
+    with pytest.raises(ConfigError):
+        editor.save_entry(cf, "sources", bad, replace_id=None, version=cf.version)
+    refused = app.storage.audit_entries()[0]
+    assert refused["details"]["reason"] == "invalid"
+    assert "hemligt" not in str(refused["details"])
+
+
+def test_a_delete_or_switch_refused_by_validation_is_recorded(app: App) -> None:
+    """config.toml broken by hand meanwhile: nothing can be saved over it, and each
+    refusal says why."""
+    path = Path(str(app.config.path))
+    text = path.read_text(encoding="utf-8").replace(
+        'url = "https://news.example/"', 'url = "ftp://news.example/"'
+    )
+    path.write_text(text, encoding="utf-8")
+    editor = ConfigEditor(app, "anna")
+    with pytest.raises(ConfigError):
+        editor.delete_entry("networks", "gr-eu")
+    with pytest.raises(ConfigError):
+        editor.set_enabled("sources", "esf", False)
+    assert config_text(app) == text
+    assert actions(app) == ["network.delete_refused", "source.disable_refused"]
+    for entry in app.storage.audit_entries():
+        assert entry["details"]["reason"] == "invalid"
+        assert [p["path"] for p in entry["details"]["problems"]] == ["sources[1].url"]
+
+
+def test_a_surface_records_the_refusals_of_its_own_checks(app: App) -> None:
+    editor = ConfigEditor(app, "anna")
+    entry = {**editor.entry(editor.read(), "sources", "esf"), "schedule": "ibland"}
+    editor.refuse_entry(
+        "sources",
+        entry,
+        replace_id="esf",
+        problems=[ConfigProblem("schedule", "Okänt schema")],
+    )
+    [refused] = app.storage.audit_entries()
+    assert (refused["action"], refused["target"]) == ("source.edit_refused", "esf")
+    assert refused["details"]["problems"] == [{"path": "schedule", "message": "Okänt schema"}]
+    assert refused["details"]["changes"] == {"schedule": {"old": "3h", "new": "ibland"}}
 
 
 def test_check_entry_validates_without_writing(app: App) -> None:
@@ -256,7 +316,22 @@ def test_a_rule_file_changed_meanwhile_is_not_overwritten(app: App) -> None:
         ws.save(target, ROBOT_RULE, ABSENT)
     assert err.value.actual == TextFile.read(target).version
     assert target.read_text(encoding="utf-8") == "# someone else's rules\n"
-    assert app.storage.audit_entries() == [] and app.config.rules.paths == ()
+    assert app.config.rules.paths == ()
+    [refused] = app.storage.audit_entries()
+    assert (refused["action"], refused["target"]) == ("rules.save_refused", str(target))
+    assert refused["details"]["reason"] == "conflict"
+
+
+def test_a_rule_save_refused_because_the_rules_do_not_load_is_recorded(app: App) -> None:
+    ws = RulesWorkspace(app, "anna")
+    [target] = ws.targets()
+    with pytest.raises(RuleSetError) as err:
+        ws.candidate(target, "[[rule]]\nid = 'x'\narea = 'ingen-sådan'\n")
+    ws.refuse(target, err.value)
+    [refused] = app.storage.audit_entries()
+    assert (refused["action"], refused["details"]["reason"]) == ("rules.save_refused", "invalid")
+    assert refused["details"]["problems"][0]["path"].startswith(str(target))
+    assert not target.exists()
 
 
 def test_a_save_that_cannot_take_effect_is_kept_and_says_why(make_app: Any, tmp_path: Path) -> None:

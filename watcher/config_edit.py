@@ -29,6 +29,7 @@ import contextlib
 import copy
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -546,6 +547,14 @@ def redact_url(url: str) -> str:
         if any(is_secret_key(k) for k, _ in pairs):
             query = urlencode([(k, "***" if is_secret_key(k) else v) for k, v in pairs])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """A message fit for the audit log: every URL in it redacted as ``redact_url`` does."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def diff_entries(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -12,11 +12,18 @@ output; what is checked, written, put in force and recorded is decided here.
   ``_commit`` is the one place a config edit is written and put in force
   (``App.set_config``; the scheduler and the feed cache follow through
   ``hooks.config_changed``), ``audit`` the one place it is recorded (secrets redacted).
+  A save, delete or switch that is refused is recorded too (``source.edit_refused`` …,
+  ``refused``), with the reason: ``invalid`` (each problem with its key path),
+  ``conflict`` (the version the edit was based on and the file's) or ``write_failed``;
+  a surface records the refusals of its own checks (a form field that does not parse)
+  with ``refuse_entry``.
 * ``RulesWorkspace`` is the rule editor's side: which rule files are loaded and which may be
   edited (``files``, ``targets``), the rule set a changed text would give (``candidate``),
   the back-test of a rule set on the stored items (``backtest``: it only reads), and
   ``save``: write the file under the same version check, list a new file in ``[rules]
-  paths``, reload the rules, re-tag the stored items (``retag``), and audit.
+  paths``, reload the rules, re-tag the stored items (``retag``), and audit; a save
+  refused by the version check, or by rules that do not load (``refuse``), is recorded as
+  ``rules.save_refused``.
 
 The list of configured rule files is ``watcher.classify.rule_paths``, the one the
 classifier loads; everything here derives from it. Time comes from ``App.now``.
@@ -29,7 +36,7 @@ Exceptions: ``KeyError`` for an entry or rule file that is not there (a 404 on t
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,10 +54,12 @@ from watcher.config_edit import (
     ConfigFile,
     TextFile,
     diff_entries,
+    is_secret_key,
     redact,
+    redact_text,
     save_text,
 )
-from watcher.exceptions import EditConflict, RuleError, WatcherError
+from watcher.exceptions import ConfigError, ConfigProblem, EditConflict, RuleError, WatcherError
 
 # The config tables of entries the editor changes.
 EntryTable = Literal["sources", "networks"]
@@ -60,6 +69,7 @@ EntryTable = Literal["sources", "networks"]
 _NOUN: dict[str, str] = {"sources": "source", "networks": "network"}
 _KEY_ORDER: dict[str, tuple[str, ...]] = {"sources": SOURCE_KEYS, "networks": NETWORK_KEYS}
 
+REFUSAL_PROBLEMS = 50  # problems of a refused edit kept in its audit entry
 BACKTEST_BATCH = 500  # stored items classified per read: bounded memory on big databases
 AUDIT_DIFF_LIMIT = 20_000  # characters of a rule file's diff kept in its audit entry
 
@@ -133,22 +143,54 @@ class ConfigEditor:
         are reported even on a stale form; then ``EditConflict`` if the file is not at
         ``version`` (also when it changes between this read and the write)."""
         existing = self.entry(cf, table, replace_id) if replace_id is not None else None
-        self.check_entry(cf, table, entry, replace_id=replace_id)
-        new = self._commit(cf, version)
-        self.audit(
-            f"{_NOUN[table]}.{'add' if existing is None else 'edit'}",
-            str(entry["id"]),
+        action = f"{_NOUN[table]}.{'add' if existing is None else 'edit'}"
+        changes = diff_entries(existing, entry)
+        try:
+            self.check_entry(cf, table, entry, replace_id=replace_id)
+            new = self._commit(cf, version)
+        except (ConfigError, EditConflict) as e:
+            self.refused(action, str(entry.get("id", "")), e, {"changes": changes})
+            raise
+        self.audit(action, str(entry["id"]), {"changes": changes})
+        return new
+
+    def refuse_entry(
+        self,
+        table: EntryTable,
+        entry: Mapping[str, Any],
+        *,
+        replace_id: str | None,
+        problems: Sequence[ConfigProblem],
+    ) -> None:
+        """Record a save of ``entry`` that a surface refused by its own checks before
+        ``save_entry`` (a form field that does not parse, an id taken), as ``save_entry``
+        records its own refusals."""
+        existing: Mapping[str, Any] | None = None
+        if replace_id is not None:
+            try:
+                existing = self.entry(self.read(), table, replace_id)
+            except (KeyError, ConfigError):
+                existing = None
+        action = f"{_NOUN[table]}.{'add' if replace_id is None else 'edit'}"
+        self.refused(
+            action,
+            str(entry.get("id", "") or replace_id or ""),
+            ConfigError(problems),
             {"changes": diff_entries(existing, entry)},
         )
-        return new
 
     def delete_entry(self, table: EntryTable, entry_id: str) -> dict[str, Any]:
         """Remove an entry (stored items of a source stay); returns what it held (KeyError
         when there is none). Audited with the removed entry, secrets redacted."""
         cf = self.read()
         removed = cf.delete_entry(table, entry_id)
-        self._commit(cf, cf.version)
-        self.audit(f"{_NOUN[table]}.delete", entry_id, {"removed": redact(removed)})
+        action = f"{_NOUN[table]}.delete"
+        try:
+            self._commit(cf, cf.version)
+        except (ConfigError, EditConflict) as e:
+            self.refused(action, entry_id, e)
+            raise
+        self.audit(action, entry_id, {"removed": redact(removed)})
         return removed
 
     def set_enabled(self, table: EntryTable, entry_id: str, enabled: bool) -> Config:
@@ -160,13 +202,15 @@ class ConfigEditor:
         new = {k: v for k, v in old.items() if k != "enabled"}
         if not enabled:
             new["enabled"] = False
-        cf.put_entry(table, new, replace_id=entry_id, order=_KEY_ORDER[table])
-        cfg = self._commit(cf, cf.version)
-        self.audit(
-            f"{_NOUN[table]}.{'enable' if enabled else 'disable'}",
-            entry_id,
-            {"changes": diff_entries(old, new)},
-        )
+        action = f"{_NOUN[table]}.{'enable' if enabled else 'disable'}"
+        changes = diff_entries(old, new)
+        try:
+            cf.put_entry(table, new, replace_id=entry_id, order=_KEY_ORDER[table])
+            cfg = self._commit(cf, cf.version)
+        except (ConfigError, EditConflict) as e:
+            self.refused(action, entry_id, e, {"changes": changes})
+            raise
+        self.audit(action, entry_id, {"changes": changes})
         return cfg
 
     def list_rules_file(self, path: Path) -> str | None:
@@ -198,6 +242,41 @@ class ConfigEditor:
     def audit(self, action: str, target: str, details: Mapping[str, Any]) -> None:
         """Record a change in the audit log, as this editor's actor, at the app's time."""
         self.app.storage.audit(self.actor, action, target, details, self.app.now())
+
+    def refused(
+        self,
+        action: str,
+        target: str,
+        error: WatcherError,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record that ``action`` (``source.edit`` …) was refused, as ``<action>_refused``
+        with why (``refusal``) and ``details`` (what was asked for, secrets redacted)."""
+        self.audit(f"{action}_refused", target, {**refusal(error), **(details or {})})
+
+
+def refusal(error: WatcherError) -> dict[str, Any]:
+    """Why an edit was refused, for its audit entry: ``{"reason": "invalid", "problems":
+    [{"path", "message"}]}`` (URLs' credentials masked, the message of a secret key's
+    problem left out), ``{"reason": "conflict", "version": {"expected", "actual"}}`` or
+    ``{"reason": "error", "error": …}``."""
+    if isinstance(error, EditConflict):
+        return {
+            "reason": "conflict",
+            "version": {"expected": error.expected[:16], "actual": error.actual[:16]},
+        }
+    if isinstance(error, ConfigError):
+        problems = [
+            {
+                "path": p.path,
+                "message": "***"
+                if is_secret_key(p.path.rsplit(".", 1)[-1])
+                else redact_text(p.message),
+            }
+            for p in error.problems[:REFUSAL_PROBLEMS]
+        ]
+        return {"reason": "invalid", "problems": problems}
+    return {"reason": "error", "error": redact_text(str(error))}
 
 
 # -- rule files ------------------------------------------------------------------------------
@@ -304,8 +383,12 @@ class RulesWorkspace:
         fails (another rule file broke meanwhile, config.toml changed): ``error`` says so.
         Audited as ``rules.save`` with the file's diff and the re-tag counts."""
         current = TextFile.read(path)
-        new_version = save_text(path, text, version)
         editor = ConfigEditor(self.app, self.actor)
+        try:
+            new_version = save_text(path, text, version)
+        except EditConflict as e:
+            editor.refused("rules.save", str(path), e)
+            raise
         report: RetagReport | None = None
         error: WatcherError | None = None
         listed_as: str | None = None
@@ -327,6 +410,17 @@ class RulesWorkspace:
             }
         editor.audit("rules.save", str(path), details)
         return RulesSaved(path, current.version, new_version, report, error, listed_as)
+
+    def refuse(self, path: Path, error: RuleSetError) -> None:
+        """Record a save of ``path`` refused because its rules do not load (a surface
+        checks them with ``candidate`` before ``save``), with each problem."""
+        problems = [
+            {"path": f"{e.path}:{e.line}" if e.line else e.path, "rule": e.rule, "message": str(e)}
+            for e in error.errors[:REFUSAL_PROBLEMS]
+        ]
+        ConfigEditor(self.app, self.actor).audit(
+            "rules.save_refused", str(path), {"reason": "invalid", "problems": problems}
+        )
 
     def _reload_and_retag(self) -> RetagReport:
         classifier = self.app.classifier

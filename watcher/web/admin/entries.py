@@ -102,6 +102,22 @@ def check_entry(
         return None
 
 
+def refuse_form(
+    editor: ConfigEditor, table: EntryTable, form: EntryForm, replace_id: str | None
+) -> None:
+    """Record in the audit log a save refused by the form's own checks (a field that does
+    not parse, an id taken), each problem under its key (``options.item``)."""
+    problems = [
+        ConfigProblem(
+            "options." + name.removeprefix("opt.") if name.startswith("opt.") else name, msg
+        )
+        for name, msgs in form.errors.items()
+        for msg in msgs
+    ]
+    problems += [ConfigProblem("", msg) for msg in form.general]
+    editor.refuse_entry(table, form.entry, replace_id=replace_id, problems=problems)
+
+
 def conflict_message(t: Gettext) -> str:
     return t(
         "config.toml har ändrats sedan du öppnade formuläret (av någon annan eller i en "

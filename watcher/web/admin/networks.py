@@ -18,7 +18,7 @@ from notifications.render import RenderedDigest, render_digest
 from watcher.app import App
 from watcher.editing import ConfigEditor
 from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
-from watcher.web.admin.entries import delete_entry, existing_entry, save_entry
+from watcher.web.admin.entries import delete_entry, existing_entry, refuse_form, save_entry
 from watcher.web.admin.forms import NetworkForm
 from watcher.web.render import app_of, gettext_for, render, request_lang
 
@@ -119,6 +119,7 @@ async def _network_submit(request: Request, user: str, network_id: str | None) -
         )
     again = functools.partial(_render_network_form, request, form, new=new)
     if form.errors:
+        await run_in_threadpool(refuse_form, editor, "networks", form, network_id)
         return again(version=version, status_code=422)
     refused = await save_entry(
         request, editor, cf, "networks", form, existing=existing, version=version, render=again

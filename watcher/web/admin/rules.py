@@ -133,6 +133,8 @@ async def rules_submit(request: Request, user: str = Depends(require_admin)) -> 
     try:
         new_rules = await run_in_threadpool(workspace.candidate, path, text)
     except RuleSetError as e:
+        if action == "save":
+            await run_in_threadpool(workspace.refuse, path, e)
         return render(
             request,
             "admin/rules_edit.html",

@@ -25,7 +25,13 @@ from watcher.exceptions import ConfigError, EditConflict
 from watcher.preview import Preview, preview_source
 from watcher.types import SourceState
 from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
-from watcher.web.admin.entries import check_entry, delete_entry, existing_entry, save_entry
+from watcher.web.admin.entries import (
+    check_entry,
+    delete_entry,
+    existing_entry,
+    refuse_form,
+    save_entry,
+)
 from watcher.web.admin.forms import SourceForm
 from watcher.web.render import Formatter, Gettext, app_of, gettext_for, render, request_lang
 
@@ -216,6 +222,7 @@ async def _source_submit(request: Request, user: str, source_id: str | None) -> 
         preview = await preview_source(app, cfg.source(sid), http=app.http)
         return again(version=version, preview=preview)
     if form.errors:
+        await run_in_threadpool(refuse_form, editor, "sources", form, source_id)
         return again(version=version, status_code=422)
     refused = await save_entry(
         request, editor, cf, "sources", form, existing=existing, version=version, render=again
