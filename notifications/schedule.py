@@ -1,7 +1,8 @@
 """The scheduler's digest jobs: one per network, on the network's schedule.
 
 ``digest_jobs`` is a job provider for ``watcher.scheduler.Scheduler.job_providers``: it
-adds ``digest:<network>`` (a cron trigger in the config's time zone, Europe/Stockholm;
+adds ``digest:<network>`` (a ``notifications.slots.DigestTrigger`` in the config's time
+zone, Europe/Stockholm: one run per scheduled local date, across daylight saving time;
 missed runs within ``MISFIRE_GRACE`` run once when the service is back), removes the jobs
 of networks that are gone, disabled or without members, and adds a one-off
 ``digest-resume`` shortly after start that sends what a crash left open. After each run
@@ -19,12 +20,12 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from notifications.delivery import resume_digests, run_digests
 from notifications.ports import JobHost
-from watcher.config import Config, DigestSchedule
+from notifications.slots import DigestTrigger
+from watcher.config import Config
 from watcher.storage.deliveries import DeliveryStore
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ RESUME_DELAY = timedelta(seconds=30)
 PREFIXES = ("digest:", "digest-retry:")
 
 
-def network_trigger(schedule: str, config: Config) -> CronTrigger:
-    return CronTrigger(**DigestSchedule.parse(schedule).cron_fields(), timezone=config.tz)
+def network_trigger(schedule: str, config: Config) -> DigestTrigger:
+    """The trigger of a network's digest: one slot per scheduled local date, across
+    daylight saving time (``notifications.slots``)."""
+    return DigestTrigger(schedule, config.tz)
 
 
 def digest_jobs(scheduler: JobHost, config: Config) -> None:

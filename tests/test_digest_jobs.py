@@ -34,9 +34,9 @@ def test_one_job_per_network_on_its_schedule_only_on_the_leader(make_app):
     digest_jobs(sched, app.config)
     jobs = {j.id: j for j in sched.aps.get_jobs()}
     assert set(jobs) == {"digest:weekly", "digest:daily", "digest-resume"}
-    weekly = {f.name: str(f) for f in jobs["digest:weekly"].trigger.fields}
-    assert (weekly["day_of_week"], weekly["hour"], weekly["minute"]) == ("mon,thu", "8", "0")
-    assert str(jobs["digest:daily"].trigger.timezone) == "Europe/Stockholm"
+    weekly = jobs["digest:weekly"].trigger.slots
+    assert (weekly.schedule.days, weekly.schedule.hour, weekly.schedule.minute) == ((0, 3), 8, 0)
+    assert str(jobs["digest:daily"].trigger.slots.tz) == "Europe/Stockholm"
     assert jobs["digest:daily"].max_instances == 1 and jobs["digest:daily"].coalesce
     # A network removed from the config loses its job.
     from watcher.config import validate_data
