@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.web_builders import config_text, csrf_of, raw, seed
+from tests.web_builders import config_text, csrf_of, full_disk_for, raw, seed
 from watcher.app import App
 
 RULE = """\
@@ -151,3 +151,22 @@ def test_only_the_configured_rule_files_can_be_edited(web_app: App, admin: httpx
         assert r.status_code == 404
     assert admin.get("/admin/rules/default", params={"name": "areas.toml"}).status_code == 200
     assert admin.get("/admin/rules/default", params={"name": "../loader.py"}).status_code == 404
+
+
+def test_a_rule_file_that_cannot_be_written_is_shown_with_the_text_kept(
+    web_app: App, admin: httpx.Client, robot_item: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = (Path(web_app.config.base_dir) / "rules" / "local.toml").resolve()
+    full_disk_for(monkeypatch, target)
+    page = admin.get(edit_url(admin.get("/admin/rules").text))
+    r = admin.post(
+        "/admin/rules/edit", data={**form_fields(page.text), "text": RULE, "action": "check"}
+    )
+    r = admin.post(
+        "/admin/rules/edit", data={**form_fields(r.text), "text": RULE, "action": "save"}
+    )
+    assert r.status_code == 500
+    assert "local.toml kunde inte skrivas (No space left on device)" in r.text
+    assert "robotdammsugare" in r.text  # the admin's text is kept
+    assert not target.exists() and web_app.config.rules.paths == ()
+    assert web_app.storage.audit_entries()[0]["details"]["reason"] == "write_failed"

@@ -3,6 +3,7 @@ switch off, delete, poll now, stale versions, the audit log."""
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tests.web_builders import (
     LiveServer,
     config_text,
     csrf_of,
+    full_disk_for,
     login,
     post_form,
     raw,
@@ -465,3 +467,77 @@ def test_problems_are_in_english_when_the_interface_is(
     )
     assert r.status_code == 422
     assert "neither an interval" in " ".join(field_errors(r.text, "schedule"))
+
+
+def test_a_failed_write_is_shown_on_the_form_with_the_file_unchanged(
+    farm_app: App, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Path(farm_app.config.path)  # type: ignore[arg-type]
+    before = path.read_bytes()
+    real_replace = os.replace
+    full_disk_for(monkeypatch, path)
+    form = {
+        "kind": "html",
+        "name": "Mitt nya namn",
+        "url": "https://news.example/",
+        "schedule": "6h",
+        "enabled": "1",
+        "opt.item": "li.news",
+        "opt.title": "h1, h2, h3, h4, a",
+        "opt.max_items": "200",
+        "opt.kind": "news",
+        "action": "save",
+    }
+    r = post_form(admin, "/admin/sources/nyheter", "/admin/sources/nyheter", form)
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("text/html")
+    assert "config.toml kunde inte skrivas (No space left on device)" in r.text
+    assert "filen är oförändrad" in r.text
+    assert 'value="Mitt nya namn"' in r.text  # what the admin typed is kept
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    assert farm_app.config.source("nyheter").name == "Nyheter"
+    refused = farm_app.storage.audit_entries()[0]
+    assert (refused["action"], refused["details"]["reason"]) == (
+        "source.edit_refused",
+        "write_failed",
+    )
+    # Once the disk has room, the same form saves.
+    monkeypatch.setattr(os, "replace", real_replace)
+    fields = {"csrf_token": csrf_of(r.text), "version": version_of(r.text)}
+    r = admin.post("/admin/sources/nyheter", data={**fields, **form})
+    assert r.status_code == 303
+    assert farm_app.config.source("nyheter").name == "Mitt nya namn"
+
+
+def test_a_failed_write_of_a_switch_or_delete_says_so(
+    farm_app: App, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Path(farm_app.config.path)  # type: ignore[arg-type]
+    before = path.read_bytes()
+    full_disk_for(monkeypatch, path)
+    token = csrf_of(admin.get("/admin/sources").text)
+    r = admin.post("/admin/sources/nyheter/enabled", data={"csrf_token": token, "enabled": "0"})
+    assert r.status_code == 303
+    r = admin.post("/admin/sources/nyheter/delete", data={"csrf_token": token})
+    assert r.status_code == 303
+    page = admin.get("/admin/sources").text
+    assert page.count("No space left on device") == 2
+    assert path.read_bytes() == before
+
+
+def test_temp_files_left_by_a_killed_save_are_removed_at_start(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHER_ADMIN_PASSWORD", PASSWORD)
+    app = make_app(BASE_CONFIG)
+    path = Path(app.config.path)
+    before = path.read_bytes()
+    stale = path.parent / ".config.toml.k8d2fa1q.tmp"
+    stale.write_bytes(before[: len(before) // 2])  # killed mid-write
+    unrelated = path.parent / ".notes.txt.k8d2fa1q.tmp"
+    unrelated.write_text("not ours", encoding="utf-8")
+    with LiveServer(app):
+        assert not stale.exists()
+        assert unrelated.exists()
+        assert path.read_bytes() == before

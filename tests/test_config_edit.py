@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import shutil
 import stat
@@ -18,11 +19,14 @@ from watcher.config_edit import (
     ABSENT,
     SOURCE_KEYS,
     ConfigFile,
+    FileWriteError,
     TextFile,
     diff_entries,
     redact,
     redact_url,
+    remove_stale_temp_files,
     save_text,
+    version_of,
 )
 from watcher.exceptions import ConfigError, EditConflict
 
@@ -227,19 +231,63 @@ def test_the_write_is_atomic_keeps_the_mode_and_leaves_no_temp_files(
     assert stat.S_IMODE(cfg_path.stat().st_mode) == 0o640
     assert sorted(p.name for p in cfg_path.parent.iterdir()) == ["config.toml"]
 
-    # A crash at the rename leaves the old file whole and no temp file behind.
+    # A failure at the rename leaves the old file whole and no temp file behind, and is a
+    # FileWriteError (a ConfigError: every surface reports it), not a bare OSError.
     before = cfg_path.read_bytes()
 
     def boom(src: str, dst: str) -> None:
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(config_edit.os, "replace", boom)
     cf = ConfigFile.read(cfg_path)
     cf.set_value("web.port", 9090)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(FileWriteError, match="No space left on device") as err:
         cf.save()
+    assert isinstance(err.value, ConfigError) and isinstance(err.value.__cause__, OSError)
+    assert err.value.path == cfg_path
     assert cfg_path.read_bytes() == before
     assert sorted(p.name for p in cfg_path.parent.iterdir()) == ["config.toml"]
+
+
+def test_a_folder_that_refuses_the_temp_file_is_a_file_write_error(
+    cfg_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only folder (the tests run as root, who may write anyway: the refusal is
+    made by hand)."""
+    before = cfg_path.read_bytes()
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(config_edit.tempfile, "mkstemp", refuse)
+    with pytest.raises(FileWriteError, match="Permission denied"):
+        save_text(cfg_path, "x = 1\n", version_of(before))
+    assert cfg_path.read_bytes() == before
+
+
+def test_temp_files_left_by_killed_writes_are_removed_and_nothing_else(
+    cfg_path: Path,
+) -> None:
+    folder = cfg_path.parent
+    left = [folder / ".config.toml.k1x2y3.tmp", folder / ".config.toml.abc_9.tmp"]
+    for p in left:
+        p.write_text("[watcher]\nhalf a fi", encoding="utf-8")
+    others = [
+        folder / ".other.toml.k1x2y3.tmp",  # another file's
+        folder / "config.toml.tmp",
+        folder / ".config.toml.bak",
+        folder / "notes.txt",
+    ]
+    for p in others:
+        p.write_text("keep", encoding="utf-8")
+    (folder / ".config.toml.dir.tmp").mkdir()
+    before = cfg_path.read_bytes()
+    assert sorted(remove_stale_temp_files(cfg_path)) == sorted(left)
+    assert not any(p.exists() for p in left)
+    assert all(p.exists() for p in others) and (folder / ".config.toml.dir.tmp").is_dir()
+    assert cfg_path.read_bytes() == before
+    assert remove_stale_temp_files(cfg_path) == []
+    assert remove_stale_temp_files(folder / "missing" / "config.toml") == []
 
 
 def test_of_two_concurrent_saves_of_one_version_exactly_one_wins(cfg_path: Path) -> None:

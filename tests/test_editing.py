@@ -13,10 +13,10 @@ import pytest
 
 from rules.loader import RuleSetError
 from tests.conftest import REPO
-from tests.web_builders import BASE_CONFIG, config_text, raw, seed
+from tests.web_builders import BASE_CONFIG, config_text, full_disk_for, raw, seed
 from watcher.app import App
-from watcher.config_edit import ABSENT, TextFile
-from watcher.editing import ConfigEditor, RulesWorkspace
+from watcher.config_edit import ABSENT, FileWriteError, TextFile
+from watcher.editing import ConfigEditor, RulesWorkspace, remove_interrupted_writes
 from watcher.exceptions import ConfigError, ConfigProblem, EditConflict
 
 NEW_SOURCE = {
@@ -349,3 +349,48 @@ def test_a_save_that_cannot_take_effect_is_kept_and_says_why(make_app: Any, tmp_
     assert mine.read_text(encoding="utf-8") == "# nothing yet\n"
     entry = app.storage.audit_entries()[0]
     assert entry["action"] == "rules.save" and "retag" not in entry["details"]
+
+
+# -- failed and interrupted writes ------------------------------------------------------------
+
+
+def test_a_failed_write_changes_nothing_and_is_recorded(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = Path(str(app.config.path))
+    full_disk_for(monkeypatch, path)
+    before = path.read_bytes()
+    editor = ConfigEditor(app, "anna")
+    cf = editor.read()
+    with pytest.raises(FileWriteError, match="No space left on device"):
+        editor.save_entry(cf, "sources", NEW_SOURCE, replace_id=None, version=cf.version)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")) == []
+    assert "vinnova" not in {s.id for s in app.config.sources}  # nothing put in force
+    [refused] = app.storage.audit_entries()
+    assert refused["action"] == "source.add_refused"
+    assert refused["details"]["reason"] == "write_failed"
+    assert "No space left" in refused["details"]["error"]
+
+
+def test_a_failed_rule_file_write_is_recorded(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = RulesWorkspace(app, "anna")
+    [target] = ws.targets()
+    full_disk_for(monkeypatch, target)
+    with pytest.raises(FileWriteError):
+        ws.save(target, ROBOT_RULE, ABSENT)
+    assert not target.exists() and app.config.rules.paths == ()
+    assert actions(app) == ["rules.save_refused"]
+
+
+def test_temp_files_of_interrupted_writes_are_removed(app: App) -> None:
+    config_dir = Path(str(app.config.path)).parent
+    [rule_file] = RulesWorkspace(app, "anna").targets()
+    rule_file.parent.mkdir(parents=True)
+    left = [config_dir / ".config.toml.q7w8e9.tmp", rule_file.parent / ".local.toml.r4t5.tmp"]
+    for p in left:
+        p.write_text("half", encoding="utf-8")
+    keep = config_dir / ".watcher.db.x.tmp"
+    keep.write_text("not ours", encoding="utf-8")
+    assert sorted(remove_interrupted_writes(app)) == sorted(left)
+    assert not any(p.exists() for p in left) and keep.exists()

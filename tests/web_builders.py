@@ -5,6 +5,7 @@ Its fixtures (``web_app``, ``server``, ``client``, ``admin``) are in ``conftest.
 
 from __future__ import annotations
 
+import errno
 import re
 import socket
 import threading
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from sources.registry import get as adapter_class  # noqa: F401  (loads the registry)
+from watcher import config_edit
 from watcher.app import App
 from watcher.config import SourceConfig
 from watcher.pipeline.normalise import normalise
@@ -203,6 +206,20 @@ def post_form(
 def config_text(app: App) -> str:
     assert app.config.path
     return Path(app.config.path).read_text(encoding="utf-8")
+
+
+def full_disk_for(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
+    """Atomic writes of ``target`` fail at the rename as on a full disk (the temp file is
+    written, then removed); every other rename works. (Making the folder read-only does not
+    do here: the tests run as root, who writes anyway.)"""
+    real = config_edit.os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).resolve() == target.resolve():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(config_edit.os, "replace", replace)
 
 
 def days(n: float) -> timedelta:

@@ -11,7 +11,10 @@ Three promises:
   rendering surprise is refused instead of written.
 * **Atomic writes.** A temp file in the same folder, flushed and fsynced, then renamed over
   the target (and the folder fsynced), so a crash leaves the old file or the new one, never
-  half of either. The file's permissions are kept.
+  half of either. The file's permissions are kept. A write that fails (permissions, a full
+  disk) leaves the file as it was and no temp file, and raises ``FileWriteError``; a
+  process killed mid-write can leave its temp file (``.config.toml.<random>.tmp``), which
+  ``remove_stale_temp_files`` removes at the service's start.
 * **No lost updates.** Every read returns a version token (a hash of the file's bytes). A
   save names the version it was based on; if the file changed since (another admin, an
   editor, a deploy), the save is refused with ``EditConflict`` and nothing is written. The
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
 import hashlib
 import os
 import re
@@ -52,6 +56,20 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 ABSENT = "absent"  # the version token of a file that does not exist yet
+
+
+class FileWriteError(ConfigError):
+    """A config or rule file could not be written (permissions, a full disk …); it is as
+    it was. ``path`` is the file, ``reason`` the system's words. A ``ConfigError``, so the
+    surfaces that report a failed save report this one too; one that can tell the admin
+    more (the file is unchanged, try again) catches it first.
+
+    (It belongs in the tree of ``watcher.exceptions``; it lives here until it moves.)"""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot write {path.name}: {reason}; the file is unchanged", str(path))
+
 
 # The order keys get in a new [[sources]] / [[networks]] entry.
 SOURCE_KEYS = ("id", "name", "kind", "url", "schedule", "enabled", "areas", "themes", "language")
@@ -103,8 +121,16 @@ def atomic_write(path: Path, data: bytes, *, expected_version: str | None) -> st
     """Write ``data`` to ``path`` atomically; returns the new version token.
 
     With ``expected_version`` the write happens only if the file still has that version
-    (``ABSENT``: only if it does not exist), else ``EditConflict``."""
+    (``ABSENT``: only if it does not exist), else ``EditConflict``. A write the system
+    refuses is ``FileWriteError``, with the file as it was and no temp file left."""
     path = Path(path)
+    try:
+        return _atomic_write(path, data, expected_version)
+    except OSError as e:
+        raise FileWriteError(path, e.strerror or str(e)) from e
+
+
+def _atomic_write(path: Path, data: bytes, expected_version: str | None) -> str:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
@@ -130,6 +156,29 @@ def atomic_write(path: Path, data: bytes, *, expected_version: str | None) -> st
             raise
         _fsync_folder(folder)
     return version_of(data)
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Remove the temp files that writes of ``path`` left behind when their process was
+    killed between creating and renaming them (``.config.toml.<random>.tmp``); the ones
+    removed. Under the folder's lock, which every write holds from creating its temp file
+    to renaming it: a temp file seen here belongs to no write in progress, in this process
+    or another. A file that cannot be removed is left (and not listed)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    pattern = f".{glob.escape(Path(path).name)}.*.tmp"
+    try:
+        with _folder_lock(folder):
+            for tmp in sorted(folder.glob(pattern)):
+                with contextlib.suppress(OSError):
+                    if tmp.is_file() and not tmp.is_symlink():
+                        tmp.unlink()
+                        removed.append(tmp)
+    except OSError:  # the folder cannot be locked: nothing is removed
+        return removed
+    return removed
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -24,13 +24,17 @@ output; what is checked, written, put in force and recorded is decided here.
   paths``, reload the rules, re-tag the stored items (``retag``), and audit; a save
   refused by the version check, or by rules that do not load (``refuse``), is recorded as
   ``rules.save_refused``.
+* A write the system refuses (permissions, a full disk) is ``FileWriteError`` (a
+  ``ConfigError``) with the file unchanged, recorded with the reason ``write_failed``;
+  ``remove_interrupted_writes`` removes what writes killed midway left, at start.
 
 The list of configured rule files is ``watcher.classify.rule_paths``, the one the
 classifier loads; everything here derives from it. Time comes from ``App.now``.
 
 Exceptions: ``KeyError`` for an entry or rule file that is not there (a 404 on the web),
 ``ConfigError`` for an edit that does not validate (with the key paths of its problems),
-``EditConflict`` for a stale version, ``RuleSetError`` for rules that do not load.
+``EditConflict`` for a stale version, ``RuleSetError`` for rules that do not load,
+``config_edit.FileWriteError`` (a ``ConfigError``) for a file that could not be written.
 """
 
 from __future__ import annotations
@@ -52,11 +56,13 @@ from watcher.config_edit import (
     NETWORK_KEYS,
     SOURCE_KEYS,
     ConfigFile,
+    FileWriteError,
     TextFile,
     diff_entries,
     is_secret_key,
     redact,
     redact_text,
+    remove_stale_temp_files,
     save_text,
 )
 from watcher.exceptions import ConfigError, ConfigProblem, EditConflict, RuleError, WatcherError
@@ -78,6 +84,17 @@ def config_file_path(app: App) -> Path:
     """The config file the editors change: the one loaded, or where one would be loaded
     from (a service started without a file gets one on its first edit)."""
     return Path(app.config.path) if app.config.path else config_path(None).resolve()
+
+
+def remove_interrupted_writes(app: App) -> list[Path]:
+    """Remove the temp files that writes killed midway left beside config.toml and the
+    editable rule files (see ``config_edit.remove_stale_temp_files``: never one of a write
+    in progress); the ones removed. The service calls this when it starts."""
+    paths = [config_file_path(app), *RulesWorkspace(app, "service").targets()]
+    removed: list[Path] = []
+    for path in dict.fromkeys(paths):
+        removed.extend(remove_stale_temp_files(path))
+    return removed
 
 
 # -- config entries ------------------------------------------------------------------------
@@ -258,8 +275,10 @@ class ConfigEditor:
 def refusal(error: WatcherError) -> dict[str, Any]:
     """Why an edit was refused, for its audit entry: ``{"reason": "invalid", "problems":
     [{"path", "message"}]}`` (URLs' credentials masked, the message of a secret key's
-    problem left out), ``{"reason": "conflict", "version": {"expected", "actual"}}`` or
-    ``{"reason": "error", "error": …}``."""
+    problem left out), ``{"reason": "conflict", "version": {"expected", "actual"}}``,
+    ``{"reason": "write_failed", "error": …}`` or ``{"reason": "error", "error": …}``."""
+    if isinstance(error, FileWriteError):
+        return {"reason": "write_failed", "error": redact_text(error.reason)}
     if isinstance(error, EditConflict):
         return {
             "reason": "conflict",
@@ -386,7 +405,7 @@ class RulesWorkspace:
         editor = ConfigEditor(self.app, self.actor)
         try:
             new_version = save_text(path, text, version)
-        except EditConflict as e:
+        except (EditConflict, FileWriteError) as e:
             editor.refused("rules.save", str(path), e)
             raise
         report: RetagReport | None = None

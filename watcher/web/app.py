@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from watcher import editing
 from watcher.app import App
-from watcher.exceptions import StorageError
+from watcher.exceptions import StorageError, WatcherError
 from watcher.web import admin, api, errors, feeds, health, public
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,19 @@ def make_keys(web: FastAPI) -> None:
         log.warning("the web keys could not be read or made now: %s", e)
 
 
+def remove_interrupted_writes(app: App) -> None:
+    """Remove the temp files that a save killed midway (a crash, a kill -9) left beside
+    config.toml or a rule file; never one of a write in progress (see
+    ``editing.remove_interrupted_writes``)."""
+    try:
+        removed = editing.remove_interrupted_writes(app)
+    except (OSError, WatcherError) as e:
+        log.warning("could not look for temp files left by interrupted saves: %s", e)
+        return
+    for path in removed:
+        log.warning("removed %s, left by a save that was interrupted", path)
+
+
 def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     """The web application for ``app``. With ``run_scheduler`` (``watcher run``) the
     scheduler runs in the same event loop, when this process holds the scheduler lock."""
@@ -35,6 +49,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     async def lifespan(_web: FastAPI) -> AsyncIterator[None]:
         scheduler = None
         app.http = app.new_http_client()
+        await asyncio.to_thread(remove_interrupted_writes, app)
         await asyncio.to_thread(make_keys, web)
         if run_scheduler:
             # The poll workers start now, not during the first poll.

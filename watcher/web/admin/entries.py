@@ -4,7 +4,8 @@ through the editing service (``watcher.editing.ConfigEditor``), and its outcome 
 The service decides (validation, version check, writing, putting in force, audit); this
 module turns its answers into pages: validation problems onto the form's fields (422), a
 stale version into the form again with the admin's input kept and the saved entry beside
-it (409), a missing entry into 404.
+it (409), a failed write into the form again with the admin's input and the file
+unchanged (500), a missing entry into 404.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from watcher.config import Config
-from watcher.config_edit import ConfigFile
+from watcher.config_edit import ConfigFile, FileWriteError
 from watcher.editing import ConfigEditor, EntryTable
 from watcher.exceptions import ConfigError, ConfigProblem, EditConflict
 from watcher.web.admin.access import redirect, session_of
@@ -146,6 +147,13 @@ async def save_entry(
         await run_in_threadpool(
             editor.save_entry, cf, table, form.entry, replace_id=replace_id, version=version
         )
+    except FileWriteError as e:
+        # The file is as it was: the form again, with what the admin typed (500).
+        return render(
+            version=version,
+            conflict=write_failed_message(gettext_for(request), e),
+            status_code=500,
+        )
     except ConfigError as e:
         _show_problems(request, editor, cf, table, form, e)
         return render(version=version, status_code=422)
@@ -160,6 +168,15 @@ async def save_entry(
             status_code=409,
         )
     return None
+
+
+def write_failed_message(t: Gettext, error: FileWriteError) -> str:
+    return t(
+        "{file} kunde inte skrivas ({reason}). Inget sparades och filen är oförändrad. "
+        "Dina uppgifter finns kvar nedan: spara igen när felet är åtgärdat.",
+        file=error.path.name,
+        reason=error.reason,
+    )
 
 
 async def delete_entry(

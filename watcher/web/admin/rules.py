@@ -18,10 +18,11 @@ from starlette.concurrency import run_in_threadpool
 
 from rules.backtest import summarise
 from rules.loader import DEFAULTS_DIR, RuleSetError
-from watcher.config_edit import ABSENT, TextFile
+from watcher.config_edit import ABSENT, FileWriteError, TextFile
 from watcher.editing import RulesWorkspace
 from watcher.exceptions import EditConflict
 from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
+from watcher.web.admin.entries import write_failed_message
 from watcher.web.render import app_of, gettext_for, render
 
 router = admin_router()
@@ -161,6 +162,13 @@ async def rules_submit(request: Request, user: str = Depends(require_admin)) -> 
         )
     try:
         saved = await run_in_threadpool(workspace.save, path, text, version)
+    except FileWriteError as e:  # the file is as it was; the text stays on the page
+        return render(
+            request,
+            "admin/rules_edit.html",
+            _rules_context(path, text, version, exists=exists, conflict=write_failed_message(t, e)),
+            status_code=500,
+        )
     except EditConflict as e:
         return render(
             request,
