@@ -127,3 +127,29 @@ def test_check_config_and_db_upgrade(tmp_path):
     assert res.exit_code == 0 and "revision 0005" in res.output
     res = runner.invoke(main, ["--config", str(tmp_path / "missing.toml"), "check-config"])
     assert res.exit_code == 1 and "does not exist" in res.output
+
+
+def test_small_things_a_person_notices_in_the_cli(cli):
+    """Issue 15.8: ``sources kinds`` printed ``PydanticUndefined`` for options with a
+    factory default; ``items list`` stopped at its limit without saying so and cut titles
+    mid-word; piped tables squeezed their columns into 80 characters."""
+    kinds = cli("sources", "kinds").output
+    assert "PydanticUndefined" not in kinds
+    assert "programmes ({})" in kinds
+    cli("poll")
+    out = cli("items", "list", "--limit", "1").output
+    assert "Items (1)" in out  # one item stored: nothing hidden, nothing said
+    title = "Utlysning: kompetensförsörjning i Västsverige"
+    assert title in out  # the whole title on one line, though piped
+
+
+def test_items_list_says_when_it_shows_only_some(web_app):
+    from tests.web_builders import raw, seed
+
+    seed(web_app, "esf", [raw(f"k{n}", f"Utlysning nummer {n} om kompetens") for n in range(3)])
+    res = CliRunner().invoke(
+        main, ["--config", str(web_app.config.path), "items", "list", "--limit", "2"]
+    )
+    assert res.exit_code == 0
+    assert "Items (2 of 3)" in res.stdout
+    assert "1 more not shown: use --limit" in res.stderr

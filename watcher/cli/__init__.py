@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -29,7 +30,8 @@ from watcher import config as config_mod
 from watcher.exceptions import ConfigError, StorageError, WatcherError
 from watcher.types import StoredItem
 
-console = Console()
+# Piped output is not squeezed into 80 columns: tables keep their columns whole.
+console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -281,13 +283,15 @@ def items_list(
         for it in found:
             print_json(item_json(it, now, ctx.app.config.tz))
         return
-    table = Table(title=f"Items ({len(found)})")
+    total = ctx.app.storage.count_items(f) if len(found) == limit else len(found)
+    title = f"Items ({len(found)})" if total == len(found) else f"Items ({len(found)} of {total})"
+    table = Table(title=title)
     for col in ("id", "title", "status", "deadline", "areas", "source", "first seen"):
         table.add_column(col)
     for it in found:
         table.add_row(
             str(it.id),
-            it.title[:80],
+            shorten(it.title, 80),
             calls.status(it, now) or "–",
             fmt_time(calls.next_deadline(it, now)),
             ", ".join(it.tag_ids("area")) or "–",
@@ -295,6 +299,15 @@ def items_list(
             fmt_time(it.first_seen),
         )
     console.print(table)
+    if total > len(found):
+        err_console.print(
+            f"{total - len(found)} more not shown: use --limit (up to 10000) or narrow the filters."
+        )
+
+
+def shorten(text: str, width: int) -> str:
+    """A title cut at a word boundary, with an ellipsis when cut."""
+    return textwrap.shorten(text, width, placeholder=" …") if len(text) > width else text
 
 
 @items.command("show")
@@ -433,6 +446,14 @@ def sources_list(ctx: Ctx, as_json: bool) -> None:
     console.print(table)
 
 
+def option_default(fld: Any) -> str:
+    """An option's default as a person reads it: a default made by a factory is shown as
+    the value the factory makes, not as pydantic's marker for "no plain default"."""
+    if fld.default_factory is not None:
+        return repr(fld.default_factory())
+    return repr(fld.default)
+
+
 @sources.command("kinds")
 def sources_kinds() -> None:
     """The adapter kinds, with their help and options."""
@@ -442,7 +463,7 @@ def sources_kinds() -> None:
         console.print(f"[bold]{kind}[/]")
         console.print("  " + cls.help().replace("\n", "\n  "), markup=False, highlight=False)
         for name, fld in cls.Options.model_fields.items():
-            default = "required" if fld.is_required() else repr(fld.default)
+            default = "required" if fld.is_required() else option_default(fld)
             desc = fld.description or ""
             console.print(f"    {name} ({default}) {desc}", markup=False, highlight=False)
         console.print()
@@ -498,7 +519,7 @@ def sources_test(ctx: Ctx, source_id: str, file_path: Path | None, as_json: bool
         table.add_column(col)
     for it in preview.items:
         table.add_row(
-            it.title[:70],
+            shorten(it.title, 70),
             it.status.value if it.status else "–",
             fmt_time(it.opening),
             ", ".join(fmt_time(d) for d in it.deadlines) or "–",
