@@ -263,6 +263,7 @@ class DigestSender:
                     item_ids=(),
                     payload=digest.to_payload(),
                     recipients=(),
+                    seen=digest.seen,
                 )
                 o.skipped_reason = "nothing new"
                 return
@@ -285,6 +286,7 @@ class DigestSender:
                 item_ids=digest.item_ids,
                 payload=digest.to_payload(),
                 recipients=recipients,
+                seen=digest.seen,
             )
             o.digest_id = digest_id
             o.recipients = sum(1 for r in recipients if r.status == PENDING)

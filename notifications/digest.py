@@ -9,13 +9,14 @@ storage (``load_inputs``) and calls it. Loading asks its caller only for a
   admin), has at least one tag, and has one of the network's areas and one of its themes
   (``"all"`` lifts the condition for that kind); the optional ``sources``/``kinds`` of a
   network narrow it further;
-- **new**: items that arrived since the network's last digest (first seen, or released from
-  hold by the admin; ``NEW_LOOKBACK`` covers a poll committed while a digest was built),
-  that no earlier digest of the network introduced, that are not a source's silent
-  first-poll baseline and are not over (closed, or every deadline passed). An old item that
-  gains a tag when the rules change is not new;
+- **new**: items that no earlier digest of the network has looked at (or looked at while
+  they were held for the admin, and released since), that are not a source's silent
+  first-poll baseline and are not over (closed, or every deadline passed). What a digest has
+  looked at is kept as ids (``watcher.storage.deliveries.Seen``), never as times, so a
+  wall clock set back or forward never skips or repeats an item; an old item that gains a
+  tag when the rules change was looked at already, and is not new;
 - **updated**: notable changes (deadline, status, title, …) of the network's items that no
-  earlier digest reported, with what changed (several changes of one field in one window
+  earlier digest looked at, with what changed (several changes of one field in one digest
   are folded into first-old → last-new);
 - a network's **first** digest lists what is open or forthcoming now (baseline items
   included: that is what the network is joining), not the whole history;
@@ -40,25 +41,16 @@ from typing import Any
 
 from notifications.ports import Host
 from notifications.text import multi_line, one_line, safe_link
-from watcher.calls import arrived, is_current, is_open, is_over, next_deadline
+from watcher.calls import is_current, is_open, is_over, next_deadline
 from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, NetworkConfig
 from watcher.dates import from_iso
 from watcher.storage import Storage
-from watcher.storage.deliveries import DeliveryStore, NetworkHistory, NotableChange
+from watcher.storage.deliveries import DeliveryStore, NetworkHistory, NotableChange, Seen, Visible
 from watcher.types import NOTABLE_FIELDS, StoredItem
 
 log = logging.getLogger(__name__)
 
-# An item is new to a network when it arrived (first seen, or released from hold) after the
-# network's last digest. The margin covers a poll that stamped its items just before a digest
-# was built and committed just after; items already sent are remembered, so none comes twice.
-# An old item that gains a tag later (rules changed) is never "new".
-NEW_LOOKBACK = timedelta(hours=1)
-# A poll's change is stamped when the poll read the page and committed a moment later: a
-# digest built in between must not lose it, so changes are looked for a little before the
-# last window's end (each is reported once: reported change ids are remembered).
-CHANGE_LOOKBACK = timedelta(days=2)
 SUMMARY_CHARS = 280
 TITLE_CHARS = 300
 
@@ -124,9 +116,12 @@ class Digest:
     new: tuple[Entry, ...] = ()
     updated: tuple[Entry, ...] = ()
     closing_soon: tuple[Entry, ...] = ()
-    change_ids: tuple[int, ...] = ()  # the notable changes this digest accounts for
+    change_ids: tuple[int, ...] = ()  # the notable changes this digest reports
     skipped: int = 0  # items that could not be read
     closing_soon_days: int = 14
+    # What the network's digests have looked at once this one is recorded (not part of the
+    # payload: it is stored beside it). None for a digest read back from its payload.
+    seen: Seen | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_empty(self) -> bool:
@@ -400,14 +395,19 @@ def select_digest(
     history: NetworkHistory,
     now: datetime,
     *,
+    visible: Visible,
     closing_soon_days: int = 14,
     source_names: Mapping[str, str] | None = None,
     prepared: Prepared | None = None,
 ) -> Digest:
-    """The digest of ``network`` for the window that ends ``now`` (pure). ``prepared``
-    shares per-item work between the networks of one build."""
+    """The digest of ``network`` for the window that ends ``now`` (pure). ``items`` holds
+    the loaded items (those ``visible`` shows as not looked at yet, the current ones and
+    the changed ones); ``visible`` is every item and change id the database holds above
+    the network's floor. ``prepared`` shares per-item work between the networks of one
+    build. The digest's ``seen`` is what the network has looked at once it is recorded."""
     prep = prepared or Prepared(now, source_names)
     first = history.epoch is None
+    before = history.seen or Seen()
     mine: dict[int, StoredItem] = {}
     skipped = 0
     for it in items:
@@ -427,34 +427,33 @@ def select_digest(
             skipped += 1
             return None
 
+    # Items not looked at yet, or looked at while held: those held now wait again.
+    fresh = [i for i in visible.held if i not in before.items or i in before.held]
+    waiting = frozenset(i for i in fresh if visible.held[i])
+    fresh_changes = [c for c in visible.changes if c not in before.changes]
     new: list[Entry] = []
     updated: list[Entry] = []
     change_ids: list[int] = []
     if first:
         for it in mine.values():
-            if it.first_seen <= now and is_current(it, now) and (e := entry(it)):
+            if is_current(it, now) and (e := entry(it)):
                 new.append(e)
     else:
-        assert history.last_window_end is not None and history.epoch is not None
-        lower_new = max(history.epoch, history.last_window_end - NEW_LOOKBACK)
-        for it in mine.values():
+        for item_id in fresh:
+            arrived = mine.get(item_id)
             if (
-                not it.baseline
-                and it.id not in history.sent_item_ids
-                and lower_new < arrived(it) <= now
-                and not is_over(it, now)
-                and (e := entry(it))
+                arrived is not None
+                and item_id not in waiting
+                and not arrived.baseline
+                and not is_over(arrived, now)
+                and (e := entry(arrived))
             ):
                 new.append(e)
-        lower_changes = max(history.epoch, history.last_window_end - CHANGE_LOOKBACK)
+        unseen = set(fresh_changes)
         new_ids = {e.item_id for e in new}
         by_item: dict[int, list[NotableChange]] = {}
         for ch in changes:
-            if (
-                ch.id in history.reported_change_ids
-                or not lower_changes < ch.at <= now
-                or ch.item_id not in mine
-            ):
+            if ch.id not in unseen or ch.item_id not in mine:
                 continue
             change_ids.append(ch.id)
             if ch.item_id not in new_ids:
@@ -482,6 +481,31 @@ def select_digest(
         change_ids=tuple(sorted(change_ids)),
         skipped=skipped,
         closing_soon_days=closing_soon_days,
+        seen=seen_after(before, history, visible, fresh, waiting, fresh_changes),
+    )
+
+
+def seen_after(
+    before: Seen,
+    history: NetworkHistory,
+    visible: Visible,
+    fresh: Sequence[int],
+    waiting: frozenset[int],
+    fresh_changes: Sequence[int],
+) -> Seen:
+    """What the network has looked at once a digest that looked at ``fresh`` items and
+    ``fresh_changes`` is recorded. Ids it did not see stay out (a late commit on PostgreSQL
+    is looked at by a later digest) until they are settled: below ``history.settled``, or
+    below what this digest saw when ids commit in order (SQLite)."""
+    item_mark = max(before.item_mark, max(visible.held, default=0))
+    change_mark = max(before.change_mark, max(visible.changes, default=0))
+    settled = history.settled if history.settled is not None else (item_mark, change_mark)
+    return Seen(
+        items=before.items.with_ids(fresh).filled_to(settled[0]),
+        changes=before.changes.with_ids(fresh_changes).filled_to(settled[1]),
+        held=waiting,
+        item_mark=item_mark,
+        change_mark=change_mark,
     )
 
 
@@ -495,28 +519,35 @@ class DigestInputs:
     histories: dict[str, NetworkHistory]
     items: list[StoredItem]
     changes: list[NotableChange] = field(default_factory=list)
+    visible: Visible = field(default_factory=Visible)
 
 
 def load_inputs(storage: Storage, network_ids: Sequence[str], now: datetime) -> DigestInputs:
-    """Load histories, candidate items and notable changes for these networks: only what
-    ``select_digest`` can pick at ``now`` (the bounds below mirror its windows)."""
+    """Load histories, the items and changes the networks have not looked at yet (above the
+    lowest of their floors), the current items (first digests, closing soon) and the items
+    of the new changes: only what ``select_digest`` can pick at ``now``."""
     store = DeliveryStore(storage)
-    histories = {nid: store.network_history(nid, NEW_LOOKBACK) for nid in network_ids}
-    # The lower bounds of each started network's selection (see select_digest).
-    new_bounds: list[datetime] = []
-    change_bounds: list[datetime] = []
-    for h in histories.values():
-        if h.epoch is not None and h.last_window_end is not None:
-            new_bounds.append(max(h.epoch, h.last_window_end - NEW_LOOKBACK))
-            change_bounds.append(max(h.epoch, h.last_window_end - CHANGE_LOOKBACK))
-    # A network's first digest looks at every item; otherwise only the recent ones.
-    first_seen_after = min(new_bounds) if len(new_bounds) == len(histories) else None
-    changes = store.notable_changes(min(change_bounds), now) if change_bounds else []
-    ids = set(
-        store.candidate_item_ids(first_seen_after=first_seen_after, changed_after=None, now=now)
+    histories = {nid: store.network_history(nid, now) for nid in network_ids}
+    seens = [h.seen or Seen() for h in histories.values()]
+    item_floor = min((s.items.floor for s in seens), default=0)
+    change_floor = min((s.changes.floor for s in seens), default=0)
+    held = set().union(*(s.held for s in seens))
+    visible = store.visible(item_floor, change_floor, held)
+    ids = set(store.current_item_ids(now))
+    ids.update(
+        i
+        for i, is_held in visible.held.items()
+        if i in visible.relevant
+        and not is_held
+        and any(i not in s.items or i in s.held for s in seens)
     )
-    ids.update(c.item_id for c in changes)
-    return DigestInputs(histories, storage.get_items(sorted(ids)), changes)
+    # Changes matter only to networks past their first digest.
+    started = [s for h, s in zip(histories.values(), seens, strict=True) if h.epoch is not None]
+    changes: list[NotableChange] = []
+    if started:
+        changes = store.notable_changes(min(s.changes.floor for s in started))
+        ids.update(c.item_id for c in changes)
+    return DigestInputs(histories, storage.get_items(sorted(ids)), changes, visible)
 
 
 def build_digests(
@@ -538,6 +569,7 @@ def build_digests(
             inputs.changes,
             inputs.histories[n.id],
             at,
+            visible=inputs.visible,
             closing_soon_days=cfg.email.closing_soon_days,
             source_names=names,
             prepared=prepared,

@@ -316,3 +316,72 @@ def test_a_retag_never_makes_an_old_item_new(world, clock):
         "v2",
     )
     assert build_digest(app, "sam", clock()).new == ()
+
+
+def sent_titles(outcomes) -> tuple[list[str], list[str]]:
+    [o] = outcomes
+    if o.digest is None:
+        return [], []
+    return titles(o.digest.new), titles(o.digest.updated)
+
+
+def test_a_clock_moved_back_loses_no_item_and_repeats_none(world, clock):
+    """Issue 12.1: after the wall clock moved back two hours, the items polled then were
+    never mailed (digests selected by first-seen time with a one-hour look-back)."""
+    app, items = world()
+    run_digests(app)  # the network's first digest
+    clock.advance(days=1)
+    a = items.add("a", deadlines=[days(clock, 30)])
+    assert sent_titles(run_digests(app)) == (["Utlysning a"], [])
+    clock.advance(hours=-2)  # the wall clock is set back
+    items.add("b", deadlines=[days(clock, 30)])
+    items.change(a, deadlines=[days(clock, 40)])
+    clock.advance(minutes=30)  # still before the last digest's time
+    assert sent_titles(run_digests(app)) == (["Utlysning b"], ["Utlysning a"])
+    clock.advance(days=1)
+    items.add("c", deadlines=[days(clock, 30)])
+    assert sent_titles(run_digests(app)) == (["Utlysning c"], [])
+    clock.advance(days=1)
+    assert sent_titles(run_digests(app)) == ([], [])
+
+
+def test_a_clock_moved_forward_loses_no_item_and_repeats_none(world, clock):
+    app, items = world()
+    run_digests(app)
+    clock.advance(hours=1)
+    a = items.add("a", deadlines=[days(clock, 30)])
+    clock.advance(hours=3)  # the wall clock jumps ahead; a digest goes out meanwhile
+    assert sent_titles(run_digests(app)) == (["Utlysning a"], [])
+    clock.advance(hours=-3, minutes=10)  # and is put right
+    items.add("b", deadlines=[days(clock, 30)])
+    items.change(a, title="Utlysning a, ny titel")
+    clock.advance(minutes=10)
+    assert sent_titles(run_digests(app)) == (["Utlysning b"], ["Utlysning a, ny titel"])
+    clock.advance(days=1)
+    assert sent_titles(run_digests(app)) == ([], [])
+
+
+def test_digests_recorded_before_ids_were_kept_go_on_by_their_rules(world, clock):
+    """A digest recorded before revision 0006 has no record of what it looked at: the next
+    digest reads its history by the old rules once (arrived before its end, less an hour),
+    and from then on by ids."""
+    from watcher.storage.deliveries import DeliveryStore
+
+    app, items = world()
+    items.add("old", deadlines=[days(clock, 30)])
+    clock.advance(days=1)
+    DeliveryStore(app.storage).record_digest(
+        "n",
+        window_start=None,
+        window_end=clock(),
+        created_at=clock(),
+        subject=None,
+        item_ids=(),
+        payload={},
+        recipients=(),
+    )
+    clock.advance(hours=2)
+    items.add("new", deadlines=[days(clock, 30)])
+    assert sent_titles(run_digests(app)) == (["Utlysning new"], [])
+    clock.advance(days=1)
+    assert sent_titles(run_digests(app)) == ([], [])

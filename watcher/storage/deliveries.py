@@ -11,6 +11,15 @@ A sender claims one delivery at a time (``pending`` → ``sending`` with a lease
 ``next_attempt_at``); only one claimant can win, so two senders never mail the same member.
 A claim whose lease ran out belongs to a sender that died: it may be claimed again.
 
+What a network's digests have looked at is kept as ids, not times (``Seen``, stored with
+each digest): the items and changes the digest saw, as ranges of ids, and the items it saw
+held for the admin. The next digest looks only at what is not in there, so a wall clock
+set back or forward never makes a digest skip or repeat an item. On PostgreSQL ids are
+handed out before commit, so an id below the highest one seen may still commit later: the
+ids a digest did not see are kept out of the ranges (holes) until a digest built at least
+``LATE_COMMITS`` after one that saw past them fills them (nothing can commit that late);
+SQLite has one writer and ids commit in order, so there each digest fills up to what it saw.
+
 Every method translates database errors into ``StorageError``.
 """
 
@@ -18,8 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,20 +64,130 @@ DIGEST_SENDING = "sending"
 DIGEST_DONE = "done"
 DIGEST_EMPTY = "empty"
 
+# Longer than any write transaction lasts (a poll's write takes seconds; the candidate index
+# allows 2 minutes): an id handed out before a digest read the items has committed, or never
+# will, by a digest built this much later.
+LATE_COMMITS = timedelta(minutes=10)
+# Digests recorded before ids were kept (schema revision 0005 and earlier) selected by time;
+# their history is read with their rules once (``_legacy_seen``).
+_LEGACY_NEW_LOOKBACK = timedelta(hours=1)
+_LEGACY_CHANGE_LOOKBACK = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class IdSet:
+    """A set of database ids as sorted, disjoint, inclusive ranges: small when ids come in
+    runs, as they do. Immutable; ``with_ids`` and ``filled_to`` make new sets."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, ids: Iterable[int]) -> IdSet:
+        return cls().with_ids(ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        if not isinstance(item_id, int):
+            return False
+        k = bisect_right(self.ranges, item_id, key=lambda r: r[0]) - 1
+        return k >= 0 and self.ranges[k][1] >= item_id
+
+    @property
+    def floor(self) -> int:
+        """Every id from 1 to this one is in the set (0: not even 1)."""
+        return self.ranges[0][1] if self.ranges and self.ranges[0][0] <= 1 else 0
+
+    def with_ids(self, ids: Iterable[int]) -> IdSet:
+        runs: list[tuple[int, int]] = []
+        for i in sorted(set(ids)):
+            if runs and i == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        return IdSet(_merged([*self.ranges, *runs])) if runs else self
+
+    def filled_to(self, last: int) -> IdSet:
+        """The set with every id from 1 to ``last``."""
+        return IdSet(_merged([*self.ranges, (1, last)])) if last >= 1 else self
+
+    def to_json(self) -> list[list[int]]:
+        return [[lo, hi] for lo, hi in self.ranges]
+
+    @classmethod
+    def from_json(cls, data: Iterable[Sequence[int]] | None) -> IdSet:
+        return cls(_merged([(int(r[0]), int(r[1])) for r in data or ()]))
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a network's digests have looked at, up to and including one digest: the items
+    (ids, whatever was decided about each) and changes (``item_changes`` ids), the items seen
+    while held for the admin (they are looked at again once released), and the highest ids
+    the digest saw (``item_mark``, ``change_mark``)."""
+
+    items: IdSet = IdSet()
+    changes: IdSet = IdSet()
+    held: frozenset[int] = frozenset()
+    item_mark: int = 0
+    change_mark: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "items": self.items.to_json(),
+            "changes": self.changes.to_json(),
+            "held": sorted(self.held),
+            "item_mark": self.item_mark,
+            "change_mark": self.change_mark,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Seen:
+        return cls(
+            IdSet.from_json(data.get("items")),
+            IdSet.from_json(data.get("changes")),
+            frozenset(int(i) for i in data.get("held", ())),
+            int(data.get("item_mark", 0)),
+            int(data.get("change_mark", 0)),
+        )
+
 
 @dataclass(frozen=True)
 class NetworkHistory:
     """What a network's earlier digests say about the next one.
 
-    ``epoch`` is the end of the network's first digest window (None: no digest yet);
-    ``sent_item_ids`` and ``reported_change_ids`` come from the digests whose window ended
-    after ``since`` (the caller's look-back)."""
+    ``epoch`` is the end of the network's first digest window (None: no digest yet, and
+    ``seen`` is None too); ``seen`` is what its digests have looked at; ``settled`` the
+    highest item and change ids below which nothing can still commit (the marks of a digest
+    built ``LATE_COMMITS`` ago), or None when ids commit in order (SQLite: whatever the next
+    digest sees is settled)."""
 
     network_id: str
     epoch: datetime | None
     last_window_end: datetime | None
-    sent_item_ids: frozenset[int]
-    reported_change_ids: frozenset[int]
+    seen: Seen | None = None
+    settled: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Visible:
+    """Items and changes as the database holds them now, by id: every item above a floor
+    (and the ones named) with whether it is held and whether it is relevant, and every
+    change id above a floor."""
+
+    held: Mapping[int, bool] = field(default_factory=dict)  # item id → held now
+    relevant: frozenset[int] = frozenset()
+    changes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,61 +294,135 @@ class DeliveryStore:
 
     # -- what the next digest builds on ----------------------------------------------------
 
-    @base.translate_errors
-    def network_history(self, network_id: str, lookback: timedelta) -> NetworkHistory:
-        """The network's first and last digest windows, and what the digests of the last
-        ``lookback`` before the last window's end introduced or reported."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(digests.c.window_end, digests.c.item_ids, digests.c.payload)
-                .where(digests.c.network_id == network_id)
-                .order_by(digests.c.window_end)
-            ).all()
-        sent: set[int] = set()
-        reported: set[int] = set()
-        if not rows:
-            return NetworkHistory(network_id, None, None, frozenset(), frozenset())
-        epoch, last = rows[0].window_end, rows[-1].window_end
-        since = last - lookback
-        for r in rows:
-            if r.window_end > since:
-                sent.update(int(i) for i in r.item_ids or ())
-                reported.update(int(i) for i in (r.payload or {}).get("change_ids", ()))
-        return NetworkHistory(network_id, epoch, last, frozenset(sent), frozenset(reported))
+    @property
+    def ids_commit_in_order(self) -> bool:
+        """SQLite has one writer: an id is visible only after every lower one committed."""
+        return self.storage.dialect == "sqlite"
 
     @base.translate_errors
-    def candidate_item_ids(
-        self, *, first_seen_after: datetime | None, changed_after: datetime | None, now: datetime
-    ) -> list[int]:
-        """Relevant, not held items a digest might list: first seen after a time (new),
-        changed after a time (updated), or not over yet (first digests, closing soon).
-        ``None`` for ``first_seen_after`` means every item is a candidate."""
-        q = select(items.c.id).where(items.c.relevant.is_(True), items.c.held.is_(False))
-        if first_seen_after is not None:
-            conds = [
-                items.c.first_seen > first_seen_after,
-                items.c.released_at > first_seen_after,
-                items.c.deadline > now,
-                items.c.status.in_(("open", "forthcoming")),
-            ]
-            if changed_after is not None:
-                conds.append(items.c.changed_at > changed_after)
-            q = q.where(or_(*conds))
+    def network_history(self, network_id: str, now: datetime) -> NetworkHistory:
+        """The network's first and last digest windows, what its digests have looked at,
+        and the ids settled at ``now`` (see ``NetworkHistory``)."""
+        mine = digests.c.network_id == network_id
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(q.order_by(items.c.id)).all()]
+            epoch = conn.execute(
+                select(digests.c.window_end).where(mine).order_by(digests.c.id).limit(1)
+            ).scalar()
+            if epoch is None:
+                return NetworkHistory(network_id, None, None)
+            last = conn.execute(
+                select(digests.c.id, digests.c.window_end, digests.c.selection)
+                .where(mine)
+                .order_by(digests.c.id.desc())
+                .limit(1)
+            ).one()
+            if isinstance(last.selection, Mapping):
+                seen = Seen.from_json(last.selection)
+            else:
+                seen = self._legacy_seen(conn, network_id, epoch, last.window_end)
+            settled: tuple[int, int] | None = None
+            if not self.ids_commit_in_order:
+                settled = (0, 0)
+                for (sel,) in conn.execute(
+                    select(digests.c.selection)
+                    .where(mine, digests.c.created_at <= now - LATE_COMMITS)
+                    .order_by(digests.c.id.desc())
+                    .limit(5)
+                ):
+                    if isinstance(sel, Mapping):
+                        marks = Seen.from_json(sel)
+                        settled = (marks.item_mark, marks.change_mark)
+                        break
+        return NetworkHistory(network_id, epoch, last.window_end, seen, settled)
+
+    def _legacy_seen(
+        self, conn: Connection, network_id: str, epoch: datetime, last_end: datetime
+    ) -> Seen:
+        """What a network's digests recorded before ids were kept had looked at, by their
+        own rules: items that arrived (first seen or released) before the last window's end
+        less an hour, or that a digest of that last hour sent; changes recorded before the
+        last window's end less two days, or that a digest of that last hour reported."""
+        recent = conn.execute(
+            select(digests.c.item_ids, digests.c.payload).where(
+                digests.c.network_id == network_id,
+                digests.c.window_end > last_end - _LEGACY_NEW_LOOKBACK,
+            )
+        ).all()
+        sent = {int(i) for r in recent for i in r.item_ids or ()}
+        reported = {int(i) for r in recent for i in (r.payload or {}).get("change_ids", ())}
+        bound = max(epoch, last_end - _LEGACY_NEW_LOOKBACK)
+        arrived_before = conn.execute(
+            select(items.c.id).where(
+                items.c.held.is_(False),
+                items.c.first_seen <= bound,
+                or_(items.c.released_at.is_(None), items.c.released_at <= bound),
+            )
+        ).scalars()
+        held = frozenset(conn.execute(select(items.c.id).where(items.c.held.is_(True))).scalars())
+        change_bound = max(epoch, last_end - _LEGACY_CHANGE_LOOKBACK)
+        changes_before = conn.execute(
+            select(item_changes.c.id).where(item_changes.c.at <= change_bound)
+        ).scalars()
+        return Seen(
+            IdSet.of([*arrived_before, *sent]),
+            IdSet.of([*changes_before, *reported]),
+            held,
+        )
 
     @base.translate_errors
-    def notable_changes(self, since: datetime, until: datetime) -> list[NotableChange]:
-        """Notable updates recorded in ``(since, until]``, oldest first."""
+    def visible(self, item_floor: int, change_floor: int, also: Collection[int] = ()) -> Visible:
+        """The items with ids above ``item_floor`` or in ``also`` (held? relevant?) and the
+        ids of the changes above ``change_floor``, as committed now."""
+        held: dict[int, bool] = {}
+        relevant: set[int] = set()
+        with self.engine.connect() as conn:
+            q = select(items.c.id, items.c.held, items.c.relevant).where(items.c.id > item_floor)
+            rows = list(conn.execute(q))
+            wanted = sorted(i for i in also if i <= item_floor)
+            for start in range(0, len(wanted), 500):
+                rows.extend(
+                    conn.execute(
+                        select(items.c.id, items.c.held, items.c.relevant).where(
+                            items.c.id.in_(wanted[start : start + 500])
+                        )
+                    )
+                )
+            change_ids = tuple(
+                conn.execute(
+                    select(item_changes.c.id)
+                    .where(item_changes.c.id > change_floor)
+                    .order_by(item_changes.c.id)
+                ).scalars()
+            )
+        for item_id, is_held, is_relevant in rows:
+            held[item_id] = bool(is_held)
+            if is_relevant:
+                relevant.add(item_id)
+        return Visible(held, frozenset(relevant), change_ids)
+
+    @base.translate_errors
+    def current_item_ids(self, now: datetime) -> list[int]:
+        """Relevant, not held items that may still be open or forthcoming at ``now`` (what a
+        first digest and "closing soon" look at)."""
+        q = select(items.c.id).where(
+            items.c.relevant.is_(True),
+            items.c.held.is_(False),
+            or_(items.c.deadline > now, items.c.status.in_(("open", "forthcoming"))),
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.order_by(items.c.id)).scalars())
+
+    @base.translate_errors
+    def notable_changes(self, after_id: int) -> list[NotableChange]:
+        """Notable updates with ids above ``after_id``, in id order."""
         q = (
             select(item_changes)
             .where(
+                item_changes.c.id > after_id,
                 item_changes.c.kind == "updated",
                 item_changes.c.notable.is_(True),
-                item_changes.c.at > since,
-                item_changes.c.at <= until,
             )
-            .order_by(item_changes.c.at, item_changes.c.id)
+            .order_by(item_changes.c.id)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
@@ -297,8 +491,10 @@ class DeliveryStore:
         item_ids: Sequence[int],
         payload: Mapping[str, Any],
         recipients: Sequence[NewDelivery],
+        seen: Seen | None = None,
     ) -> tuple[int, bool]:
         """Write a digest and every delivery in one transaction, before anything is sent.
+        ``seen``: what the network's digests have looked at, this one included.
 
         Returns ``(digest_id, created)``. When this network's digest for the same window
         end already exists (triggered twice) nothing is written and its id comes back with
@@ -319,6 +515,7 @@ class DeliveryStore:
                         subject=subject,
                         item_ids=list(item_ids),
                         payload=dict(payload),
+                        **({"selection": seen.to_json()} if seen is not None else {}),
                     )
                     .returning(digests.c.id)
                 ).scalar_one()
@@ -675,9 +872,12 @@ __all__ = [
     "DeliveryRecord",
     "DeliveryStore",
     "DigestRecord",
+    "IdSet",
     "NetworkHistory",
     "NewDelivery",
     "NotableChange",
     "OptOut",
+    "Seen",
+    "Visible",
     "lock_name",
 ]

@@ -228,7 +228,27 @@ digests = Table(
     Column("subject", Text),
     Column("item_ids", JSON, nullable=False, default=list),
     Column("payload", JSON, nullable=False, default=dict),
+    # What the network's digests have looked at, up to this one: item and change ids as
+    # ranges, items seen held (``deliveries.Seen``). Null in digests made before 0006.
+    Column("selection", JSON),
     UniqueConstraint("network_id", "window_end", name="uq_digests_network_window"),
+)
+
+# Each network's next scheduled digest, kept across restarts (``notifications/schedule.py``):
+# a slot that passed while no process ran is sent once at start when it is recent enough,
+# or recorded here as missed for the admin.
+digest_schedule = Table(
+    "digest_schedule",
+    metadata,
+    Column("network_id", String(64), primary_key=True),
+    Column("schedule", String(64), nullable=False),  # the schedule next_run_at belongs to
+    Column("next_run_at", UtcDateTime, nullable=False),
+    Column("last_run_at", UtcDateTime),
+    # The latest slots missed beyond the grace: first and last, how many, when noticed.
+    Column("missed_from", UtcDateTime),
+    Column("missed_until", UtcDateTime),
+    Column("missed_count", Integer, nullable=False, default=0),
+    Column("missed_noted_at", UtcDateTime),
 )
 
 deliveries = Table(
@@ -291,4 +311,19 @@ admin_sessions = Table(
     Column("username", String(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+corrections = Table(
+    "corrections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("kind", String(16), nullable=False),  # area | theme | relevance
+    Column("tag", String(64), nullable=False, default=""),  # "" for relevance
+    Column("present", Boolean, nullable=False),  # added / relevant (True), removed / not
+    Column("username", String(128), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("item_id", "kind", "tag", name="uq_corrections_item_label"),
 )
