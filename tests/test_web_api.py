@@ -7,11 +7,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.web_builders import BASE_CONFIG, LiveServer, raw, seed
+from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, login, raw, seed
 from watcher.app import App
+from watcher.exceptions import ConfigError, StorageError
 from watcher.types import PollResult, PollStatus, SourceError
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+# What a database or driver error says: for the admin, never for the public.
+INTERNAL = (
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: items.uid [SQL: INSERT INTO items "
+    "(uid, source_id) VALUES (?, ?)] (host 10.0.0.7)"
+)
 
 
 @pytest.fixture
@@ -110,22 +116,31 @@ def test_sources_with_health_and_credentials_redacted(
             },
         ],
     }
+    monkeypatch.setenv("WATCHER_ADMIN_PASSWORD", PASSWORD)
     app = make_app(cfg)  # type: ignore[operator]
     seed(app, "esf", [raw("a", "Utlysning om arbetsmarknad")])
+    error = SourceError("storage_error", INTERNAL)
     app.storage.record_failure(
         "nyheter",
-        SourceError("http_500", "server error"),
-        PollResult("nyheter", PollStatus.ERROR, error=SourceError("http_500", "server error")),
+        error,
+        PollResult("nyheter", PollStatus.ERROR, error=error),
         T0,
         T0 + timedelta(hours=1),
     )
     with LiveServer(app) as live, httpx.Client(base_url=live.url) as c:
-        body = c.get("/api/sources").json()
+        r = c.get("/api/sources")
+        body = r.json()
+        # The admin still sees the message.
+        assert login(c).status_code == 303
+        assert "UNIQUE constraint failed: items.uid" in c.get("/admin/sources").text
     by_id = {s["id"]: s for s in body}
     assert by_id["esf"]["items"] == 1 and by_id["esf"]["items_30d"] == 1
     assert by_id["esf"]["last_success"].startswith("2026-11-02T08:00")
     assert by_id["nyheter"]["consecutive_failures"] == 1
-    assert by_id["nyheter"]["last_error"]["code"] == "http_500"
+    # The public answer has the code and the time, never the message behind them.
+    assert by_id["nyheter"]["last_error"] == {"at": "2026-11-02T08:00:00Z", "code": "storage_error"}
+    for marker in ("sqlite3", "UNIQUE", "INSERT", "items.uid", "10.0.0.7"):
+        assert marker not in r.text, marker
     assert "S3CRET" not in by_id["keyed"]["url"] and "pw@" not in by_id["keyed"]["url"]
     assert "lang=sv" in by_id["keyed"]["url"]
 
@@ -138,3 +153,30 @@ def test_openapi_describes_the_api_and_not_the_pages(web_app: App, client: httpx
     assert {"ItemPage", "ItemOut", "ItemDetail", "SourceOut"} <= set(schemas)
     params = {p["name"] for p in spec["paths"]["/api/items"]["get"]["parameters"]}
     assert {"q", "area", "theme", "source", "programme", "status", "limit", "offset"} <= params
+
+
+def test_healthz_gives_states_and_codes_never_error_text(
+    web_app: App, admin: httpx.Client, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["database"] == "ok" and body["config"] == "ok"
+    # config.toml broken by hand: the last good config stays in force; the problem, which
+    # quotes the file, is for the admin.
+    web_app.config_error = ConfigError(
+        "sources[0].url: 'postgresql://eu:hemligt@10.0.0.7/db' is not an http(s) URL",
+        source="/etc/watcher/config.toml",
+    )
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["config"] == "error"
+    for marker in ("hemligt", "10.0.0.7", "/etc/watcher", "sources[0]"):
+        assert marker not in r.text, marker
+    assert "10.0.0.7" in admin.get("/admin").text  # the admin's pages say what is wrong
+    # The database gone: the state and the error's code, not the driver's text.
+
+    def gone() -> bool:
+        raise StorageError(f"database error in ping: OperationalError: {INTERNAL}", "db_busy")
+
+    monkeypatch.setattr(web_app.storage, "ping", gone)
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json() == {"status": "error", "database": "error", "code": "db_busy"}

@@ -98,8 +98,10 @@ class ItemDetail(ItemOut):
 
 class SourceErrorOut(BaseModel):
     at: datetime | None
-    code: str | None
-    message: str | None
+    code: str | None = Field(
+        description="what failed, as a short stable word (http_500, timeout, db_busy …); "
+        "the message behind it is for the admin only"
+    )
 
 
 class SourceOut(BaseModel):
@@ -183,7 +185,11 @@ def _when(value: str | None, tz: Any, *, end: bool = False) -> datetime | None:
 @router.get("/items", response_model=ItemPage, tags=["items"])
 def list_items(
     request: Request,
-    q: str | None = Query(None, max_length=200, description="words to find (all must match)"),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="words to find, all of them, anywhere in a word and in any inflection",
+    ),
     area: str | None = Query(None, description="area id, e.g. fonder-program"),
     theme: str | None = Query(None, description="theme id, e.g. arbetsmarknad"),
     source: str | None = Query(None, description="source id"),
@@ -194,7 +200,9 @@ def list_items(
     deadline_to: str | None = Query(None, description="date (inclusive) or ISO datetime"),
     since: str | None = Query(None, description="first seen on or after (date or datetime)"),
     include_irrelevant: bool = Query(False, description="also items not relevant to networks"),
-    sort: Literal["newest", "deadline"] = "newest",
+    sort: Literal["relevance", "newest", "deadline"] | None = Query(
+        None, description="relevance (the default with q: best match first), newest, deadline"
+    ),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> ItemPage:
@@ -213,7 +221,7 @@ def list_items(
         deadline_to=_when(deadline_to, tz, end=True),
         since=_when(since, tz),
         relevant=None if include_irrelevant else True,
-        order=sort,
+        order=sort or ("relevance" if q else "newest"),
         limit=limit,
         offset=offset,
     )
@@ -287,9 +295,9 @@ def list_sources(request: Request) -> list[SourceOut]:
                 themes=list(s.themes),
                 last_success=st.last_success_at,
                 last_error=(
-                    SourceErrorOut(
-                        at=st.last_error_at, code=st.last_error_code, message=st.last_error_message
-                    )
+                    # The code only: a message can carry internals (SQL, a driver's or a
+                    # server's words, internal addresses); the admin's pages show it.
+                    SourceErrorOut(at=st.last_error_at, code=st.last_error_code)
                     if st.last_error_code
                     else None
                 ),
