@@ -1,13 +1,21 @@
-"""Latency of the item list and search with 10,000 stored items, from a load client on
+"""Latency of the item list, search and item page with N stored items, from a load client on
 loopback.
 
-    python bench/web.py [--items 10000] [--requests 400] [--concurrency 4] [--json]
+    python bench/web.py [--items 10000] [--database URL] [--keep DIR] [--requests 400]
+                        [--concurrency 4] [--json]
 
-Builds a temporary installation (config.toml and a SQLite database under a temp folder),
-stores ``--items`` synthetic items through the real normalise → store → classify path,
-starts ``watcher run --no-scheduler`` in its own process on 127.0.0.1, and sends each
-scenario's requests from ``--concurrency`` concurrent clients (after a warm-up). Prints the
-median and 95th-percentile latency and the throughput of each scenario.
+Builds an installation (config.toml, and a SQLite database in the same folder unless
+``--database`` names another, e.g. an empty PostgreSQL database or schema), stores up to
+``BASE`` (10,000) synthetic items through the real normalise → store → classify path, and
+reaches ``--items`` by copying those rows in bulk inside the database (``INSERT … SELECT``:
+each copy is a new item, with its own uid, links, history and tags; the texts repeat, so a
+search finds the same share of items at every size). Then it starts ``watcher run
+--no-scheduler`` in its own process on 127.0.0.1 and sends each scenario's requests from
+``--concurrency`` concurrent clients (after a warm-up). Prints the median and
+95th-percentile latency and the throughput of each scenario.
+
+``--keep DIR`` builds in DIR and keeps it; a second run with the same DIR (and database)
+measures again without building (the server upgrades the schema first if it is behind).
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from watcher.config import validate_data  # noqa: E402
 from watcher.pipeline.normalise import normalise  # noqa: E402
 from watcher.types import NewItem, PollResult, PollStatus, RawItem  # noqa: E402
 
+BASE = 10_000  # items stored through the real path; the rest are copies made in the database
+
 SCENARIOS = {
     "list, newest first": "/",
     "list, page 40": "/?page=40",
@@ -44,7 +54,7 @@ SCENARIOS = {
     "search 'kompetensförsörjning'": "/?q=kompetensf%C3%B6rs%C3%B6rjning",
     "search + area + sort": "/?q=utlysning&area=fonder-program&sort=deadline",
     "api search, 50 items": "/api/items?q=innovation&limit=50",
-    "item page": "/items/5000",
+    "item page": "/items/{item_id}",
     "deadline timeline, 12 weeks": "/deadlines",
 }
 
@@ -124,14 +134,14 @@ def synthetic(n: int, seed: int = 7) -> list[RawItem]:
     return out
 
 
-def build(folder: Path, n: int) -> Path:
+def build(folder: Path, n: int, database: str | None = None) -> Path:
     """A config and a database with ``n`` items, stored and tagged as a poll would."""
     sources = [
         {"id": f"src{k}", "name": f"Källa {k}", "kind": "rss", "url": f"https://s{k}.example/feed"}
         for k in range(5)
     ]
     data = {
-        "watcher": {"database_url": f"sqlite:///{folder / 'watcher.db'}"},
+        "watcher": {"database_url": database or f"sqlite:///{folder / 'watcher.db'}"},
         "email": {"outbox": str(folder / "outbox")},
         "sources": sources,
         "networks": [{"id": "gr", "name": "GR", "members": ["a@example.se"]}],
@@ -143,8 +153,9 @@ def build(folder: Path, n: int) -> Path:
     app.storage.ensure_schema()
     classifier = app.classifier
     assert classifier is not None
-    raws = synthetic(n)
-    per = -(-n // len(sources))
+    base_n = min(n, BASE)
+    raws = synthetic(base_n)
+    per = -(-base_n // len(sources))
     for k, src_data in enumerate(sources):
         src = app.config.source(src_data["id"])
         chunk = raws[k * per : (k + 1) * per]
@@ -159,8 +170,80 @@ def build(folder: Path, n: int) -> Path:
             )
             stored = app.storage.get_items(list(outcome.new_ids))
             app.storage.set_tags_many({it.id: classifier(it, src) for it in stored}, now)
+    if n > base_n:
+        replicate(app, base_n, n)
     app.close()
     return path
+
+
+def replicate(app: App, base_n: int, n: int) -> None:
+    """Copies of the first ``base_n`` items (ids 1…base_n) until there are ``n``: copy k
+    of item i gets id i + k·base_n, its own uid and link keys, and the item's tags and
+    history. Plain SQL on both databases, one statement per table and copy."""
+    import sqlalchemy as sa
+
+    from watcher.storage.schema import item_changes, item_sources, items, tags
+
+    def cols(table: sa.Table, skip: tuple[str, ...] = ()) -> list[str]:
+        return [c.name for c in table.columns if c.name not in skip]
+
+    def q(name: str) -> str:
+        return f'"{name}"'
+
+    item_cols = cols(items, ("id", "uid"))
+    link_cols = cols(item_sources, ("id", "item_id", "key"))
+    change_cols = cols(item_changes, ("id", "item_id"))
+    tag_cols = cols(tags, ("item_id",))
+    engine = app.storage.engine
+    copies = -(-n // base_n)
+    for k in range(1, copies):
+        last = min(base_n, n - k * base_n)  # the last copy may be partial
+        shift, suffix = k * base_n, f"#{k}"
+        ic, lc, cc, tc = (
+            ", ".join(map(q, c)) for c in (item_cols, link_cols, change_cols, tag_cols)
+        )
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO items (id, uid, {ic}) SELECT id + :shift, uid || :suffix, {ic} "
+                    "FROM items WHERE id <= :last"
+                ),
+                {"shift": shift, "suffix": suffix, "last": last},
+            )
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO item_sources (item_id, key, {lc}) "
+                    f"SELECT item_id + :shift, key || :suffix, {lc} FROM item_sources "
+                    "WHERE item_id <= :last"
+                ),
+                {"shift": shift, "suffix": suffix, "last": last},
+            )
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO item_changes (item_id, {cc}) SELECT item_id + :shift, {cc} "
+                    "FROM item_changes WHERE item_id <= :last"
+                ),
+                {"shift": shift, "last": last},
+            )
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO tags (item_id, {tc}) SELECT item_id + :shift, {tc} "
+                    "FROM tags WHERE item_id <= :last"
+                ),
+                {"shift": shift, "last": last},
+            )
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            for table in ("items", "item_sources", "item_changes"):
+                conn.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
+                    )
+                )
+            conn.execute(sa.text("ANALYZE"))
+        else:
+            conn.execute(sa.text("ANALYZE"))
 
 
 def free_port() -> int:
@@ -231,22 +314,36 @@ async def run_scenario(base: str, path: str, requests: int, concurrency: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--database", help="database URL (default: SQLite in the folder)")
+    parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", help="run only the scenarios whose name contains this")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        config = build(Path(tmp), args.items)
+        config = folder / "config.toml"
+        if not config.exists():
+            config = build(folder, args.items, args.database)
         built = time.perf_counter() - t0
         port = free_port()
         proc = start_server(config, port)
         try:
             base = f"http://127.0.0.1:{port}"
-            total = httpx.get(f"{base}/api/items?limit=1&include_irrelevant=true").json()["total"]
+            first = httpx.get(f"{base}/api/items?limit=1&include_irrelevant=true").json()
+            total = first["total"]
+            item_id = first["items"][0]["id"] if first["items"] else 1
             results = {
-                name: asyncio.run(run_scenario(base, path, args.requests, args.concurrency))
+                name: asyncio.run(
+                    run_scenario(
+                        base, path.format(item_id=item_id), args.requests, args.concurrency
+                    )
+                )
                 for name, path in SCENARIOS.items()
+                if not args.only or args.only in name
             }
         finally:
             proc.terminate()
@@ -254,9 +351,10 @@ def main() -> None:
     if args.json:
         print(json.dumps({"items": total, "concurrency": args.concurrency, "results": results}))
         return
+    db = "PostgreSQL" if (args.database or "").startswith("postgresql") else "SQLite"
     print(
-        f"{total} items stored and tagged in {built:.1f} s; {args.requests} requests per "
-        f"scenario from {args.concurrency} concurrent clients on loopback"
+        f"{total} items on {db}, stored and tagged in {built:.1f} s; {args.requests} requests "
+        f"per scenario from {args.concurrency} concurrent clients on loopback"
     )
     print(f"{'scenario':34} {'median ms':>10} {'p95 ms':>9} {'max ms':>9} {'req/s':>8}")
     for name, r in results.items():

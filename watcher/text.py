@@ -117,3 +117,111 @@ def normalise_title(title: str) -> list[str]:
 def search_text(title: str, summary: str, identifier: str | None, programme: str | None) -> str:
     """What search scans: the searchable fields, case-folded (Unicode-aware)."""
     return " \n".join(x for x in (title, identifier, programme, summary) if x).casefold()
+
+
+# -- search terms ------------------------------------------------------------------------------
+
+_SV_VOWELS = frozenset("aeiouyäåö")
+_SV_S_ENDING = frozenset("bcdfghjklmnoprtvy")
+# Snowball's Swedish stemmer, step 1 (longest first): suffixes of inflection.
+_SV_STEP1 = sorted(
+    [
+        "a",
+        "arna",
+        "erna",
+        "heterna",
+        "orna",
+        "ad",
+        "e",
+        "ade",
+        "ande",
+        "arne",
+        "are",
+        "aste",
+        "en",
+        "anden",
+        "aren",
+        "heten",
+        "ern",
+        "ar",
+        "er",
+        "heter",
+        "or",
+        "as",
+        "arnas",
+        "ernas",
+        "ornas",
+        "es",
+        "ades",
+        "andes",
+        "ens",
+        "arens",
+        "hetens",
+        "erns",
+        "at",
+        "andet",
+        "het",
+        "ast",
+    ],
+    key=len,
+    reverse=True,
+)
+_SV_STEP2 = ("dd", "gd", "nn", "dt", "gt", "kt", "tt")
+
+
+def _sv_r1(word: str) -> int:
+    """Snowball's R1: after the first non-vowel that follows a vowel, and at least 3 in."""
+    for i in range(1, len(word)):
+        if word[i] not in _SV_VOWELS and word[i - 1] in _SV_VOWELS:
+            return max(i + 1, 3)
+    return len(word)
+
+
+def swedish_stem(word: str) -> str:
+    """The Snowball Swedish stem of a case-folded word ("kompetensförsörjningen" →
+    "kompetensförsörjning", "utlysningar" → "utlysning"). It only strips suffixes, so the
+    stem is always a prefix of the word: a text containing the word contains its stem."""
+    return _stem_steps(word)[-1]
+
+
+def _stem_steps(word: str) -> list[str]:
+    """The word after each of Snowball's three steps."""
+    r1 = _sv_r1(word)
+    for suffix in _SV_STEP1:
+        if word.endswith(suffix) and len(word) - len(suffix) >= r1:
+            word = word[: -len(suffix)]
+            break
+    else:
+        if word.endswith("s") and len(word) - 1 >= r1 and word[-2:-1] in _SV_S_ENDING:
+            word = word[:-1]
+    steps = [word]
+    if word.endswith(_SV_STEP2) and len(word) - 2 >= r1:
+        word = word[:-1]
+    steps.append(word)
+    for suffix, keep in (("fullt", "full"), ("löst", "lös"), ("lig", ""), ("els", ""), ("ig", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= r1:
+            word = word[: -len(suffix)] + keep
+            break
+    steps.append(word)
+    return steps
+
+
+MAX_SEARCH_WORDS = 8
+_MIN_STEM = 4  # shorter stems ("ek" of "eken") would find far too much
+
+
+def search_terms(query: str) -> list[str]:
+    """What a search looks for: each word of the query (at most ``MAX_SEARCH_WORDS``),
+    case-folded, cut to its Swedish stem when it is a word of letters (as far as the stem
+    keeps four letters). An item matches when its search text contains every term anywhere (inside
+    a compound, too): "kompetens" finds "kompetensförsörjning", "utlysningar" finds
+    "utlysningen", "försörjning" finds "kompetensförsörjning"."""
+    terms: list[str] = []
+    for word in query.casefold().split()[:MAX_SEARCH_WORDS]:
+        term = word
+        if word.isalpha():
+            # The shortest stem that keeps four letters ("möjligheter" → "möjlig", not "möj").
+            term = next((s for s in reversed(_stem_steps(word)) if len(s) >= _MIN_STEM), word)
+        if term not in terms:
+            terms.append(term)
+    return terms

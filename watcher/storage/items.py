@@ -1,20 +1,37 @@
-"""Items: filters, lists, counts, one item with its tags and sources, its history, and
-items held for the admin."""
+"""Items: filters, full-text search, lists, counts, one item with its tags and sources, its
+history, and items held for the admin.
+
+Search (``ItemFilter.text``) looks for ``watcher.text.search_terms``: each word of the
+query cut to its Swedish stem, found anywhere in an item's text (inside compounds too), all
+of them. On SQLite an FTS5 trigram index over ``items.title`` and ``items.search_text``
+finds them and ``bm25`` ranks them (the title weighs more); terms shorter than three
+characters, which trigrams cannot look up, are matched by ``LIKE``. On PostgreSQL a trigram
+index (``pg_trgm``) on ``search_text`` finds them and ``ts_rank`` over a Swedish tsvector
+(the title weighs A) ranks them; without ``pg_trgm`` the tsvector also matches (word
+prefixes: "kompetens" still finds "kompetensförsörjning", a compound's last part alone
+does not). The database keeps both indexes in step with every write of ``items``
+(triggers on SQLite, a generated column on PostgreSQL: migration 0008)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import column, func, literal, literal_column, select, table, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import item_changes, item_sources, items, tags
+from watcher.text import search_terms
 from watcher.types import ItemChange, SourceLink, StoredItem, StoredTag
+
+# SQLite's FTS5 index of the items (migration 0008); its rowid is the item's id.
+items_fts = table("items_fts", column("rowid"), column("title"), column("search_text"))
+ORDERS = ("relevance", "newest", "deadline")
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,9 @@ class ItemFilter:
     deadline_to: datetime | None = None
     relevant: bool | None = None
     include_held: bool = True
-    order: str = "newest"  # newest | deadline
+    # relevance (best match first, then the latest deadline, then the newest: only with
+    # ``text``, otherwise newest) | newest | deadline
+    order: str = "newest"
     limit: int = 100
     offset: int = 0
 
@@ -42,8 +61,15 @@ class ItemFilter:
 class ItemsRoom(StorageCore):
     # -- reading items ---------------------------------------------------------------------
 
-    def _filtered(self, f: ItemFilter) -> Any:
+    def _filtered(self, f: ItemFilter, *, ranked: bool = False) -> Any:
+        """The items ``f`` selects; ``ranked``: with a ``rank`` column, the search's
+        relevance (smaller is better), 0 without a search."""
         q = select(items)
+        rank: Any = literal(0.0)
+        if f.text and (terms := search_terms(f.text)):
+            q, rank = self._searched(q, terms, ranked)
+        if ranked:
+            q = q.add_columns(rank.label("rank"))
         if f.source:
             q = q.where(
                 items.c.id.in_(
@@ -69,9 +95,6 @@ class ItemsRoom(StorageCore):
             )
         if f.kind:
             q = q.where(items.c.kind == f.kind)
-        if f.text:
-            for word in f.text.split()[:8]:
-                q = q.where(items.c.search_text.contains(word.casefold(), autoescape=True))
         if f.deadline_from:
             q = q.where(items.c.deadline >= f.deadline_from)
         if f.deadline_to:
@@ -82,12 +105,80 @@ class ItemsRoom(StorageCore):
             q = q.where(items.c.held.is_(False))
         return q
 
+    def _searched(self, q: Any, terms: list[str], ranked: bool) -> tuple[Any, Any]:
+        """``q`` narrowed to the items containing every term, and their rank."""
+        if self.dialect == "sqlite":
+            indexed = [t for t in terms if len(t) >= 3]
+            for t in terms:
+                if len(t) < 3:  # no trigram to look up
+                    q = q.where(items.c.search_text.contains(t, autoescape=True))
+            if not indexed:
+                return q, literal(0.0)
+            # Each term a phrase: a run of characters, not FTS5 query syntax.
+            match = " ".join('"' + t.replace('"', '""') + '"' for t in indexed)
+            if not ranked:
+                found = select(items_fts.c.rowid).where(text("items_fts MATCH :match"))
+                return q.where(items.c.id.in_(found.params(match=match))), literal(0.0)
+            fts = (
+                select(
+                    items_fts.c.rowid.label("id"),
+                    # bm25 is smaller for better matches; a word in the title counts 4 times.
+                    func.bm25(literal_column("items_fts"), 4.0, 1.0).label("rank"),
+                )
+                .where(text("items_fts MATCH :match").bindparams(match=match))
+                .subquery()
+            )
+            return q.join(fts, fts.c.id == items.c.id), fts.c.rank
+        vector: Any = literal_column("items.search_vector")
+        # The rank's query: each term's words as prefixes of Swedish stems, any of them
+        # (\w+ only: nothing of the user's reaches tsquery syntax).
+        words = [w for t in terms for w in re.findall(r"\w+", t)]
+        tsquery = func.to_tsquery("swedish", " | ".join(f"{w}:*" for w in words) or "''")
+        if self._has_trigrams():
+            for t in terms:
+                pattern = "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+                q = q.where(items.c.search_text.like(pattern, escape="/"))
+        else:
+            for t in terms:
+                parts = re.findall(r"\w+", t)
+                if parts:
+                    each = func.to_tsquery("swedish", " & ".join(f"{w}:*" for w in parts))
+                    q = q.where(vector.op("@@")(each))
+                else:
+                    q = q.where(items.c.search_text.contains(t, autoescape=True))
+        # ts_rank is larger for better matches: negated, smaller is better on both databases.
+        return q, -func.ts_rank(vector, tsquery) if ranked else literal(0.0)
+
+    def _has_trigrams(self) -> bool:
+        """Whether PostgreSQL has the trigram index (``pg_trgm`` could be created)."""
+        known: bool | None = getattr(self, "_trigrams", None)
+        if known is None:
+            with self.engine.connect() as conn:
+                known = bool(
+                    conn.execute(
+                        text("SELECT to_regclass('ix_items_search_trgm') IS NOT NULL")
+                    ).scalar_one()
+                )
+            self._trigrams = known
+        return known
+
     @base.translate_errors
     def list_items(
         self, f: ItemFilter = ItemFilter(), *, with_tags: bool = True
     ) -> list[StoredItem]:
-        q = self._filtered(f)
-        if f.order == "deadline":
+        order = f.order if f.order in ORDERS else "newest"
+        if order == "relevance" and not (f.text and search_terms(f.text)):
+            order = "newest"
+        q = self._filtered(f, ranked=order == "relevance")
+        if order == "relevance":
+            # Equal ranks go to the latest deadline (the call still open), then the newest.
+            q = q.order_by(
+                literal_column("rank").asc(),
+                items.c.deadline.desc().nulls_last(),
+                items.c.first_seen.desc(),
+                items.c.id.desc(),
+            )
+        elif order == "deadline":
             q = q.order_by(items.c.deadline.asc().nulls_last(), items.c.id.desc())
         else:
             q = q.order_by(items.c.first_seen.desc(), items.c.id.desc())

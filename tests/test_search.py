@@ -1,0 +1,193 @@
+"""Full-text search on both databases: Swedish compounds and inflections, ranking, filters
+with a search, and an index that follows every write (new items, updates, takeovers,
+deletions)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from tests.builders import OTHER, SRC, poll_into
+from tests.conftest import T0
+from watcher.storage import ItemFilter, Storage
+from watcher.text import search_terms, swedish_stem
+from watcher.types import RawItem
+
+
+def raw(key: str, title: str, summary: str = "", **kw: object) -> RawItem:
+    return RawItem(key=key, title=title, link=f"https://esf.example/{key}", summary=summary, **kw)  # type: ignore[arg-type]
+
+
+def found(storage: Storage, q: str, **kw: object) -> list[str]:
+    return [i.title for i in storage.list_items(ItemFilter(text=q, **kw))]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("word", "stem"),
+    [
+        ("kompetensförsörjningen", "kompetensförsörjning"),
+        ("utlysningar", "utlysning"),
+        ("ansökningarna", "ansökning"),
+        ("partners", "partner"),
+        ("innovation", "innovation"),
+    ],
+)
+def test_swedish_stems(word: str, stem: str):
+    assert swedish_stem(word) == stem
+    assert word.startswith(stem)  # a text holding the word holds its stem
+
+
+def test_search_terms_are_folded_stemmed_and_kept_long_enough():
+    assert search_terms("Utlysningar  EU 100% möjligheter utlysningen") == [
+        "utlysning",
+        "eu",
+        "100%",
+        "möjlig",  # not "möj": a stem keeps four letters
+    ]
+
+
+def test_compounds_and_inflections(any_storage: Storage):
+    poll_into(
+        any_storage,
+        SRC,
+        [
+            raw("a", "Kompetensförsörjningen i regionen", "Stöd till kommuner."),
+            raw("b", "Utlysningar för skolor", "Digitalisering i skolan."),
+            raw("c", "ÄLDREOMSORG i Öckerö", "Ny satsning på välfärdsteknik."),
+        ],
+    )
+    a, b, c = (
+        "Kompetensförsörjningen i regionen",
+        "Utlysningar för skolor",
+        "ÄLDREOMSORG i Öckerö",
+    )
+    assert found(any_storage, "kompetensförsörjning") == [a]  # an inflection
+    assert found(any_storage, "kompetens") == [a]  # the first part of a compound
+    assert found(any_storage, "försörjning") == [a]  # the last part
+    assert found(any_storage, "utlysningen") == [b]  # another inflection of the same stem
+    assert found(any_storage, "skola digitaliseringen") == [b]  # every word, any field
+    assert found(any_storage, "äldreomsorg öckerö") == [c]  # Unicode case folding
+    assert found(any_storage, "teknik") == [c]  # inside "välfärdsteknik"
+    assert found(any_storage, "regionen kommun") == [a]
+    assert found(any_storage, "skolor regionen") == []  # all words must match
+    assert found(any_storage, "åmål") == []
+    assert any_storage.count_items(ItemFilter(text="kompetens")) == 1
+
+
+def test_ranking_puts_the_best_match_first_then_the_latest_deadline(any_storage: Storage):
+    poll_into(
+        any_storage,
+        SRC,
+        [
+            raw("s", "Nyhet om regionens arbete", "Ett seminarium om klimatanpassning i vår."),
+            raw(
+                "t",
+                "Klimatanpassning i kommunerna",
+                "Utlysning för kommuner.",
+                deadlines=("2027-01-10",),
+            ),
+            raw(
+                "u",
+                "Klimatanpassning i kommunerna",
+                "Utlysning för kommuner.",
+                deadlines=("2027-05-10",),
+            ),
+        ],
+    )
+    ranked = any_storage.list_items(ItemFilter(text="klimatanpassning", order="relevance"))
+    # In the title beats in the summary; equal matches: the latest deadline first.
+    assert [i.sources[0].key for i in ranked] == ["u", "t", "s"]
+    # The other orders stay as they were.
+    by_deadline = any_storage.list_items(ItemFilter(text="klimatanpassning", order="deadline"))
+    assert [i.sources[0].key for i in by_deadline] == ["t", "u", "s"]
+    # Relevance without a search is newest first.
+    assert len(any_storage.list_items(ItemFilter(order="relevance"))) == 3
+
+
+def test_filters_combined_with_a_search(any_storage: Storage):
+    poll_into(
+        any_storage,
+        SRC,
+        [
+            raw(
+                "o",
+                "Utlysning: digitalisering",
+                status="open",
+                programme="ESF+",
+                deadlines=("2027-02-01",),
+            ),
+            raw("c", "Utlysning: digitaliseringen av skolan", status="closed", programme="ERUF"),
+            raw("n", "Nyhet om annat", status="open", programme="ESF+"),
+        ],
+    )
+    assert found(any_storage, "digitalisering", status="open") == ["Utlysning: digitalisering"]
+    assert found(any_storage, "digitalisering", programme="eruf") == [
+        "Utlysning: digitaliseringen av skolan"
+    ]
+    assert found(any_storage, "utlysning", deadline_from=T0, order="relevance") == [
+        "Utlysning: digitalisering"
+    ]
+    assert any_storage.count_items(ItemFilter(text="digitalisering", status="open")) == 1
+    assert found(any_storage, "digitalisering", kind="consultation") == []
+
+
+def test_the_index_follows_an_update(any_storage: Storage):
+    poll_into(any_storage, SRC, [raw("x", "Digitalisering i skolan", "Om skolor.")])
+    assert found(any_storage, "digitalisering") == ["Digitalisering i skolan"]
+    later = T0 + timedelta(hours=1)
+    poll_into(any_storage, SRC, [raw("x", "Klimatanpassning i skolan", "Om skolor.")], now=later)
+    assert found(any_storage, "klimatanpassning") == ["Klimatanpassning i skolan"]
+    assert found(any_storage, "digitalisering") == []  # the old words are gone
+    assert any_storage.count_items(ItemFilter(text="digitalisering")) == 0
+
+
+def test_the_index_follows_a_takeover(any_storage: Storage):
+    """A national news item naming a call, then the call itself: one record, found by the
+    call's words."""
+    ident = "HORIZON-CL2-2027-TRANSFORMATIONS-01"
+    poll_into(
+        any_storage,
+        SRC,
+        [raw("n", f"Ny utlysning i Horisont Europa: {ident}", "Kommuner kan söka.")],
+    )
+    poll_into(
+        any_storage,
+        OTHER,
+        [
+            RawItem(
+                key=ident,
+                title="Social innovation for inclusive cities",
+                link=f"https://ft.example/{ident}",
+                identifier=ident,
+                kind="call",
+                deadlines=("2027-02-10",),
+            )
+        ],
+        now=T0 + timedelta(hours=1),
+    )
+    assert any_storage.count_items() == 1
+    assert found(any_storage, "inclusive cities") == ["Social innovation for inclusive cities"]
+    assert found(any_storage, ident.lower()) == ["Social innovation for inclusive cities"]
+
+
+def test_the_index_follows_deletions(any_storage: Storage):
+    poll_into(any_storage, SRC, [raw("d", "Kompetensförsörjning", "")])
+    with any_storage.engine.begin() as conn:
+        conn.execute(text("DELETE FROM items"))
+        if any_storage.dialect == "sqlite":
+            # The FTS5 index itself, not only the join with items, forgets the item.
+            hits = conn.execute(
+                text("SELECT count(*) FROM items_fts WHERE items_fts MATCH '\"kompetens\"'")
+            ).scalar_one()
+            assert hits == 0
+    assert found(any_storage, "kompetens") == []
+
+
+def test_search_text_with_quotes_and_wildcards_is_taken_literally(any_storage: Storage):
+    poll_into(any_storage, SRC, [raw("q", 'Programmet "Kreativa Europa" 100% digitalt', "")])
+    assert found(any_storage, '"kreativa') == ['Programmet "Kreativa Europa" 100% digitalt']
+    assert found(any_storage, "100%") == ['Programmet "Kreativa Europa" 100% digitalt']
+    assert found(any_storage, "europa OR x") == []  # not FTS5 or tsquery syntax
+    assert found(any_storage, "!(europa") == []
