@@ -121,8 +121,9 @@ class ListQuery:
             page = max(1, min(int(params.get("page", "1")), 100_000))
         except ValueError:
             page = 1
+        q = params.get("q", "").strip()[:200]
         return cls(
-            q=params.get("q", "").strip()[:200],
+            q=q,
             area=pick("area", AREAS),
             theme=pick("theme", THEMES),
             source=pick("source", sources),
@@ -132,7 +133,7 @@ class ListQuery:
             within=pick("within", [str(d) for d in DEADLINE_WINDOWS]),
             date_from=_iso_date(params.get("from", "")),
             date_to=_iso_date(params.get("to", "")),
-            sort="deadline" if params.get("sort") == "deadline" else "newest",
+            sort=_sort(params.get("sort", ""), q),
             include_all=params.get("all") == "1",
             page=page,
         )
@@ -178,7 +179,7 @@ class ListQuery:
             "within": self.within,
             "from": self.date_from,
             "to": self.date_to,
-            "sort": "" if self.sort == "newest" else self.sort,
+            "sort": "" if self.sort == _sort("", self.q) else self.sort,
             "all": "1" if self.include_all else "",
             "page": "" if self.page == 1 else str(self.page),
         }
@@ -206,6 +207,16 @@ class ListQuery:
                 self.include_all,
             )
         )
+
+
+SORTS = ("relevance", "newest", "deadline")
+
+
+def _sort(value: str, q: str) -> str:
+    """The list's order: as asked, else best match first with a search, newest without."""
+    if value in SORTS and (value != "relevance" or q):
+        return value
+    return "relevance" if q else "newest"
 
 
 def _iso_date(value: str) -> str:
