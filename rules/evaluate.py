@@ -196,15 +196,21 @@ class Report:
 
 def evaluate(rows: Iterable[LabelledItem], rules: RuleSet) -> Report:
     """Classify every row with ``rules`` and score the result against its labels."""
+    listed = list(rows)
+    return score(listed, [classify(row, rules) for row in listed])
+
+
+def score(rows: Sequence[LabelledItem], results: Sequence[Classification]) -> Report:
+    """Score given results (one per row, in order) against the rows' labels: how
+    ``evaluate`` scores the rules, and how cross-validation scores rules with a model."""
     counts: dict[tuple[str, str], list[int]] = {}
     for kind, labels in (("area", AREAS), ("theme", THEMES)):
         for label in labels:
             counts[(kind, label)] = [0, 0, 0]
     right = total = 0
     mistakes: list[Mistake] = []
-    for row in rows:
+    for row, result in zip(rows, results, strict=True):
         total += 1
-        result = classify(row, rules)
         right += result.relevant == row.relevant
         missing: list[str] = []
         extra: list[str] = []
@@ -253,4 +259,5 @@ __all__: Sequence[str] = [
     "evaluate",
     "evaluate_file",
     "load_labelled",
+    "score",
 ]

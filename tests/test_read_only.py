@@ -27,6 +27,7 @@ from watcher.web import admin, api, feeds, health, public
 # Example URLs of each GET route with parameters in its path ({item} is every stored item).
 EXAMPLES: dict[str, list[str]] = {
     "/items/{item_id}": ["/items/{item}", "/items/999999"],
+    "/admin/items/{item_id}": ["/admin/items/{item}", "/admin/items/999999"],
     "/lang/{code}": ["/lang/en?next=/deadlines"],
     "/feeds/{name}": ["/feeds/all.xml", "/feeds/all.atom"],
     "/feeds/{kind}/{name}": [

@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rules.corrections import Correction, labelled_row
 from rules.engine import classify
+from rules.evaluate import LabelledItem
+from rules.learned import Model, Proposal, shipped_rows, suggestions, train
 from rules.loader import RuleStore
 from watcher.exceptions import RuleError
 from watcher.pipeline.work import RulesSpec
-from watcher.types import Classification
+from watcher.types import Classification, StoredItem, Tag
 
 if TYPE_CHECKING:
     from rules.engine import ClassifiableItem
@@ -112,3 +115,82 @@ def retag(
     if since is None:
         storage.set_meta(RULES_VERSION_META, classifier.version)
     return RetagReport(len(ids), len(changed), added, removed, tuple(changed))
+
+
+# -- corrections --------------------------------------------------------------------------
+
+
+def correct(
+    storage: Storage, classifier: RulesClassifier, item_id: int, correction: Correction
+) -> bool:
+    """Record an admin's correction of a stored item and write its effective tags (the
+    rules' result with every correction of the item applied). False: no such item."""
+    found = storage.get_items([item_id])
+    if not found:
+        return False
+    storage.correct(item_id, correction, classifier(found[0], None), classifier.version)
+    return True
+
+
+def uncorrect(
+    storage: Storage,
+    classifier: RulesClassifier,
+    item_id: int,
+    kind: str,
+    tag: str,
+    user: str,
+    now: datetime,
+) -> bool:
+    """Undo the correction of one label of a stored item: the rules decide it again."""
+    found = storage.get_items([item_id])
+    if not found:
+        return False
+    return storage.uncorrect(
+        item_id, kind, tag, user, now, classifier(found[0], None), classifier.version
+    )
+
+
+def corrected_items(storage: Storage) -> list[tuple[StoredItem, list[Correction]]]:
+    """Every corrected item (as stored, its effective tags) with its corrections."""
+    by_item = storage.all_corrections()
+    items = {it.id: it for it in storage.get_items(list(by_item))}
+    return [(items[i], cs) for i, cs in by_item.items() if i in items]
+
+
+def corrections_labelled(storage: Storage) -> list[dict[str, Any]]:
+    """The corrected items as rows of the shared labelled sets (``rules.corrections``):
+    their labels are the effective tags and relevance as stored."""
+    out = []
+    for item, cs in corrected_items(storage):
+        effective = Classification(
+            tuple(Tag(t.kind, t.tag, t.rule_id) for t in item.tags), item.relevant
+        )
+        out.append(labelled_row(item, cs, effective))
+    return out
+
+
+# -- the learned model's suggestions ----------------------------------------------------------
+
+_MODELS: dict[tuple[Any, ...], Model] = {}
+
+
+def model_for(storage: Storage) -> Model:
+    """The model trained on the shipped labelled sets and the network's corrections (kept
+    per process until a correction changes; training is counting, tens of milliseconds)."""
+    rows = [LabelledItem.from_dict(d) for d in corrections_labelled(storage)]
+    key = tuple((r.id, r.areas, r.themes, r.relevant) for r in rows)
+    model = _MODELS.get(key)
+    if model is None:
+        _MODELS.clear()
+        model = train([*shipped_rows(), *rows])
+        _MODELS[key] = model
+    return model
+
+
+def suggestions_for(storage: Storage, item: StoredItem) -> list[Proposal]:
+    """The labels the model proposes for a stored item that it does not have ("förslag"),
+    each with the terms that weighed most. Reads only."""
+    effective = Classification(
+        tuple(Tag(t.kind, t.tag, t.rule_id) for t in item.tags), item.relevant
+    )
+    return suggestions(effective, item, model_for(storage))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +27,7 @@ CLI_ACTOR = "cli"
 
 @click.group()
 def rules() -> None:
-    """Classification rules: check, back-test, evaluate, re-tag."""
+    """Classification rules: check, back-test, evaluate, re-tag, corrections."""
 
 
 def _config_rule_paths(ctx: Ctx) -> tuple[list[Path], bool]:
@@ -104,9 +105,14 @@ def rules_test(
 @click.option(
     "--data",
     "data_path",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Labelled JSONL (title, summary, areas, themes, relevant …).",
+)
+@click.option(
+    "--corrections",
+    "use_corrections",
+    is_flag=True,
+    help="Score against the admins' corrections in the database (as labels).",
 )
 @click.option(
     "--rules",
@@ -114,23 +120,131 @@ def rules_test(
     type=click.Path(exists=True, path_type=Path),
     help="Rule set to evaluate.",
 )
+@click.option(
+    "--model",
+    "with_model",
+    is_flag=True,
+    help="Also rules with the learned model, cross-validated over the data (nested: each "
+    "fold's threshold chosen on its training folds).",
+)
+@click.option("--folds", default=5, show_default=True, help="Folds of the cross-validation.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--mistakes", is_flag=True, help="List the items the rules got wrong.")
 @click.pass_obj
 @handle_errors
 def rules_evaluate(
-    ctx: Ctx, data_path: Path, rules_path: Path | None, as_json: bool, mistakes: bool
+    ctx: Ctx,
+    data_path: Path | None,
+    use_corrections: bool,
+    rules_path: Path | None,
+    with_model: bool,
+    folds: int,
+    as_json: bool,
+    mistakes: bool,
 ) -> None:
-    """Precision, recall and F1 per area and theme, macro-F1, relevance accuracy."""
-    from rules.evaluate import evaluate_file
+    """Precision, recall and F1 per area and theme, macro-F1, relevance accuracy: of the
+    rules alone, and with --model of the rules with the learned model (cross-validated)."""
+    from rules.evaluate import LabelledItem, load_labelled
 
-    paths, defaults = _config_rule_paths(ctx)
+    if (data_path is None) == (not use_corrections):
+        raise click.UsageError("give one of --data FILE or --corrections")
+    if use_corrections:
+        from watcher.classify import corrections_labelled
+
+        rows = [LabelledItem.from_dict(d) for d in corrections_labelled(ctx.app.storage)]
+        paths, defaults = rule_paths(ctx.app.config), ctx.app.config.rules.use_defaults
+    else:
+        assert data_path is not None
+        rows = load_labelled(data_path)
+        paths, defaults = _config_rule_paths(ctx)
     ruleset = load_rules([rules_path] if rules_path is not None else paths, defaults=defaults)
-    report = evaluate_file(data_path, ruleset)
-    if as_json:
-        print_json(report.as_json())
+    _report(ruleset, rows, with_model, folds, as_json, mistakes)
+
+
+def _report(
+    ruleset: Any, rows: list[Any], with_model: bool, k: int, as_json: bool, mistakes: bool
+) -> None:
+    from rules.engine import classify
+    from rules.evaluate import score
+    from rules.learned import cross_validate
+
+    results = [classify(r, ruleset) for r in rows]
+    alone = score(rows, results)
+    if not with_model:
+        if as_json:
+            print_json(alone.as_json())
+        else:
+            console.print(alone.as_text(mistakes=mistakes), markup=False, highlight=False)
         return
-    console.print(report.as_text(mistakes=mistakes), markup=False, highlight=False)
+    if len(rows) < 2 * k:
+        raise click.UsageError(f"cross-validation over {k} folds needs at least {2 * k} items")
+
+    def macro(rs: Any, cs: Any) -> float:
+        rep = score(rs, cs)
+        return (rep.areas.macro_f1 + rep.themes.macro_f1) / 2
+
+    cv = cross_validate(rows, results, macro, k=k)
+    combined = score(rows, cv.with_model)
+    thresholds = [None if t == float("inf") else t for t in cv.thresholds]
+    if as_json:
+        print_json(
+            {
+                "rules": alone.as_json(),
+                "rules_with_model": {
+                    **combined.as_json(),
+                    "cross_validated": {"folds": k, "thresholds": thresholds},
+                },
+            }
+        )
+        return
+    console.print("Rules alone:", highlight=False)
+    console.print(alone.as_text(mistakes=mistakes), markup=False, highlight=False)
+    console.print("")
+    shown = ", ".join("none" if t is None else f"{t:g}" for t in thresholds)
+    console.print(
+        f"Rules with the model (cross-validated, {k} folds; thresholds chosen per fold: {shown}):",
+        highlight=False,
+    )
+    console.print(combined.as_text(mistakes=mistakes), markup=False, highlight=False)
+    d_areas = combined.areas.macro_f1 - alone.areas.macro_f1
+    d_themes = combined.themes.macro_f1 - alone.themes.macro_f1
+    console.print(
+        f"Change with the model: areas {d_areas:+.3f}, themes {d_themes:+.3f}, relevance "
+        f"{combined.relevance_accuracy - alone.relevance_accuracy:+.3f}",
+        highlight=False,
+    )
+
+
+@rules.command("corrections")
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the corrected items as labelled JSONL (the shared sets' format); - for stdout.",
+)
+@click.pass_obj
+@handle_errors
+def rules_corrections(ctx: Ctx, export_path: Path | None) -> None:
+    """The admins' corrections: list them, or export them as labelled JSONL."""
+    import json
+
+    from watcher.classify import corrected_items, corrections_labelled
+
+    app = ctx.app
+    if export_path is not None:
+        rows = corrections_labelled(app.storage)
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if str(export_path) == "-":
+            sys.stdout.write(body)
+        else:
+            export_path.write_text(body, encoding="utf-8")
+            err_console.print(f"{len(rows)} corrected item(s) written to {export_path}")
+        return
+    pairs = corrected_items(app.storage)
+    for item, cs in pairs:
+        said = "; ".join(f"{c.describe()} ({c.user}, {c.at:%Y-%m-%d %H:%M})" for c in cs)
+        console.print(f"{item.id} {item.title[:70]}: {said}", markup=False, highlight=False)
+    console.print(f"{len(pairs)} corrected item(s)", highlight=False)
 
 
 @rules.command("retag")

@@ -13,6 +13,7 @@
 Digests and deliveries have a store of their own over the same engine (``deliveries``).
 """
 
+from watcher.storage.corrections import CorrectionsRoom
 from watcher.storage.items import ItemFilter
 from watcher.storage.service import ServiceRoom
 from watcher.storage.sessions import SessionsRoom
@@ -20,7 +21,7 @@ from watcher.storage.writes import ApplyOutcome, Transaction, WritesRoom
 from watcher.types import ItemChange, SourceLink, SourceState, StoredItem, StoredTag
 
 
-class Storage(WritesRoom, ServiceRoom, SessionsRoom):
+class Storage(WritesRoom, ServiceRoom, SessionsRoom, CorrectionsRoom):
     """All database reads and writes of the service. Every public method translates
     database errors into ``StorageError``; items leave as ``StoredItem`` values."""
 

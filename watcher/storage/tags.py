@@ -1,4 +1,9 @@
-"""Tags: an item's tags with the rule and evidence that gave them, and their history."""
+"""Tags: an item's tags with the rule and evidence that gave them, and their history.
+
+Every write of tags (a poll, a merge, a re-tag, a correction) goes through ``_write_tags``,
+which applies the items' corrections (``rules.corrections``) to the rules' result: the
+stored tags are the effective ones, so every surface shows them and a correction survives
+every re-tag."""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
+from rules.corrections import Correction, apply_corrections
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
-from watcher.storage.schema import items, tag_changes, tags
+from watcher.storage.schema import corrections, items, tag_changes, tags
 from watcher.types import Classification
 
 
@@ -53,6 +59,12 @@ class TagsRoom(StorageCore):
         ids = list(results)
         old: dict[int, set[str]] = {i: set() for i in ids}
         existing = [i for i in ids if i not in fresh]
+        corrected = _corrections_in(conn, existing)
+        if corrected:  # the corrections win over the rules
+            results = {
+                i: apply_corrections(r, corrected[i]) if i in corrected else r
+                for i, r in results.items()
+            }
         for chunk in rows.chunks(existing, 500):
             for r in conn.execute(
                 select(tags.c.item_id, tags.c.kind, tags.c.tag).where(tags.c.item_id.in_(chunk))
@@ -116,3 +128,18 @@ class TagsRoom(StorageCore):
                 .all()
             )
         return [dict(r) for r in found_rows]
+
+
+def _corrections_in(conn: Connection, ids: list[int]) -> dict[int, list[Correction]]:
+    """The corrections of these items, by item (items without any are left out)."""
+    out: dict[int, list[Correction]] = {}
+    for chunk in rows.chunks(ids, 500):
+        for r in conn.execute(
+            select(corrections).where(corrections.c.item_id.in_(chunk)).order_by(corrections.c.id)
+        ).mappings():
+            out.setdefault(r["item_id"], []).append(correction_of(r))
+    return out
+
+
+def correction_of(r: Mapping[str, Any] | RowMapping) -> Correction:
+    return Correction(r["kind"], r["tag"], bool(r["present"]), r["username"], r["at"])

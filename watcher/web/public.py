@@ -23,6 +23,7 @@ from notifications.wording import sentences
 from watcher.app import App
 from watcher.calls import next_deadline
 from watcher.calls import status as status_at
+from watcher.classify import suggestions_for
 from watcher.config import AREAS, THEMES
 from watcher.storage import ItemFilter
 from watcher.types import StoredItem
@@ -277,6 +278,13 @@ def item_list(request: Request) -> HTMLResponse:
 @router.get("/items/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, item_id: str) -> HTMLResponse:
     """One item: the call record, every source link, change history, tags and why."""
+    return render(request, "item.html", item_context(request, item_id, admin=False))
+
+
+def item_context(request: Request, item_id: str, *, admin: bool) -> dict[str, Any]:
+    """What the item page shows; with ``admin`` also the one-click corrections and the
+    model's suggestions (the admin's view of the page, ``/admin/items/{id}``: the admin's
+    session cookie is scoped to ``/admin``). 404 for no such item. Reads only."""
     app = app_of(request)
     item = app.storage.get_item(int(item_id)) if item_id.isdigit() and len(item_id) < 12 else None
     if item is None:
@@ -286,19 +294,20 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
     history = [
         (h, sentences(h.changes, lang, app.config.tz)) for h in app.storage.item_history(item.id)
     ]
-    return render(
-        request,
-        "item.html",
-        {
-            "item": item,
-            "history": history,
-            "tag_history": app.storage.tag_history(item.id),
-            "source_names": _source_names(app),
-            "now": now,
-            "status": status_at(item, now),
-            "next_deadline": next_deadline(item, now),
-        },
-    )
+    return {
+        "item": item,
+        "history": history,
+        "tag_history": app.storage.tag_history(item.id),
+        "source_names": _source_names(app),
+        "now": now,
+        "status": status_at(item, now),
+        "next_deadline": next_deadline(item, now),
+        "admin": admin,
+        "corrections": app.storage.corrections_of(item.id) if admin else [],
+        "suggestions": suggestions_for(app.storage, item) if admin else [],
+        "areas": AREAS,
+        "themes": THEMES,
+    }
 
 
 @dataclass(frozen=True)

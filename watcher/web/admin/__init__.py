@@ -29,7 +29,7 @@ from fastapi.responses import Response
 from starlette.types import Scope
 
 from watcher.web import auth
-from watcher.web.admin import deliveries, login, networks, overview, rules, sources
+from watcher.web.admin import corrections, deliveries, login, networks, overview, rules, sources
 from watcher.web.admin.access import (
     AdminState,
     NotLoggedIn,
@@ -53,7 +53,15 @@ PREFIX = "/admin"
 
 # The rooms, each with its own router: the login room's checks the CSRF token of a POST
 # (``access.login_router``), every other room's the login too (``access.admin_router``).
-ROOMS: tuple[ModuleType, ...] = (login, overview, sources, networks, deliveries, rules)
+ROOMS: tuple[ModuleType, ...] = (
+    login,
+    overview,
+    sources,
+    networks,
+    deliveries,
+    rules,
+    corrections,
+)
 
 
 def routers() -> list[APIRouter]:
