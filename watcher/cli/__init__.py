@@ -588,12 +588,13 @@ def db_upgrade(click_ctx: click.Context) -> None:
 
 def _register_subcommands() -> None:
     """Command groups that live in their own modules."""
-    from watcher.cli import admin_cmd, digest_cmd, rules_cmd
+    from watcher.cli import admin_cmd, demo_cmd, digest_cmd, rules_cmd
 
     main.add_command(rules_cmd.rules)
     main.add_command(admin_cmd.admin)
     main.add_command(digest_cmd.digest)
     main.add_command(digest_cmd.deliveries)
+    main.add_command(demo_cmd.demo)
 
 
 _register_subcommands()
