@@ -138,3 +138,49 @@ class DigestTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler is untype
 
     def __repr__(self) -> str:
         return f"<DigestTrigger ({self.text!r}, timezone='{self.slots.tz}')>"
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What to do with a network's digest job when the service (or a new leader) starts.
+
+    ``run_now``: a slot was missed within the grace and is run once now; ``next_run_at``:
+    the slot the stored plan should name (the missed one while it is being caught up);
+    ``missed``: slots missed beyond the grace, ``(first, last, count)``, to record."""
+
+    next_run_at: datetime
+    run_now: bool = False
+    missed: tuple[datetime, datetime, int] | None = None
+
+
+def plan_start(
+    slots: Slots,
+    stored_next: datetime | None,
+    now: datetime,
+    grace: timedelta,
+) -> StartPlan:
+    """Decide at start from the stored next run (None: nothing stored, or stored for
+    another schedule) what the job does. Missed slots within ``grace`` of ``now`` run once
+    (the latest); older ones are recorded as missed and not sent (their items are not lost:
+    the next digest carries everything not yet sent)."""
+    upcoming = slots.first_at_or_after(now)
+    if stored_next is None:
+        return StartPlan(upcoming)
+    if stored_next > now:
+        # A stored run later than the schedule's next slot means the clock was set back:
+        # the schedule's next slot is kept, not a day skipped.
+        return StartPlan(min(stored_next, upcoming))
+    count, last = slots.between(stored_next, now)
+    if last is None:  # the stored run was no slot of this schedule: start afresh
+        return StartPlan(upcoming)
+    if now - last <= grace:
+        missed = None
+        if count > 1:
+            first_missed = slots.first_at_or_after(stored_next)
+            missed = (
+                first_missed,
+                slots.last_at_or_before(last - timedelta(microseconds=1)),
+                count - 1,
+            )
+        return StartPlan(last, run_now=True, missed=missed)
+    return StartPlan(upcoming, missed=(slots.first_at_or_after(stored_next), last, count))

@@ -123,3 +123,108 @@ def test_cli_delivery_log_optouts_and_retry(make_app, clock, tmp_path):
     assert json.loads(outs.output)["address"] == "b@x.se"
     retry = runner.invoke(main, ["--config", cfg, "deliveries", "retry"])
     assert retry.exit_code == 0 and "No failed deliveries" in retry.output
+
+
+# -- missed digests (issue 12, point 2) -----------------------------------------------------
+
+SLOT_NOV_3 = datetime(2026, 11, 3, 6, 30, tzinfo=UTC)  # daily 07:30 in Stockholm (CET)
+SLOT_NOV_4 = datetime(2026, 11, 4, 6, 30, tzinfo=UTC)
+
+
+def start_service(app) -> Scheduler:
+    """What a start does for the digest jobs: the leader's scheduler gets its jobs."""
+    sched = Scheduler(app)
+    sched.leader = True
+    digest_jobs(sched, app.config)
+    return sched
+
+
+def due(sched: Scheduler, clock) -> datetime:
+    """When the network's digest job runs next (as APScheduler sets it when it starts)."""
+    job = sched.aps.get_job("digest:n")
+    at = getattr(job, "next_run_time", None)
+    return at if at is not None else job.trigger.get_next_fire_time(None, clock())
+
+
+def daily(make_app, clock, **email: Any):
+    app = make_app(
+        {
+            "email": email,
+            "networks": [
+                {"id": "n", "name": "N", "members": ["a@x.se"], "schedule": "daily 07:30"}
+            ],
+        }
+    )
+    ItemBuilder(app.storage, clock).add(
+        "a", deadlines=[clock() + timedelta(days=20)], baseline=True
+    )
+    return app
+
+
+async def test_a_slot_missed_while_stopped_is_sent_once_after_a_restart(make_app, clock, tmp_path):
+    """Issue 12.2: a daily slot that passed while the service was stopped was not sent after
+    the restart (the job started afresh from the next slot)."""
+    app = daily(make_app, clock)
+    assert due(start_service(app), clock) == SLOT_NOV_3
+    # Stopped before the slot, started again two hours after it (within the 6 h grace).
+    clock.current = SLOT_NOV_3 + timedelta(hours=2)
+    sched = start_service(app)
+    assert due(sched, clock) == clock()  # the missed slot runs once, now
+    await run_network(sched, "n")  # what the job does
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    plan = DeliveryStore(app.storage).digest_plan("n")
+    assert (plan.next_run_at, plan.last_run_at, plan.missed_count) == (SLOT_NOV_4, clock(), 0)
+    # Started again at once: nothing is missed, nothing runs twice.
+    clock.advance(minutes=5)
+    assert due(start_service(app), clock) == SLOT_NOV_4
+
+
+async def test_a_slot_missed_beyond_the_grace_is_recorded_not_sent(make_app, clock, tmp_path):
+    app = daily(make_app, clock, missed_digest_grace=1)  # hours
+    start_service(app)
+    clock.current = SLOT_NOV_3 + timedelta(hours=2)
+    sched = start_service(app)
+    assert due(sched, clock) == SLOT_NOV_4
+    assert not (tmp_path / "outbox").exists()
+    plan = DeliveryStore(app.storage).digest_plan("n")
+    assert (plan.missed_from, plan.missed_until, plan.missed_count) == (SLOT_NOV_3, SLOT_NOV_3, 1)
+    assert plan.missed_noted_at == clock()
+    # Down for three more days: the latest slot is within the grace and runs once; the two
+    # before it are recorded as missed.
+    clock.current = SLOT_NOV_4 + timedelta(days=2, minutes=30)
+    sched = start_service(app)
+    assert due(sched, clock) == clock()
+    plan = DeliveryStore(app.storage).digest_plan("n")
+    assert (plan.missed_from, plan.missed_until, plan.missed_count) == (
+        SLOT_NOV_4,
+        SLOT_NOV_4 + timedelta(days=1),
+        2,
+    )
+
+
+def test_a_new_or_rescheduled_network_starts_from_its_next_slot(make_app, clock):
+    app = daily(make_app, clock)
+    start_service(app)
+    clock.current = SLOT_NOV_3 + timedelta(hours=2)
+    from watcher.config import validate_data
+
+    data = {
+        "networks": [{"id": "n", "name": "N", "members": ["a@x.se"], "schedule": "daily 12:00"}]
+    }
+    app.set_config(validate_data(data, app.config.path))
+    assert due(start_service(app), clock) == datetime(2026, 11, 3, 11, 0, tzinfo=UTC)
+    plan = DeliveryStore(app.storage).digest_plan("n")
+    assert plan.schedule == "daily 12:00" and plan.missed_count == 0
+
+
+def test_the_admin_sees_a_missed_digest(web_app, admin, clock):
+    store = DeliveryStore(web_app.storage)
+    slot = clock() - timedelta(days=1)
+    store.save_digest_plan("gr-eu", "mon 08:00", clock() + timedelta(days=6))
+    page = admin.get("/admin/networks").text
+    assert "Missat utskick" not in page
+    store.save_digest_plan(
+        "gr-eu", "mon 08:00", clock() + timedelta(days=6), missed=(slot, slot, 1), noted_at=clock()
+    )
+    page = admin.get("/admin/networks").text
+    assert "Missat utskick" in page and "2026-11-01 09:00" in page

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from notifications.schedule import network_trigger
+from notifications.slots import Slots, plan_start
 from watcher.config import validate_data
 
 TZ = ZoneInfo("Europe/Stockholm")
@@ -121,3 +122,42 @@ def test_a_clock_moved_back_never_gets_a_fire_time_again(clock):
     moved_back = fired - timedelta(hours=2)
     nxt = trigger.get_next_fire_time(fired, moved_back)
     assert nxt == datetime(2026, 11, 3, 6, 30, tzinfo=UTC)
+
+
+SLOT = datetime(2026, 11, 3, 6, 30, tzinfo=UTC)  # daily 07:30 in Stockholm
+DAY = timedelta(days=1)
+SIX_HOURS = timedelta(hours=6)
+
+
+@pytest.mark.parametrize(
+    ("stored", "now", "next_run", "run_now", "missed"),
+    [
+        pytest.param(None, SLOT - SIX_HOURS, SLOT, False, None, id="nothing-stored"),
+        pytest.param(SLOT, SLOT - SIX_HOURS, SLOT, False, None, id="not-due-yet"),
+        pytest.param(SLOT, SLOT, SLOT, True, None, id="due-now"),
+        pytest.param(SLOT, SLOT + SIX_HOURS, SLOT, True, None, id="within-grace"),
+        pytest.param(
+            SLOT,
+            SLOT + SIX_HOURS + timedelta(minutes=1),
+            SLOT + DAY,
+            False,
+            (SLOT, SLOT, 1),
+            id="beyond-grace",
+        ),
+        pytest.param(
+            SLOT,
+            SLOT + 2 * DAY + timedelta(hours=1),
+            SLOT + 2 * DAY,
+            True,
+            (SLOT, SLOT + DAY, 2),
+            id="days-down-last-within-grace",
+        ),
+        pytest.param(
+            SLOT + 3 * DAY, SLOT - timedelta(hours=1), SLOT, False, None, id="clock-set-back"
+        ),
+    ],
+)
+def test_what_a_start_does_with_the_stored_next_run(stored, now, next_run, run_now, missed):
+    slots = Slots.parse("daily 07:30", TZ)
+    plan = plan_start(slots, stored, now, SIX_HOURS)
+    assert (plan.next_run_at, plan.run_now, plan.missed) == (next_run, run_now, missed)

@@ -227,6 +227,9 @@ class EmailSection(Strict):
     retry_delay: float = Field(60.0, ge=0)
     closing_soon_days: int = Field(14, ge=1, le=90)
     flood_threshold: int = Field(50, ge=1)
+    # Hours: a digest slot that passed while no process ran is sent at start when it is at
+    # most this old; an older one is recorded as missed for the admin.
+    missed_digest_grace: float = Field(6.0, ge=0, le=168)
     smtp: SmtpSection = SmtpSection()
 
 

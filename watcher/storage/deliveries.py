@@ -41,6 +41,7 @@ from watcher.storage import base
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import (
     deliveries,
+    digest_schedule,
     digests,
     item_changes,
     item_sources,
@@ -251,6 +252,29 @@ class OptOut:
     network_id: str
     address: str
     at: datetime
+
+
+@dataclass(frozen=True)
+class DigestPlan:
+    """A network's next scheduled digest as kept across restarts, and the latest slots
+    missed beyond the grace (``missed_count`` 0: none)."""
+
+    network_id: str
+    schedule: str
+    next_run_at: datetime
+    last_run_at: datetime | None = None
+    missed_from: datetime | None = None
+    missed_until: datetime | None = None
+    missed_count: int = 0
+    missed_noted_at: datetime | None = None
+
+    def recent_miss(self, now: datetime, within: timedelta = timedelta(days=14)) -> bool:
+        """A miss noticed within ``within`` of ``now``: the admin is shown it."""
+        return (
+            self.missed_count > 0
+            and self.missed_noted_at is not None
+            and now - within <= self.missed_noted_at
+        )
 
 
 @dataclass(frozen=True)
@@ -796,6 +820,77 @@ class DeliveryStore:
                 )
         return int(n)
 
+    # -- the schedule ----------------------------------------------------------------------
+
+    @base.translate_errors
+    def digest_plans(self) -> dict[str, DigestPlan]:
+        """Every network's stored next run, by network id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(digest_schedule)).mappings().all()
+        return {r["network_id"]: DigestPlan(**r) for r in rows}
+
+    @base.translate_errors
+    def digest_plan(self, network_id: str) -> DigestPlan | None:
+        with self.engine.connect() as conn:
+            r = (
+                conn.execute(
+                    select(digest_schedule).where(digest_schedule.c.network_id == network_id)
+                )
+                .mappings()
+                .first()
+            )
+        return DigestPlan(**r) if r is not None else None
+
+    @base.translate_errors
+    def save_digest_plan(
+        self,
+        network_id: str,
+        schedule: str,
+        next_run_at: datetime,
+        *,
+        ran_at: datetime | None = None,
+        missed: tuple[datetime, datetime, int] | None = None,
+        noted_at: datetime | None = None,
+    ) -> None:
+        """Keep a network's next run (and when it last ran, or slots just found missed:
+        ``(first, last, count)``, noticed at ``noted_at``); earlier misses stay recorded
+        until a new one replaces them."""
+        values: dict[str, Any] = {"schedule": schedule, "next_run_at": next_run_at}
+        if ran_at is not None:
+            values["last_run_at"] = ran_at
+        if missed is not None:
+            values.update(
+                missed_from=missed[0],
+                missed_until=missed[1],
+                missed_count=missed[2],
+                missed_noted_at=noted_at,
+            )
+        where = digest_schedule.c.network_id == network_id
+        with self.storage.begin() as conn:
+            if conn.execute(update(digest_schedule).where(where).values(**values)).rowcount:
+                return
+        try:
+            with self.storage.begin() as conn:
+                conn.execute(
+                    insert(digest_schedule).values(
+                        network_id=network_id, **{"missed_count": 0, **values}
+                    )
+                )
+        except IntegrityError:  # another process made it meanwhile
+            with self.storage.begin() as conn:
+                conn.execute(update(digest_schedule).where(where).values(**values))
+
+    @base.translate_errors
+    def forget_digest_plans(self, keep: Collection[str]) -> int:
+        """Drop the plans of networks not in ``keep`` (removed, disabled, without members):
+        a network scheduled again starts from its next slot, not from a stale one."""
+        with self.storage.begin() as conn:
+            return int(
+                conn.execute(
+                    delete(digest_schedule).where(digest_schedule.c.network_id.not_in(list(keep)))
+                ).rowcount
+            )
+
     # -- opt-outs --------------------------------------------------------------------------
 
     @base.translate_errors
@@ -871,6 +966,7 @@ __all__ = [
     "DeliveryLogEntry",
     "DeliveryRecord",
     "DeliveryStore",
+    "DigestPlan",
     "DigestRecord",
     "IdSet",
     "NetworkHistory",

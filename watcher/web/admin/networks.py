@@ -17,6 +17,8 @@ from notifications.digest import Digest, build_digest
 from notifications.render import RenderedDigest, render_digest
 from watcher.app import App
 from watcher.editing import ConfigEditor
+from watcher.exceptions import StorageError
+from watcher.storage.deliveries import DeliveryStore
 from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
 from watcher.web.admin.entries import delete_entry, existing_entry, refuse_form, save_entry
 from watcher.web.admin.forms import NetworkForm
@@ -36,7 +38,15 @@ PREVIEW_HEADERS = {
 
 @router.get("/networks", response_class=HTMLResponse)
 def networks_list(request: Request) -> HTMLResponse:
-    return render(request, "admin/networks.html", {"networks": app_of(request).config.networks})
+    app = app_of(request)
+    try:  # digests missed while no process ran (notifications/schedule.py)
+        plans = DeliveryStore(app.storage).digest_plans()
+    except StorageError:
+        plans = {}
+    missed = {k: p for k, p in plans.items() if p.recent_miss(app.now())}
+    return render(
+        request, "admin/networks.html", {"networks": app.config.networks, "missed": missed}
+    )
 
 
 def _render_network_form(
