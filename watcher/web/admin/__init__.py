@@ -1,7 +1,8 @@
 """The admin at ``/admin``: sources, networks and rules, edited safely.
 
-Every route but the login page needs a logged-in session (``require_admin``); every POST
-needs the session's CSRF token (``csrf_protect``): both are dependencies of each room's
+Every route but the login page needs a logged-in session (``require_admin``, whose record
+the database keeps); every POST needs the session's CSRF token and this service's own
+origin (``csrf_protect``): both are dependencies of each room's
 router (``access.admin_router``), so no route can forget them. A form is validated the way
 ``config.toml`` is (the whole edited document), and each problem is shown on the field its
 key path names. A valid edit is written, put in force and recorded in the audit log by the
