@@ -170,12 +170,17 @@ def test_the_sessions_table_is_what_the_migration_makes(any_storage: Storage) ->
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
 
     def names(diff: Any) -> set[str]:
+        """The table and index names a difference concerns (alembic gives tuples, or lists
+        of tuples for column changes, holding names as strings or objects)."""
         out: set[str] = set()
         for part in diff if isinstance(diff, list) else [diff]:
             for x in part:
-                name = getattr(x, "name", None) or getattr(getattr(x, "table", None), "name", None)
-                if isinstance(name, str):
-                    out.add(name)
+                if isinstance(x, str):
+                    out.add(x)
+                for obj in (x, getattr(x, "table", None)):
+                    name = getattr(obj, "name", None)
+                    if isinstance(name, str):
+                        out.add(name)
         return out
 
     mine = [d for d in diffs if names(d) & {"admin_sessions", "ix_admin_sessions_expires_at"}]
