@@ -2,15 +2,14 @@
 history, and items held for the admin.
 
 Search (``ItemFilter.text``) looks for ``watcher.text.search_terms``: each word of the
-query cut to its Swedish stem, found anywhere in an item's text (inside compounds too), all
-of them. On SQLite an FTS5 trigram index over ``items.title`` and ``items.search_text``
-finds them and ``bm25`` ranks them (the title weighs more); terms shorter than three
-characters, which trigrams cannot look up, are matched by ``LIKE``. On PostgreSQL a trigram
-index (``pg_trgm``) on ``search_text`` finds them and ``ts_rank`` over a Swedish tsvector
-(the title weighs A) ranks them; without ``pg_trgm`` the tsvector also matches (word
-prefixes: "kompetens" still finds "kompetensförsörjning", a compound's last part alone
-does not). The database keeps both indexes in step with every write of ``items``
-(triggers on SQLite, a generated column on PostgreSQL: migration 0008)."""
+query cut to its Swedish stem, all of them. On SQLite an FTS5 index over ``items.title``
+and ``items.search_text`` finds words that begin with each term (``"kompetens"*`` finds
+"kompetensförsörjningen"), and ``bm25`` ranks them (the title weighs more). On PostgreSQL
+a Swedish tsvector (the title weighs A) finds word prefixes the same way and ``ts_rank``
+ranks them; with ``pg_trgm``, a trigram index on ``search_text`` also finds a term inside
+a word (a compound's last part: "försörjning" in "kompetensförsörjning"). The database
+keeps the indexes in step with every write of ``items`` (triggers on SQLite, a generated
+column on PostgreSQL: migration 0008)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import column, func, literal, literal_column, select, table, text, update
+from sqlalchemy import (
+    column,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, RowMapping
 
 from watcher.storage import base, rows
@@ -32,6 +41,7 @@ from watcher.types import ItemChange, SourceLink, StoredItem, StoredTag
 # SQLite's FTS5 index of the items (migration 0008); its rowid is the item's id.
 items_fts = table("items_fts", column("rowid"), column("title"), column("search_text"))
 ORDERS = ("relevance", "newest", "deadline")
+_WORD_RE = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -108,14 +118,15 @@ class ItemsRoom(StorageCore):
     def _searched(self, q: Any, terms: list[str], ranked: bool) -> tuple[Any, Any]:
         """``q`` narrowed to the items containing every term, and their rank."""
         if self.dialect == "sqlite":
-            indexed = [t for t in terms if len(t) >= 3]
+            # Each term a quoted phrase (its words in a row, not FTS5 syntax), the last
+            # word a prefix: "kompetens"* finds "kompetensförsörjningen".
+            indexed = [t for t in terms if _WORD_RE.search(t)]
             for t in terms:
-                if len(t) < 3:  # no trigram to look up
+                if t not in indexed:  # no word to look up ("%", "–")
                     q = q.where(items.c.search_text.contains(t, autoescape=True))
             if not indexed:
                 return q, literal(0.0)
-            # Each term a phrase: a run of characters, not FTS5 query syntax.
-            match = " ".join('"' + t.replace('"', '""') + '"' for t in indexed)
+            match = " ".join('"' + t.replace('"', '""') + '"*' for t in indexed)
             if not ranked:
                 found = select(items_fts.c.rowid).where(text("items_fts MATCH :match"))
                 return q.where(items.c.id.in_(found.params(match=match))), literal(0.0)
@@ -134,18 +145,20 @@ class ItemsRoom(StorageCore):
         # (\w+ only: nothing of the user's reaches tsquery syntax).
         words = [w for t in terms for w in re.findall(r"\w+", t)]
         tsquery = func.to_tsquery("swedish", " | ".join(f"{w}:*" for w in words) or "''")
-        if self._has_trigrams():
-            for t in terms:
-                pattern = "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
-                q = q.where(items.c.search_text.like(pattern, escape="/"))
-        else:
-            for t in terms:
-                parts = re.findall(r"\w+", t)
-                if parts:
-                    each = func.to_tsquery("swedish", " & ".join(f"{w}:*" for w in parts))
-                    q = q.where(vector.op("@@")(each))
-                else:
-                    q = q.where(items.c.search_text.contains(t, autoescape=True))
+        trigrams = self._has_trigrams()
+        for t in terms:
+            parts = re.findall(r"\w+", t)
+            like = items.c.search_text.like(
+                "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%", escape="/"
+            )
+            if not parts:
+                q = q.where(like)
+                continue
+            each = func.to_tsquery("swedish", " <-> ".join(f"{w}:*" for w in parts))
+            # A stop word ("för") leaves no lexeme to look for: it is left out, as the
+            # tsvector left it out.
+            cond = or_(func.numnode(each) == 0, vector.op("@@")(each))
+            q = q.where(or_(cond, like) if trigrams else cond)
         # ts_rank is larger for better matches: negated, smaller is better on both databases.
         return q, -func.ts_rank(vector, tsquery) if ranked else literal(0.0)
 

@@ -1,5 +1,5 @@
-"""full-text search: an FTS5 trigram index on SQLite; a Swedish tsvector and a trigram index
-on PostgreSQL, kept in step with ``items`` by the database itself
+"""full-text search: an FTS5 index on SQLite; a Swedish tsvector and a trigram index on
+PostgreSQL, kept in step with ``items`` by the database itself
 
 Revision ID: 0008
 Revises: 0007
@@ -21,11 +21,12 @@ depends_on = None
 log = logging.getLogger("alembic.runtime.migration")
 
 # SQLite: an external-content FTS5 table over items.title and items.search_text (the
-# case-folded text merge writes), tokenised in trigrams, so a word is found anywhere inside a
-# compound; triggers keep it in step with every insert, update and delete of an item.
+# case-folded text merge writes), words as Unicode tokens with å, ä and ö kept apart from
+# a and o (searches are word prefixes: "kompetens*"); triggers keep it in step with every
+# insert, update and delete of an item.
 SQLITE = [
     "CREATE VIRTUAL TABLE items_fts USING fts5(title, search_text, content='items', "
-    "content_rowid='id', tokenize='trigram')",
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 0', prefix='3')",
     "CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN "
     "INSERT INTO items_fts(rowid, title, search_text) "
     "VALUES (new.id, new.title, new.search_text); END",
