@@ -4,7 +4,7 @@ only the holder of the database lock runs jobs."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 
@@ -179,3 +179,50 @@ async def test_an_overrun_shows_on_the_sources_health(make_app, loopback):
         assert (app.storage.source_state("a").warning or "").count("was skipped") == 1
     finally:
         await sched.stop()
+
+
+async def run_held_job(sched: Scheduler) -> tuple[asyncio.Event, list[str], list[asyncio.Task]]:
+    """Start a job through APScheduler (as a poll runs) that holds until ``gate`` is set."""
+    started, gate = asyncio.Event(), asyncio.Event()
+    log: list[str] = []
+    tasks: list[asyncio.Task] = []
+
+    async def job() -> None:
+        with sched.running():
+            tasks.append(asyncio.current_task())
+            started.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                log.append("cancelled")
+                raise
+            log.append("finished")
+
+    # APScheduler decides by its own (real) clock: due now, it runs at once.
+    sched.aps.add_job(job, next_run_time=datetime.now(UTC))
+    await asyncio.wait_for(started.wait(), 30)
+    return gate, log, tasks
+
+
+async def test_stop_lets_a_job_in_flight_finish(make_app):
+    """Issue 12.12: stopping shut APScheduler down first, which cancels the task of every
+    job still running: a SIGTERM abandoned the poll in flight."""
+    app = make_app({})
+    sched = Scheduler(app, start_jitter=0)
+    sched.start()
+    gate, log, _tasks = await run_held_job(sched)
+    stopping = asyncio.create_task(sched.stop())
+    await asyncio.sleep(0)  # stop() runs up to its wait for the job
+    assert not stopping.done()
+    gate.set()
+    await asyncio.wait_for(stopping, 30)
+    assert log == ["finished"]
+
+
+async def test_stop_cancels_a_job_that_outlasts_the_grace(make_app):
+    app = make_app({"watcher": {"shutdown_grace": 0}})
+    sched = Scheduler(app, start_jitter=0)
+    sched.start()
+    _gate, log, [task] = await run_held_job(sched)
+    await asyncio.wait_for(sched.stop(), 30)
+    assert log == ["cancelled"] and task.done()

@@ -122,8 +122,10 @@ def test_run_serves_healthz_polls_and_stops_cleanly_mid_poll(
         assert arrived.wait(WAIT), "the scheduler never polled the source"
         assert svc.get("/healthz")["scheduler"] == "leader"
         svc.proc.send_signal(signal.SIGTERM)
-        svc.wait_for("Shutting down")
-        release.set()  # the poll in flight completes during shutdown
+        # Issue 12.12: the scheduler's stop cancelled the poll in flight. The response is
+        # held until the service is well into its shutdown, then the poll must finish.
+        svc.wait_for("Waiting for application shutdown")
+        release.set()
         assert svc.stop() == 0
     finally:
         release.set()

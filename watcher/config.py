@@ -123,6 +123,8 @@ class WatcherSection(Strict):
     start_jitter: float = Field(60.0, ge=0, le=3600)
     # Worker processes for parsing and classifying (0: threads of the service's process).
     workers: int = Field(0, ge=0, le=32)
+    # Seconds a stop (SIGTERM) waits for polls and digests in flight before it cancels them.
+    shutdown_grace: float = Field(20.0, ge=0, le=600)
 
     @field_validator("user_agent")
     @classmethod

@@ -9,8 +9,10 @@
   its regular runs before then are skipped, after a restart too;
 - with several processes on one database only the holder of the ``scheduler`` lock runs
   jobs; the others keep trying to take it over when it expires;
-- ``stop`` waits for polls in flight, so a SIGTERM never leaves half-written items (each
-  poll is written in one transaction anyway).
+- ``stop`` lets the jobs in flight (polls, digests) finish, for up to ``[watcher]
+  shutdown_grace`` seconds (20), before it stops APScheduler, whose shutdown cancels what
+  still runs: a SIGTERM stores the poll it interrupts instead of abandoning it (and a poll
+  cut off at the grace is written in one transaction or not at all).
 """
 
 from __future__ import annotations
@@ -99,14 +101,32 @@ class Scheduler:
             coalesce=True,
         )
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Stop scheduling; let polls in flight finish (up to ``timeout``); free the lock."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop scheduling; let the jobs in flight finish (up to ``timeout`` seconds, by
+        default ``[watcher] shutdown_grace``); free the lock.
+
+        APScheduler's shutdown cancels the tasks of running jobs, so it comes last: first
+        no new run starts (pause), then the runs in flight are waited for, and only what
+        outlasts the grace is cancelled."""
+        grace = self.app.config.watcher.shutdown_grace if timeout is None else timeout
         if self.aps.running:
-            self.aps.shutdown(wait=False)
+            self.aps.pause()
         if self._inflight:
-            _done, pending = await asyncio.wait(self._inflight, timeout=timeout)
+            log.info(
+                "stopping: waiting up to %g s for %d job(s) in flight", grace, len(self._inflight)
+            )
+            _done, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
                 task.cancel()
+            if pending:
+                log.warning(
+                    "stopping: %d job(s) still running after %g s were cancelled",
+                    len(pending),
+                    grace,
+                )
+                await asyncio.wait(pending, timeout=1.0)  # let them unwind
+        if self.aps.running:
+            self.aps.shutdown(wait=False)
         if self.leader:
             try:
                 await asyncio.to_thread(self.app.storage.release_lock, LOCK_NAME, self.holder)
