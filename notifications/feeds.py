@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from feedgen.feed import FeedGenerator
 
 from notifications.digest import followed
-from notifications.render import (
+from notifications.labels import (
     AREA_NAMES,
     KIND_NAMES,
     STATUS_NAMES,

@@ -61,7 +61,7 @@ class Slots:
         return t
 
     def _dates_from(self, t: datetime) -> Iterator[date]:
-        day = t.astimezone(self.tz).date() - timedelta(days=1)  # a slot may precede its date
+        day = t.astimezone(self.tz).date()
         while True:
             yield day
             day += timedelta(days=1)
