@@ -4,6 +4,7 @@
 
     WatcherError
     ├── ConfigError            config.toml or an edit of it is invalid (has .problems)
+    │   └── FileWriteError     (watcher.config_edit) the file could not be written; it is unchanged
     ├── EditConflict           an edit based on a stale file version; nothing written (has .actual)
     ├── SourceFailure          one source could not be polled (has .code; becomes a SourceError value)
     │   ├── FetchError         HTTP, network, policy (blocked address, size cap, robots.txt …)

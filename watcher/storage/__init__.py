@@ -7,7 +7,9 @@
 - ``writes``: batches of write jobs, a poll's intents as ``merge`` decided them, statuses;
 - ``items``: filters, lists, one item with its tags and sources, history, held items;
 - ``tags``: tags with their rule and evidence, and their history;
-- ``service``: meta values, the audit log, named locks;
+- ``service``: meta values, the audit log, named locks (the scheduler's, each source's poll);
+- ``sessions``: the admin's server-side sessions (only hashes of their ids);
+- ``corrections``: the admin's corrections of an item's tags, which win over the rules;
 - ``rows``: rows to our types.
 
 Digests and deliveries have a store of their own over the same engine (``deliveries``).
