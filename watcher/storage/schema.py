@@ -153,6 +153,12 @@ items = Table(
     Column("search_text", Text, nullable=False, default=""),
 )
 
+# The lists' most common filter and orders (migration 0008): counts read the index alone.
+Index("ix_items_relevant_deadline", items.c.relevant, items.c.deadline)
+Index("ix_items_relevant_first_seen", items.c.relevant, items.c.first_seen)
+# Search indexes are not tables here (migration 0008, ``items.py``): on SQLite the FTS5
+# table items_fts and its triggers, on PostgreSQL the generated column items.search_vector.
+
 item_sources = Table(
     "item_sources",
     metadata,
