@@ -67,6 +67,8 @@ IN_PROGRESS = SourceError("poll_in_progress", "a poll of this source is already 
 def poll_lock(source_id: str) -> str:
     """The name of the lock a poll of ``source_id`` holds."""
     return f"poll:{source_id}"
+
+
 # The longest pause a server's Retry-After can impose on a source.
 MAX_RETRY_AFTER = timedelta(hours=24)
 

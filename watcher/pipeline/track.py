@@ -86,9 +86,7 @@ def decide(
                 and not cand.identifier
                 and _contains_id(cand.title.upper(), identifier_key(item.identifier))
             )
-            intents.append(
-                Linked(item, cand.item_id, reason, takes_over, tags.get(item.key))
-            )
+            intents.append(Linked(item, cand.item_id, reason, takes_over, tags.get(item.key)))
         else:
             intents.append(NewItem(item, tags.get(item.key)))
     return intents
