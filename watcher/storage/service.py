@@ -95,9 +95,7 @@ class ServiceRoom(StorageCore):
             return set()
         with self.begin() as conn:
             conn.execute(delete(locks).where(locks.c.name.in_(wanted), locks.c.expires_at < now))
-            held = set(
-                conn.execute(select(locks.c.name).where(locks.c.name.in_(wanted))).scalars()
-            )
+            held = set(conn.execute(select(locks.c.name).where(locks.c.name.in_(wanted))).scalars())
             free = [n for n in wanted if n not in held]
             if not free:
                 return set()

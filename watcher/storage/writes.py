@@ -259,9 +259,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         uids = [w.values["uid"] for w in writes]
         taken: set[str] = set()
         for chunk in rows.chunks(uids, 500):
-            taken.update(
-                conn.execute(select(items.c.uid).where(items.c.uid.in_(chunk))).scalars()
-            )
+            taken.update(conn.execute(select(items.c.uid).where(items.c.uid.in_(chunk))).scalars())
         todo = [w for w in writes if w.values["uid"] not in taken]
         if not todo:
             return [(None, w) for w in writes]
