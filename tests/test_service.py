@@ -163,3 +163,100 @@ def test_two_processes_share_one_scheduler(service_config: Path, loopback: Loopb
         for svc in (first, second):
             if svc is not None and svc.proc.poll() is None:
                 svc.proc.kill()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own (a schema) that several processes can share."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    url = os.environ.get("WATCHER_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("PostgreSQL not tested: WATCHER_TEST_DATABASE_URL is not set (.ci/run sets it)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as e:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable: {str(e).splitlines()[0]}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_three_processes_share_the_polling_once_per_source(
+    tmp_path: Path, loopback: LoopbackServer, pg_url: str
+) -> None:
+    """Issue 14.4: with ``shared_polling`` every `watcher run` on one PostgreSQL polls, and
+    each source is polled once per slot, by whichever process comes first."""
+    n = 12
+    for i in range(n):
+        loopback.add(
+            f"/s{i}.xml", FEED.replace(">1<", f">s{i}-1<"), content_type="application/rss+xml"
+        )
+    Storage(pg_url).upgrade()
+    config = write_config(
+        tmp_path / "config.toml",
+        {
+            "watcher": {
+                "database_url": pg_url,
+                "start_jitter": 2,
+                "shared_polling": True,
+            },
+            "fetch": fetch_settings(loopback),
+            "email": {"outbox": str(tmp_path / "outbox")},
+            "sources": [
+                {
+                    "id": f"s{i}",
+                    "name": f"S{i}",
+                    "kind": "rss",
+                    "url": loopback.url(f"/s{i}.xml"),
+                    "schedule": "6h",
+                }
+                for i in range(n)
+            ],
+        },
+    )
+    services = [Service(config, free_port()) for _ in range(3)]
+    try:
+        decided: list[dict[str, str]] = []
+        for svc in services:
+            seen: dict[str, str] = {}
+            while len(seen) < n:  # every process decides about every source once
+                line = svc.wait_for(" s")
+                for i in range(n):
+                    if f"polled s{i}:" in line:
+                        seen[f"s{i}"] = "polled"
+                    elif f"source s{i}:" in line and "skipped" in line:
+                        seen[f"s{i}"] = "skipped"
+            decided.append(seen)
+        for i in range(n):
+            assert loopback.hits(f"/s{i}.xml") == 1, (
+                f"s{i} was fetched {loopback.hits(f'/s{i}.xml')} times"
+            )
+            assert sum(1 for d in decided if d[f"s{i}"] == "polled") == 1
+        polled_by = [sum(1 for v in d.values() if v == "polled") for d in decided]
+        assert sum(polled_by) == n
+        assert sum(1 for p in polled_by if p) >= 2  # the work is shared, not one process's
+        storage = Storage(pg_url)
+        try:
+            assert storage.count_items() == 2 * n
+            assert all(len(storage.poll_history(f"s{i}")) == 1 for i in range(n))
+        finally:
+            storage.close()
+        for svc in services:  # stopped together: each waits for its own jobs
+            svc.proc.send_signal(signal.SIGTERM)
+        assert [svc.stop() for svc in services] == [0, 0, 0]
+    finally:
+        for svc in services:
+            if svc.proc.poll() is None:
+                svc.proc.kill()

@@ -10,10 +10,10 @@ import asyncio
 import logging
 import multiprocessing
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,7 +198,10 @@ class App:
         ids: Sequence[str] | None = None,
         progress: Callable[[PollResult], None] | None = None,
         http: HttpClient | None = None,
+        fresh_within: Mapping[str, timedelta] | None = None,
     ) -> list[PollResult]:
+        """Poll the sources (all enabled ones by default); ``fresh_within``: see
+        ``Poller.poll_many``."""
         from watcher.polling import Poller
 
         sources = self.sources(ids)
@@ -215,7 +218,7 @@ class App:
                 executor=self.executor,
                 writer=self._writer(),
             )
-            return await poller.poll_many(sources, self.now, progress)
+            return await poller.poll_many(sources, self.now, progress, fresh_within)
         finally:
             if own:
                 await client.aclose()

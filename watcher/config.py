@@ -125,6 +125,9 @@ class WatcherSection(Strict):
     workers: int = Field(0, ge=0, le=32)
     # Seconds a stop (SIGTERM) waits for polls and digests in flight before it cancels them.
     shutdown_grace: float = Field(20.0, ge=0, le=600)
+    # Every `watcher run` process on this database polls (each source once per slot, by
+    # whichever process comes first), instead of only the one that holds the scheduler lock.
+    shared_polling: bool = False
 
     @field_validator("user_agent")
     @classmethod

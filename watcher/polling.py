@@ -62,6 +62,7 @@ MIN_BACKOFF = timedelta(minutes=1)
 # How long a poll's lock on its source holds if its process dies without releasing it.
 POLL_LOCK_TTL = timedelta(minutes=15)
 IN_PROGRESS = SourceError("poll_in_progress", "a poll of this source is already running")
+POLLED_IN_SLOT = SourceError("polled_in_slot", "another process polled this source in this slot")
 
 
 def poll_lock(source_id: str) -> str:
@@ -114,15 +115,11 @@ class Poller:
         sources: Sequence[SourceConfig],
         now: Callable[[], datetime],
         progress: Callable[[PollResult], None] | None = None,
+        fresh_within: Mapping[str, timedelta] | None = None,
     ) -> list[PollResult]:
-        # Every source's state in one read, not one read each before the first request.
-        states: Mapping[str, SourceState] | None = None
-        if len(sources) > 1:
-            try:
-                states = await self._read(self.storage.source_states, with_counts=False)
-            except StorageError:
-                log.exception("reading the sources' states failed; each poll reads its own")
-
+        """Poll sources at once, each at most once at a time across processes.
+        ``fresh_within``: per source, how recent a poll (by any process) makes this one
+        unneeded (shared polling: each source once per slot); checked under the lock."""
         # One poll of a source at a time, across processes: a source another poll (the
         # scheduler's, the admin's "Hämta nu", a CLI poll beside the service) is fetching is
         # skipped, not polled twice.
@@ -135,14 +132,30 @@ class Poller:
         except StorageError:
             log.exception("could not take the sources' poll locks; polling without them")
             mine = names
+        # Every source's state in one read (after the locks: a poll that just ended is in
+        # it), not one read each before the first request.
+        states: Mapping[str, SourceState] | None = None
+        if len(sources) > 1 or fresh_within:
+            try:
+                states = await self._read(self.storage.source_states, with_counts=False)
+            except StorageError:
+                log.exception("reading the sources' states failed; each poll reads its own")
 
         async def one(src: SourceConfig) -> PollResult:
+            state = None
+            if states is not None:  # never polled: no state stored yet
+                state = states.get(src.id) or SourceState(source_id=src.id)
+            window = (fresh_within or {}).get(src.id)
             if poll_lock(src.id) not in mine:
                 result = PollResult(src.id, PollStatus.SKIPPED, error=IN_PROGRESS)
+            elif (
+                window is not None
+                and state is not None
+                and state.last_poll_at is not None
+                and now() - state.last_poll_at < window
+            ):
+                result = PollResult(src.id, PollStatus.SKIPPED, error=POLLED_IN_SLOT)
             else:
-                state = None
-                if states is not None:  # never polled: no state stored yet
-                    state = states.get(src.id) or SourceState(source_id=src.id)
                 result = await self.poll(src, now, state)
             if progress:
                 progress(result)

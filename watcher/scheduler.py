@@ -74,10 +74,19 @@ class Scheduler:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def polls(self) -> bool:
+        """Whether this process polls sources: the leader always; every process when
+        ``[watcher] shared_polling`` is on (then each source is polled once per slot, by
+        the process whose run comes first; see ``_already_polled``)."""
+        return self.leader or self.app.config.watcher.shared_polling
+
     def start(self, *, paused: bool = False) -> None:
         """Start scheduling (``paused``: jobs are kept but not run, for tests)."""
         self.aps.add_listener(self._on_overrun, EVENT_JOB_MAX_INSTANCES)
         self.aps.start(paused=paused)
+        if self.app.config.watcher.shared_polling:
+            self.sync_jobs(initial=True)
         self.aps.add_job(
             self._leadership,
             IntervalTrigger(seconds=LOCK_RENEW_SECONDS),
@@ -149,7 +158,7 @@ class Scheduler:
         elif not got and self.leader:
             log.warning("lost the scheduler lock; another process runs the jobs now")
             self.leader = False
-            self._remove_work_jobs()
+            self._remove_work_jobs(keep_sources=self.polls)
         elif not got and not self._announced_standby:
             log.info("another process runs the scheduler; this one serves the web and stands by")
             self._announced_standby = True
@@ -169,14 +178,18 @@ class Scheduler:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def _remove_work_jobs(self) -> None:
+    def _remove_work_jobs(self, *, keep_sources: bool = False) -> None:
         for job in self.aps.get_jobs():
-            if job.id not in ("leadership", "watch-files", "statuses"):
-                job.remove()
+            if job.id in ("leadership", "watch-files", "statuses"):
+                continue
+            if keep_sources and job.id.startswith(("source:", "retry:")):
+                continue
+            job.remove()
 
     def sync_jobs(self, initial: bool = False) -> None:
-        """Make the jobs match the config: add, replace or remove source jobs."""
-        if not self.leader:
+        """Make the jobs match the config: add, replace or remove source jobs (when this
+        process polls), and the leader's other jobs (digests)."""
+        if not self.polls:
             return
         cfg = self.app.config
         wanted = {f"source:{s.id}": s for s in cfg.sources if s.enabled}
@@ -205,6 +218,8 @@ class Scheduler:
                 misfire_grace_time=3600,
                 **({"next_run_time": first} if first else {}),
             )
+        if not self.leader:
+            return
         for provider in self.job_providers:
             provider(self, cfg)
 
@@ -253,21 +268,31 @@ class Scheduler:
         except Exception:
             log.exception("could not note the overrun of %s", source_id)
 
-    async def _run_source(self, source_id: str) -> None:
+    async def _run_source(self, source_id: str, retry: bool = False) -> None:
         with self.running():
-            await self._poll_source(source_id)
+            await self._poll_source(source_id, retry)
+
+    def _slot(self, source_id: str, retry: bool) -> dict[str, timedelta] | None:
+        """Shared polling: a regular run is not needed when any process polled the source
+        closer than nine tenths of its interval ago (checked under the source's lock)."""
+        if retry or not self.app.config.watcher.shared_polling:
+            return None
+        src = next((s for s in self.app.config.sources if s.id == source_id), None)
+        if src is None:
+            return None
+        return {source_id: timedelta(seconds=0.9 * src.parsed_schedule.approx_seconds)}
 
     def _retry_at(self, source_id: str, when: datetime) -> None:
         self.aps.add_job(
             self._run_source,
             DateTrigger(run_date=when),
-            args=[source_id],
+            args=[source_id, True],
             id=f"retry:{source_id}",
             replace_existing=True,
             max_instances=1,
         )
 
-    async def _poll_source(self, source_id: str) -> None:
+    async def _poll_source(self, source_id: str, retry: bool = False) -> None:
         try:
             if source_id not in {s.id for s in self.app.config.sources if s.enabled}:
                 return
@@ -286,12 +311,20 @@ class Scheduler:
                     "source %s asked for a pause until %s; not polled", source_id, paused_until
                 )
                 return
-            results = await self.app.poll([source_id])
+            results = await self.app.poll([source_id], fresh_within=self._slot(source_id, retry))
             result = results[0]
             if result.status == PollStatus.SKIPPED:
-                # Another process (a CLI poll, the admin's "Hämta nu" in another
-                # service) still polls it.
-                await self._note_overrun(source_id, self.app.now())
+                if result.error is not None and result.error.code == "polled_in_slot":
+                    log.info(
+                        "source %s: polled by another process in this slot; skipped", source_id
+                    )
+                elif self.app.config.watcher.shared_polling:
+                    # Another process of the service took this slot's poll: as it should.
+                    log.info("source %s: another process polls it now; skipped", source_id)
+                else:
+                    # Another process (a CLI poll, the admin's "Hämta nu" in another
+                    # service) still polls it.
+                    await self._note_overrun(source_id, self.app.now())
                 return
             log.info(
                 "polled %s: %s, %d new, %d updated, %d unchanged",
