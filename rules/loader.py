@@ -22,7 +22,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ _RULE_KEYS = {
     "keep",
 }
 _RELEVANCE_KEYS = _RULE_KEYS - {"area", "areas", "theme", "themes", "keep"}
+_EXTEND_KEYS = {"id", "description", "terms", "requires", "exclude"}
 _SETTINGS_KEYS = {"fields", "min_score", "untagged_not_relevant"}
 _CONDITION_KEYS = {"sources", "kinds", "statuses", "programmes", "languages"}
 _KINDS = frozenset(k.value for k in Kind)
@@ -96,18 +97,20 @@ class RuleSetError(RuleError):
 class _Locator:
     """Finds lines in a TOML file's text for the tables and keys that tomllib parsed."""
 
-    _HEADER = re.compile(r"^\s*\[\[\s*(rule|relevance)\s*\]\]")
+    _HEADER = re.compile(r"^\s*\[\[\s*(rule|relevance|extend)\s*\]\]")
     _TABLE = re.compile(r"^\s*\[")
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
-        self.blocks: dict[str, list[tuple[int, int]]] = {"rule": [], "relevance": []}
+        self.blocks: dict[str, list[tuple[int, int]]] = {"rule": [], "relevance": [], "extend": []}
         starts: list[tuple[str, int]] = []
         for n, line in enumerate(self.lines):
             m = self._HEADER.match(line)
             if m:
                 starts.append((m.group(1), n))
-            elif self._TABLE.match(line) and not re.match(r"^\s*\[\s*(rule|relevance)\.", line):
+            elif self._TABLE.match(line) and not re.match(
+                r"^\s*\[\s*(rule|relevance|extend)\.", line
+            ):
                 starts.append(("", n))  # another top-level table ends the block
         for k, (name, n) in enumerate(starts):
             end = starts[k + 1][1] if k + 1 < len(starts) else len(self.lines)
@@ -184,6 +187,19 @@ class FileRules:
     relevance: list[RelevanceRule]
     disabled: list[str]
     settings: dict[str, Any]
+    extensions: list[Extension] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Extension:
+    """``[[extend]]``: terms added to a rule loaded before (a local file's penalty for a
+    sense a default rule should not take, or words it misses), without copying the rule."""
+
+    id: str
+    terms: tuple[Term, ...]
+    requires: tuple[Term, ...]
+    exclude: tuple[Term, ...]
+    line: int | None
 
 
 class _FileParser:
@@ -209,9 +225,10 @@ class _FileParser:
             self.error(f"TOML syntax: {msg}", line, self.loc.rule_before(line) if line else "")
             return out
         for key in data:
-            if key not in ("rule", "relevance", "settings"):
+            if key not in ("rule", "relevance", "extend", "settings"):
                 self.error(
-                    f"unknown top-level key {key!r} (expected [[rule]], [[relevance]], [settings])",
+                    f"unknown top-level key {key!r} "
+                    "(expected [[rule]], [[relevance]], [[extend]], [settings])",
                     self._top_line(key),
                 )
         if "settings" in data:
@@ -232,7 +249,42 @@ class _FileParser:
                     out.rules.append(parsed)
                 elif isinstance(parsed, RelevanceRule):
                     out.relevance.append(parsed)
+        extends = data.get("extend", [])
+        if not isinstance(extends, list):
+            self.error("use [[extend]] (an array of tables)", self._top_line("extend"))
+        else:
+            for index, entry in enumerate(extends):
+                ext = self._extension(index, entry)
+                if ext is not None:
+                    out.extensions.append(ext)
         return out
+
+    def _extension(self, index: int, entry: Any) -> Extension | None:
+        header = self.loc.header_line("extend", index)
+        if not isinstance(entry, dict):
+            self.error("each [[extend]] must be a table", header)
+            return None
+        rule_id = entry.get("id")
+        if not isinstance(rule_id, str) or not _ID_RE.match(rule_id):
+            self.error("[[extend]] needs the id of the rule it adds to", header)
+            return None
+        line = self.loc.key_line("extend", index, "id")
+        before = len(self.errors)
+        for key in entry:
+            if key not in _EXTEND_KEYS:
+                self.error(
+                    f"unknown key {key!r} in [[extend]] (it takes terms, requires, exclude)",
+                    self.loc.key_line("extend", index, key),
+                    rule_id,
+                )
+        terms = self._terms("extend", index, rule_id, entry.get("terms"), "terms")
+        requires = self._terms("extend", index, rule_id, entry.get("requires"), "requires")
+        exclude = self._terms("extend", index, rule_id, entry.get("exclude"), "exclude")
+        if not (terms or requires or exclude) and len(self.errors) == before:
+            self.error("[[extend]] adds nothing: give terms, requires or exclude", line, rule_id)
+        if len(self.errors) > before:
+            return None
+        return Extension(rule_id, terms, requires, exclude, line)
 
     def _top_line(self, key: str) -> int | None:
         for n, line in enumerate(self.loc.lines):
@@ -429,7 +481,7 @@ class _FileParser:
                     pattern, weight = parse_term(v)
                 except TermSyntaxError as e:
                     self.error(
-                        f"{where}: term {v!r}: {e}",
+                        f"{where}: «{v}»: {e}",
                         self.loc.literal_line(section, index, v, key),
                         rule_id,
                     )
@@ -552,23 +604,49 @@ def parse_file(path: str, text: str) -> tuple[FileRules, list[RuleError]]:
     return parsed, sorted(p.errors, key=lambda e: e.line or 0)
 
 
-def _build(parsed: Sequence[FileRules], version: str) -> RuleSet:
-    rules: dict[str, Rule] = {}
+def _build(parsed: Sequence[FileRules], version: str) -> tuple[RuleSet, list[RuleError]]:
+    rules: dict[str, Rule | RelevanceRule] = {}
     relevance: dict[str, RelevanceRule] = {}
     settings: dict[str, Any] = {}
+    errors: list[RuleError] = []
+    tagging: dict[str, Rule] = {}
     for f in parsed:
         settings.update(f.settings)
         for rid in f.disabled:
-            rules.pop(rid, None)
+            tagging.pop(rid, None)
             relevance.pop(rid, None)
         for r in f.rules:
-            rules.pop(r.id, None)  # a later file's rule replaces the earlier one, and moves last
-            rules[r.id] = r
+            tagging.pop(r.id, None)  # a later file's rule replaces the earlier one, and moves last
+            tagging[r.id] = r
         for rr in f.relevance:
             relevance.pop(rr.id, None)
             relevance[rr.id] = rr
-    return RuleSet(
-        rules=tuple(rules.values()),
+        for ext in f.extensions:
+            target: Rule | RelevanceRule | None = tagging.get(ext.id) or relevance.get(ext.id)
+            if target is None:
+                errors.append(
+                    RuleError(
+                        "[[extend]] names no rule loaded before this file "
+                        "(the built-in rules and the files listed before it)",
+                        f.path,
+                        ext.line,
+                        ext.id,
+                    )
+                )
+                continue
+            grown = replace(
+                target,
+                terms=target.terms + ext.terms,
+                requires=target.requires + ext.requires,
+                exclude=target.exclude + ext.exclude,
+            )
+            if isinstance(grown, Rule):
+                tagging[ext.id] = grown
+            else:
+                relevance[ext.id] = grown
+    del rules
+    ruleset = RuleSet(
+        rules=tuple(tagging.values()),
         relevance=tuple(relevance.values()),
         settings=Settings(
             fields=settings.get("fields", DEFAULT_FIELDS),
@@ -578,6 +656,7 @@ def _build(parsed: Sequence[FileRules], version: str) -> RuleSet:
         version=version,
         files=tuple(f.path for f in parsed),
     )
+    return ruleset, errors
 
 
 def _load(files: Sequence[tuple[str, str]]) -> tuple[RuleSet | None, list[RuleError]]:
@@ -591,7 +670,8 @@ def _load(files: Sequence[tuple[str, str]]) -> tuple[RuleSet | None, list[RuleEr
         digest.update(Path(name).name.encode() + b"\0" + text.encode() + b"\0")
     if errors:
         return None, errors
-    return _build(parsed, digest.hexdigest()[:16]), []
+    ruleset, errors = _build(parsed, digest.hexdigest()[:16])
+    return (None, errors) if errors else (ruleset, [])
 
 
 def _read(files: Sequence[Path]) -> tuple[list[tuple[str, str]], list[RuleError]]:

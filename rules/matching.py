@@ -114,8 +114,9 @@ def parse_term(raw: str) -> tuple[Pattern, float]:
         raise TermSyntaxError("empty term")
     bad = sorted({c for c in text if not (c.isalnum() or c.isspace() or c in _TERM_PUNCT)})
     if bad:
+        shown = " ".join(bad)
         raise TermSyntaxError(
-            f"characters {''.join(bad)!r} cannot be used in a term (terms are words, not regexes)"
+            f"it uses {shown}, which a term cannot have (terms are words, not regular expressions)"
         )
     words: list[WordSpec] = []
     for chunk in text.split():

@@ -45,11 +45,14 @@ def _config_rule_paths(ctx: Ctx) -> tuple[list[Path], bool]:
 def rules_check(ctx: Ctx, paths: tuple[Path, ...]) -> None:
     """Validate rule files (the configured ones, or PATHS); exit 1 on any error."""
     if paths:
-        files, defaults = list(paths), False
+        # Checked after the built-in rules, as the service loads them: a file may extend or
+        # replace a built-in rule.
+        files, defaults = list(paths), True
+        names = [str(p) for p in rule_files(files, defaults=False)]
     else:
         files, defaults = _config_rule_paths(ctx)
+        names = [str(p) for p in rule_files(files, defaults=defaults)]
     errors = check_rules(files, defaults=defaults)
-    names = [str(p) for p in rule_files(files, defaults=defaults)]
     if errors:
         err_console.print(f"[bold red]{len(errors)} problem(s)[/] in the rule files:")
         for e in errors:
