@@ -68,3 +68,19 @@ def test_a_short_password_is_refused_and_nothing_written(config_file: Path) -> N
     assert r.exit_code == 2
     assert "at least 10 characters" in r.output
     assert config_file.read_bytes() == before
+
+
+def test_the_audit_table_shows_what_changed_with_its_values(make_app) -> None:
+    """Issue 15.8: ``watcher admin audit`` listed the changed field names only."""
+    from watcher.editing import ConfigEditor
+
+    app = make_app(BASE_CONFIG)
+    editor = ConfigEditor(app, "admin")
+    cf = editor.read()
+    entry = dict(editor.entry(cf, "sources", "esf"))
+    editor.save_entry(
+        cf, "sources", {**entry, "schedule": "6h"}, replace_id="esf", version=cf.version
+    )
+    r = CliRunner().invoke(main, ["--config", str(app.config.path), "admin", "audit"])
+    assert r.exit_code == 0, r.output
+    assert "schedule: 3h → 6h" in r.output

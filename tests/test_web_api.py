@@ -180,3 +180,14 @@ def test_healthz_gives_states_and_codes_never_error_text(
     r = client.get("/healthz")
     assert r.status_code == 503
     assert r.json() == {"status": "error", "database": "error", "code": "db_busy"}
+
+
+def test_an_unknown_filter_value_is_a_400_not_an_empty_list(
+    stocked: App, client: httpx.Client
+) -> None:
+    """Issue 15.8: ``/api/items?area=unknown`` answered 200 with nothing in it."""
+    for query in ("area=unknown", "theme=nope", "kind=rumour", "source=elsewhere"):
+        r = client.get(f"/api/items?{query}")
+        assert r.status_code == 400, query
+        assert "unknown" in r.json()["detail"]
+    assert client.get("/api/items?area=kompetens").status_code == 200

@@ -156,7 +156,9 @@ def run(ctx: Ctx, host: str | None, port: int | None, no_scheduler: bool) -> Non
     h, p = host or cfg.web.host, port or cfg.web.port
     console.print(
         f"EU-bevakning on http://{h}:{p}  ·  database {_redacted(cfg.watcher.database_url)}  ·  "
-        f"email: {cfg.email.backend}  ·  {len([s for s in cfg.sources if s.enabled])} sources"
+        f"email: {cfg.email.backend}  ·  {len([s for s in cfg.sources if s.enabled])} sources",
+        soft_wrap=True,  # one line: the terminal wraps it, never rich mid-word
+        highlight=False,
     )
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; after a clean
     # shutdown that is a normal end, so it exits 0.

@@ -10,6 +10,7 @@ database); a running service picks the new hash up when it re-reads its config.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -113,11 +114,36 @@ def audit(ctx: Ctx, limit: int, as_json: bool) -> None:
     for col in ("when", "who", "action", "target", "details"):
         table.add_column(col)
     for e in entries:
-        details = e.get("details") or {}
-        changes = details.get("changes") if isinstance(details, dict) else None
-        if isinstance(changes, dict):
-            text = ", ".join(sorted(changes))
-        else:
-            text = ", ".join(f"{k}" for k in details) if isinstance(details, dict) else ""
-        table.add_row(fmt_time(e["at"]), e["actor"], e["action"], e["target"], text)
+        table.add_row(
+            fmt_time(e["at"]), e["actor"], e["action"], e["target"], audit_details(e.get("details"))
+        )
     console.print(table)
+
+
+def audit_details(details: Any) -> str:
+    """An audit entry's details with their values (secrets are redacted when recorded): a
+    change as ``field: old → new``, anything else as ``key: value``."""
+    if not isinstance(details, dict):
+        return "" if details is None else str(details)
+    parts: list[str] = []
+    changes = details.get("changes")
+    if isinstance(changes, dict):
+        for field, change in sorted(changes.items()):
+            if isinstance(change, dict) and ("old" in change or "new" in change):
+                parts.append(f"{field}: {_shown(change.get('old'))} → {_shown(change.get('new'))}")
+            else:
+                parts.append(f"{field}: {_shown(change)}")
+    for key, value in details.items():
+        if key != "changes":
+            parts.append(f"{key}: {_shown(value)}")
+    return "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(v) for v in value) or "–"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    return str(value)

@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 
 from watcher.calls import next_deadline
 from watcher.calls import status as status_at
+from watcher.config import AREAS, THEMES
 from watcher.config_edit import redact_url
 from watcher.storage import ItemFilter
-from watcher.types import SourceState, StoredItem
+from watcher.types import Kind, SourceState, StoredItem
 
 router = APIRouter(prefix="/api")
 
@@ -209,6 +210,15 @@ def list_items(
     """Stored items, newest first (or by deadline), with filters and pagination."""
     app = request.app.state.app
     tz = app.config.tz
+    # An unknown area, theme, kind or source is a mistake in the request, not an empty list.
+    for name, value, known in (
+        ("area", area, AREAS),
+        ("theme", theme, THEMES),
+        ("kind", kind, tuple(k.value for k in Kind)),
+        ("source", source, tuple(s.id for s in app.config.sources)),
+    ):
+        if value and value not in known:
+            raise HTTPException(400, f"unknown {name} {value[:40]!r}; known: {', '.join(known)}")
     f = ItemFilter(
         text=q or None,
         area=area or None,
