@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rules.backtest import summarise
 from rules.loader import DEFAULTS_DIR, RuleSetError
+from watcher.classify import rule_paths
 from watcher.config_edit import ABSENT, FileWriteError, TextFile
 from watcher.editing import RulesWorkspace
 from watcher.exceptions import EditConflict
@@ -53,12 +54,14 @@ def rules_overview(request: Request, user: str = Depends(require_admin)) -> HTML
     app = app_of(request)
     classifier = app.classifier
     targets = [(p, p.exists()) for p in RulesWorkspace(app, user).targets()]
+    listed = bool(rule_paths(app.config))  # else the one target is a file to create and list
     defaults = sorted(DEFAULTS_DIR.glob("*.toml")) if app.config.rules.use_defaults else []
     return render(
         request,
         "admin/rules.html",
         {
             "targets": targets,
+            "listed": listed,
             "defaults": defaults,
             "error": classifier.error,
             "version": classifier.version,
