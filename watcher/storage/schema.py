@@ -333,3 +333,69 @@ corrections = Table(
     Column("at", UtcDateTime, nullable=False),
     UniqueConstraint("item_id", "kind", "tag", name="uq_corrections_item_label"),
 )
+
+# What the admin is told (``events.py``, ``notifications/alerts.py``): one row per alert, the
+# unit of sending. ``key`` makes recording idempotent: an open problem's key ("source_failing:
+# esf") is cleared when it is resolved, so the next failure opens a new row; a one-off
+# event's key (a delivery, a missed slot) stays, so it is never recorded twice.
+admin_events = Table(
+    "admin_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(255), nullable=False, default=""),  # a source, network …
+    Column("key", String(255), unique=True),
+    Column("message", Text),
+    Column("details", JSON, nullable=False, default=dict),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("resolved_at", UtcDateTime),
+    Column("resolves", Integer),  # the event a recovery closed
+    # Sending: pending | sending (claimed until next_send_at) | sent | failed | none (no
+    # one to tell); the targets done so far, so a retry never sends to one twice.
+    Column("send_status", String(16), nullable=False),
+    Column("send_attempts", Integer, nullable=False, default=0),
+    Column("send_error", Text),
+    Column("next_send_at", UtcDateTime),
+    Column("sent_to", JSON, nullable=False, default=list),
+    Column("sent_at", UtcDateTime),
+)
+
+# Self-service subscriptions (``subscriptions.py``, ``notifications/subscriptions.py``): a
+# person is an address and their choices, nothing more. ``key`` names the person's own
+# digest (``p-<key>`` where a network id goes), random so that a deleted person's digest
+# history never passes to the next person given the same row id.
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", String(254), nullable=False, unique=True),  # lower-cased
+    Column("key", String(32), nullable=False, unique=True),
+    Column("frequency", String(8), nullable=False, default="weekly"),  # daily | weekly
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# One choice of a person: a network's digest, areas and themes, or a saved search
+# ("bevakning"). Nothing is active before the confirmation link is followed: ``status`` is
+# pending with the SHA-256 of the link's secret until then.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("kind", String(16), nullable=False),  # network | topics | search
+    Column("network_id", String(64)),
+    Column("areas", JSON, nullable=False, default=list),
+    Column("themes", JSON, nullable=False, default=list),
+    Column("kinds", JSON, nullable=False, default=list),
+    Column("query", Text),
+    Column("status", String(16), nullable=False),  # pending | active
+    Column("confirm_hash", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime),
+)
