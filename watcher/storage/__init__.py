@@ -26,7 +26,9 @@ from watcher.storage.writes import ApplyOutcome, Transaction, WritesRoom
 from watcher.types import ItemChange, SourceLink, SourceState, StoredItem, StoredTag
 
 
-class Storage(WritesRoom, ServiceRoom, SessionsRoom, CorrectionsRoom, EventsRoom, SubscriptionsRoom):
+class Storage(
+    WritesRoom, ServiceRoom, SessionsRoom, CorrectionsRoom, EventsRoom, SubscriptionsRoom
+):
     """All database reads and writes of the service. Every public method translates
     database errors into ``StorageError``; items leave as ``StoredItem`` values."""
 
