@@ -4,7 +4,8 @@ tracker needs of a source's stored items, duplicate candidates."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -14,6 +15,15 @@ from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import item_sources, items, poll_log, sources_state
 from watcher.types import DupCandidate, PollResult, SourceError, SourceState, StoredSlice
+
+
+@dataclass(frozen=True)
+class DailyPolls:
+    """One day of a source's poll log: polls, failed polls, new items."""
+
+    polls: int = 0
+    failures: int = 0
+    new: int = 0
 
 
 class SourcesRoom(StorageCore):
@@ -85,6 +95,31 @@ class SourcesRoom(StorageCore):
                 .all()
             )
         return [dict(r) for r in found_rows]
+
+    @base.translate_errors
+    def daily_poll_counts(
+        self, source_id: str, since: datetime, tz: tzinfo
+    ) -> dict[date, DailyPolls]:
+        """A source's polls since a time, counted per local day (``tz``): polls, failed
+        polls and new items. Days without a poll are absent. Read-only (the admin's
+        source chart); counted here rather than in SQL, whose date functions differ per
+        database and know no time zones on SQLite."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(poll_log.c.started_at, poll_log.c.status, poll_log.c.new).where(
+                    poll_log.c.source_id == source_id, poll_log.c.started_at >= since
+                )
+            ).all()
+        out: dict[date, DailyPolls] = {}
+        for started_at, status, new in found:
+            day = started_at.astimezone(tz).date()
+            seen = out.get(day, DailyPolls())
+            out[day] = DailyPolls(
+                polls=seen.polls + 1,
+                failures=seen.failures + (status == "error"),
+                new=seen.new + int(new or 0),
+            )
+        return out
 
     def _upsert_state(self, conn: Connection, source_id: str, values: Mapping[str, Any]) -> None:
         # The values as parameters, not in the statement: every poll writes this, and a

@@ -27,6 +27,7 @@ from watcher.classify import suggestions_for
 from watcher.config import AREAS, THEMES
 from watcher.storage import ItemFilter
 from watcher.types import StoredItem
+from watcher.web import charts
 from watcher.web.render import (
     KIND_LABELS,
     LANG_COOKIE,
@@ -319,6 +320,54 @@ class Week:
     rows: list[Row]
 
 
+CHART_LIMIT = 60  # bars on the deadline chart (the list below it has every deadline)
+
+
+def _deadline_chart(
+    dated: Sequence[tuple[datetime, StoredItem]], fmt: Formatter, area: str, today: date, weeks: int
+) -> dict[str, Any]:
+    """The timeline chart of the open and forthcoming calls among ``dated`` (nearest
+    deadline first), by area, and the same bars as table rows."""
+    day, month = charts.short_labels(fmt.day)
+    groups: dict[str, list[tuple[charts.CallSpan, StoredItem]]] = {}
+    shown = left_out = 0
+    for due, it in dated:
+        status = status_at(it, fmt.now)
+        if status not in ("open", "forthcoming"):
+            continue
+        if shown == CHART_LIMIT:
+            left_out += 1
+            continue
+        shown += 1
+        span = charts.CallSpan(
+            label=it.title,
+            deadline=fmt.local(due).date(),
+            opening=fmt.local(it.opening).date() if it.opening else None,
+            status=status,
+            later=tuple(fmt.local(d).date() for d in it.deadlines if d > due),
+        )
+        for a in [area] if area else (it.tag_ids("area") or [""]):
+            groups.setdefault(a, []).append((span, it))
+    order = [a for a in (*AREAS, "") if a in groups]
+    _ = fmt.gettext
+    names = {a: fmt.area(a) if a else _("Utan område") for a in order}
+    svg = charts.timeline_chart(
+        [(names[a], [s for s, _it in groups[a]]) for a in order],
+        today,
+        today + timedelta(weeks=weeks),
+        charts.TimelineText(
+            title=_("Öppna och kommande utlysningar: från öppning till sista ansökningsdag"),
+            today=_("i dag"),
+            bar=_("{label}: öppnar {opening}, sista dag {deadline}"),
+            unknown=_("okänt"),
+        ),
+        day,
+        month,
+    )
+    table = [(names[a], span, it.id) for a in order for span, it in groups[a]]
+    return {"chart": svg, "chart_rows": table, "chart_shown": shown, "chart_left_out": left_out}
+
+
 @router.get("/deadlines", response_class=HTMLResponse)
 def deadlines(request: Request) -> HTMLResponse:
     """Upcoming deadlines, week by week."""
@@ -348,6 +397,7 @@ def deadlines(request: Request) -> HTMLResponse:
         key=lambda e: (e[0], e[1].id),
     )
     rows = rows_for([it for _due, it in dated], fmt, _source_names(app))
+    chart = _deadline_chart(dated, fmt, area, now.astimezone(app.config.tz).date(), weeks)
     by_week: dict[tuple[int, int], Week] = {}
     for (due, _it), row in zip(dated, rows, strict=True):
         local = fmt.local(due).date()
@@ -366,6 +416,7 @@ def deadlines(request: Request) -> HTMLResponse:
             "span": weeks,
             "truncated": len(found) >= TIMELINE_LIMIT,
             "limit": TIMELINE_LIMIT,
+            **chart,
         },
     )
 

@@ -11,11 +11,12 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from sources import registry
@@ -24,6 +25,7 @@ from watcher.editing import ConfigEditor
 from watcher.exceptions import ConfigError, EditConflict
 from watcher.preview import Preview, preview_source
 from watcher.types import SourceState
+from watcher.web import charts
 from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
 from watcher.web.admin.entries import (
     check_entry,
@@ -111,6 +113,46 @@ def sources_list(request: Request) -> HTMLResponse:
     )
 
 
+CHART_DAYS = 30
+
+
+def activity_chart(request: Request, source_id: str) -> tuple[Markup, list[charts.DayActivity]]:
+    """The source's last 30 days from the poll log: the chart and its numbers, a day a row
+    (days without a poll included, as zeros)."""
+    app = app_of(request)
+    now = app.now()
+    fmt = Formatter(request_lang(request), app.config.tz, now)
+    t = gettext_for(request)
+    today = fmt.local(now).date()
+    first = today - timedelta(days=CHART_DAYS - 1)
+    since = datetime.combine(first, time(), app.config.tz)
+    counts = app.storage.daily_poll_counts(source_id, since, app.config.tz)
+    days = []
+    for i in range(CHART_DAYS):
+        day = first + timedelta(days=i)
+        c = counts.get(day)
+        days.append(
+            charts.DayActivity(day, c.polls, c.failures, c.new) if c else charts.DayActivity(day)
+        )
+    total, failed = sum(d.polls for d in days), sum(d.failures for d in days)
+    text = charts.ActivityText(
+        title=t(
+            "Hämtningar, misslyckade hämtningar och nya poster per dag de senaste {n} dagarna: "
+            "{polls} hämtningar, {failed} misslyckade, {new} nya poster",
+            n=CHART_DAYS,
+            polls=total,
+            failed=failed,
+            new=sum(d.new for d in days),
+        ),
+        polls=t("Hämtningar"),
+        failures=t("misslyckade"),
+        new=t("Nya poster"),
+        day=t("{day}: {polls} hämtningar, {failures} misslyckade, {new} nya poster"),
+    )
+    day_label, _month = charts.short_labels(fmt.day)
+    return charts.activity_chart(days, text, day_label), days
+
+
 def _kind_help(kind: str) -> str:
     try:
         return registry.get(kind).help()
@@ -133,6 +175,7 @@ def _render_source_form(
     common, options = form.fields(t, request_lang(request), new=new)
     app = app_of(request)
     history = [] if new else app.storage.poll_history(str(form.entry.get("id")), 10)
+    chart, chart_days = (Markup(""), []) if new else activity_chart(request, str(form.entry["id"]))
     return render(
         request,
         "admin/source_form.html",
@@ -150,6 +193,8 @@ def _render_source_form(
             "conflict": conflict,
             "saved": saved,
             "history": history,
+            "chart": chart,
+            "chart_days": chart_days,
             "action": "/admin/sources/new" if new else f"/admin/sources/{form.entry['id']}",
         },
         status_code=status_code,
