@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from notifications.alerts import record_delivery_failed
 from notifications.digest import Digest, build_digest, build_digests
 from notifications.email import MessageFactory, Sender, list_id, message_id
 from notifications.ports import DeliveryHost
@@ -350,13 +351,16 @@ class DigestSender:
             self.store.mark_final(d.id, FAILED, str(e))
             o.failed += 1
             log.warning("delivery of digest %s to %s failed: %s", rec.id, d.address, e)
+            self._failed_for_good(rec, d, str(e))
             return
         except (TransientDeliveryError, Exception) as e:
             if not isinstance(e, TransientDeliveryError):
                 log.exception("unexpected error sending digest %s to %s", rec.id, d.address)
             if d.attempts >= cfg.max_attempts:
-                self.store.mark_final(d.id, FAILED, f"gave up after {d.attempts} attempts: {e}")
+                error = f"gave up after {d.attempts} attempts: {e}"
+                self.store.mark_final(d.id, FAILED, error)
                 o.failed += 1
+                self._failed_for_good(rec, d, error)
             else:
                 delay = cfg.retry_delay * (2 ** (d.attempts - 1))
                 self.store.mark_retry(d.id, str(e), self.app.now() + timedelta(seconds=delay))
@@ -364,6 +368,18 @@ class DigestSender:
             return
         self.store.mark_sent(d.id, self.app.now())
         o.sent += 1
+
+    def _failed_for_good(self, rec: DigestRecord, d: DeliveryRecord, error: str) -> None:
+        """Tell the admin (``notifications.alerts``): recorded here, sent by the
+        scheduler's alert sending, once."""
+        record_delivery_failed(
+            self.app,
+            network_id=rec.network_id,
+            address=d.address,
+            delivery_id=d.id,
+            attempt=d.attempts,
+            error=error,
+        )
 
 
 def rendered_name(rec: DigestRecord) -> str:

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.triggers.date import DateTrigger
 
+from notifications.alerts import record_digest_missed, send_alerts
 from notifications.delivery import resume_digests, run_digests
 from notifications.ports import JobHost
 from notifications.slots import DigestTrigger, Slots, plan_start
@@ -88,6 +89,9 @@ def digest_jobs(scheduler: JobHost, config: Config) -> None:
                 first.astimezone(config.tz).strftime("%Y-%m-%d %H:%M"),
                 last.astimezone(config.tz).strftime("%Y-%m-%d %H:%M"),
                 grace,
+            )
+            record_digest_missed(
+                scheduler.app, network_id=net.id, first=first, last=last, count=count
             )
         if plan.run_now:
             log.info("digest %s: the slot of %s was missed; it runs now", net.id, plan.next_run_at)
@@ -158,6 +162,8 @@ async def run_network(scheduler: JobHost, network_id: str) -> None:
                 await asyncio.to_thread(
                     advance_plan, DeliveryStore(app.storage), app.config, network_id, app.now()
                 )
+            # A delivery that failed for good is told to the admin now, not in a minute.
+            await asyncio.to_thread(send_alerts, app)
         for o in outcomes:
             log.info(
                 "digest %s: %d new, %d updated, %d sent, %d failed, %d left for later%s",

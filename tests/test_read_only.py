@@ -55,6 +55,7 @@ VARIANTS = [
     "/api/items?since=2026-01-01&include_irrelevant=true",
     "/admin/sources/new?kind=rss",
     "/admin/deliveries?status=sent&network=gr-eu",
+    "/admin/events?kind=source_failing",
     "/admin/rules/default?name=areas.toml",
     "/admin/rules/edit?file={rule_file}",
     "/static/style.css",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from notifications.alerts import alert_hook
 from sources.registry import load_config
 from watcher.config import Config, SourceConfig
 from watcher.exceptions import ConfigError
@@ -48,6 +49,9 @@ class Hooks:
     config_changed: list[Callable[[Config, Config], None]] = field(default_factory=list)
     # (item ids) after items were re-tagged.
     items_retagged: list[Callable[[Sequence[int]], None]] = field(default_factory=list)
+    # (results) after polls were recorded; run in a thread, an error is logged. The admin
+    # alerts are one (``notifications.alerts.record_poll_events``).
+    polled: list[Callable[[Sequence[PollResult]], None]] = field(default_factory=list)
 
 
 class App:
@@ -66,6 +70,7 @@ class App:
         self.transport = transport
         self.storage = storage or Storage(config.watcher.database_url, config.base_dir)
         self.hooks = Hooks()
+        self.hooks.polled.append(alert_hook(self))
         self.config_error: ConfigError | None = None
         self._config_mtime = self._mtime()
         self._rules: RulesClassifier | None = None
@@ -218,10 +223,16 @@ class App:
                 executor=self.executor,
                 writer=self._writer(),
             )
-            return await poller.poll_many(sources, self.now, progress, fresh_within)
+            results = await poller.poll_many(sources, self.now, progress, fresh_within)
         finally:
             if own:
                 await client.aclose()
+        for hook in self.hooks.polled:
+            try:
+                await asyncio.to_thread(hook, results)
+            except Exception:
+                log.exception("a hook after the polls failed")
+        return results
 
     def _writer(self) -> BatchWriter:
         from watcher.storage.writer import BatchWriter

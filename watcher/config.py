@@ -238,6 +238,37 @@ class EmailSection(Strict):
     smtp: SmtpSection = SmtpSection()
 
 
+_APPRISE_URL_RE = re.compile(r"^[a-z][a-z0-9+.-]{1,31}://\S+$", re.I)
+
+
+class AdminSection(Strict):
+    """Who is told when something breaks (``notifications/alerts.py``)."""
+
+    # Plain addresses that get each alert by email, through [email]'s transport.
+    alert_emails: tuple[str, ...] = ()
+    # Apprise URLs (msteams://, slack://, matrix://, json:// …): they carry tokens, so they
+    # are never shown, logged or audited whole (``notifications.alerts.redact_alert_url``).
+    alert_urls: tuple[str, ...] = ()
+    # A source is reported failing after this many failed polls in a row.
+    alert_after_failures: int = Field(3, ge=1, le=100)
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(validate_email(a) for a in v)
+
+    @field_validator("alert_urls")
+    @classmethod
+    def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, url in enumerate(v):
+            if not _APPRISE_URL_RE.match(url.strip()):
+                # The URL itself is not repeated: it may hold a token.
+                raise ValueError(
+                    f"entry {i + 1} is not an Apprise URL like 'msteams://…' or 'json://host/…'"
+                )
+        return tuple(u.strip() for u in v)
+
+
 class RulesSection(Strict):
     paths: tuple[str, ...] = ()  # extra rule files/folders; the defaults are always loaded first
     use_defaults: bool = True
@@ -400,6 +431,7 @@ class Config(Strict):
     web: WebSection = WebSection()
     email: EmailSection = EmailSection()
     rules: RulesSection = RulesSection()
+    admin: AdminSection = AdminSection()
     sources: tuple[SourceConfig, ...] = ()
     networks: tuple[NetworkConfig, ...] = ()
 

@@ -33,6 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from notifications.alerts import send_alerts
 from watcher.config import Config, SourceConfig
 from watcher.types import PollStatus
 
@@ -99,6 +100,14 @@ class Scheduler:
             self._refresh_statuses,
             IntervalTrigger(minutes=10),
             id="statuses",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.aps.add_job(
+            self._send_alerts,
+            IntervalTrigger(minutes=1),
+            kwargs={"periodic": True},
+            id="alerts",
             max_instances=1,
             coalesce=True,
         )
@@ -180,7 +189,7 @@ class Scheduler:
 
     def _remove_work_jobs(self, *, keep_sources: bool = False) -> None:
         for job in self.aps.get_jobs():
-            if job.id in ("leadership", "watch-files", "statuses"):
+            if job.id in ("leadership", "watch-files", "statuses", "alerts"):
                 continue
             if keep_sources and job.id.startswith(("source:", "retry:")):
                 continue
@@ -271,6 +280,18 @@ class Scheduler:
     async def _run_source(self, source_id: str, retry: bool = False) -> None:
         with self.running():
             await self._poll_source(source_id, retry)
+            await self._send_alerts()
+
+    async def _send_alerts(self, *, periodic: bool = False) -> None:
+        """Send the admin alerts that are due (recorded by this poll, a CLI poll, a digest
+        run; or retries). Any process may: each alert is claimed by one sender. The
+        minute's job runs on the leader only."""
+        if periodic and not self.leader:
+            return
+        try:
+            await asyncio.to_thread(send_alerts, self.app)
+        except Exception:
+            log.exception("sending admin alerts failed")
 
     def _slot(self, source_id: str, retry: bool) -> dict[str, timedelta] | None:
         """Shared polling: a regular run is not needed when any process polled the source

@@ -127,7 +127,7 @@ class EventsRoom(StorageCore):
             for e in new:
                 if e.resolves is not None and e.resolves not in closed:
                     continue
-                values = {
+                values: dict[str, Any] = {
                     "kind": e.kind,
                     "subject": e.subject,
                     "key": e.key,

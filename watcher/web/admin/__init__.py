@@ -15,9 +15,10 @@ Rules: the admin edits the files listed in ``[rules] paths`` (or creates
 re-tags the stored items.
 
 The rooms, one concern each: ``login``, ``overview`` (front page, audit log), ``sources``,
-``networks`` (and the digest preview), ``deliveries``, ``rules``; ``forms`` builds and
-reads the source and network forms, ``entries`` turns the editing service's answers into
-pages, ``access`` holds what every room needs. No GET writes to the database.
+``networks`` (and the digest preview), ``deliveries``, ``events`` (the admin's alerts),
+``rules``; ``forms`` builds and reads the source and network forms, ``entries`` turns the
+editing service's answers into pages, ``access`` holds what every room needs. No GET writes
+to the database.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ from fastapi.responses import Response
 from starlette.types import Scope
 
 from watcher.web import auth
-from watcher.web.admin import corrections, deliveries, login, networks, overview, rules, sources
+from watcher.web.admin import (
+    corrections,
+    deliveries,
+    events,
+    login,
+    networks,
+    overview,
+    rules,
+    sources,
+)
 from watcher.web.admin.access import (
     AdminState,
     NotLoggedIn,
@@ -60,6 +70,7 @@ ROOMS: tuple[ModuleType, ...] = (
     sources,
     networks,
     deliveries,
+    events,
     rules,
     corrections,
 )
