@@ -29,16 +29,22 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from notifications.alerts import record_delivery_failed
-from notifications.digest import Digest, build_digest, build_digests
+from notifications.digest import Digest, build_digests, build_for
 from notifications.email import MessageFactory, Sender, list_id, message_id
 from notifications.ports import DeliveryHost
 from notifications.render import render_digest, subject_for
+from notifications.subscriptions import (
+    PreferenceLinks,
+    personal_networks,
+    subscribed_scopes,
+    with_subscribers,
+)
 from notifications.transports import Transport, TransportUnavailable, make_transport
 from notifications.unsubscribe import Unsubscriber
 from watcher.config import NetworkConfig
@@ -59,6 +65,7 @@ from watcher.storage.deliveries import (
     NewDelivery,
     lock_name,
 )
+from watcher.types import StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +122,11 @@ class DigestSender:
         self._unsub: Unsubscriber | None = None
         self._sender: Sender | None = None
         self._factories: dict[int, MessageFactory] = {}
+        # People's own digests (id -> matcher) and who gets a preferences link: self-service
+        # subscribers (``notifications.subscriptions``).
+        self._only: dict[str, Callable[[StoredItem], bool]] = {}
+        self._prefs: PreferenceLinks | None = None
+        self._subscribed: set[tuple[str, str]] | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -150,11 +162,15 @@ class DigestSender:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _configured(self) -> list[NetworkConfig]:
+        """The configured networks, their confirmed subscribers among the members."""
+        return with_subscribers(self.app.config.networks, self.app.storage)
+
     def _networks(self, ids: Sequence[str] | None) -> list[NetworkConfig]:
-        cfg = self.app.config
+        nets = self._configured()
         if not ids:
-            return list(cfg.networks)
-        known = {n.id: n for n in cfg.networks}
+            return nets
+        known = {n.id: n for n in nets}
         missing = [i for i in ids if i not in known]
         if missing:
             raise ConfigError(f"unknown network(s): {', '.join(missing)}")
@@ -186,7 +202,18 @@ class DigestSender:
         """Resume, build, record and send each network's digest (all networks by default).
         Stored statuses are brought up to date first, so that a call that opened since the
         last poll is reported as such (a preview only reads)."""
-        nets = self._networks(network_ids)
+        return self._run(self._networks(network_ids))
+
+    def run_personal(self, frequency: str | None = None) -> list[NetworkOutcome]:
+        """The same for people's own digests (areas and themes, saved searches) of one
+        frequency (``daily``/``weekly``; all by default)."""
+        nets = []
+        for net, matcher in personal_networks(self.app.storage, self.app.config, frequency):
+            self._only[net.id] = matcher
+            nets.append(net)
+        return self._run(nets)
+
+    def _run(self, nets: Sequence[NetworkConfig]) -> list[NetworkOutcome]:
         self.app.refresh_statuses()
         outcomes = []
         stopped = False
@@ -217,7 +244,10 @@ class DigestSender:
         """Send what earlier runs left open; build nothing new (the service does this on
         start and when a back-off delay has passed)."""
         outcomes = []
-        known = {n.id: n for n in self.app.config.networks}
+        known = {n.id: n for n in self._configured()}
+        for own, matcher in personal_networks(self.app.storage, self.app.config):
+            known[own.id] = own
+            self._only[own.id] = matcher
         wanted = set(network_ids) if network_ids else None
         by_net: dict[str, NetworkOutcome] = {}
         try:
@@ -251,7 +281,8 @@ class DigestSender:
             return
         try:
             now = self.app.now()
-            digest = build_digest(self.app, net.id, now)
+            only = {net.id: self._only[net.id]} if net.id in self._only else None
+            [digest] = build_for(self.app, [net], now, only)
             o.digest = digest
             self._counts(o, digest)
             if digest.is_empty:
@@ -337,7 +368,7 @@ class DigestSender:
         cfg = self.app.config.email
         try:
             factory = self._factory_for(rec)
-            url = self.unsubscriber.url(rec.network_id, d.address)
+            url = self._link(rec.network_id, d.address)
             msg = factory.build(to=d.address, message_id=d.message_id, unsubscribe_url=url)
             self.transport.send(msg, self.sender.address, d.address)
         except TransportUnavailable as e:
@@ -381,6 +412,16 @@ class DigestSender:
             error=error,
         )
 
+    def _link(self, digest_of: str, address: str) -> str:
+        """A member's unsubscribe link; a self-service subscriber's preferences link."""
+        if self._subscribed is None:
+            self._subscribed = subscribed_scopes(self.app.storage)
+        if (digest_of, address.lower()) in self._subscribed:
+            if self._prefs is None:
+                self._prefs = PreferenceLinks.for_app(self.app)
+            return self._prefs.url(address, digest_of)
+        return self.unsubscriber.url(digest_of, address)
+
 
 def rendered_name(rec: DigestRecord) -> str:
     return str(rec.payload.get("network_name") or rec.network_id)
@@ -396,6 +437,14 @@ def run_digests(
     """One digest run (the CLI and the scheduled job): see the module docstring."""
     with DigestSender(app, transport) as sender:
         return sender.preview(network_ids) if dry_run else sender.run(network_ids)
+
+
+def run_personal_digests(
+    app: DeliveryHost, frequency: str | None = None, *, transport: Transport | None = None
+) -> list[NetworkOutcome]:
+    """One run of people's own digests (of one frequency, or all)."""
+    with DigestSender(app, transport) as sender:
+        return sender.run_personal(frequency)
 
 
 def resume_digests(
@@ -415,4 +464,5 @@ __all__ = [
     "NetworkOutcome",
     "resume_digests",
     "run_digests",
+    "run_personal_digests",
 ]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -558,14 +558,29 @@ def build_digests(
     "preview of the next digest"; ``app`` is the ``App`` or anything with its ``Host`` part."""
     cfg = app.config
     nets = [cfg.network(n) for n in network_ids] if network_ids else list(cfg.networks)
+    return build_for(app, nets, now)
+
+
+def build_for(
+    app: Host,
+    nets: Sequence[NetworkConfig],
+    now: datetime | None = None,
+    only: Mapping[str, Callable[[StoredItem], bool]] | None = None,
+) -> list[Digest]:
+    """The next digest of each of ``nets`` (network-like values: a person's own digest is
+    one, ``notifications.subscriptions.personal_network``) at ``now``; ``only`` narrows a
+    digest's items further by its id (a person's saved searches and topics). Records
+    nothing."""
+    cfg = app.config
     at = now or app.now()
     inputs = load_inputs(app.storage, [n.id for n in nets], at)
     names = {s.id: s.name for s in cfg.sources}
     prepared = Prepared(at, names)
+    narrow = only or {}
     return [
         select_digest(
             n,
-            inputs.items,
+            inputs.items if n.id not in narrow else [i for i in inputs.items if narrow[n.id](i)],
             inputs.changes,
             inputs.histories[n.id],
             at,

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from apscheduler.triggers.date import DateTrigger
 
 from notifications.alerts import record_digest_missed, send_alerts
-from notifications.delivery import resume_digests, run_digests
+from notifications.delivery import resume_digests, run_digests, run_personal_digests
 from notifications.ports import JobHost
 from notifications.slots import DigestTrigger, Slots, plan_start
 from watcher.config import Config
@@ -214,3 +214,43 @@ async def schedule_retry(scheduler: JobHost, network_id: str) -> None:
         replace_existing=True,
         max_instances=1,
     )
+
+
+# -- people's own digests (self-service subscriptions) ---------------------------------------
+
+
+def personal_digest_jobs(scheduler: JobHost, config: Config) -> None:
+    """Two jobs, ``personal:daily`` and ``personal:weekly``, on ``[subscriptions]
+    daily_schedule`` / ``weekly_schedule``: each sends the own digests of the people who
+    chose that frequency (``notifications.subscriptions``). A slot missed while no process
+    ran is not caught up: the next digest carries what no digest has sent."""
+    if not scheduler.leader:
+        return
+    sub = config.subscriptions
+    for frequency, schedule in (("daily", sub.daily_schedule), ("weekly", sub.weekly_schedule)):
+        job_id = f"personal:{frequency}"
+        trigger = network_trigger(schedule, config)
+        existing = scheduler.aps.get_job(job_id)
+        if existing is not None and str(existing.trigger) == str(trigger):
+            continue
+        scheduler.aps.add_job(
+            run_personal,
+            trigger,
+            args=[scheduler, frequency],
+            id=job_id,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(missed_grace(config).total_seconds())),
+        )
+
+
+async def run_personal(scheduler: JobHost, frequency: str) -> None:
+    """People's own digests of one frequency (in a thread: SMTP and the database block)."""
+    try:
+        with scheduler.running():
+            outcomes = await asyncio.to_thread(run_personal_digests, scheduler.app, frequency)
+        sent = sum(o.sent for o in outcomes)
+        log.info("personal %s digests: %d people, %d sent", frequency, len(outcomes), sent)
+    except Exception:
+        log.exception("the personal %s digests failed", frequency)

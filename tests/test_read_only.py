@@ -22,7 +22,7 @@ from notifications.unsubscribe import Unsubscriber
 from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, login, raw, seed
 from watcher.app import App
 from watcher.editing import RulesWorkspace
-from watcher.web import admin, api, feeds, health, public
+from watcher.web import admin, api, feeds, health, public, subscribe
 
 # Example URLs of each GET route with parameters in its path ({item} is every stored item).
 EXAMPLES: dict[str, list[str]] = {
@@ -38,6 +38,8 @@ EXAMPLES: dict[str, list[str]] = {
     "/calendar/{name}": ["/calendar/all.ics"],
     "/calendar/{kind}/{name}": ["/calendar/network/gr-eu.ics", "/calendar/area/partners.ics"],
     "/unsubscribe/{token}": ["/unsubscribe/{token}", "/unsubscribe/forged"],
+    "/prenumerera/bekrafta/{token}": ["/prenumerera/bekrafta/1.abcdefghijklmnopqrstuvwx"],
+    "/prenumerera/installningar/{token}": ["/prenumerera/installningar/{token}"],
     "/api/items/{item_id}": ["/api/items/{item}"],
     "/admin/sources/{source_id}": ["/admin/sources/esf", "/admin/sources/esf?kind=html"],
     "/admin/sources/{source_id}/delete": ["/admin/sources/nyheter/delete"],
@@ -77,6 +79,7 @@ def get_routes() -> Iterator[str]:
         ("", api.router),
         ("", feeds.router),
         ("", health.router),
+        ("", subscribe.router),
         *((admin.PREFIX, r) for r in admin.routers()),
     ]
     for prefix, router in routers:

@@ -418,6 +418,31 @@ class NetworkConfig(Strict):
         return DigestSchedule.parse(self.schedule)
 
 
+class SubscriptionsSection(Strict):
+    """Self-service sign-up at ``/prenumerera`` (``notifications/subscriptions.py``)."""
+
+    # Only addresses in these domains may sign up (the member municipalities'); empty: any.
+    allowed_domains: tuple[str, ...] = ()
+    # When a person's own digest (areas and themes, saved searches) is sent, by frequency.
+    daily_schedule: str = "daily 07:00"
+    weekly_schedule: str = "mon 07:00"
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(d.strip().lower().lstrip("@") for d in v)
+        for d in out:
+            if not re.match(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$", d):
+                raise ValueError(f"{d!r} is not a domain like 'goteborg.se'")
+        return out
+
+    @field_validator("daily_schedule", "weekly_schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        DigestSchedule.parse(v)
+        return v
+
+
 def _known(values: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
     for v in values:
         if v not in allowed:
@@ -434,6 +459,7 @@ class Config(Strict):
     admin: AdminSection = AdminSection()
     sources: tuple[SourceConfig, ...] = ()
     networks: tuple[NetworkConfig, ...] = ()
+    subscriptions: SubscriptionsSection = SubscriptionsSection()
 
     # Set by load(); not part of the file.
     path: str | None = Field(default=None, exclude=True)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from watcher import editing
 from watcher.app import App
 from watcher.exceptions import StorageError, WatcherError
-from watcher.web import admin, api, errors, feeds, health, public
+from watcher.web import admin, api, errors, feeds, health, public, subscribe
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
             from watcher.scheduler import Scheduler
 
             scheduler = Scheduler(app)
-            from notifications.schedule import digest_jobs
+            from notifications.schedule import digest_jobs, personal_digest_jobs
 
             scheduler.job_providers.append(digest_jobs)
+            scheduler.job_providers.append(personal_digest_jobs)
             web.state.scheduler = scheduler
             scheduler.start()
         try:
@@ -85,6 +86,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     feeds.install(web, app)  # feeds, calendars, unsubscribe; cache hooked to app.hooks
     web.include_router(api.router)
     public.install(web)  # pages, static files
+    subscribe.install(web)  # /prenumerera: sign-up, confirmation, preferences
     errors.install(web)  # error pages
     admin.install(web)  # session middleware, login, admin routes
     return web

@@ -40,6 +40,7 @@ from watcher.web.admin import (
     overview,
     rules,
     sources,
+    subscribers,
 )
 from watcher.web.admin.access import (
     AdminState,
@@ -73,6 +74,7 @@ ROOMS: tuple[ModuleType, ...] = (
     events,
     rules,
     corrections,
+    subscribers,
 )
 
 
