@@ -224,11 +224,13 @@ def timeline_chart(
     body: list[str] = []
     for tick, label in ticks(start, end, day_label, month_label):
         x = x_of(tick)
-        anchor = "end" if x > WIDTH - 20 else "middle"
+        # A label starts at its line, so it never reaches back over "today".
+        right = x > WIDTH - 40
         body.append(
             f'<line class="grid" x1="{_num(x)}" x2="{_num(x)}" y1="{T_AXIS - 6}" '
             f'y2="{_num(height - 4)}"/>'
-            f'<text class="tick" x="{_num(x)}" y="{T_AXIS - 10}" text-anchor="{anchor}">'
+            f'<text class="tick" x="{_num(x - 3 if right else x + 3)}" y="{T_AXIS - 10}" '
+            f'text-anchor="{"end" if right else "start"}">'
             f"{escape(label)}</text>"
         )
     body.append(
