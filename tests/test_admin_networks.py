@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -143,3 +144,25 @@ def test_the_network_list(web_app: App, admin: httpx.Client) -> None:
     assert "GR:s EU-nätverk" in page and 'href="/admin/networks/gr-eu/digest"' in page
     assert admin.get("/admin/networks/nope").status_code == 404
     assert admin.get("/admin/networks/nope/digest").status_code == 404
+
+
+def test_the_admin_sees_and_steers_each_networks_digest(web_app: App, admin: httpx.Client) -> None:
+    """Issue 15.3: per network the next digest time, the last one sent, and "Skicka nu",
+    which sends through the exactly-once run (a second press sends nothing new)."""
+    seed(web_app, "esf", [raw("a", "Utlysning om arbetsmarknad", status="open")])
+    page = admin.get("/admin/networks").text
+    row = page.split("GR:s EU-nätverk")[1].split("</tr>")[0]
+    assert "Senast skickat" in row and "aldrig" in row
+    token = csrf_of(page)
+    r = admin.post("/admin/networks/gr-eu/send", data={"csrf_token": token})
+    assert r.status_code == 303
+    page = admin.get("/admin/networks").text
+    assert "Utskick till gr-eu: 1 skickade, 0 misslyckade" in page
+    row = page.split("GR:s EU-nätverk")[1].split("</tr>")[0]
+    assert "aldrig" not in row.split("Senast skickat")[1]
+    outbox = Path(web_app.config.email.outbox)
+    assert len(list(outbox.rglob("*.eml"))) == 1
+    admin.post("/admin/networks/gr-eu/send", data={"csrf_token": token})
+    assert "Inget utskick till gr-eu" in admin.get("/admin/networks").text
+    assert len(list(outbox.rglob("*.eml"))) == 1  # nothing new: nothing sent again
+    assert web_app.storage.audit_entries()[0]["action"] == "network.send_now"

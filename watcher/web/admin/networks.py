@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from notifications.delivery import run_digests
 from notifications.digest import Digest, build_digest
 from notifications.render import RenderedDigest, render_digest
 from watcher.app import App
@@ -44,9 +45,63 @@ def networks_list(request: Request) -> HTMLResponse:
     except StorageError:
         plans = {}
     missed = {k: p for k, p in plans.items() if p.recent_miss(app.now())}
+    last_sent: dict[str, Any] = {}
+    try:
+        store = DeliveryStore(app.storage)
+        for net in app.config.networks:
+            sent = [d for d in store.digests(net.id, limit=10) if d.counts.get("sent")]
+            if sent:
+                last_sent[net.id] = sent[0].created_at
+    except StorageError:
+        pass
     return render(
-        request, "admin/networks.html", {"networks": app.config.networks, "missed": missed}
+        request,
+        "admin/networks.html",
+        {
+            "networks": app.config.networks,
+            "missed": missed,
+            "plans": plans,
+            "last_sent": last_sent,
+        },
     )
+
+
+@router.post("/networks/{network_id}/send")
+async def network_send_now(
+    request: Request, network_id: str, user: str = Depends(require_admin)
+) -> Response:
+    """ "Skicka nu": the network's next digest, now, through the same exactly-once run as
+    the schedule (a digest already being built or sent by another process is left to it;
+    nothing is sent twice)."""
+    app = app_of(request)
+    t = gettext_for(request)
+    try:
+        app.config.network(network_id)
+    except KeyError:
+        raise HTTPException(404) from None
+    [outcome] = await run_in_threadpool(run_digests, app, [network_id])
+    app.storage.audit(user, "network.send_now", network_id, outcome.as_json(), app.now())
+    session = session_of(request)
+    if outcome.errors:
+        session.flash(
+            t("Utskicket till {id} misslyckades: {e}", id=network_id, e="; ".join(outcome.errors)),
+            "error",
+        )
+    elif outcome.skipped_reason:
+        session.flash(
+            t("Inget utskick till {id}: {why}.", id=network_id, why=outcome.skipped_reason)
+        )
+    else:
+        session.flash(
+            t(
+                "Utskick till {id}: {sent} skickade, {failed} misslyckade, {deferred} försöks igen.",
+                id=network_id,
+                sent=outcome.sent,
+                failed=outcome.failed,
+                deferred=outcome.deferred,
+            )
+        )
+    return redirect("/admin/networks")
 
 
 def _render_network_form(
