@@ -20,6 +20,7 @@ from watcher.config import AREAS, THEMES
 from watcher.config_edit import redact_url
 from watcher.storage import ItemFilter
 from watcher.types import Kind, SourceState, StoredItem
+from watcher.web.render import app_of
 
 router = APIRouter(prefix="/api")
 
@@ -208,7 +209,7 @@ def list_items(
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> ItemPage:
     """Stored items, newest first (or by deadline), with filters and pagination."""
-    app = request.app.state.app
+    app = app_of(request)
     tz = app.config.tz
     # An unknown area, theme, kind or source is a mistake in the request, not an empty list.
     for name, value, known in (
@@ -258,7 +259,7 @@ def list_items(
 )
 def get_item(request: Request, item_id: int) -> ItemDetail:
     """One item with its change history and tag history."""
-    app = request.app.state.app
+    app = app_of(request)
     item = app.storage.get_item(item_id)
     if item is None:
         raise HTTPException(404, "no such item")
@@ -286,7 +287,7 @@ def get_item(request: Request, item_id: int) -> ItemDetail:
 @router.get("/sources", response_model=list[SourceOut], tags=["sources"])
 def list_sources(request: Request) -> list[SourceOut]:
     """Every configured source with its health."""
-    app = request.app.state.app
+    app = app_of(request)
     now = app.now()
     states = app.storage.source_states()
     recent = app.storage.recent_item_counts(now - timedelta(days=30))

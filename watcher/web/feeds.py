@@ -34,6 +34,7 @@ from notifications.render import render_page
 from notifications.unsubscribe import Unsubscriber, secret_key
 from watcher.app import App
 from watcher.storage.deliveries import DeliveryStore
+from watcher.web.render import app_of
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def _split(name: str, allowed: tuple[str, ...]) -> tuple[str, str] | None:
 
 
 async def _serve_feed(request: Request, kind: str, name: str) -> Response:
-    app: App = request.app.state.app
+    app = app_of(request)
     parts = _split(name, ("xml", "atom"))
     scope = scope_for(app.config, kind, parts[0] if parts else None) if parts else None
     if parts is None or scope is None:
@@ -209,7 +210,7 @@ async def _serve_feed(request: Request, kind: str, name: str) -> Response:
 
 
 async def _serve_calendar(request: Request, kind: str, name: str) -> Response:
-    app: App = request.app.state.app
+    app = app_of(request)
     parts = _split(name, ("ics",))
     scope = scope_for(app.config, kind, parts[0] if parts else None) if parts else None
     if parts is None or scope is None:
@@ -312,7 +313,7 @@ def _page(lang: str, kind: str, status: int = 200, **fmt: str) -> HTMLResponse:
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["email"])
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     """A confirmation page; nothing is recorded by a GET."""
-    app: App = request.app.state.app
+    app = app_of(request)
     ctx = await run_in_threadpool(_unsub_context, app, token)
     if ctx is None:
         return _page("sv", "bad", 400)
@@ -324,7 +325,7 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
 async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     """Record the opt-out: the confirmation button, or RFC 8058 one-click
     (``List-Unsubscribe=One-Click`` in the body). Repeating it is harmless."""
-    app: App = request.app.state.app
+    app = app_of(request)
     ctx = await run_in_threadpool(_unsub_context, app, token)
     if ctx is None:
         return _page("sv", "bad", 400)
