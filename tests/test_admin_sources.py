@@ -382,6 +382,33 @@ def test_the_health_list_shows_failures_warnings_counts_and_held_items(
     assert 'role="img" aria-label="Senaste 3 hämtningarna: 0 lyckade, 3 misslyckade"' in row_news
 
 
+def test_the_source_table_searches_filters_by_health_and_sorts(
+    farm_app: App, admin: httpx.Client, clock: Any
+) -> None:
+    """Issue 15.3: with many sources the table is long; the admin finds the one in trouble
+    by a search, a health filter and an order."""
+    farm_app.storage.set_source_warning("esf", "layout changed? items no longer have links")
+    err = SourceError("http_503", "Service Unavailable")
+    farm_app.storage.record_failure(
+        "nyheter", err, PollResult("nyheter", PollStatus.ERROR, error=err), clock(), None
+    )
+
+    def shown(**params: str) -> list[str]:
+        html = admin.get("/admin/sources", params=params).text
+        return re.findall(r'<tr id="source-([^"]+)"', html)
+
+    assert shown() == ["esf", "nyheter"]  # by name: "ESF-rådet", "Nyheter"
+    assert shown(q="nyhet") == ["nyheter"]
+    assert shown(q="esf.example") == ["esf"]  # the address is searched too
+    assert shown(health="failing") == ["nyheter"]
+    assert shown(health="warning") == ["esf"]
+    assert shown(health="never") == ["esf"]
+    assert shown(sort="failures") == ["nyheter", "esf"]
+    assert shown(health="bogus") == ["esf", "nyheter"]  # an unknown filter shows all
+    page = admin.get("/admin/sources", params={"health": "failing"}).text
+    assert "1 av 2 källor" in page and 'href="/admin/sources">visa alla' in page
+
+
 def test_held_items_can_be_released(farm_app: App, admin: httpx.Client) -> None:
     from tests.web_builders import item, store
 

@@ -11,7 +11,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
@@ -20,7 +20,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from sources import registry
-from watcher.config import Config
+from watcher.config import Config, SourceConfig
 from watcher.editing import ConfigEditor
 from watcher.exceptions import ConfigError, EditConflict
 from watcher.preview import Preview, preview_source
@@ -87,14 +87,18 @@ def sources_list(request: Request) -> HTMLResponse:
     states = app.storage.source_states()
     recent = app.storage.recent_item_counts(now - timedelta(days=30))
     held = app.storage.held_counts()
+    query = source_query(request.query_params)
     rows = []
     for s in app.config.sources:
+        state = states.get(s.id) or SourceState(source_id=s.id)
+        if not query.keeps(s, state, held.get(s.id, 0)):
+            continue
         history = app.storage.poll_history(s.id, 30)
         ok = sum(1 for h in history if h.get("status") != "error")
         rows.append(
             {
                 "source": s,
-                "state": states.get(s.id) or SourceState(source_id=s.id),
+                "state": state,
                 "recent": recent.get(s.id, 0),
                 "held": held.get(s.id, 0),
                 "bars": activity_bars(history, fmt, t),
@@ -106,10 +110,77 @@ def sources_list(request: Request) -> HTMLResponse:
                 ),
             }
         )
+    rows.sort(key=query.sort_key, reverse=query.sort in ("failures", "recent"))
     return render(
         request,
         "admin/sources.html",
-        {"rows": rows, "kinds": registry.kinds(), "chart_height": CHART_HEIGHT},
+        {
+            "rows": rows,
+            "kinds": registry.kinds(),
+            "chart_height": CHART_HEIGHT,
+            "query": query,
+            "total": len(app.config.sources),
+        },
+    )
+
+
+HEALTH_FILTERS = ("", "failing", "warning", "held", "disabled", "never")
+SOURCE_SORTS = ("name", "failures", "recent", "last_success")
+
+
+@dataclass(frozen=True)
+class SourceQuery:
+    """The source table's search, health filter and order (query parameters ``q``,
+    ``health``, ``sort``): with dozens of sources the admin finds the one in trouble."""
+
+    q: str = ""
+    health: str = ""
+    sort: str = "name"
+
+    def keeps(self, s: SourceConfig, state: SourceState, held: int) -> bool:
+        if self.q:
+            hay = f"{s.id} {s.name} {s.kind} {s.url}".casefold()
+            if not all(word in hay for word in self.q.casefold().split()):
+                return False
+        match self.health:
+            case "failing":
+                return state.consecutive_failures > 0
+            case "warning":
+                return bool(state.warning)
+            case "held":
+                return held > 0
+            case "disabled":
+                return not s.enabled
+            case "never":
+                return state.last_poll_at is None
+        return True
+
+    def sort_key(self, row: Mapping[str, Any]) -> Any:
+        s, st = row["source"], row["state"]
+        match self.sort:
+            case "failures":
+                return (
+                    st.consecutive_failures,
+                    st.last_error_at or datetime.min.replace(tzinfo=UTC),
+                )
+            case "recent":
+                return row["recent"]
+            case "last_success":
+                return (
+                    st.last_success_at is not None,
+                    st.last_success_at or datetime.min.replace(tzinfo=UTC),
+                )
+        return s.name.casefold()
+
+
+def source_query(params: Mapping[str, str]) -> SourceQuery:
+    """The table's query from the request; unknown values fall back to the defaults."""
+    health = params.get("health", "")
+    sort = params.get("sort", "name")
+    return SourceQuery(
+        q=params.get("q", "").strip()[:100],
+        health=health if health in HEALTH_FILTERS else "",
+        sort=sort if sort in SOURCE_SORTS else "name",
     )
 
 
