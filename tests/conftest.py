@@ -48,7 +48,9 @@ def clock() -> Clock:
     return Clock()
 
 
-def _pg_storage() -> Iterator[Storage]:
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL database of its own (a schema, dropped afterwards) as a URL that
+    several storages or processes can share; skipped with a reason without a server."""
     url = os.environ.get(PG_ENV)
     if not url:
         pytest.skip(f"PostgreSQL not tested: {PG_ENV} is not set (.ci/run sets it)")
@@ -63,15 +65,22 @@ def _pg_storage() -> Iterator[Storage]:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {PG_ENV}: {str(e).splitlines()[0]}")
     sep = "&" if "?" in url else "?"
-    storage = Storage(f"{url}{sep}options=-csearch_path%3D{schema}")
     try:
-        storage.upgrade()
-        yield storage
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
     finally:
-        storage.close()
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def _pg_storage() -> Iterator[Storage]:
+    for url in pg_schema_url():
+        storage = Storage(url)
+        try:
+            storage.upgrade()
+            yield storage
+        finally:
+            storage.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

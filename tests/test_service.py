@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import fetch_settings, write_config
+from tests.conftest import fetch_settings, pg_schema_url, write_config
 from tests.loopback import LoopbackServer, Reply
 from watcher.storage import Storage
 
@@ -168,28 +168,7 @@ def test_two_processes_share_one_scheduler(service_config: Path, loopback: Loopb
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of its own (a schema) that several processes can share."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    url = os.environ.get("WATCHER_TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("PostgreSQL not tested: WATCHER_TEST_DATABASE_URL is not set (.ci/run sets it)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as e:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable: {str(e).splitlines()[0]}")
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from pg_schema_url()
 
 
 @pytest.mark.postgres
@@ -255,7 +234,11 @@ def test_three_processes_share_the_polling_once_per_source(
             storage.close()
         for svc in services:  # stopped together: each waits for its own jobs
             svc.proc.send_signal(signal.SIGTERM)
-        assert [svc.stop() for svc in services] == [0, 0, 0]
+        codes = [svc.proc.wait(timeout=WAIT) for svc in services]  # one SIGTERM each
+        for svc in services:
+            while not svc.lines.empty():
+                svc.log.append(svc.lines.get())
+        assert codes == [0, 0, 0], "\n\n".join("".join(svc.log[-12:]) for svc in services)
     finally:
         for svc in services:
             if svc.proc.poll() is None:
