@@ -377,7 +377,7 @@ def test_the_health_list_shows_failures_warnings_counts_and_held_items(
     row_news = html.split('id="source-nyheter"')[1].split("</tr>")[0]
     assert "layout change?" in row_esf
     assert re.search(r'<td class="num">2</td>', row_esf)  # items in the last 30 days
-    assert "http_503" in row_news and '<td class="num">3</td>' in row_news
+    assert "HTTP-fel 503" in row_news and '<td class="num">3</td>' in row_news
     assert row_news.count('class="bar-error"') == 3
     assert 'role="img" aria-label="Senaste 3 hämtningarna: 0 lyckade, 3 misslyckade"' in row_news
 

@@ -269,7 +269,8 @@ def _call_row(
     )
     parts = [
         f"<title>{escape(tip)}</title>",
-        f'<text class="call" x="{T_SIDE + 2}" y="{_num(y + 12)}">{escape(label)}</text>',
+        f'<text class="call" x="{T_SIDE + 2}" y="{_num(y + 12)}" translate="no">'
+        f"{escape(label)}</text>",
         f'<text class="due" x="{WIDTH - T_SIDE}" y="{_num(y + 12)}" text-anchor="end">'
         f"{escape(day_label(s.deadline))}</text>",
         _rect(css, x0, bar_y, x1 - x0, T_BAR),

@@ -34,7 +34,7 @@ from notifications.render import render_page
 from notifications.unsubscribe import Unsubscriber, secret_key
 from watcher.app import App
 from watcher.storage.deliveries import DeliveryStore
-from watcher.web.render import app_of
+from watcher.web.render import app_of, request_lang
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     app = app_of(request)
     ctx = await run_in_threadpool(_unsub_context, app, token)
     if ctx is None:
-        return _page("sv", "bad", 400)
+        return _page(request_lang(request), "bad", 400)
     _network_id, address, lang, name = ctx
     return _page(lang, "confirm", address=address, network=name, action=f"/unsubscribe/{token}")
 
@@ -328,7 +328,7 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     app = app_of(request)
     ctx = await run_in_threadpool(_unsub_context, app, token)
     if ctx is None:
-        return _page("sv", "bad", 400)
+        return _page(request_lang(request), "bad", 400)
     network_id, address, lang, name = ctx
     new = await run_in_threadpool(
         DeliveryStore(app.storage).add_optout, network_id, address, app.now()

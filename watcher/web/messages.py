@@ -111,3 +111,151 @@ def localise(message: str, lang: str) -> str:
         if m:
             return template.format(*m.groups())
     return message
+
+
+# -- poll errors and health warnings ------------------------------------------------------------
+#
+# A failed poll is stored as a code (``watcher/http.py``'s table, the adapters' parse errors)
+# and an English message holding the technical detail (a server's words, a URL). The pages
+# name the code in the interface's language and show the detail as it came.
+
+ERROR_LABELS: dict[str, tuple[str, str]] = {
+    "timeout": ("tidsgränsen nåddes", "timed out"),
+    "dns_error": ("adressen hittades inte (DNS)", "address not found (DNS)"),
+    "connection_error": ("ingen anslutning", "no connection"),
+    "tls_error": ("TLS-fel", "TLS error"),
+    "invalid_url": ("ogiltig adress", "invalid URL"),
+    "blocked_scheme": ("adresstypen är inte tillåten", "URL scheme not allowed"),
+    "blocked_address": ("adressen är spärrad", "address blocked"),
+    "too_many_redirects": ("för många omdirigeringar", "too many redirects"),
+    "robots_disallowed": ("robots.txt förbjuder hämtning", "disallowed by robots.txt"),
+    "rate_limited": ("servern bad oss vänta", "rate limited"),
+    "too_large": ("svaret är för stort", "response too large"),
+    "bad_encoding": ("felaktig kodning", "bad encoding"),
+    "empty_body": ("tomt svar", "empty response"),
+    "invalid_feed": ("inget giltigt flöde", "not a valid feed"),
+    "invalid_ical": ("ingen giltig kalender", "not a valid calendar"),
+    "invalid_json": ("ogiltig JSON", "invalid JSON"),
+    "invalid_html": ("ogiltig HTML", "invalid HTML"),
+    "hostile_xml": ("farlig XML", "hostile XML"),
+    "selector_no_match": ("väljaren hittade inget", "selector matched nothing"),
+    "unexpected_structure": ("oväntad uppbyggnad", "unexpected structure"),
+    "db_unavailable": ("databasen svarar inte", "database unavailable"),
+    "db_revision": ("databasen har fel version", "database at the wrong revision"),
+    "db_busy": ("databasen är upptagen", "database busy"),
+}
+
+
+def error_label(code: str | None, lang: str) -> str:
+    """A poll error's code in words (``http_503`` is "HTTP-fel 503"); an unknown code as is."""
+    if not code:
+        return ""
+    if code.startswith("http_") and code[5:].isdigit():
+        return f"HTTP-fel {code[5:]}" if lang == "sv" else f"HTTP error {code[5:]}"
+    pair = ERROR_LABELS.get(code)
+    if pair is None:
+        return code
+    return pair[1] if lang == "en" else pair[0]
+
+
+_FIELDS_SV = {
+    "published": "publiceringsdatum",
+    "deadline": "sista dag",
+    "deadlines": "sista dagar",
+    "opening": "öppningsdag",
+    "summary": "sammanfattning",
+    "status": "status",
+    "programme": "program",
+    "budget": "budget",
+    "identifier": "id",
+    "link": "länk",
+    "title": "titel",
+}
+
+
+def _fields_sv(names: str) -> str:
+    return ", ".join(_FIELDS_SV.get(n.strip(), n.strip()) for n in names.split(","))
+
+
+_WARNINGS_SV: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p, re.DOTALL), t)
+    for p, t in [
+        # watcher/pipeline/layout.py
+        (
+            r"layout changed\? the source gave no items \(last time (\d+)\)",
+            "sidan kan ha ändrats: källan gav inga poster (förra gången {0})",
+        ),
+        (
+            r"layout changed\? no items found — check the CSS selectors",
+            "sidan kan ha ändrats: inga poster hittades, kontrollera CSS-väljarna",
+        ),
+        (r"layout changed\? no items found", "sidan kan ha ändrats: inga poster hittades"),
+        (
+            r"layout changed\? items no longer have (.+)",
+            "sidan kan ha ändrats: posterna saknar nu {fields0}",
+        ),
+        # watcher/pipeline/arrivals.py
+        (
+            r"(\d+) open calls on a first poll \(more than (\d+)\): held for the admin .+",
+            "{0} öppna utlysningar vid första hämtningen (fler än {1}): hålls kvar hos admin i "
+            "stället för att skickas; släpp eller kasta dem i admin",
+        ),
+        (
+            r"(\d+) new items at once \(more than (\d+)\): held for the admin .+",
+            "{0} nya poster på en gång (fler än {1}): hålls kvar hos admin i stället för att "
+            "skickas; släpp eller kasta dem i admin",
+        ),
+        # watcher/polling.py
+        (
+            r"(\d+) item\(s\) could not be read and were skipped",
+            "{0} poster kunde inte läsas och hoppades över",
+        ),
+        (
+            r"(\d+) item\(s\) stored without (.+?): (.+); read again on the next poll",
+            "{0} poster sparade utan {fields1}: {2}; läses igen vid nästa hämtning",
+        ),
+        (
+            r"(\d+) item\(s\) stored: (.+); read again on the next poll",
+            "{0} poster sparade: {1}; läses igen vid nästa hämtning",
+        ),
+        # watcher/http.py
+        (
+            r"robots\.txt of (.+) could not be read \((.+)\): polled as allowed",
+            "robots.txt för {0} kunde inte läsas ({1}): hämtad som tillåten",
+        ),
+        (
+            r"robots\.txt of (.+) could not be read again \((.+)\): its last copy holds",
+            "robots.txt för {0} kunde inte läsas igen ({1}): den senaste kopian gäller",
+        ),
+        (
+            r"invalid UTF-8 repaired: (\d+) invalid byte sequence\(s\) .+ in (.+)",
+            "ogiltig UTF-8 lagad: {0} ogiltiga bytesekvenser ersattes med U+FFFD i {1}",
+        ),
+    ]
+]
+
+
+def warning_parts(text: str | None, lang: str) -> list[tuple[str, bool]]:
+    """A source's health warning (notes joined by "; ") as (text, translated) parts: each
+    note the patterns know in Swedish, the others as they came (``translated`` False)."""
+    if not text:
+        return []
+    notes = [
+        n.strip()
+        for n in re.split(r"; (?=layout changed|\d+ (?:new|open|item)|robots|invalid UTF)", text)
+    ]
+    if lang != "sv":
+        return [(n, True) for n in notes if n]
+    out: list[tuple[str, bool]] = []
+    for note in notes:
+        for pattern, template in _WARNINGS_SV:
+            m = pattern.fullmatch(note)
+            if m:
+                groups = m.groups()
+                values = {f"fields{i}": _fields_sv(g) for i, g in enumerate(groups)}
+                out.append((template.format(*groups, **values), True))
+                break
+        else:
+            if note:
+                out.append((note, False))
+    return out

@@ -25,11 +25,14 @@ from urllib.parse import urlencode, urlsplit
 
 import jinja2
 import tomlkit
+from babel import Locale, dates
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from markupsafe import Markup, escape
 
 from watcher.app import App
 from watcher.config import AREAS, THEMES
+from watcher.web import messages
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -92,6 +95,8 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "kind": ("Typ", "Kind"),
     "sources": ("Källor", "Sources"),
 }
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+BABEL_LOCALES = {"sv": "sv_SE", "en": "en_GB"}
 _MONTHS = {
     "sv": "januari februari mars april maj juni juli augusti september oktober november december",
     "en": "January February March April May June July August September October November December",
@@ -140,6 +145,17 @@ def local_path(target: str | None, default: str = "/") -> str:
     return target
 
 
+def code(text: str) -> Markup:
+    """``text`` as ``<code>``: a key or a value to type, the same in every language."""
+    return Markup("<code>%s</code>") % text
+
+
+def ticks(text: str) -> Markup:
+    """``text`` with the parts written between backticks as ``<code>``."""
+    parts = str(escape(text)).split("`")
+    return Markup("".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))
+
+
 def feed_url(scope: str, ident: str, fmt: str) -> str:
     """The delivery feeds' URLs (``watcher/web/feeds.py``): ``/feeds/{scope}/{id}.xml``
     (RSS), ``.atom`` (Atom), ``/calendar/{scope}/{id}.ics`` (iCal); scope ``all`` is
@@ -166,7 +182,12 @@ def translator(lang: str) -> Gettext:
 
     def gettext(text: str, **values: Any) -> str:
         out = cat.get(text, text)
-        return out.format(**values) if values else out
+        if not values:
+            return out
+        if any(isinstance(v, Markup) for v in values.values()):
+            # Markup values (``code``) stay markup; the text and the other values are escaped.
+            return escape(out).format(**values)
+        return out.format(**values)
 
     return gettext
 
@@ -263,6 +284,58 @@ class Formatter:
     def tag(self, kind: str, key: str) -> str:
         return self.area(key) if kind == "area" else self.theme(key)
 
+    def tag_ref(self, ref: str) -> str:
+        """A tag written ``area:partners`` by its label."""
+        kind, _, key = ref.partition(":")
+        return self.tag(kind, key) if kind in ("area", "theme") and key else ref
+
+    def evidence(self, field: str | None, matched: str | None) -> str:
+        """What a rule matched: a kind or status by its label, words as they were found."""
+        if field == "kind":
+            return self.kind(matched)
+        if field == "status":
+            return self.status(matched)
+        return matched or ""
+
+    def error(self, code: str | None) -> str:
+        """A poll error's code in words."""
+        return messages.error_label(code, self.lang)
+
+    def warning(self, text: str | None) -> Markup:
+        """A source's health warning; notes the interface cannot say in Swedish are shown
+        as they came, marked as English."""
+        parts = []
+        for note, translated in messages.warning_parts(text, self.lang):
+            parts.append(escape(note) if translated else Markup('<span lang="en">%s</span>') % note)
+        return Markup("; ").join(parts)
+
+    def language(self, code: str | None) -> str:
+        """A language code (``sv``, ``en``) by its name in the interface's language."""
+        if not code:
+            return "–"
+        name = Locale.parse(BABEL_LOCALES[self.lang]).languages.get(code.lower())
+        return name or code
+
+    def schedule(self, spec: str | None) -> str:
+        """A network's digest schedule (``mon,thu 08:00``, ``daily 07:30``, ``weekdays 08:00``)
+        or a source's interval (``6h``) in words; anything else (a cron line) as written."""
+        if not spec:
+            return "–"
+        parts = spec.split()
+        if len(parts) != 2:
+            return spec
+        when, at = parts
+        days = dates.get_day_names("abbreviated", locale=BABEL_LOCALES[self.lang])
+        words = {"daily": self.gettext("dagligen"), "weekdays": self.gettext("vardagar")}
+        if when in words:
+            return f"{words[when]} {at}"
+        names = []
+        for d in when.split(","):
+            if d not in _WEEKDAYS:
+                return spec
+            names.append(days[_WEEKDAYS.index(d)].rstrip("."))
+        return f"{', '.join(names)} {at}"
+
 
 def short_value(value: Any, limit: int = 200) -> str:
     """A history value as short text."""
@@ -294,6 +367,7 @@ def environment() -> jinja2.Environment:
     env.filters["short"] = short_value
     env.filters["as_toml"] = as_toml
     env.globals["feed_url"] = feed_url
+    env.globals["code"] = code
     env.globals["AREAS"] = AREAS
     env.globals["THEMES"] = THEMES
     env.globals["STATUSES"] = tuple(STATUS_LABELS)

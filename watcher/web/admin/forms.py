@@ -11,6 +11,7 @@ file stays short. Problems are collected on ``errors`` (per field) and ``general
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,16 @@ from starlette.datastructures import FormData
 
 from sources import registry
 from watcher.config import AREAS, THEMES, SourceConfig
-from watcher.web.render import AREA_LABELS, KIND_LABELS, THEME_LABELS, Gettext, label
+from watcher.web.adapter_labels import option_label
+from watcher.web.render import (
+    AREA_LABELS,
+    KIND_LABELS,
+    THEME_LABELS,
+    Gettext,
+    code,
+    label,
+    ticks,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class FormField:
     required: bool = False
     choices: Sequence[tuple[str, str]] = ()
     rows: int = 3
+    key: str = ""  # the config key behind the field, shown as code (an adapter's option)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,8 @@ def _display(spec: OptionSpec, value: Any) -> Any:
         return "\n".join(f"{k} = {v}" for k, v in dict(value).items())
     return str(value)
 
+
+_KEYS = re.compile(r"<?\b[a-z]+_[a-z0-9_]+\b>?")
 
 KEEP = object()  # the form did not carry the field: keep what the entry has
 DEFAULT = object()  # the field was emptied: use the adapter's default
@@ -296,7 +309,9 @@ class SourceForm:
                 "dict": "textarea",
                 "choice": "select",
             }.get(spec.shape, "text")
-            hint = spec.description
+            swedish = option_label(self.kind, spec.name) if lang == "sv" else None
+            # The English description names other options and placeholders: shown as code.
+            hint: str = ticks(swedish.hint if swedish else _KEYS.sub(r"`\g<0>`", spec.description))
             if spec.shape == "list":
                 hint = (hint + " " if hint else "") + t("(en per rad)")
             elif spec.shape == "dict":
@@ -304,13 +319,17 @@ class SourceForm:
             options.append(
                 FormField(
                     f"opt.{spec.name}",
-                    spec.name,
+                    swedish.label if swedish else spec.name.replace("_", " ").capitalize(),
                     ftype,
                     _display(spec, value),
                     hint=hint,
                     required=spec.required,
-                    choices=[(c, c) for c in spec.choices],
+                    choices=[
+                        (c, label(KIND_LABELS, c, lang) if spec.name == "kind" else c)
+                        for c in spec.choices
+                    ],
                     rows=4 if spec.shape in ("list", "dict") else 3,
+                    key=spec.name,
                 )
             )
         return common, options
@@ -417,7 +436,11 @@ class NetworkForm:
                 value=e.get("schedule", "mon 08:00"),
                 required=True,
                 hint=t(
-                    "'daily 07:30', 'weekdays 08:00', 'mon 08:00' eller 'mon,thu 08:00' (svensk tid)."
+                    "{a}, {b}, {c} eller {d} (svensk tid).",
+                    a=code("daily 07:30"),
+                    b=code("weekdays 08:00"),
+                    c=code("mon 08:00"),
+                    d=code("mon,thu 08:00"),
                 ),
             ),
             FormField(

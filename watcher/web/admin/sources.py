@@ -25,7 +25,7 @@ from watcher.editing import ConfigEditor
 from watcher.exceptions import ConfigError, EditConflict
 from watcher.preview import Preview, preview_source
 from watcher.types import SourceState
-from watcher.web import charts
+from watcher.web import adapter_labels, charts
 from watcher.web.admin.access import admin_router, form_data, redirect, require_admin, session_of
 from watcher.web.admin.entries import (
     check_entry,
@@ -63,10 +63,10 @@ def activity_bars(history: Sequence[Mapping[str, Any]], fmt: Formatter, t: Gette
         when = fmt.stamp(h.get("started_at"))
         if status == "error":
             height, css = CHART_HEIGHT, "bar-error"
-            title = f"{when}: {t('fel')} {h.get('error_code') or ''}"
+            title = f"{when}: {t('fel')} {fmt.error(h.get('error_code'))}"
         elif status == "partial":
             height, css = CHART_HEIGHT // 2, "bar-partial"
-            title = f"{when}: {t('delvis')} {h.get('error_code') or ''}"
+            title = f"{when}: {t('delvis')} {fmt.error(h.get('error_code'))}"
         elif changed:
             height = min(CHART_HEIGHT, 6 + int(6 * math.log2(1 + changed)))
             css = "bar-new"
@@ -224,11 +224,13 @@ def activity_chart(request: Request, source_id: str) -> tuple[Markup, list[chart
     return charts.activity_chart(days, text, day_label), days
 
 
-def _kind_help(kind: str) -> str:
+def _kind_help(kind: str, lang: str) -> str:
+    """What the adapter kind does: its docstring in English, ``adapter_labels`` in Swedish."""
     try:
-        return registry.get(kind).help()
+        english = registry.get(kind).help()
     except KeyError:
         return ""
+    return (adapter_labels.kind_help(kind) or english) if lang == "sv" else english
 
 
 def _render_source_form(
@@ -254,7 +256,7 @@ def _render_source_form(
             "form": form,
             "new": new,
             "kinds": registry.kinds(),
-            "kind_help": _kind_help(form.kind),
+            "kind_help": _kind_help(form.kind, request_lang(request)),
             "common": common,
             "options": options,
             "errors": form.errors,
