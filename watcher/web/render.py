@@ -97,14 +97,6 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
 }
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BABEL_LOCALES = {"sv": "sv_SE", "en": "en_GB"}
-_MONTHS = {
-    "sv": "januari februari mars april maj juni juli augusti september oktober november december",
-    "en": "January February March April May June July August September October November December",
-}
-_MONTHS_SHORT = {
-    "sv": "jan feb mar apr maj jun jul aug sep okt nov dec",
-    "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec",
-}
 
 
 def label(table: Mapping[str, tuple[str, str]], key: str | None, lang: str) -> str:
@@ -220,15 +212,19 @@ class Formatter:
     def gettext(self) -> Gettext:
         return translator(self.lang)
 
+    @property
+    def locale(self) -> str:
+        """Babel's locale of the interface language (``sv_SE``, ``en_GB``)."""
+        return BABEL_LOCALES.get(self.lang, "sv_SE")
+
     def local(self, dt: datetime) -> datetime:
         return dt.astimezone(self.tz)
 
     def day(self, dt: datetime | date | None) -> str:
         if dt is None:
             return "–"
-        d = self.local(dt) if isinstance(dt, datetime) else dt
-        month = _MONTHS[self.lang].split()[d.month - 1]
-        return f"{d.day} {month} {d.year}"
+        d = self.local(dt).date() if isinstance(dt, datetime) else dt
+        return dates.format_date(d, "d MMMM y", locale=self.locale)
 
     def moment(self, dt: datetime | None) -> str:
         """The date, with the time when it is not midnight (deadlines often close 17:00)."""
@@ -261,7 +257,10 @@ class Formatter:
         return _("om {n} dagar", n=days)
 
     def short_range(self, start: date, end: date) -> str:
-        months = _MONTHS_SHORT[self.lang].split()
+        # Babel's abbreviations, without the full stop Swedish gives them ("nov."):
+        # a range in a heading reads "2–8 nov".
+        names = dates.get_month_names("abbreviated", locale=self.locale)
+        months = [names[m].rstrip(".") for m in range(1, 13)]
         if start.month == end.month:
             return f"{start.day}–{end.day} {months[end.month - 1]}"
         return f"{start.day} {months[start.month - 1]} – {end.day} {months[end.month - 1]}"
@@ -313,7 +312,7 @@ class Formatter:
         """A language code (``sv``, ``en``) by its name in the interface's language."""
         if not code:
             return "–"
-        name = Locale.parse(BABEL_LOCALES[self.lang]).languages.get(code.lower())
+        name = Locale.parse(self.locale).languages.get(code.lower())
         return name or code
 
     def schedule(self, spec: str | None) -> str:
@@ -325,7 +324,7 @@ class Formatter:
         if len(parts) != 2:
             return spec
         when, at = parts
-        days = dates.get_day_names("abbreviated", locale=BABEL_LOCALES[self.lang])
+        days = dates.get_day_names("abbreviated", locale=self.locale)
         words = {"daily": self.gettext("dagligen"), "weekdays": self.gettext("vardagar")}
         if when in words:
             return f"{words[when]} {at}"
