@@ -3,14 +3,15 @@ timeline, the subscription page, the language switch, and the English catalogue.
 
 from __future__ import annotations
 
-import ast
 import re
-import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
 
 from tests.web_builders import item, raw, seed, store
 from watcher.app import App
@@ -23,7 +24,7 @@ from watcher.types import (
     Status,
     Updated,
 )
-from watcher.web.render import TEMPLATES_DIR, local_path, safe_url
+from watcher.web.render import LOCALE_DIR, PO_FILE, TEMPLATES_DIR, local_path, safe_url
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # the clock fixture's time: Monday, week 45
 
@@ -268,32 +269,32 @@ def test_the_search_form_keeps_its_values_and_the_feed_links_follow_the_filter(
     assert 'href="/feeds/area/fonder-program.xml"' in r.text
 
 
-def test_every_interface_text_has_an_english_translation() -> None:
-    with (TEMPLATES_DIR / "i18n" / "en.toml").open("rb") as f:
-        catalogue = tomllib.load(f)
-    wanted: set[str] = set()
-    pattern = re.compile(r"""_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
-    for tpl in TEMPLATES_DIR.rglob("*.html"):
-        for m in pattern.finditer(tpl.read_text(encoding="utf-8")):
-            wanted.add(m.group(1) if m.group(1) is not None else m.group(2))
+def extracted() -> set[str]:
+    """Every interface string, found as ``pybabel extract -F watcher/web/babel.cfg`` finds
+    them (``_`` in the templates, ``t`` and ``_`` in the code)."""
     web = Path(TEMPLATES_DIR).parent
-    for module in sorted(web.rglob("*.py")):
-        tree = ast.parse(module.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in ("t", "_")
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                wanted.add(node.args[0].value)
+    with (web / "babel.cfg").open(encoding="utf-8") as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    found = extract_from_dir(
+        web, method_map, options_map, keywords={**DEFAULT_KEYWORDS, "t": None}, comment_tags=()
+    )
+    return {str(msgid) for _file, _line, msgid, _comments, _context in found}
+
+
+def test_every_interface_text_has_an_english_translation() -> None:
+    """The message catalogue (Babel's .po) translates every extracted string, and the
+    template (messages.pot) is what extraction gives today."""
+    wanted = extracted()
     assert len(wanted) > 200
-    missing = sorted(w for w in wanted if w not in catalogue)
-    assert missing == []
-    for sv, en in catalogue.items():  # placeholders survive translation
+    with PO_FILE.open("rb") as f:
+        po = read_po(f, locale="en")
+    translated = {str(m.id): str(m.string) for m in po if m.id and m.string and not m.fuzzy}
+    assert sorted(w for w in wanted if w not in translated) == []
+    for sv, en in translated.items():  # placeholders survive translation
         assert set(re.findall(r"{\w+}", sv)) == set(re.findall(r"{\w+}", en)), sv
+    with (LOCALE_DIR / "messages.pot").open("rb") as f:
+        pot = {str(m.id) for m in read_po(f) if m.id}
+    assert pot == wanted, "run pybabel extract (see watcher/web/babel.cfg)"
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 Pages are server-rendered Jinja2 with autoescape on: scraped text is data, never markup.
 A link taken from a source is rendered as a link only when it is ``http``/``https``
 (``safe_url``). The interface is Swedish, with an English switch (``/lang/en``); the English
-catalogue is ``templates/i18n/en.toml`` keyed by the Swedish text. Times are stored in UTC
+catalogue is Babel's ``locale/en/LC_MESSAGES/messages.po`` keyed by the Swedish text
+(extracted with ``pybabel extract -F watcher/web/babel.cfg``), and dates come from Babel's
+locale data (``sv_SE``, ``en_GB``). Times are stored in UTC
 and shown in the configured time zone (Europe/Stockholm) by a ``Formatter``.
 
 The public pages (``watcher.web.public``), the admin (``watcher.web.admin``) and the error
@@ -14,7 +16,6 @@ pages (``watcher.web.errors``) render through here; ``app_of`` gives a route the
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
@@ -26,6 +27,7 @@ from urllib.parse import urlencode, urlsplit
 import jinja2
 import tomlkit
 from babel import Locale, dates
+from babel.messages.pofile import read_po
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
@@ -162,11 +164,22 @@ def feed_url(scope: str, ident: str, fmt: str) -> str:
 # -- language ------------------------------------------------------------------------------------
 
 
+LOCALE_DIR = WEB_DIR / "locale"
+PO_FILE = LOCALE_DIR / "en" / "LC_MESSAGES" / "messages.po"
+
+
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, str]:
-    """The English translations, keyed by the Swedish text."""
-    with (TEMPLATES_DIR / "i18n" / "en.toml").open("rb") as f:
-        return {str(k): str(v) for k, v in tomllib.load(f).items()}
+    """The English translations, keyed by the Swedish text: Babel's message catalogue
+    ``locale/en/LC_MESSAGES/messages.po``, read once at start (no compiled ``.mo`` to keep
+    in step). An untranslated or fuzzy entry falls back to the Swedish text."""
+    with PO_FILE.open("rb") as f:
+        po = read_po(f, locale="en")
+    return {
+        str(m.id): str(m.string)
+        for m in po
+        if m.id and isinstance(m.id, str) and m.string and not m.fuzzy
+    }
 
 
 def translator(lang: str) -> Gettext:
