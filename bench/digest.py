@@ -16,6 +16,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from notifications.render import render_digests
 from notifications.unsubscribe import Unsubscriber
 from watcher.app import App
 from watcher.config import AREAS, THEMES, validate_data
-from watcher.storage.deliveries import DeliveryStore
 from watcher.types import (
     Classification,
     Evidence,
@@ -86,35 +86,47 @@ def make_item(n: int, rnd: random.Random) -> Item:
     )
 
 
-def seed(app: App, n_items: int, rnd: random.Random) -> None:
+def seed(app: App, n_items: int, rnd: random.Random, last_digest: Callable[[], None]) -> None:
+    """The month before (seen by last week's digests: ``last_digest`` records them), then
+    this week: 150 new items and 100 notable updates of older items."""
     storage = app.storage
     items = [make_item(n, rnd) for n in range(n_items)]
-    # A week's news: 150 new items; the rest were seen before the last digest.
     old, new = items[: n_items - 150], items[n_items - 150 :]
     ids: list[int] = []
     by_id: dict[int, Item] = {}
-    for batch, at, baseline in ((old, NOW - timedelta(days=30), True), (new, NOW, False)):
+
+    def store(batch: list[Item], at: datetime, baseline: bool) -> list[int]:
+        stored: list[int] = []
         for src in sorted({i.source_id for i in batch}):
             mine = [i for i in batch if i.source_id == src]
             out = storage.apply(
                 src,
                 [NewItem(i, baseline=baseline) for i in mine],
                 PollResult(src, PollStatus.OK, new=len(mine)),
-                at - timedelta(days=2) if not baseline else at,
+                at,
             )
-            ids.extend(out.new_ids)
+            stored.extend(out.new_ids)
             by_id.update(zip(out.new_ids, mine, strict=True))
-    results = {}
-    for item_id in ids:
-        areas = rnd.sample(AREAS, rnd.randint(1, 2))
-        themes = rnd.sample(THEMES, rnd.randint(1, 2))
-        tags = tuple(
-            Tag(kind, t, f"{t}-regel", (Evidence("title", "kompetens"),))
-            for kind, values in (("area", areas), ("theme", themes))
-            for t in values
-        )
-        results[item_id] = Classification(tags, True)
-    storage.set_tags_many(results, NOW - timedelta(days=30))
+        return stored
+
+    def tag(stored: list[int], at: datetime) -> None:
+        results = {}
+        for item_id in stored:
+            areas = rnd.sample(AREAS, rnd.randint(1, 2))
+            themes = rnd.sample(THEMES, rnd.randint(1, 2))
+            tags = tuple(
+                Tag(kind, t, f"{t}-regel", (Evidence("title", "kompetens"),))
+                for kind, values in (("area", areas), ("theme", themes))
+                for t in values
+            )
+            results[item_id] = Classification(tags, True)
+        storage.set_tags_many(results, at)
+
+    ids = store(old, NOW - timedelta(days=30), True)
+    tag(ids, NOW - timedelta(days=30))
+    last_digest()
+    fresh = store(new, NOW - timedelta(days=2), False)
+    tag(fresh, NOW - timedelta(days=2))
     # 100 notable updates (moved deadlines) of older items, this week.
     for item_id in ids[:100]:
         it = by_id[item_id]
@@ -165,19 +177,15 @@ def main() -> None:
         clock = {"now": NOW}
         app = App(validate_data(data, f"{tmp}/config.toml"), clock=lambda: clock["now"])
         app.storage.ensure_schema()
-        seed(app, args.items, rnd)
-        store = DeliveryStore(app.storage)
-        for net in app.config.networks:  # last week's digest, so this is an ordinary one
-            store.record_digest(
-                net.id,
-                window_start=None,
-                window_end=NOW - timedelta(days=7),
-                created_at=NOW - timedelta(days=7),
-                subject=None,
-                item_ids=(),
-                payload={},
-                recipients=(),
-            )
+
+        def last_digest() -> None:
+            """Last week's digests, recorded as a run records them (what they looked at
+            included), so this week's are ordinary ones: only what came since is read."""
+            clock["now"] = NOW - timedelta(days=7)
+            run_digests(app, transport=NullTransport())
+            clock["now"] = NOW
+
+        seed(app, args.items, rnd, last_digest)
         ids = [n.id for n in app.config.networks]
 
         t0 = time.perf_counter()
