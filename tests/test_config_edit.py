@@ -355,8 +355,13 @@ def test_text_files_are_saved_atomically_against_their_version(tmp_path: Path) -
             "https://host.example/x?token=%2A%2A%2A&q=eu",
         ),
         ({"smtp": {"password": "x", "host": "h"}}, "", {"smtp": {"password": "***", "host": "h"}}),
+        (
+            {"admin": {"alert_urls": ["msteams://T/A/B/C"], "alert_emails": ["a@x.se"]}},
+            "",
+            {"admin": {"alert_urls": "***", "alert_emails": ["a@x.se"]}},
+        ),
     ],
-    ids=["hash", "api-key", "empty-stays", "url-userinfo", "url-token", "nested"],
+    ids=["hash", "api-key", "empty-stays", "url-userinfo", "url-token", "nested", "apprise-urls"],
 )
 def test_redact(value: object, key: str, expected: object) -> None:
     assert redact(value, key) == expected

@@ -559,11 +559,14 @@ def save_text(path: str | os.PathLike[str], text: str, expected_version: str) ->
 # -- audit details -----------------------------------------------------------------------------
 
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "hash", "credential")
+# Keys whose values carry secrets in themselves: Apprise URLs hold chat tokens and webhook
+# keys in their paths (``[admin] alert_urls``).
+_SECRET_KEYS = frozenset({"alert_urls"})
 
 
 def is_secret_key(key: str) -> bool:
     k = key.lower()
-    return any(w in k for w in _SECRET_WORDS)
+    return k in _SECRET_KEYS or any(w in k for w in _SECRET_WORDS)
 
 
 def redact(value: Any, key: str = "") -> Any:
