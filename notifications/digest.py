@@ -522,10 +522,16 @@ class DigestInputs:
     visible: Visible = field(default_factory=Visible)
 
 
-def load_inputs(storage: Storage, network_ids: Sequence[str], now: datetime) -> DigestInputs:
+def load_inputs(
+    storage: Storage,
+    network_ids: Sequence[str],
+    now: datetime,
+    closing_soon_days: int = 14,
+) -> DigestInputs:
     """Load histories, the items and changes the networks have not looked at yet (above the
-    lowest of their floors), the current items (first digests, closing soon) and the items
-    of the new changes: only what ``select_digest`` can pick at ``now``."""
+    lowest of their floors), the current items (every one for a first digest; else those
+    closing within ``closing_soon_days``) and the items of the new changes: only what
+    ``select_digest`` can pick at ``now``."""
     store = DeliveryStore(storage)
     histories = {nid: store.network_history(nid, now) for nid in network_ids}
     seens = [h.seen or Seen() for h in histories.values()]
@@ -533,7 +539,10 @@ def load_inputs(storage: Storage, network_ids: Sequence[str], now: datetime) -> 
     change_floor = min((s.changes.floor for s in seens), default=0)
     held = set().union(*(s.held for s in seens))
     visible = store.visible(item_floor, change_floor, held)
-    ids = set(store.current_item_ids(now))
+    if any(h.epoch is None for h in histories.values()):
+        ids = set(store.current_item_ids(now))  # a first digest covers every current call
+    else:
+        ids = set(store.closing_soon_ids(now, now + timedelta(days=closing_soon_days)))
     ids.update(
         i
         for i, is_held in visible.held.items()
@@ -573,7 +582,7 @@ def build_for(
     nothing."""
     cfg = app.config
     at = now or app.now()
-    inputs = load_inputs(app.storage, [n.id for n in nets], at)
+    inputs = load_inputs(app.storage, [n.id for n in nets], at, cfg.email.closing_soon_days)
     names = {s.id: s.name for s in cfg.sources}
     prepared = Prepared(at, names)
     narrow = only or {}

@@ -231,3 +231,19 @@ def test_an_item_committed_late_is_mailed_once(make_app, clock, any_storage):
     assert o.skipped_reason == "nothing new"
     seen = DeliveryStore(app.storage).network_history("net", clock()).seen
     assert len(seen.items.ranges) == 1  # every hole settled
+
+
+def test_closing_soon_reads_only_items_with_a_deadline_in_the_window(any_storage, clock):
+    """A digest after a network's first reads, for "closing soon", only the items with a
+    deadline ahead within the window (a two-stage call by its next stage), not every open
+    call; a first digest still reads every current one."""
+    items = ItemBuilder(any_storage, clock)
+    d = timedelta(days=1)
+    soon = items.add("soon", deadlines=[clock() + 5 * d])
+    two_stage = items.add("two", deadlines=[clock() - 2 * d, clock() + 6 * d, clock() + 90 * d])
+    later = items.add("later", deadlines=[clock() + 40 * d])
+    items.add("closed", status="closed", deadlines=[clock() + 3 * d])
+    items.add("passed", deadlines=[clock() - 3 * d])
+    store = DeliveryStore(any_storage)
+    assert store.closing_soon_ids(clock(), clock() + 14 * d) == sorted([soon, two_stage])
+    assert later in store.current_item_ids(clock())

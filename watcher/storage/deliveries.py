@@ -30,13 +30,14 @@ import secrets
 from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from watcher.dates import from_iso
 from watcher.storage import base
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import (
@@ -435,6 +436,28 @@ class DeliveryStore:
         )
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(items.c.id)).scalars())
+
+    @base.translate_errors
+    def closing_soon_ids(self, now: datetime, horizon: datetime) -> list[int]:
+        """Relevant, not held, not closed items with a deadline in ``(now, horizon]`` (what
+        "closing soon" looks at once a network had its first digest): only their ids and
+        deadlines are read, not whole items."""
+        q = select(items.c.id, items.c.deadlines).where(
+            items.c.relevant.is_(True),
+            items.c.held.is_(False),
+            items.c.deadline > now,  # the last deadline: an index range
+            or_(items.c.status.is_(None), items.c.status != "closed"),
+        )
+        lo, hi = now.astimezone(UTC), horizon.astimezone(UTC)
+        out: list[int] = []
+        with self.engine.connect() as conn:
+            for item_id, deadlines in conn.execute(q.order_by(items.c.id)):
+                for d in deadlines or ():
+                    when = from_iso(d)
+                    if when is not None and lo < when <= hi:
+                        out.append(item_id)
+                        break
+        return out
 
     @base.translate_errors
     def notable_changes(self, after_id: int) -> list[NotableChange]:
