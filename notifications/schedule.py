@@ -3,7 +3,7 @@
 ``digest_jobs`` is a job provider for ``watcher.scheduler.Scheduler.job_providers``: it
 adds ``digest:<network>`` (a ``notifications.slots.DigestTrigger`` in the config's time
 zone, Europe/Stockholm: one run per scheduled local date, across daylight saving time),
-removes the jobs of networks that are gone, disabled or without members, and adds a one-off
+removes the jobs of networks that are gone or disabled, and adds a one-off
 ``digest-resume`` shortly after start that sends what a crash left open. After each run
 a ``digest-retry:<network>`` job is set for the earliest delivery still open (4xx back-off,
 unreachable server), never sooner than ``email.retry_delay`` from now.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from apscheduler.triggers.date import DateTrigger
@@ -33,7 +34,7 @@ from notifications.alerts import record_digest_missed, send_alerts
 from notifications.delivery import resume_digests, run_digests, run_personal_digests
 from notifications.ports import JobHost
 from notifications.slots import DigestTrigger, Slots, plan_start
-from watcher.config import Config
+from watcher.config import Config, NetworkConfig
 from watcher.exceptions import StorageError
 from watcher.storage.deliveries import DeliveryStore, DigestPlan
 
@@ -59,7 +60,10 @@ def digest_jobs(scheduler: JobHost, config: Config) -> None:
     added now starts from the network's stored next run (see the module docstring)."""
     if not scheduler.leader:
         return
-    wanted = {n.id: n for n in config.networks if n.enabled and n.members}
+    # Every enabled network: one with no configured member may have self-service
+    # subscribers (they join when a run resolves its recipients; a run with nobody to mail
+    # records nothing).
+    wanted = {n.id: n for n in config.networks if n.enabled}
     for job in scheduler.aps.get_jobs():
         for prefix in PREFIXES:
             if job.id.startswith(prefix) and job.id.removeprefix(prefix) not in wanted:
@@ -68,6 +72,19 @@ def digest_jobs(scheduler: JobHost, config: Config) -> None:
     now = scheduler.app.now()
     grace = missed_grace(config)
     plans: dict[str, DigestPlan] | None = None
+    joined: dict[str, tuple[str, ...]] | None = None
+
+    def has_recipients(net: NetworkConfig) -> bool:
+        nonlocal joined
+        if net.members:
+            return True
+        if joined is None:
+            try:
+                joined = scheduler.app.storage.network_subscribers()
+            except StorageError:
+                joined = {}
+        return bool(joined.get(net.id))
+
     for net in wanted.values():
         job_id = f"digest:{net.id}"
         trigger = network_trigger(net.schedule, config)
@@ -79,6 +96,8 @@ def digest_jobs(scheduler: JobHost, config: Config) -> None:
         stored = plans.get(net.id)
         stored_next = stored.next_run_at if stored and stored.schedule == net.schedule else None
         plan = plan_start(trigger.slots, stored_next, now, grace)
+        if plan.missed is not None and not has_recipients(net):
+            plan = replace(plan, missed=None)  # nobody would have been mailed: nothing missed
         if plan.missed is not None:
             first, last, count = plan.missed
             log.warning(

@@ -33,7 +33,8 @@ def test_one_job_per_network_on_its_schedule_only_on_the_leader(make_app):
     sched.leader = True
     digest_jobs(sched, app.config)
     jobs = {j.id: j for j in sched.aps.get_jobs()}
-    assert set(jobs) == {"digest:weekly", "digest:daily", "digest-resume"}
+    # "empty" has no configured member, but self-service subscribers may join it at any time.
+    assert set(jobs) == {"digest:weekly", "digest:daily", "digest:empty", "digest-resume"}
     weekly = jobs["digest:weekly"].trigger.slots
     assert (weekly.schedule.days, weekly.schedule.hour, weekly.schedule.minute) == ((0, 3), 8, 0)
     assert str(jobs["digest:daily"].trigger.slots.tz) == "Europe/Stockholm"
@@ -43,7 +44,7 @@ def test_one_job_per_network_on_its_schedule_only_on_the_leader(make_app):
 
     smaller = validate_data({"networks": networks()[1:]})
     digest_jobs(sched, smaller)
-    assert {j.id for j in sched.aps.get_jobs()} == {"digest:daily", "digest-resume"}
+    assert {j.id for j in sched.aps.get_jobs()} == {"digest:daily", "digest:empty", "digest-resume"}
 
 
 async def test_scheduled_run_sends_and_plans_a_retry_for_a_4xx(make_app, clock):
