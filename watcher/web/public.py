@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from notifications.wording import sentences
 from watcher.app import App
-from watcher.calls import next_deadline
+from watcher.calls import next_deadline, upcoming_deadlines
 from watcher.calls import status as status_at
 from watcher.classify import suggestions_for
 from watcher.config import AREAS, THEMES
@@ -344,7 +344,7 @@ def _deadline_chart(
             deadline=fmt.local(due).date(),
             opening=fmt.local(it.opening).date() if it.opening else None,
             status=status,
-            later=tuple(fmt.local(d).date() for d in it.deadlines if d > due),
+            later=tuple(fmt.local(d).date() for d in upcoming_deadlines(it, due)),
         )
         for a in [area] if area else (it.tag_ids("area") or [""]):
             groups.setdefault(a, []).append((span, it))
