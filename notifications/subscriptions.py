@@ -35,12 +35,10 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
-from itsdangerous import BadSignature, URLSafeSerializer
-
 from notifications.email import Outgoing, Sender
 from notifications.ports import Host
 from notifications.transports import Transport, make_transport
-from notifications.unsubscribe import secret_key
+from notifications.unsubscribe import read_pair, secret_key, sign_pair
 from watcher.config import Config, NetworkConfig, validate_email
 from watcher.exceptions import ConfigError
 from watcher.storage import Storage
@@ -85,28 +83,15 @@ class PreferenceLinks:
     def for_app(cls, app: Host) -> PreferenceLinks:
         return cls(secret_key(app), app.config.watcher.base_url.rstrip("/"))
 
-    def _serializer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(self.secret, salt=SALT)
-
     def token(self, address: str, scope: str = ALL) -> str:
-        return str(self._serializer().dumps([address.strip().lower(), scope]))
+        return sign_pair(self.secret, SALT, address.strip().lower(), scope)
 
     def url(self, address: str, scope: str = ALL) -> str:
         return f"{self.base_url}/prenumerera/installningar/{self.token(address, scope)}"
 
     def read(self, token: str) -> tuple[str, str] | None:
         """(address, scope) of a valid token; None for anything forged or garbled."""
-        try:
-            data = self._serializer().loads(token)
-        except (BadSignature, ValueError, TypeError):
-            return None
-        if (
-            not isinstance(data, list)
-            or len(data) != 2
-            or not all(isinstance(x, str) for x in data)
-        ):
-            return None
-        return data[0], data[1]
+        return read_pair(self.secret, SALT, token)
 
 
 def confirmation_token(subscription_id: int, secret: str) -> str:

@@ -30,6 +30,22 @@ def secret_key(app: Host) -> str:
     return DeliveryStore(app.storage).secret(META_KEY)
 
 
+def sign_pair(secret: str, salt: str, first: str, second: str) -> str:
+    """A signed token of two strings (no expiry)."""
+    return str(URLSafeSerializer(secret, salt=salt).dumps([first, second]))
+
+
+def read_pair(secret: str, salt: str, token: str) -> tuple[str, str] | None:
+    """The two strings of a token ``sign_pair`` made; None for anything forged or garbled."""
+    try:
+        data = URLSafeSerializer(secret, salt=salt).loads(token)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(data, list) or len(data) != 2 or not all(isinstance(x, str) for x in data):
+        return None
+    return data[0], data[1]
+
+
 @dataclass(frozen=True)
 class Unsubscriber:
     """Makes and reads unsubscribe tokens for one secret and base URL."""
@@ -42,25 +58,12 @@ class Unsubscriber:
         """The unsubscriber of a running service (the ``App``): its key and base URL."""
         return cls(secret_key(app), app.config.watcher.base_url.rstrip("/"))
 
-    def _serializer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(self.secret, salt=SALT)
-
     def token(self, network_id: str, address: str) -> str:
-        return str(self._serializer().dumps([network_id, address.strip().lower()]))
+        return sign_pair(self.secret, SALT, network_id, address.strip().lower())
 
     def url(self, network_id: str, address: str) -> str:
         return f"{self.base_url}/unsubscribe/{self.token(network_id, address)}"
 
     def read(self, token: str) -> tuple[str, str] | None:
         """(network id, address) of a valid token; None for anything forged or garbled."""
-        try:
-            data = self._serializer().loads(token)
-        except (BadSignature, ValueError, TypeError):
-            return None
-        if (
-            not isinstance(data, list)
-            or len(data) != 2
-            or not all(isinstance(x, str) for x in data)
-        ):
-            return None
-        return data[0], data[1]
+        return read_pair(self.secret, SALT, token)
