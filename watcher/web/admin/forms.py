@@ -170,6 +170,24 @@ def _same(a: Any, b: Any) -> bool:
     return bool(norm(a) == norm(b))
 
 
+def identity_fields(entry: Mapping[str, Any], t: Gettext, *, new: bool) -> list[FormField]:
+    """The id (only when the entry is new: it cannot change) and the name, which every
+    config entry's form starts with."""
+    fields = []
+    if new:
+        fields.append(
+            FormField(
+                "id",
+                t("Id"),
+                value=entry.get("id", ""),
+                required=True,
+                hint=t("Små bokstäver, siffror, - och _. Kan inte ändras senare."),
+            )
+        )
+    fields.append(FormField("name", t("Namn"), value=entry.get("name", ""), required=True))
+    return fields
+
+
 @dataclass
 class SourceForm:
     """A source form's state: the entry it would write, its fields, and their errors."""
@@ -243,19 +261,8 @@ class SourceForm:
     ) -> tuple[list[FormField], list[FormField]]:
         """(common fields, option fields) with the current values."""
         e = self.entry
-        common = []
-        if new:
-            common.append(
-                FormField(
-                    "id",
-                    t("Id"),
-                    value=e.get("id", ""),
-                    required=True,
-                    hint=t("Små bokstäver, siffror, - och _. Kan inte ändras senare."),
-                )
-            )
+        common = identity_fields(e, t, new=new)
         common += [
-            FormField("name", t("Namn"), value=e.get("name", ""), required=True),
             FormField(
                 "url",
                 t("Adress (URL)"),
@@ -387,19 +394,8 @@ class NetworkForm:
         """The fields with the current values; ``sources`` are the ones a network may be
         limited to."""
         e = self.entry
-        out = []
-        if new:
-            out.append(
-                FormField(
-                    "id",
-                    t("Id"),
-                    value=e.get("id", ""),
-                    required=True,
-                    hint=t("Små bokstäver, siffror, - och _. Kan inte ändras senare."),
-                )
-            )
+        out = identity_fields(e, t, new=new)
         out += [
-            FormField("name", t("Namn"), value=e.get("name", ""), required=True),
             FormField(
                 "areas",
                 t("Områden"),
