@@ -5,12 +5,8 @@ admin password, and leaves nothing behind when it stops."""
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +16,12 @@ import pytest
 
 from notifications.wording import sentences
 from tests.conftest import T0, Clock
+from tests.process_builders import WAIT, WatcherProcess, free_port
 from watcher import calls, demo
 from watcher.app import App
 from watcher.config import AREAS, THEMES
 from watcher.types import Kind, StoredItem
 from watcher.web.auth import hash_password
-
-WAIT = 60.0  # an upper bound for the process to say something, never a pause
 
 
 @pytest.fixture
@@ -144,44 +139,11 @@ def test_the_sample_feeds_answer_the_seeded_etag_with_not_modified() -> None:
 # -- the real process -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DemoProcess:
+class DemoProcess(WatcherProcess):
     """`watcher demo` as a subprocess whose output is read as it comes."""
 
     def __init__(self, port: int, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "demo", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**env, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")
-
-    def wait_for(self, fragment: str) -> str:
-        while True:
-            try:
-                line = self.lines.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"no {fragment!r} in:\n" + "".join(self.log)) from None
-            self.log.append(line)
-            if line == "":
-                raise AssertionError(f"ended before {fragment!r}:\n" + "".join(self.log))
-            if fragment in line:
-                return line
+        super().__init__(["demo", "--port", str(port)], env)
 
 
 def wait_healthy(base: str) -> None:

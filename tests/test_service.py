@@ -4,12 +4,7 @@ SIGTERM even with a poll in flight, and only one of two processes runs the sched
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +15,7 @@ import pytest
 
 from tests.conftest import fetch_settings, pg_schema_url, write_config
 from tests.loopback import LoopbackServer, Reply
+from tests.process_builders import WAIT, WatcherProcess, free_port
 from watcher.storage import Storage
 
 FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>
@@ -27,58 +23,17 @@ FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><tit
 <item><guid>2</guid><title>Utlysning två</title><link>https://x.example/2</link></item>
 </channel></rss>"""
 
-WAIT = 60.0  # an upper bound for a process to say something, never a pause
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Service:
-    """A `watcher run` subprocess whose log lines are read as they come."""
+class Service(WatcherProcess):
+    """A `watcher run` subprocess serving on ``port``."""
 
     def __init__(self, config: Path, port: int) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        super().__init__(["--config", str(config), "run", "--port", str(port)])
         self.port = port
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "--config", str(config), "run", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")
-
-    def wait_for(self, fragment: str) -> str:
-        while True:
-            try:
-                line = self.lines.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"no {fragment!r} in the log:\n" + "".join(self.log)) from None
-            self.log.append(line)
-            if line == "":
-                raise AssertionError(f"process ended before {fragment!r}:\n" + "".join(self.log))
-            if fragment in line:
-                return line
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=WAIT) as r:
             return json.loads(r.read())
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=WAIT)
 
 
 @pytest.fixture

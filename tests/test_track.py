@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.web_builders import item as plain_item
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.text import identifier_tokens
@@ -14,7 +15,6 @@ from watcher.types import (
     DupCandidate,
     Incomplete,
     Item,
-    Kind,
     Linked,
     NewItem,
     SourceState,
@@ -29,33 +29,11 @@ DEADLINE = datetime(2027, 3, 16, 22, 59, 59, tzinfo=UTC)
 
 
 def item(key: str, title: str, source: str = "esf", **kw: Any) -> Item:
-    values: dict[str, Any] = {
-        "source_id": source,
-        "key": key,
-        "title": title,
-        "link": kw.pop("link", f"https://{source}.example/{key}"),
-        "summary": "",
-        "language": "sv",
-        "kind": Kind.CALL,
-        "status": None,
-        "programme": None,
-        "identifier": None,
-        "published": None,
-        "opening": None,
-        "deadlines": (),
-        "budget": None,
-        "budget_amount": None,
-        "currency": None,
-        "regions": (),
-        "topics": (),
-        "content_hash": "",
-    }
-    values.update(kw)
-    out = Item(**values)
-    # A hash of the tracked values, unless the test gives one.
-    return replace(
-        out, content_hash=kw.get("content_hash") or repr(sorted(tracked_values(out).items()))
-    )
+    """An item of ``source`` whose hash follows its tracked values (unless given)."""
+    kw.setdefault("link", f"https://{source}.example/{key}")
+    out = plain_item(key, title, source, **kw)
+    hashed = kw.get("content_hash") or repr(sorted(tracked_values(out).items()))
+    return replace(out, content_hash=hashed)
 
 
 def stored(it: Item, item_id: int, key: str | None = None) -> StoredSlice:
