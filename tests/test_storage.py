@@ -14,6 +14,7 @@ from tests.conftest import T0, _pg_storage
 from watcher.exceptions import StorageError
 from watcher.pipeline.merge import item_values
 from watcher.pipeline.normalise import normalise
+from watcher.pipeline.track import candidate_keys
 from watcher.storage import ItemFilter, Storage
 from watcher.storage.schema import items as items_table
 from watcher.types import (
@@ -206,7 +207,7 @@ BROKEN_CALLS: list[tuple[str, tuple[Any, ...]]] = [
     ("source_states", ()),
     ("known_slices", ("x",)),
     ("known_statuses", ("x",)),
-    ("duplicate_candidates", ("x", ["ID-1"], [T0])),
+    ("duplicate_candidates", ("x", ["ID-1"], [("2027-01-01", None)])),
     ("list_items", (ItemFilter(),)),
     ("count_items", (ItemFilter(),)),
     ("get_item", (1,)),
@@ -271,7 +272,7 @@ def test_duplicate_index_follows_updates_links_and_deletions(any_storage: Storag
         link="https://ft/1",
     )
     first = poll_into(any_storage, OTHER, [ft])
-    day = [normalise(ft, OTHER, T0).deadlines[0]]
+    _, day = candidate_keys([normalise(ft, OTHER, T0)])
     assert [c.item_id for c in any_storage.duplicate_candidates("esf", [], day)] == list(
         first.new_ids
     )

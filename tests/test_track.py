@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.web_builders import item as plain_item
 from watcher.pipeline.layout import check_layout
-from watcher.pipeline.track import candidate_keys, decide
+from watcher.pipeline.track import CandidateIndex, candidate_keys, decide, find_duplicate
 from watcher.text import identifier_tokens
 from watcher.types import (
     DupCandidate,
@@ -151,9 +151,24 @@ def test_candidate_keys_name_identifiers_in_the_text_and_deadlines() -> None:
     it = item(
         "x", "Om HORIZON-CL5-2027-01-D3-02", identifier="ESF-2027-KOMP-01", deadlines=(DEADLINE,)
     )
-    identifiers, deadlines = candidate_keys([it])
+    identifiers, keys = candidate_keys([it])
     assert identifiers == ["ESF-2027-KOMP-01", "HORIZON-CL5-2027-01-D3-02"]
-    assert deadlines == [DEADLINE]
+    # the numbers of the title as normalised (the identifier's parts among them)
+    assert keys == [(DEADLINE.astimezone(UTC).date().isoformat(), "01 02 2027")]
+
+
+def test_a_title_with_numbers_is_looked_up_with_them() -> None:
+    """A day on which hundreds of calls close is not read whole: a title with numbers only
+    meets titles with the same numbers or none ("Call 3" is never "Call 5")."""
+    it = item("x", "Utlysning 3 inom omgång 12", deadlines=(DEADLINE,))
+    day = DEADLINE.astimezone(UTC).date().isoformat()
+    assert candidate_keys([it])[1] == [(day, "12 3")]
+    same = candidate(1, "Utlysning 3 inom omgång 12", days=(day,))
+    other = candidate(2, "Utlysning 5 inom omgång 12", days=(day,))
+    bare = candidate(3, "Utlysning inom omgången", days=(day,))
+    index = CandidateIndex([same, other, bare])
+    assert sorted(c.item_id for c in index.for_item(it)) == [1, 3]
+    assert find_duplicate(it, index) == (same, "close title (100%) and the same deadline")
 
 
 # -- layout ----------------------------------------------------------------------------------

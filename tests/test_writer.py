@@ -95,7 +95,7 @@ def test_the_duplicate_index_forgets_a_rolled_back_write(storage: Storage) -> No
 
     def then_fail(txn: Transaction) -> None:
         # The call is in the index now, under the id this transaction gave it.
-        [cand] = txn.duplicate_candidates("other", [], its[0].deadlines)
+        [cand] = txn.duplicate_candidates("other", *candidate_keys(its[:1]))
         assert storage.get_item(cand.item_id) is None  # not committed: other connections
         raise RuntimeError("boom")
 
@@ -104,7 +104,7 @@ def test_the_duplicate_index_forgets_a_rolled_back_write(storage: Storage) -> No
         apply_call(txn)
         then_fail(txn)
     assert storage.count_items() == 0
-    assert storage.duplicate_candidates("other", [], its[0].deadlines) == []
+    assert storage.duplicate_candidates("other", *candidate_keys(its[:1])) == []
 
 
 def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
@@ -156,16 +156,32 @@ class CandidateIndex:
     def __init__(self, candidates: Iterable[DupCandidate]) -> None:
         self.with_identifier: list[DupCandidate] = []
         self.by_day: dict[str, list[DupCandidate]] = {}
+        # By (day, numbers_key): a title with numbers is compared only with titles with the
+        # same numbers or none.
+        self.by_day_numbers: dict[tuple[str, str], list[DupCandidate]] = {}
         for cand in candidates:
             if cand.identifier or cand.named:
                 self.with_identifier.append(cand)
+            numbers = numbers_key(cand.numbers)
             for day in cand.days:
                 self.by_day.setdefault(day, []).append(cand)
+                self.by_day_numbers.setdefault((day, numbers), []).append(cand)
 
-    def for_item(self, item: Item) -> list[DupCandidate]:
+    def for_item(self, item: Item, numbers: str | None = None) -> list[DupCandidate]:
+        """The candidates ``item`` could be (``numbers``: its title's ``numbers_key``, when
+        the caller has it)."""
         out: dict[int, DupCandidate] = {c.item_id: c for c in self.with_identifier}
+        if numbers is None:
+            numbers = numbers_key(_numbers(frozenset(normalise_title(item.title))))
         for d in item_days(item):
-            for c in self.by_day.get(d, ()):
+            if numbers:
+                found = [
+                    *self.by_day_numbers.get((d, numbers), ()),
+                    *self.by_day_numbers.get((d, ""), ()),
+                ]
+            else:
+                found = self.by_day.get(d, [])
+            for c in found:
                 out.setdefault(c.item_id, c)
         return list(out.values())
 
@@ -177,11 +193,11 @@ def find_duplicate(
 ) -> tuple[DupCandidate, str] | None:
     """The stored call (from another source) that ``item`` is, with the reason.
     ``exclude``: calls another entry of the same poll was already linked to."""
-    if isinstance(candidates, CandidateIndex):
-        candidates = candidates.for_item(item)
-    candidates = [c for c in candidates if c.item_id not in exclude]
     title_norm = frozenset(normalise_title(item.title))
     numbers = _numbers(title_norm)
+    if isinstance(candidates, CandidateIndex):
+        candidates = candidates.for_item(item, numbers_key(numbers))
+    candidates = [c for c in candidates if c.item_id not in exclude]
     haystack: str | None = None  # upper-cased text, made only if an identifier needs it
     days = item_days(item)
     best: tuple[float, DupCandidate, str] | None = None
@@ -213,17 +229,32 @@ def find_duplicate(
     return (best[1], best[2]) if best else None
 
 
-def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[datetime]]:
+TitleKey = tuple[str, str | None]
+"""What a close title is looked up by: a deadline day (UTC ISO date) and the numbers of the
+title (``numbers_key``), or None for "any numbers" (a title without numbers may match a
+title with any)."""
+
+
+def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[TitleKey]]:
     """What to look up stored duplicates by: the items' identifiers and identifiers named in
-    their text, and their deadlines."""
+    their text, and (deadline day, title numbers) pairs a close title must share. A stored
+    title with other numbers can never match ("Call 3" is not "Call 5"), so a day on which
+    hundreds of calls close is not read whole for every new call."""
     identifiers: set[str] = set()
-    deadlines: list[datetime] = []
+    keys: set[TitleKey] = set()
     for it in fresh:
         if it.identifier:
             identifiers.add(identifier_key(it.identifier))
         identifiers |= identifier_tokens(f"{it.title} {it.summary[:2000]}")
-        deadlines.extend(it.deadlines)
-    return sorted(identifiers), deadlines
+        numbers = numbers_key(_numbers(frozenset(normalise_title(it.title))))
+        keys.update((day, numbers or None) for day in item_days(it))
+    return sorted(identifiers), sorted(keys, key=lambda k: (k[0], k[1] or ""))
+
+
+def numbers_key(numbers: Iterable[str]) -> str:
+    """A title's numbers as one key ("" for none): two titles with numbers are the same
+    call only with the same numbers."""
+    return " ".join(sorted(numbers))
 
 
 def item_days(item: Item) -> frozenset[str]:

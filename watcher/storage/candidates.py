@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from watcher.dates import utc_day
-from watcher.pipeline.track import identifier_key
+from watcher.pipeline.track import TitleKey, identifier_key, numbers_key
 from watcher.storage.schema import item_changes, item_sources, items
 from watcher.text import identifier_tokens, normalise_title
 from watcher.types import DupCandidate
@@ -89,6 +89,8 @@ class CandidateCache:
         self._entries: dict[int, _Entry] = {}
         self._by_identifier: dict[str, set[int]] = {}
         self._by_day: dict[str, set[int]] = {}
+        # By (day, numbers_key of the title): what a title with numbers can match.
+        self._by_day_numbers: dict[tuple[str, str], set[int]] = {}
         self._max_item = 0
         self._max_link = 0
         self._max_change = 0
@@ -107,15 +109,19 @@ class CandidateCache:
             for ident in (old.identifier, *old.named):
                 if ident:
                     self._by_identifier.get(identifier_key(ident), set()).discard(item_id)
+            old_numbers = numbers_key(old.numbers)
             for day in old.days:
                 self._by_day.get(day, set()).discard(item_id)
+                self._by_day_numbers.get((day, old_numbers), set()).discard(item_id)
         self._entries[item_id] = entry
         # Keyed in one case: identifiers are stored as their sources write them.
         for ident in (entry.identifier, *entry.named):
             if ident:
                 self._by_identifier.setdefault(identifier_key(ident), set()).add(item_id)
+        numbers = numbers_key(entry.numbers)
         for day in entry.days:
             self._by_day.setdefault(day, set()).add(item_id)
+            self._by_day_numbers.setdefault((day, numbers), set()).add(item_id)
 
     def _load_items(self, conn: Connection, where: object) -> None:
         for r in conn.execute(
@@ -216,10 +222,14 @@ class CandidateCache:
                     entry.add_source(source_id)
 
     def lookup(
-        self, conn: Connection, source_id: str, identifiers: Iterable[str], days: Iterable[str]
+        self,
+        conn: Connection,
+        source_id: str,
+        identifiers: Iterable[str],
+        title_keys: Iterable[TitleKey],
     ) -> list[DupCandidate]:
-        """Items of other sources with one of ``identifiers`` or a deadline on one of
-        ``days``, as of now."""
+        """Items of other sources with one of ``identifiers``, or a deadline on the day of
+        one of ``title_keys`` and a title with its numbers (or none), as of now."""
         with self._lock:
             # An interval timer, not domain time: how stale other processes' writes may be.
             mono = time.monotonic()
@@ -229,8 +239,13 @@ class CandidateCache:
             ids: set[int] = set()
             for ident in identifiers:
                 ids |= self._by_identifier.get(identifier_key(ident), set())
-            for day in days:
-                ids |= self._by_day.get(day, set())
+            empty: set[int] = set()
+            for day, numbers in title_keys:
+                if numbers is None:  # a title without numbers: any title of the day
+                    ids |= self._by_day.get(day, empty)
+                else:
+                    ids |= self._by_day_numbers.get((day, numbers), empty)
+                    ids |= self._by_day_numbers.get((day, ""), empty)
             out = []
             for item_id in sorted(ids):
                 e = self._entries[item_id]

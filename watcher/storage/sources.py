@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from watcher.pipeline.track import TitleKey
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import item_sources, items, poll_log, sources_state
@@ -166,22 +167,22 @@ class SourcesRoom(StorageCore):
 
     @base.translate_errors
     def duplicate_candidates(
-        self, source_id: str, identifiers: Iterable[str], deadlines: Iterable[datetime]
+        self, source_id: str, identifiers: Iterable[str], title_keys: Iterable[TitleKey]
     ) -> list[DupCandidate]:
         """Stored items of other sources with one of these call identifiers or a deadline
-        on the same day (from an in-memory index kept up to date incrementally)."""
+        on the same day and a title that could be close (``candidate_keys`` makes both;
+        from an in-memory index kept up to date incrementally)."""
         with self.engine.connect() as conn:
-            return self._candidates_in(conn, source_id, identifiers, deadlines)
+            return self._candidates_in(conn, source_id, identifiers, title_keys)
 
     def _candidates_in(
         self,
         conn: Connection,
         source_id: str,
         identifiers: Iterable[str],
-        deadlines: Iterable[datetime],
+        title_keys: Iterable[TitleKey],
     ) -> list[DupCandidate]:
-        days = {d.astimezone(UTC).date().isoformat() for d in deadlines}
-        return self.candidates.lookup(conn, source_id, identifiers, days)
+        return self.candidates.lookup(conn, source_id, identifiers, title_keys)
 
     @base.translate_errors
     def record_not_modified(

@@ -17,6 +17,7 @@ from typing_extensions import Unpack
 from watcher.calls import effective_status, kind_for
 from watcher.dates import from_iso
 from watcher.pipeline.merge import RecordWrite, Retag, StoredRecord, merge
+from watcher.pipeline.track import TitleKey
 from watcher.storage import base, rows
 from watcher.storage.items import ItemsRoom
 from watcher.storage.schema import item_changes, item_sources, items
@@ -73,9 +74,9 @@ class Transaction:
         self._conn = conn
 
     def duplicate_candidates(
-        self, source_id: str, identifiers: Iterable[str], deadlines: Iterable[datetime]
+        self, source_id: str, identifiers: Iterable[str], title_keys: Iterable[TitleKey]
     ) -> list[DupCandidate]:
-        return self._storage._candidates_in(self._conn, source_id, identifiers, deadlines)
+        return self._storage._candidates_in(self._conn, source_id, identifiers, title_keys)
 
     def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
         return self._storage._known_slices_in(self._conn, source_id)
