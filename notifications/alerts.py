@@ -51,6 +51,8 @@ from email.utils import format_datetime
 from typing import Any
 
 from notifications.email import Outgoing, Sender
+from notifications.labels import format_datetime as local_datetime
+from notifications.labels import format_number
 from notifications.ports import Host
 from notifications.transports import Transport, TransportUnavailable, make_transport
 from watcher.config import Config
@@ -290,10 +292,18 @@ def _network_name(config: Config, network_id: str) -> str:
 
 
 def _local(config: Config, iso: Any) -> str:
+    """A recorded instant as the admin reads it: ``2 november 2026 kl. 08:00``, local."""
     try:
-        return datetime.fromisoformat(str(iso)).astimezone(config.tz).strftime("%Y-%m-%d %H:%M")
+        when = datetime.fromisoformat(str(iso))
     except ValueError:
         return str(iso)
+    return local_datetime(when, "sv", config.tz)
+
+
+def _count(value: Any) -> str:
+    """A recorded count (``failures``, ``count``) as Swedish writes it; anything else as it
+    is."""
+    return format_number(value, "sv") if isinstance(value, int) else str(value)
 
 
 def alert_text(event: AdminEvent, config: Config) -> AlertText:
@@ -307,7 +317,7 @@ def alert_text(event: AdminEvent, config: Config) -> AlertText:
         name = _network_name(config, event.subject)
         link = f"{base}/admin/deliveries"
     if event.kind == SOURCE_FAILING:
-        subject = f"Källan {name} har misslyckats {d.get('failures')} gånger i rad"
+        subject = f"Källan {name} har misslyckats {_count(d.get('failures'))} gånger i rad"
         lines = [f"Fel: {d.get('code') or '?'}", event.message or ""]
     elif event.kind == SOURCE_RECOVERED:
         subject = f"Källan {name} fungerar igen"
@@ -322,7 +332,7 @@ def alert_text(event: AdminEvent, config: Config) -> AlertText:
         subject = f"Utskicket till {d.get('address')} ({name}) misslyckades"
         lines = [event.message or ""]
     elif event.kind == DIGEST_MISSED:
-        subject = f"Nätverket {name}: {d.get('count')} schemalagda utskick missades"
+        subject = f"Nätverket {name}: {_count(d.get('count'))} schemalagda utskick missades"
         lines = [
             f"Från {_local(config, d.get('first'))} till {_local(config, d.get('last'))}, "
             "medan tjänsten inte var igång.",

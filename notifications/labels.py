@@ -1,5 +1,13 @@
-"""The names and dates people read in digests, feeds and calendars, in Swedish and English:
-areas, themes, kinds, statuses, fields, the digest's own strings, and dates in local time."""
+"""The names, dates and numbers people read in digests, feeds, calendars and emails, in
+Swedish and English: areas, themes, kinds, statuses, fields, the digest's own strings, dates
+in local time and counts.
+
+Dates and numbers come from Babel's locale data (``sv_SE``, ``en_GB``), never from tables of
+our own: month names, the date pattern (``16 mars 2027``, ``16 March 2027``), the time of
+day, and a number's grouping and decimal sign (``1 234`` with a no-break space and ``2,5`` in
+Swedish, ``1,234`` and ``2.5`` in English). The web's pages format numbers with the same
+helper (``format_number``), so a count reads the same in an email and on a page.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +15,18 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import dates, numbers
+
 from notifications.text import one_line
 from watcher.dates import STOCKHOLM, from_iso
 
-MONTHS = {
-    "sv": [
-        "januari",
-        "februari",
-        "mars",
-        "april",
-        "maj",
-        "juni",
-        "juli",
-        "augusti",
-        "september",
-        "oktober",
-        "november",
-        "december",
-    ],
-    "en": [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ],
-}
+# Babel's locale of each language we write in.
+LOCALES = {"sv": "sv_SE", "en": "en_GB"}
+
+# How a date and a time of day are joined: Babel's (CLDR's) pattern, except in Swedish, where
+# CLDR writes "16 mars 2027 17:00" and we keep the "kl." Swedish writing guides ask for (and
+# the web's history lines have always shown): "16 mars 2027 kl. 17:00".
+DATETIME_JOIN = {"sv": "{1} 'kl'. {0}"}
 
 AREA_NAMES = {
     "sv": {
@@ -204,24 +191,42 @@ def lang_of(language: str) -> str:
     return language if language in STRINGS else "sv"
 
 
+def locale_of(language: str) -> str:
+    """Babel's locale of a language (``sv_SE`` for anything but English)."""
+    return LOCALES[lang_of(language)]
+
+
 def format_date(dt: datetime | None, language: str = "sv", tz: ZoneInfo = STOCKHOLM) -> str:
-    """``16 mars 2027`` (sv) or ``16 March 2027`` (en), in Stockholm time."""
+    """``16 mars 2027`` (sv) or ``16 March 2027`` (en), in Stockholm time: Babel's long
+    date."""
     if dt is None:
         return STRINGS[lang_of(language)]["none"]
-    local = dt.astimezone(tz)
-    return f"{local.day} {MONTHS[lang_of(language)][local.month - 1]} {local.year}"
+    return dates.format_date(dt.astimezone(tz).date(), "long", locale=locale_of(language))
+
+
+def format_time(dt: datetime, language: str = "sv", tz: ZoneInfo = STOCKHOLM) -> str:
+    """The time of day in Stockholm time, Babel's short time (``17:00``)."""
+    return dates.format_time(dt, "short", tzinfo=tz, locale=locale_of(language))
 
 
 def format_datetime(dt: datetime | None, language: str = "sv", tz: ZoneInfo = STOCKHOLM) -> str:
-    """A date with its time of day, unless the time only marks a whole day (00:00, 23:59)."""
+    """A date with its time of day, unless the time only marks a whole day (00:00, 23:59):
+    ``16 mars 2027 kl. 17:00``, ``16 March 2027, 17:00``."""
     if dt is None:
         return STRINGS[lang_of(language)]["none"]
-    local = dt.astimezone(tz)
     day = format_date(dt, language, tz)
-    t = local.time()
-    if t in (time(0, 0), time(23, 59), time(23, 59, 59)):
+    if dt.astimezone(tz).time() in (time(0, 0), time(23, 59), time(23, 59, 59)):
         return day
-    return f"{day} kl. {t:%H:%M}" if lang_of(language) == "sv" else f"{day}, {t:%H:%M}"
+    lang = lang_of(language)
+    join = DATETIME_JOIN.get(lang) or str(dates.get_datetime_format("long", locale=LOCALES[lang]))
+    # Quotes in a CLDR pattern mark literal text ('kl'., 'at'); Babel drops them the same way.
+    return join.replace("'", "").replace("{0}", format_time(dt, lang, tz)).replace("{1}", day)
+
+
+def format_number(value: float, language: str = "sv") -> str:
+    """A count or a quantity as the reader's language writes it: ``1 234`` (a no-break
+    space) and ``2,5`` in Swedish, ``1,234`` and ``2.5`` in English."""
+    return numbers.format_decimal(value, locale=locale_of(language))
 
 
 def format_change_value(note_field: str, value: Any, language: str) -> str:

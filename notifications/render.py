@@ -30,6 +30,7 @@ from notifications.labels import (
     TAG_NAMES,
     format_date,
     format_datetime,
+    format_number,
     lang_of,
 )
 from notifications.text import one_line
@@ -75,18 +76,19 @@ def environment() -> Environment:
 
 def subject_for(digest: Digest) -> str:
     """``GR:s EU-nätverk: 5 nya och 2 uppdaterade – 2 november 2026`` (one line, always)."""
-    s = STRINGS[lang_of(digest.language)]
+    lang = lang_of(digest.language)
+    s = STRINGS[lang]
     parts = []
     if digest.new:
-        parts.append(s["count_new"].format(n=len(digest.new)))
+        parts.append(s["count_new"].format(n=format_number(len(digest.new), lang)))
     if digest.updated:
-        parts.append(s["count_updated"].format(n=len(digest.updated)))
-    counts = s["and"].join(parts) or s["count_new"].format(n=0)
+        parts.append(s["count_updated"].format(n=format_number(len(digest.updated), lang)))
+    counts = s["and"].join(parts) or s["count_new"].format(n=format_number(0, lang))
     return one_line(
         s["subject"].format(
             network=digest.network_name,
             counts=counts,
-            date=format_date(digest.window_end, digest.language),
+            date=format_date(digest.window_end, lang),
         ),
         250,
     )
@@ -127,6 +129,7 @@ def _context(digest: Digest, placeholder: str, tz: ZoneInfo) -> dict[str, Any]:
         "kind_name": lambda v: KIND_NAMES[lang].get(v or "", v or ""),
         "date": lambda v: format_date(v, lang, tz),
         "datetime": lambda v: format_datetime(v, lang, tz),
+        "number": lambda v: format_number(v, lang),
         "why": why,
         "change": change,
     }

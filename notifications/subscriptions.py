@@ -36,6 +36,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from notifications.email import Outgoing, Sender
+from notifications.labels import TAG_NAMES, lang_of
 from notifications.ports import Host
 from notifications.transports import Transport, make_transport
 from notifications.unsubscribe import read_pair, secret_key, sign_pair
@@ -228,7 +229,9 @@ def describe(choice: Choice, config: Config, lang: str = "sv") -> str:
         return f"{'the digest of' if en else 'utskicket från'} {name}"
     if choice.kind == "search":
         return f"{'new matches for' if en else 'nya träffar på'} «{choice.query}»"
-    parts = ", ".join((*choice.areas, *choice.themes)) or ("everything" if en else "allt")
+    names = TAG_NAMES[lang_of(lang)]
+    tags = (names.get(t, t) for t in (*choice.areas, *choice.themes))
+    parts = ", ".join(tags) or ("everything" if en else "allt")
     return f"{'news on' if en else 'nyheter om'} {parts}"
 
 

@@ -4,8 +4,10 @@ Pages are server-rendered Jinja2 with autoescape on: scraped text is data, never
 A link taken from a source is rendered as a link only when it is ``http``/``https``
 (``safe_url``). The interface is Swedish, with an English switch (``/lang/en``); the English
 catalogue is Babel's ``locale/en/LC_MESSAGES/messages.po`` keyed by the Swedish text
-(extracted with ``pybabel extract -F watcher/web/babel.cfg``), and dates come from Babel's
-locale data (``sv_SE``, ``en_GB``). Times are stored in UTC
+(extracted with ``pybabel extract -F watcher/web/babel.cfg``), and dates and numbers come
+from Babel's locale data (``sv_SE``, ``en_GB``): a count is written with the ``number``
+filter (``{{ total|number }}``: ``1 234`` in Swedish, ``1,234`` in English), the helper the
+digests use (``notifications.labels.format_number``). Times are stored in UTC
 and shown in the configured time zone (Europe/Stockholm) by a ``Formatter``.
 
 The public pages (``watcher.web.public``), the admin (``watcher.web.admin``) and the error
@@ -32,6 +34,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
+from notifications.labels import LOCALES, format_number
 from watcher.app import App
 from watcher.config import AREAS, THEMES
 from watcher.web import messages
@@ -98,7 +101,6 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "sources": ("Källor", "Sources"),
 }
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-BABEL_LOCALES = {"sv": "sv_SE", "en": "en_GB"}
 
 
 def label(table: Mapping[str, tuple[str, str]], key: str | None, lang: str) -> str:
@@ -228,7 +230,7 @@ class Formatter:
     @property
     def locale(self) -> str:
         """Babel's locale of the interface language (``sv_SE``, ``en_GB``)."""
-        return BABEL_LOCALES.get(self.lang, "sv_SE")
+        return LOCALES.get(self.lang, "sv_SE")
 
     def local(self, dt: datetime) -> datetime:
         return dt.astimezone(self.tz)
@@ -256,6 +258,10 @@ class Formatter:
     def iso(self, dt: datetime | None) -> str:
         return dt.isoformat() if dt else ""
 
+    def number(self, value: float) -> str:
+        """A count as the interface's language writes it (``1 234``, ``1,234``)."""
+        return format_number(value, self.lang)
+
     def days_left(self, dt: datetime | None) -> str:
         if dt is None:
             return ""
@@ -267,7 +273,7 @@ class Formatter:
             return _("i dag")
         if days == 1:
             return _("i morgon")
-        return _("om {n} dagar", n=days)
+        return _("om {n} dagar", n=self.number(days))
 
     def short_range(self, start: date, end: date) -> str:
         # Babel's abbreviations, without the full stop Swedish gives them ("nov."):
@@ -357,6 +363,15 @@ def short_value(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@jinja2.pass_context
+def number(context: jinja2.runtime.Context, value: Any) -> str:
+    """The ``number`` filter: a count in the page's language (``{{ total|number }}``);
+    anything that is not a number (a missing detail: None) is shown as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return format_number(value, context.get("lang", "sv"))
+
+
 def as_toml(entry: Mapping[str, Any]) -> str:
     """A config entry as the TOML an admin would read in config.toml."""
     return tomlkit.dumps(dict(entry))
@@ -378,6 +393,7 @@ def environment() -> jinja2.Environment:
     env.filters["safe_url"] = safe_url
     env.filters["short"] = short_value
     env.filters["as_toml"] = as_toml
+    env.filters["number"] = number
     env.globals["feed_url"] = feed_url
     env.globals["code"] = code
     env.globals["AREAS"] = AREAS
