@@ -248,7 +248,7 @@ class Formatter:
         d = self.local(dt)
         out = self.day(d)
         if (d.hour, d.minute) != (0, 0):
-            out += f" {d.hour:02d}:{d.minute:02d}"
+            out += " " + dates.format_time(d, "short", locale=self.locale)
         return out
 
     def stamp(self, dt: datetime | None) -> str:
