@@ -1,32 +1,63 @@
-"""Poll-cycle benchmark: a local source farm on loopback.
+"""Poll benchmark, whole process: `watcher poll` (and urlwatch 2.29) on a local source farm.
 
-200 sources (RSS, Atom and HTML listings) spread over 10 loopback hosts (127.0.0.2 – .11),
-every response delayed by 100 ms, at most 2 requests per host at a time. Prints the first
-round's wall time against the politeness limit (sources per host × latency ÷ per-host
-concurrency), the share of 304 responses and the new items on a second round, and peak
-memory. Targets: first round ≤ 1.5 × the limit; second round ≥ 95 % not modified, 0 new.
+The farm (its own process): RSS and Atom feeds (HTML listings too with ``--html``) spread
+over loopback hosts 127.0.0.2 …, every response delayed by ``--latency`` (100 ms), at most
+``--per-host`` (2) requests in flight per host (the farm enforces it: extra requests wait),
+an ETag on every feed, so a second round on the same database gets 304. The politeness limit,
+sources per host × latency ÷ per-host, is 1.0 s at both sizes of issue 14.
 
-    python bench/poll.py [--sources 200] [--hosts 10] [--latency 0.1] [--items 15]
+Each run writes a config.toml into a fresh temporary folder and runs `watcher poll` as a
+subprocess twice: the first round on a new database, then the unchanged round (all 304) on
+the same one. Measured from spawn to exit: wall time; CPU (user + system, from ``wait4``: the
+process and its worker processes); peak RSS (``wait4``'s ``ru_maxrss`` is the largest single
+process of the tree; the sum of every process's peak, sampled from /proc, is shown too).
+``--compare-urlwatch`` runs urlwatch 2.29 (its own environment under bench/.urlwatch-venv/,
+made on first use) on the same farm the same way, interleaved: watcher, urlwatch, watcher …
+Medians over ``--runs`` are printed as the issue's table, with the targets next to them.
+
+    python bench/poll.py [--sources 200] [--hosts 10] [--runs 3] [--compare-urlwatch]
+                         [--latency 0.1] [--items 15] [--per-host 2] [--workers 1]
+                         [--html] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import multiprocessing
 import os
-import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from tests.loopback import LoopbackServer
-from watcher.app import App
-from watcher.config import validate_data
+from tests.loopback import LoopbackServer, RecordedRequest, Reply  # noqa: E402
+
+URLWATCH_VERSION = "2.29"
+URLWATCH_VENV = ROOT / "bench" / ".urlwatch-venv"
+URLWATCH_THREADS = 10  # urlwatch 2.29's default: worker.MAX_WORKERS, not configurable
+
+# (sources, hosts) → targets from issue 14, in seconds and MiB.
+TARGETS: dict[tuple[int, int], dict[str, float]] = {
+    (200, 10): {"first": 1.5},
+    (2000, 100): {"first": 4.0, "unchanged": 1.5, "rss": 100.0},
+}
+
+
+# -- the farm -------------------------------------------------------------------------------
 
 
 def rss(n: int, items: int) -> str:
@@ -62,148 +93,556 @@ def html(n: int, items: int) -> str:
     return f"<html><body><main>{cards}</main></body></html>"
 
 
-def farm_specs(args: argparse.Namespace) -> list[tuple[int, str, str, str, str]]:
-    """(host index, path, body, content type, adapter kind) per source."""
-    out = []
-    for n in range(args.sources):
-        kind = ("rss", "atom", "html")[n % 3]
-        body = {"rss": rss, "atom": atom, "html": html}[kind](n, args.items)
-        ctype = {"rss": "application/rss+xml", "atom": "application/atom+xml", "html": "text/html"}[
-            kind
-        ]
-        out.append((n % args.hosts, f"/s{n}", body, ctype + "; charset=utf-8", kind))
-    return out
+BUILDERS: dict[str, Callable[[int, int], str]] = {"rss": rss, "atom": atom, "html": html}
+CONTENT_TYPES = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "html": "text/html",
+}
 
 
-def run_farm(args: argparse.Namespace, ports: Any, stop: Any) -> None:
-    """The source farm, in its own process (as real sites are): loopback servers on
-    127.0.0.2 … with a latency per response, every feed with an ETag."""
-    servers = [
-        LoopbackServer(host=f"127.0.0.{2 + h}", latency=args.latency).start()
-        for h in range(args.hosts)
-    ]
-    for h, path, body, ctype, _kind in farm_specs(args):
-        servers[h].add(path, body, content_type=ctype, etag=f'"{path}"')
-    for server in servers:
-        server.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")
-    ports.put([s.port for s in servers])
-    stop.wait()
+@dataclass(frozen=True)
+class Spec:
+    n: int
+    host: int  # index: 127.0.0.{2 + host}
+    path: str
+    kind: str  # rss | atom | html
+
+
+def farm_specs(args: argparse.Namespace) -> list[Spec]:
+    kinds = ("rss", "atom", "html") if args.html else ("rss", "atom")
+    return [Spec(n, n % args.hosts, f"/s{n}", kinds[n % len(kinds)]) for n in range(args.sources)]
+
+
+class Counts:
+    """Responses the farm sent, by status, since the last read (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[int] = Counter()
+
+    def add(self, status: int) -> None:
+        with self._lock:
+            self._counts[status] += 1
+
+    def take(self) -> dict[int, int]:
+        with self._lock:
+            out, self._counts = dict(self._counts), Counter()
+        return out
+
+
+def polite_handler(
+    gate: threading.Semaphore,
+    latency: float,
+    counts: Counts,
+    body: bytes,
+    content_type: str,
+    etag: str | None,
+) -> Callable[[RecordedRequest], Reply]:
+    """A resource that answers after ``latency``, at most the gate's count at a time on its
+    host (the rest wait their turn), 304 to a matching If-None-Match."""
+
+    def handle(request: RecordedRequest) -> Reply:
+        with gate:
+            time.sleep(latency)
+        inm = request.header("if-none-match")
+        if etag is not None and inm is not None and etag in {t.strip() for t in inm.split(",")}:
+            reply = Reply(304, {"ETag": etag})
+        else:
+            headers = {"Content-Type": content_type, **({"ETag": etag} if etag else {})}
+            reply = Reply(200, headers, body)
+        counts.add(reply.status)
+        return reply
+
+    return handle
+
+
+def run_farm(args: argparse.Namespace, conn: Connection) -> None:
+    """The source farm, in its own process (as real sites are). Answers "counts" (the
+    responses by status since the last ask) and "stop" on ``conn``."""
+    counts = Counts()
+    servers = [LoopbackServer(host=f"127.0.0.{2 + h}").start() for h in range(args.hosts)]
+    gates = [threading.Semaphore(args.per_host) for _ in range(args.hosts)]
+    for spec in farm_specs(args):
+        body = BUILDERS[spec.kind](spec.n, args.items).encode()
+        ctype = CONTENT_TYPES[spec.kind] + "; charset=utf-8"
+        handler = polite_handler(
+            gates[spec.host], args.latency, counts, body, ctype, f'"{spec.path}"'
+        )
+        servers[spec.host].add_handler(spec.path, handler)
+    robots = b"User-agent: *\nDisallow: /private/\n"
+    for h, server in enumerate(servers):
+        server.add_handler(
+            "/robots.txt",
+            polite_handler(gates[h], args.latency, counts, robots, "text/plain", None),
+        )
+    conn.send([s.port for s in servers])
+    while True:
+        command = conn.recv()
+        if command == "counts":
+            conn.send(counts.take())
+        else:
+            break
     for server in servers:
         server.stop()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux)."""
+class Farm:
+    def __init__(self, args: argparse.Namespace) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=run_farm, args=(args, child), daemon=True)
+        self.process.start()
+        if not self._conn.poll(120):
+            raise RuntimeError("the farm did not start")
+        self.ports: list[int] = self._conn.recv()
+        self.specs = farm_specs(args)
+
+    def url(self, spec: Spec) -> str:
+        return f"http://127.0.0.{2 + spec.host}:{self.ports[spec.host]}{spec.path}"
+
+    def counts(self) -> dict[int, int]:
+        """Responses by status since the last call (robots.txt included)."""
+        self._conn.send("counts")
+        counts: dict[int, int] = self._conn.recv()
+        return counts
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self.process.join(timeout=30)
+
+
+# -- measuring a process --------------------------------------------------------------------
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                text = Path(f"/proc/{p}/task/{task}/children").read_text()
+                todo.extend(int(c) for c in text.split())
+        except OSError:
+            continue
+    return out
+
+
+def peak_kib(pid: int) -> int:
+    """VmHWM: the process's peak resident set so far, in KiB (0 when gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pass
+    return 0
+
+
+@dataclass
+class Measured:
+    wall: float
+    cpu: float  # user + system of the process and its (reaped) descendants
+    maxrss_mib: float  # wait4 ru_maxrss: the largest single process of the tree
+    tree_mib: float  # sum of every process's peak, as last sampled
+    processes: int
+    exit_code: int
+
+
+def measure(cmd: Sequence[str], cwd: Path, env: dict[str, str], out: Path) -> Measured:
+    """Run ``cmd`` from spawn to exit; stdout and stderr go to ``out``."""
+    peaks: dict[int, int] = {}
+    done = threading.Event()
+
+    def sample(pid: int) -> None:
+        while True:
+            for p in tree(pid):
+                peaks[p] = max(peaks.get(p, 0), peak_kib(p))
+            if done.wait(0.05):
+                return
+
+    with out.open("wb") as sink:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
+    return Measured(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        maxrss_mib=usage.ru_maxrss / 1024,
+        tree_mib=sum(peaks.values()) / 1024,
+        processes=len(peaks),
+        exit_code=proc.returncode,
+    )
+
+
+# -- watcher --------------------------------------------------------------------------------
+
+
+def toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def watcher_config(args: argparse.Namespace, farm: Farm, tmp: Path) -> Path:
+    lines = [
+        "[watcher]",
+        f"database_url = {toml_str(f'sqlite:///{tmp}/watcher.db')}",
+        f"data_dir = {toml_str(str(tmp / 'var'))}",
+        f"workers = {args.workers}",
+        "",
+        "[fetch]",
+        'allow_private_networks = ["127.0.0.0/8"]',
+        f"per_host_concurrency = {args.per_host}",
+        "global_concurrency = 50",
+        "respect_robots_txt = true",
+        "timeout = 30",
+        "",
+        "[email]",
+        'backend = "file"',
+        f"outbox = {toml_str(str(tmp / 'outbox'))}",
+        "flood_threshold = 100000",
+        "",
+    ]
+    for spec in farm.specs:
+        lines += [
+            "[[sources]]",
+            f'id = "s{spec.n}"',
+            f'name = "Källa {spec.n}"',
+            f'kind = "{"html" if spec.kind == "html" else "rss"}"',
+            f"url = {toml_str(farm.url(spec))}",
+            'schedule = "1h"',
+        ]
+        if spec.kind == "html":
+            lines.append('options = { item = ".card", title = "h3" }')
+        lines.append("")
+    path = tmp / "config.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def watcher_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "watcher"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "watcher"]
+
+
+@dataclass
+class WatcherRound:
+    measured: Measured
+    statuses: dict[str, int]
+    errors: list[str]  # "source: code: message" per failed source
+    new: int
+    stored: int
+    farm: dict[int, int]  # responses the farm sent, by status
+
+
+def db_round(db: Path, after_id: int) -> tuple[int, dict[str, int], list[str], int, int]:
+    """From the database after a poll: the last poll_log id, the statuses, the errors and
+    the new items of the polls after ``after_id``, and the items stored."""
+    with sqlite3.connect(db) as c:
+        rows = c.execute(
+            "SELECT id, source_id, status, new, error_code, error_message FROM poll_log"
+            " WHERE id > ? ORDER BY id",
+            (after_id,),
+        ).fetchall()
+        stored = c.execute("SELECT count(*) FROM items").fetchone()[0]
+    last = max((r[0] for r in rows), default=after_id)
+    statuses = Counter(r[2] for r in rows)
+    errors = [f"{r[1]}: {r[4]}: {r[5]}" for r in rows if r[2] == "error"]
+    return last, dict(statuses), errors, sum(r[3] or 0 for r in rows), stored
+
+
+def run_watcher(args: argparse.Namespace, farm: Farm) -> dict[str, WatcherRound]:
+    with tempfile.TemporaryDirectory(prefix="bench-watcher-") as name:
+        tmp = Path(name)
+        config = watcher_config(args, farm, tmp)
+        env = {k: v for k, v in os.environ.items() if k != "WATCHER_CONFIG"}
+        cmd = [*watcher_cmd(), "--config", str(config), "poll"]
+        rounds: dict[str, WatcherRound] = {}
+        last = 0
+        farm.counts()
+        for label in ("first", "unchanged"):
+            measured = measure(cmd, tmp, env, tmp / f"{label}.out")
+            if measured.exit_code != 0:
+                tail = (tmp / f"{label}.out").read_text(errors="replace")[-2000:]
+                sys.exit(f"`watcher poll` exited with {measured.exit_code}:\n{tail}")
+            last, statuses, errors, new, stored = db_round(tmp / "watcher.db", last)
+            rounds[label] = WatcherRound(measured, statuses, errors, new, stored, farm.counts())
+        return rounds
+
+
+# -- urlwatch -------------------------------------------------------------------------------
+
+
+def urlwatch_bin() -> Path:
+    """urlwatch 2.29 in its own environment, made on first use."""
+    exe = URLWATCH_VENV / "bin" / "urlwatch"
+    if exe.exists():
+        version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+        if URLWATCH_VERSION in version:
+            return exe
+    print(f"installing urlwatch {URLWATCH_VERSION} into {URLWATCH_VENV} …", file=sys.stderr)
+    shutil.rmtree(URLWATCH_VENV, ignore_errors=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(URLWATCH_VENV)], check=True)
+    pip = [str(URLWATCH_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"urlwatch=={URLWATCH_VERSION}"], check=True)
+    return exe
+
+
+@dataclass
+class UrlwatchRound:
+    measured: Measured
+    errors: int  # jobs its report lists as ERROR
+    farm: dict[int, int]
+
+
+def run_urlwatch(farm: Farm, exe: Path) -> dict[str, UrlwatchRound]:
+    with tempfile.TemporaryDirectory(prefix="bench-urlwatch-") as name:
+        tmp = Path(name)
+        urls = tmp / "urls.yaml"
+        urls.write_text(
+            "---\n".join(f"name: s{s.n}\nurl: {farm.url(s)}\n" for s in farm.specs),
+            encoding="utf-8",
+        )
+        # Reporters silenced but for errors (counted): the stdout reporter lists only those.
+        config = tmp / "urlwatch.yaml"
+        config.write_text(
+            "display: {new: false, error: true, unchanged: false, empty-diff: false}\n"
+            "report:\n"
+            "  text: {footer: false}\n"
+            "  stdout: {enabled: true, color: false}\n",
+            encoding="utf-8",
+        )
+        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp), "XDG_CACHE_HOME": str(tmp)}
+        env.pop("VIRTUAL_ENV", None)
+        cmd = [str(exe), "--urls", str(urls), "--config", str(config)]
+        cmd += ["--hooks", str(tmp / "hooks.py"), "--cache", str(tmp / "cache.db")]
+        rounds: dict[str, UrlwatchRound] = {}
+        farm.counts()
+        for label in ("first", "unchanged"):
+            out = tmp / f"{label}.out"
+            measured = measure(cmd, tmp, env, out)
+            text = out.read_text(errors="replace")
+            if measured.exit_code != 0:
+                sys.exit(f"urlwatch exited with {measured.exit_code}:\n{text[-2000:]}")
+            errors = sum(1 for line in text.splitlines() if line.startswith("ERROR: "))
+            rounds[label] = UrlwatchRound(measured, errors, farm.counts())
+        return rounds
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def not_modified_share(counts: dict[int, int]) -> float:
+    total = sum(counts.values())
+    return counts.get(304, 0) / total if total else 0.0
+
+
+@dataclass
+class Summary:
+    sources: int
+    hosts: int
+    runs: int
+    politeness_limit: float
+    watcher: dict[str, float] = field(default_factory=dict)
+    urlwatch: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+
+
+def summarise(
+    args: argparse.Namespace,
+    w_runs: list[dict[str, WatcherRound]],
+    u_runs: list[dict[str, UrlwatchRound]],
+) -> Summary:
+    limit = args.sources / args.hosts * args.latency / args.per_host
+    s = Summary(args.sources, args.hosts, args.runs, limit)
+
+    def wm(label: str, pick: Callable[[WatcherRound], float]) -> float:
+        return median([pick(r[label]) for r in w_runs])
+
+    for label in ("first", "unchanged"):
+        s.watcher[f"{label}_wall"] = wm(label, lambda r: r.measured.wall)
+        s.watcher[f"{label}_cpu"] = wm(label, lambda r: r.measured.cpu)
+        s.watcher[f"{label}_maxrss_mib"] = wm(label, lambda r: r.measured.maxrss_mib)
+        s.watcher[f"{label}_tree_mib"] = wm(label, lambda r: r.measured.tree_mib)
+        s.watcher[f"{label}_processes"] = wm(label, lambda r: r.measured.processes)
+        s.watcher[f"{label}_errors"] = wm(label, lambda r: len(r.errors))
+        s.watcher[f"{label}_new"] = wm(label, lambda r: r.new)
+        s.watcher[f"{label}_stored"] = wm(label, lambda r: r.stored)
+        s.watcher[f"{label}_not_modified"] = wm(
+            label,
+            lambda r: r.statuses.get("not_modified", 0) / max(1, sum(r.statuses.values())),
+        )
+        s.watcher[f"{label}_farm_304"] = wm(label, lambda r: not_modified_share(r.farm))
+        if u_runs:
+            ur = [r[label] for r in u_runs]
+            s.urlwatch[f"{label}_wall"] = median([r.measured.wall for r in ur])
+            s.urlwatch[f"{label}_cpu"] = median([r.measured.cpu for r in ur])
+            s.urlwatch[f"{label}_maxrss_mib"] = median([r.measured.maxrss_mib for r in ur])
+            s.urlwatch[f"{label}_errors"] = median([r.errors for r in ur])
+            s.urlwatch[f"{label}_farm_304"] = median([not_modified_share(r.farm) for r in ur])
+    targets = TARGETS.get((args.sources, args.hosts), {})
+    peak = max(s.watcher["first_maxrss_mib"], s.watcher["unchanged_maxrss_mib"])
+    peak_tree = max(s.watcher["first_tree_mib"], s.watcher["unchanged_tree_mib"])
+    for key, value in (
+        ("first", s.watcher["first_wall"]),
+        ("unchanged", s.watcher["unchanged_wall"]),
+        ("rss", peak),
+        ("rss_all_processes", peak_tree),
+    ):
+        target = targets.get(key.removesuffix("_all_processes"))
+        if target is not None:
+            s.checks[key] = {"value": round(value, 3), "target": target, "met": value <= target}
+    return s
+
+
+def mark(s: Summary, key: str, unit: str) -> str:
+    check = s.checks.get(key)
+    if check is None:
+        return ""
+    return f"≤ {check['target']:g} {unit} {'✓' if check['met'] else '✗'}"
+
+
+def table(args: argparse.Namespace, s: Summary) -> str:
+    w, u = s.watcher, s.urlwatch
+    column = f"{args.sources:,} sources / {args.hosts} hosts"
+    rows = [
+        (f"whole process, median of {s.runs} run(s)", column, "target"),
+        ("---", "---", "---"),
+    ]
+    if u:
+        rows.append(
+            (
+                f"urlwatch {URLWATCH_VERSION}, first / unchanged round",
+                f"{u['first_wall']:.2f} s / {u['unchanged_wall']:.2f} s",
+                "",
+            )
+        )
+    rows += [
+        ("`watcher poll`, first round", f"{w['first_wall']:.2f} s", mark(s, "first", "s")),
+        (
+            "`watcher poll`, unchanged round (all 304)",
+            f"{w['unchanged_wall']:.2f} s",
+            mark(s, "unchanged", "s"),
+        ),
+        (
+            "`watcher poll` CPU, first / unchanged",
+            f"{w['first_cpu']:.2f} s / {w['unchanged_cpu']:.2f} s",
+            "",
+        ),
+    ]
+    peak = max(w["first_maxrss_mib"], w["unchanged_maxrss_mib"])
+    peak_tree = max(w["first_tree_mib"], w["unchanged_tree_mib"])
+    watcher_rss = f"{peak:.0f} MiB (all {w['first_processes']:.0f} processes: {peak_tree:.0f} MiB)"
+    if u:
+        uw = max(u["first_maxrss_mib"], u["unchanged_maxrss_mib"])
+        rows.append(("peak RSS, urlwatch / watcher", f"{uw:.0f} MiB / {watcher_rss}", ""))
+    else:
+        rows.append(("peak RSS, watcher", watcher_rss, ""))
+    if "rss" in s.checks:
+        met = "✓" if s.checks["rss_all_processes"]["met"] else "✗"
+        rows[-1] = (*rows[-1][:2], f"{mark(s, 'rss', 'MiB')} (all processes {met})")
+    return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+
+
+def details(args: argparse.Namespace, s: Summary) -> str:
+    w, u = s.watcher, s.urlwatch
+    kinds = "RSS, Atom and HTML" if args.html else "RSS and Atom"
+    lines = [
+        f"farm: {args.sources} {kinds} sources over {args.hosts} loopback hosts, "
+        f"{args.latency * 1000:.0f} ms per response, at most {args.per_host} in flight per host "
+        f"(farm-enforced), {args.items} items each; politeness limit {s.politeness_limit:.2f} s",
+        f"watcher: `watcher poll`, [watcher] workers = {args.workers}, "
+        f"[fetch] per_host_concurrency = {args.per_host}, global_concurrency = 50; "
+        f"{os.cpu_count()} cores",
+        f"items stored: {w['first_stored']:.0f} after the first round "
+        f"({w['first_new']:.0f} new), {w['unchanged_new']:.0f} new on the unchanged round",
+        f"errors (failed sources): first {w['first_errors']:.0f}, "
+        f"unchanged {w['unchanged_errors']:.0f}",
+        f"not modified on the unchanged round: {w['unchanged_not_modified']:.1%} of the "
+        f"watcher's polls; {w['unchanged_farm_304']:.1%} of the farm's responses to it "
+        "(robots.txt included)",
+        "CPU: user + system of `watcher poll` and its worker processes (wait4)",
+        "peak RSS: the largest single process (wait4 ru_maxrss); 'all processes': the sum of "
+        "each process's peak (VmHWM sampled every 50 ms: main, workers, resource tracker)",
+    ]
+    if u:
+        lines += [
+            f"urlwatch {URLWATCH_VERSION}: its default {URLWATCH_THREADS} worker threads, no "
+            "per-host limit of its own (the farm holds it to "
+            f"{args.per_host} per host); CPU first / unchanged "
+            f"{u['first_cpu']:.2f} s / {u['unchanged_cpu']:.2f} s; errors "
+            f"{u['first_errors']:.0f} / {u['unchanged_errors']:.0f}; "
+            f"304 on its unchanged round {u['unchanged_farm_304']:.1%}",
+        ]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sources", type=int, default=200)
     ap.add_argument("--hosts", type=int, default=10)
-    ap.add_argument("--latency", type=float, default=0.1)
-    ap.add_argument("--items", type=int, default=15)
-    ap.add_argument("--per-host", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3, help="interleaved runs; medians are shown")
+    ap.add_argument("--latency", type=float, default=0.1, help="seconds per response")
+    ap.add_argument("--items", type=int, default=15, help="items per feed")
+    ap.add_argument("--per-host", type=int, default=2, help="requests in flight per host")
     ap.add_argument("--workers", type=int, default=1, help="[watcher] workers (processes)")
+    ap.add_argument("--html", action="store_true", help="every third source an HTML listing")
+    ap.add_argument("--compare-urlwatch", action="store_true", help=f"urlwatch {URLWATCH_VERSION}")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
 
-    ctx = multiprocessing.get_context("spawn")
-    ports_q, stop = ctx.Queue(), ctx.Event()
-    farm = ctx.Process(target=run_farm, args=(args, ports_q, stop), daemon=True)
-    farm.start()
-    ports = ports_q.get(timeout=60)
-    sources = []
-    for n, (h, path, _body, _ctype, kind) in enumerate(farm_specs(args)):
-        entry: dict[str, Any] = {
-            "id": f"s{n}",
-            "name": f"Källa {n}",
-            "kind": "html" if kind == "html" else "rss",
-            "url": f"http://127.0.0.{2 + h}:{ports[h]}{path}",
-            "schedule": "1h",
+    exe = urlwatch_bin() if args.compare_urlwatch else None
+    farm = Farm(args)
+    w_runs: list[dict[str, WatcherRound]] = []
+    u_runs: list[dict[str, UrlwatchRound]] = []
+    try:
+        for i in range(args.runs):
+            w_runs.append(run_watcher(args, farm))
+            r = w_runs[-1]
+            print(
+                f"run {i + 1}: watcher {r['first'].measured.wall:.2f} s / "
+                f"{r['unchanged'].measured.wall:.2f} s",
+                file=sys.stderr,
+            )
+            if exe is not None:
+                u_runs.append(run_urlwatch(farm, exe))
+                ur = u_runs[-1]
+                print(
+                    f"run {i + 1}: urlwatch {ur['first'].measured.wall:.2f} s / "
+                    f"{ur['unchanged'].measured.wall:.2f} s",
+                    file=sys.stderr,
+                )
+    finally:
+        farm.stop()
+
+    s = summarise(args, w_runs, u_runs)
+    if args.json:
+        out = {
+            **asdict(s),
+            "config": {k: v for k, v in vars(args).items() if k != "json"},
+            "watcher_runs": [{k: asdict(v) for k, v in r.items()} for r in w_runs],
+            "urlwatch_runs": [{k: asdict(v) for k, v in r.items()} for r in u_runs],
         }
-        if kind == "html":
-            entry["options"] = {"item": ".card", "title": "h3"}
-        sources.append(entry)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = {
-            "watcher": {"database_url": f"sqlite:///{tmp}/bench.db", "workers": args.workers},
-            "fetch": {
-                "allow_private_networks": ["127.0.0.0/8"],
-                "per_host_concurrency": args.per_host,
-                "global_concurrency": 50,
-                "respect_robots_txt": True,
-                "timeout": 30,
-            },
-            "email": {"flood_threshold": 100000},
-            "sources": sources,
-        }
-        app = App(validate_data(data, None))
-        app.storage.ensure_schema()
-        app.warm_up_workers()  # a running service has its workers up already
-
-        cpu: dict[str, float] = {}
-
-        def worker_pids() -> list[int]:
-            executor = app.executor
-            return list(getattr(executor, "_processes", None) or {})
-
-        async def rounds() -> tuple[float, list, float, list]:
-            http = app.new_http_client()
-            others = {"farm": [farm.pid or 0], "workers": worker_pids()}
-            try:
-                before = {k: sum(map(cpu_seconds, pids)) for k, pids in others.items()}
-                t0, c0 = time.perf_counter(), time.process_time()
-                first = await app.poll(http=http)
-                t1, c1 = time.perf_counter(), time.process_time()
-                cpu["first"] = c1 - c0
-                for k, pids in others.items():
-                    cpu[k] = sum(map(cpu_seconds, pids)) - before[k]
-                second = await app.poll(http=http)
-                t2 = time.perf_counter()
-            finally:
-                await http.aclose()
-            return t1 - t0, first, t2 - t1, second
-
-        first_time, first, second_time, second = asyncio.run(rounds())
-        per_host = args.sources / args.hosts
-        limit = per_host * args.latency / args.per_host
-        errors = [r for r in first + second if r.error]
-        not_modified = sum(1 for r in second if r.status.value == "not_modified")
-        new_second = sum(r.new for r in second)
-        stored = app.storage.count_items()
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        app.close()
-    stop.set()
-    farm.join(timeout=30)
-
-    print(
-        f"sources: {args.sources} over {args.hosts} hosts, latency {args.latency * 1000:.0f} ms, "
-        f"per-host concurrency {args.per_host}, {args.items} items each, workers {args.workers}"
-    )
-    print(
-        f"politeness limit:        {limit:.2f} s  ({per_host:.0f} sources/host × {args.latency} s ÷ {args.per_host})"
-    )
-    print(
-        f"first round:             {first_time:.2f} s  = {first_time / limit:.2f} × limit (target ≤ 1.5)"
-    )
-    print(
-        f"  CPU in it: poller {cpu['first']:.2f} s, its workers {cpu['workers']:.2f} s, "
-        f"the farm {cpu['farm']:.2f} s ({os.cpu_count()} cores)"
-    )
-    print(f"items stored:            {stored}")
-    print(
-        f"second round:            {second_time:.2f} s, {not_modified / len(second):.1%} not modified "
-        f"(target ≥ 95 %), {new_second} new (target 0)"
-    )
-    print(
-        f"errors:                  {len(errors)}" + (f" e.g. {errors[0].error}" if errors else "")
-    )
-    print(f"peak memory (RSS):       {peak_mb:.0f} MB (the poller's process)")
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    print(table(args, s))
+    print()
+    print(details(args, s))
+    errors = [e for r in w_runs for rnd in r.values() for e in rnd.errors]
+    if errors:
+        print(f"first error: {errors[0]}")
 
 
 if __name__ == "__main__":
