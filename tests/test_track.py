@@ -154,7 +154,7 @@ def test_candidate_keys_name_identifiers_in_the_text_and_deadlines() -> None:
     identifiers, keys = candidate_keys([it])
     assert identifiers == ["ESF-2027-KOMP-01", "HORIZON-CL5-2027-01-D3-02"]
     # the numbers of the title as normalised (the identifier's parts among them)
-    assert keys == [(DEADLINE.astimezone(UTC).date().isoformat(), "01 02 2027")]
+    assert keys == [(DEADLINE.astimezone(UTC).date().isoformat(), "2027 01 02")]
 
 
 def test_a_title_with_numbers_is_looked_up_with_them() -> None:
@@ -162,13 +162,23 @@ def test_a_title_with_numbers_is_looked_up_with_them() -> None:
     meets titles with the same numbers or none ("Call 3" is never "Call 5")."""
     it = item("x", "Utlysning 3 inom omgång 12", deadlines=(DEADLINE,))
     day = DEADLINE.astimezone(UTC).date().isoformat()
-    assert candidate_keys([it])[1] == [(day, "12 3")]
+    assert candidate_keys([it])[1] == [(day, "3 12")]
     same = candidate(1, "Utlysning 3 inom omgång 12", days=(day,))
     other = candidate(2, "Utlysning 5 inom omgång 12", days=(day,))
     bare = candidate(3, "Utlysning inom omgången", days=(day,))
     index = CandidateIndex([same, other, bare])
     assert sorted(c.item_id for c in index.for_item(it)) == [1, 3]
     assert find_duplicate(it, index) == (same, "close title (100%) and the same deadline")
+
+
+def test_the_same_numbers_in_another_order_are_another_call() -> None:
+    """ "Utlysning 14 från källa 0" and "Utlysning 0 från källa 14" have the same words and
+    the same deadline, and are two calls."""
+    day = DEADLINE.astimezone(UTC).date().isoformat()
+    it = item("x", "Utlysning 14 från källa 0", deadlines=(DEADLINE,))
+    other = candidate(1, "Utlysning 0 från källa 14", days=(day,))
+    assert find_duplicate(it, [other]) is None
+    assert find_duplicate(it, CandidateIndex([other])) is None
 
 
 # -- layout ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
 
 import lxml.etree
 import lxml.html
@@ -112,6 +113,13 @@ def normalise_title(title: str) -> list[str]:
     """Lower-case words without accents and stop words ("Förändring" → "forandring")."""
     text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
     return [w for w in _WORD_RE.findall(text) if w not in _STOP]
+
+
+def title_numbers(words: Iterable[str]) -> tuple[str, ...]:
+    """The numbers among a title's words (``normalise_title``) in the order they come:
+    "Utlysning 14 från källa 0" is ("14", "0"), not the same as "Utlysning 0 från källa 14".
+    Two titles with numbers are one call only with the same numbers in the same order."""
+    return tuple(dict.fromkeys(w for w in words if w.isdigit()))
 
 
 def search_text(title: str, summary: str, identifier: str | None, programme: str | None) -> str:

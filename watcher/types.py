@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-from watcher.text import normalise_title
+from watcher.text import normalise_title, title_numbers
 
 
 class Status(enum.StrEnum):
@@ -322,16 +322,17 @@ class DupCandidate:
     title: str
     days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
     tokens: frozenset[str] = frozenset()  # normalise_title(title); made when not given
-    numbers: frozenset[str] = frozenset()  # the numbers among them
+    numbers: tuple[str, ...] = ()  # the numbers of the title, in order (title_numbers)
     named: frozenset[str] = frozenset()  # identifiers its title names (a news item on a call)
 
     def __post_init__(self) -> None:
         # Plain attributes, not cached properties: these are read for every candidate of
         # every new item, and a cached property takes a lock on each first read.
         if not self.tokens and self.title:
-            object.__setattr__(self, "tokens", frozenset(normalise_title(self.title)))
-        if not self.numbers and self.tokens:
-            object.__setattr__(self, "numbers", frozenset(w for w in self.tokens if w.isdigit()))
+            words = normalise_title(self.title)
+            object.__setattr__(self, "tokens", frozenset(words))
+            if not self.numbers:
+                object.__setattr__(self, "numbers", title_numbers(words))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 from watcher.dates import from_iso
 from watcher.pipeline.normalise import content_hash
-from watcher.text import identifier_tokens, normalise_title
+from watcher.text import identifier_tokens, normalise_title, title_numbers
 from watcher.types import (
     TRACKED_FIELDS,
     Classification,
@@ -172,7 +172,7 @@ class CandidateIndex:
         the caller has it)."""
         out: dict[int, DupCandidate] = {c.item_id: c for c in self.with_identifier}
         if numbers is None:
-            numbers = numbers_key(_numbers(frozenset(normalise_title(item.title))))
+            numbers = numbers_key(title_numbers(normalise_title(item.title)))
         for d in item_days(item):
             if numbers:
                 found = [
@@ -193,8 +193,9 @@ def find_duplicate(
 ) -> tuple[DupCandidate, str] | None:
     """The stored call (from another source) that ``item`` is, with the reason.
     ``exclude``: calls another entry of the same poll was already linked to."""
-    title_norm = frozenset(normalise_title(item.title))
-    numbers = _numbers(title_norm)
+    words = normalise_title(item.title)
+    title_norm = frozenset(words)
+    numbers = title_numbers(words)
     if isinstance(candidates, CandidateIndex):
         candidates = candidates.for_item(item, numbers_key(numbers))
     candidates = [c for c in candidates if c.item_id not in exclude]
@@ -246,15 +247,15 @@ def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[TitleKey]]:
         if it.identifier:
             identifiers.add(identifier_key(it.identifier))
         identifiers |= identifier_tokens(f"{it.title} {it.summary[:2000]}")
-        numbers = numbers_key(_numbers(frozenset(normalise_title(it.title))))
+        numbers = numbers_key(title_numbers(normalise_title(it.title)))
         keys.update((day, numbers or None) for day in item_days(it))
     return sorted(identifiers), sorted(keys, key=lambda k: (k[0], k[1] or ""))
 
 
-def numbers_key(numbers: Iterable[str]) -> str:
-    """A title's numbers as one key ("" for none): two titles with numbers are the same
-    call only with the same numbers."""
-    return " ".join(sorted(numbers))
+def numbers_key(numbers: Sequence[str]) -> str:
+    """A title's numbers (``title_numbers``) as one key ("" for none): two titles with
+    numbers are the same call only with the same numbers in the same order."""
+    return " ".join(numbers)
 
 
 def item_days(item: Item) -> frozenset[str]:
@@ -277,10 +278,6 @@ def _contains_id(text: str, identifier: str) -> bool:
 @lru_cache(maxsize=4096)
 def _id_pattern(identifier: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Z0-9-]){re.escape(identifier)}(?![A-Z0-9-])")
-
-
-def _numbers(tokens: frozenset[str]) -> frozenset[str]:
-    return frozenset(w for w in tokens if w.isdigit())
 
 
 def _dice(a: frozenset[str], b: frozenset[str]) -> float:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from watcher.dates import utc_day
 from watcher.pipeline.track import TitleKey, identifier_key, numbers_key
 from watcher.storage.schema import item_changes, item_sources, items
-from watcher.text import identifier_tokens, normalise_title
+from watcher.text import identifier_tokens, normalise_title, title_numbers
 from watcher.types import DupCandidate
 
 
@@ -40,15 +40,16 @@ class _Entry:
     days: frozenset[str]
     sources: set[str] = field(default_factory=set)
     tokens: frozenset[str] = frozenset()
-    numbers: frozenset[str] = frozenset()
+    numbers: tuple[str, ...] = ()
     named: frozenset[str] = frozenset()
     # The entry as a candidate, made on the first lookup that finds it; dropped when its
     # sources change.
     candidate: DupCandidate | None = None
 
     def __post_init__(self) -> None:
-        self.tokens = frozenset(normalise_title(self.title))
-        self.numbers = frozenset(w for w in self.tokens if w.isdigit())
+        words = normalise_title(self.title)
+        self.tokens = frozenset(words)
+        self.numbers = title_numbers(words)
         # Identifiers the title of an item without one names (a news item announcing a
         # call): the call, arriving later from its own source, finds the news item by them.
         # A call's title naming another call (a second stage naming the first) is no
