@@ -14,7 +14,7 @@ from tests.conftest import T0, _pg_storage
 from watcher.exceptions import StorageError
 from watcher.pipeline.merge import item_values
 from watcher.pipeline.normalise import normalise
-from watcher.pipeline.track import candidate_keys
+from watcher.pipeline.track import candidate_keys, decide
 from watcher.storage import ItemFilter, Storage
 from watcher.storage.schema import items as items_table
 from watcher.types import (
@@ -493,3 +493,22 @@ def test_poll_locks_are_taken_once_and_expire(any_storage: Storage) -> None:
     assert any_storage.acquire_locks({"poll:a"}, "two", ttl, later) == {"poll:a"}
     any_storage.release_locks(names, "one")  # "one" holds only b now
     assert any_storage.acquire_locks(names, "three", ttl, later) == {"poll:b"}
+
+
+def test_a_record_another_process_stored_first_is_skipped_not_doubled(any_storage: Storage):
+    """Two polls of one source decided at once (another process got there first): the later
+    write skips the records whose keys are taken, stores the rest, and fails nothing."""
+    first = RawItem(key="k1", title="Utlysning ett", link="https://esf.example/k1")
+    second = RawItem(key="k2", title="Utlysning två", link="https://esf.example/k2")
+    its = items(SRC, first, second)
+    intents = decide(its, {}, [])  # decided before the other write
+    stored = poll_into(any_storage, SRC, [first])  # the other process
+    result = PollResult(SRC.id, PollStatus.OK, parsed=2)
+    outcome = any_storage.apply(SRC.id, intents, result, T0)
+    assert len(stored.new_ids) == 1 and len(outcome.new_ids) == 1
+    assert outcome.new_ids != stored.new_ids
+    assert sorted(i.title for i in any_storage.list_items(ItemFilter())) == [
+        "Utlysning ett",
+        "Utlysning två",
+    ]
+    assert len(any_storage.item_history(stored.new_ids[0])) == 1  # one "new", not two

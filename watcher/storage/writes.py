@@ -257,22 +257,19 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         another process got there first: the statements skip it rather than fail)."""
         if not writes:
             return []
-        uids = [w.values["uid"] for w in writes]
-        taken: set[str] = set()
-        for chunk in rows.chunks(uids, 500):
-            taken.update(conn.execute(select(items.c.uid).where(items.c.uid.in_(chunk))).scalars())
-        todo = [w for w in writes if w.values["uid"] not in taken]
+        # One INSERT … ON CONFLICT DO NOTHING RETURNING per batch of rows (SQLAlchemy sends
+        # many rows per statement): the rows it skipped return nothing. Half the time of a
+        # select of the taken keys, a plain executemany and a select of the new ids.
+        id_by_uid: dict[str, int] = {
+            uid: item_id
+            for item_id, uid in conn.execute(
+                base.insert_ignoring(conn, items, ["uid"]).returning(items.c.id, items.c.uid),
+                [w.values for w in writes],
+            )
+        }
+        todo = [w for w in writes if w.values["uid"] in id_by_uid]
         if not todo:
             return [(None, w) for w in writes]
-        # A plain executemany, then the ids by uid: INSERT … RETURNING with many rows runs
-        # row by row on SQLite, ten times slower.
-        conn.execute(base.insert_ignoring(conn, items, ["uid"]), [w.values for w in todo])
-        id_by_uid: dict[str, int] = {}
-        for chunk in rows.chunks([w.values["uid"] for w in todo], 500):
-            for uid, item_id in conn.execute(
-                select(items.c.uid, items.c.id).where(items.c.uid.in_(chunk))
-            ):
-                id_by_uid[uid] = item_id
         ids = [id_by_uid[w.values["uid"]] for w in todo]
         conn.execute(
             base.insert_ignoring(conn, item_sources, ["source_id", "key"]),
@@ -292,8 +289,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
                 for i, w in zip(ids, todo, strict=True)
             ],
         )
-        new = dict(zip((w.values["uid"] for w in todo), ids, strict=True))
-        return [(new.get(w.values["uid"]), w) for w in writes]
+        return [(id_by_uid.get(w.values["uid"]), w) for w in writes]
 
     def _records_in(self, conn: Connection, ids: Iterable[int]) -> dict[int, StoredRecord]:
         """Stored records as ``merge`` takes them, with the sources linked to each."""
