@@ -48,13 +48,9 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifications.email import Outgoing, Sender
-from notifications.labels import format_datetime as local_datetime
-from notifications.labels import format_number
-from notifications.ports import Host
-from notifications.transports import Transport, TransportUnavailable, make_transport
 from watcher.config import Config
 from watcher.exceptions import (
     ConfigError,
@@ -65,6 +61,13 @@ from watcher.exceptions import (
 from watcher.storage import Storage
 from watcher.storage.events import FAILED, SENT, AdminEvent, NewEvent
 from watcher.types import PollResult, PollStatus
+
+if TYPE_CHECKING:
+    # Imported where used instead: the App registers ``alert_hook`` in every process, and
+    # a ``watcher poll`` should not load the scheduler (``ports``), the mail transports or
+    # Babel (``labels``) to record that nothing happened.
+    from notifications.ports import Host
+    from notifications.transports import Transport
 
 log = logging.getLogger(__name__)
 
@@ -297,12 +300,16 @@ def _local(config: Config, iso: Any) -> str:
         when = datetime.fromisoformat(str(iso))
     except ValueError:
         return str(iso)
+    from notifications.labels import format_datetime as local_datetime
+
     return local_datetime(when, "sv", config.tz)
 
 
 def _count(value: Any) -> str:
     """A recorded count (``failures``, ``count``) as Swedish writes it; anything else as it
     is."""
+    from notifications.labels import format_number
+
     return format_number(value, "sv") if isinstance(value, int) else str(value)
 
 
@@ -438,6 +445,8 @@ def send_alerts(
             if claimed is None:
                 continue  # another sender has it
             if transport is None and config.admin.alert_emails:
+                from notifications.transports import make_transport
+
                 transport = make_transport(config)
             try:
                 _send_event(host, storage, claimed, transport, notify, report)
@@ -458,6 +467,8 @@ def _send_event(
     notify: Notify | None,
     report: SendReport,
 ) -> None:
+    from notifications.transports import TransportUnavailable
+
     config = host.config
     text = alert_text(event, config)
     permanent: list[str] = []

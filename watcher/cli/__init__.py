@@ -8,12 +8,13 @@ error.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import signal
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -23,7 +24,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from notifications.wording import sentences
 from sources.registry import load_config
 from watcher import calls
 from watcher import config as config_mod
@@ -368,6 +368,8 @@ def items_show(ctx: Ctx, item_id: int, as_json: bool) -> None:
     for t in it.tags:
         console.print(f"  • {t.kind} {t.tag}: {t.why()}", markup=False, highlight=False)
     console.print("\n[bold]Historik[/]")
+    from notifications.wording import sentences
+
     for h in history:
         # Said as on the item page and in the digest: whole sentences, local time.
         said = sentences(h.changes, "sv", ctx.app.config.tz)
@@ -588,15 +590,63 @@ def db_upgrade(click_ctx: click.Context) -> None:
     console.print(f"database at revision {storage.revision()} (was {before or 'empty'})")
 
 
-def _register_subcommands() -> None:
-    """Command groups that live in their own modules."""
-    from watcher.cli import admin_cmd, demo_cmd, digest_cmd, rules_cmd
+class _Commands(dict[str, click.Command]):
+    """``main``'s commands, where the groups that live in their own modules (``rules``,
+    ``admin``, ``digest``, ``deliveries``, ``demo``) are imported when asked for by name or
+    when the commands are listed (``--help``), not on every start: a ``watcher poll``
+    does not load the rule checker, the web's auth or the demo."""
 
-    main.add_command(rules_cmd.rules)
-    main.add_command(admin_cmd.admin)
-    main.add_command(digest_cmd.digest)
-    main.add_command(digest_cmd.deliveries)
-    main.add_command(demo_cmd.demo)
+    ELSEWHERE = {
+        "rules": "watcher.cli.rules_cmd:rules",
+        "admin": "watcher.cli.admin_cmd:admin",
+        "digest": "watcher.cli.digest_cmd:digest",
+        "deliveries": "watcher.cli.digest_cmd:deliveries",
+        "demo": "watcher.cli.demo_cmd:demo",
+    }
+
+    def _load(self, name: object) -> None:
+        if not isinstance(name, str):
+            return
+        where = self.ELSEWHERE.get(name)
+        if where is not None and not super().__contains__(name):
+            module, attr = where.split(":")
+            super().__setitem__(name, getattr(importlib.import_module(module), attr))
+
+    def _load_all(self) -> None:
+        for name in self.ELSEWHERE:
+            self._load(name)
+
+    def __getitem__(self, name: str) -> click.Command:
+        self._load(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load(name)
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        self._load(name)
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load_all()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self._load_all()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._load_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self._load_all()
+        return super().items()
 
 
-_register_subcommands()
+main.commands = _Commands(main.commands)

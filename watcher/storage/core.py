@@ -80,8 +80,10 @@ class StorageCore:
         return base.current_revision(self.engine)
 
     def ensure_schema(self) -> None:
-        """Migrate when behind (the embedded default upgrades itself on start)."""
-        if self.revision() != base.head_revision():
+        """Migrate when behind (the embedded default upgrades itself on start). Up to date
+        is told by plain SQL against ``base.HEAD_REVISION``; Alembic is loaded only to
+        upgrade (or to refuse a revision it does not know)."""
+        if self.revision() != base.HEAD_REVISION:
             self.upgrade()
 
     @base.translate_errors
