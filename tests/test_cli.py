@@ -153,3 +153,24 @@ def test_items_list_says_when_it_shows_only_some(web_app):
     assert res.exit_code == 0
     assert "Items (2 of 3)" in res.stdout
     assert "1 more not shown: use --limit" in res.stderr
+
+
+def test_a_second_poll_does_not_fetch_robots_txt_again(tmp_path, loopback):
+    """Issue 14: the robots.txt fetched by one `watcher poll` is kept in the database for
+    the next (up to a day), so it does not cost every CLI poll a round trip per host."""
+    loopback.add("/robots.txt", "User-agent: *\nAllow: /\n", content_type="text/plain")
+    loopback.add("/f.xml", FEED, content_type="application/rss+xml")
+    cfg = write_config(
+        tmp_path / "config.toml",
+        {
+            "watcher": {"database_url": f"sqlite:///{tmp_path / 'w.db'}"},
+            "fetch": fetch_settings(loopback, respect_robots_txt=True),
+            "sources": [
+                {"id": "feed", "name": "Feed", "kind": "rss", "url": loopback.url("/f.xml")}
+            ],
+        },
+    )
+    for _ in range(2):
+        res = CliRunner().invoke(main, ["--config", str(cfg), "poll", "--json"])
+        assert res.exit_code == 0, res.output
+    assert [r.route for r in loopback.requests] == ["/robots.txt", "/f.xml", "/f.xml"]

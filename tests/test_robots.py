@@ -202,3 +202,92 @@ async def test_a_file_unreachable_from_the_start_is_tried_again_after_an_hour() 
     now[0] = 3600.0
     assert not (await cache.get("https://b.example")).allows("/x")
     assert len(calls) == 2
+
+
+async def test_a_seeded_copy_is_used_until_a_day_old_and_then_holds_while_unreachable() -> None:
+    """A copy another process kept (``RobotsCache.seed``) counts its age from its fetch."""
+    now = [0.0]
+    calls: list[float] = []
+
+    async def fetch(origin: str) -> RobotsEntry:
+        calls.append(now[0])
+        return RobotsEntry.unreachable("http_503")
+
+    cache = RobotsCache(fetch, clock=lambda: now[0])
+    cache.seed("https://a.example", RobotsEntry.parsed("User-agent: *\nDisallow: /x\n", UA), 3600)
+    cache.seed("https://b.example", RobotsEntry.missing("http_404"), 25 * 3600.0)
+    assert not (await cache.get("https://a.example")).allows("/x")
+    assert calls == []  # kept an hour ago: fresh for 23 more hours
+    now[0] = 23 * 3600.0 - 1
+    await cache.get("https://a.example")
+    assert calls == []
+    now[0] = 23 * 3600.0
+    held = await cache.get("https://a.example")  # a day old: fetched again, which fails
+    assert calls == [now[0]] and not held.allows("/x")
+    assert cache.stale("https://a.example") == "http_503"
+    assert (await cache.get("https://b.example")).status is RobotsStatus.MISSING  # too old
+    assert len(calls) == 2
+
+
+def test_copies_are_kept_by_origin(any_storage) -> None:
+    from datetime import UTC, datetime
+
+    from watcher.robots import RobotsCopy
+
+    at = datetime(2027, 3, 1, 8, tzinfo=UTC)
+    long_origin = "https://" + "a" * 80 + ".example"
+    copies = [
+        RobotsCopy("https://a.example", RobotsStatus.FETCHED, at, "User-agent: *\nDisallow: /å\n"),
+        RobotsCopy("http://b.example:8080", RobotsStatus.MISSING, at, reason="http_404"),
+        RobotsCopy(long_origin, RobotsStatus.FETCHED, at, "User-agent: *\nAllow: /\n"),
+    ]
+    any_storage.save_robots_copies(copies)
+    assert any_storage.robots_copies() == {c.origin: c for c in copies}
+    assert not any_storage.robots_copies()[copies[0].origin].entry(UA).allows("/%C3%A5")
+    later = RobotsCopy("https://a.example", RobotsStatus.MISSING, at, reason="http_410")
+    any_storage.save_robots_copies([later])
+    kept = any_storage.robots_copies()
+    assert kept["https://a.example"] == later and len(kept) == 3
+    assert kept[long_origin].entry(UA).status is RobotsStatus.FETCHED
+    assert RobotsCopy.of("x", RobotsEntry.parsed("a", UA), at).text == "a"
+
+
+async def test_a_second_process_uses_the_kept_robots_txt_for_a_day(
+    make_app, loopback, clock
+) -> None:
+    """Issue 14: each `watcher poll` fetched every host's robots.txt again before its feeds.
+    Apps on one database stand for successive `watcher poll` processes."""
+    from tests.conftest import fetch_settings
+
+    feed = """<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>
+    <item><guid>1</guid><title>Utlysning</title><link>https://x.example/1</link></item>
+    </channel></rss>"""
+    loopback.add("/robots.txt", "User-agent: *\nDisallow: /hidden\n", content_type="text/plain")
+    loopback.add("/f.xml", feed, content_type="application/rss+xml")
+    loopback.add("/hidden/f.xml", feed, content_type="application/rss+xml")
+    config = {
+        "fetch": fetch_settings(loopback, respect_robots_txt=True),
+        "sources": [
+            {"id": "feed", "name": "Feed", "kind": "rss", "url": loopback.url("/f.xml")},
+            {"id": "hidden", "name": "Dold", "kind": "rss", "url": loopback.url("/hidden/f.xml")},
+        ],
+    }
+
+    async def poll_in_a_new_app() -> dict[str, str]:
+        app = make_app(config)
+        results = await app.poll()
+        return {r.source_id: r.error.code if r.error else r.status.value for r in results}
+
+    first = await poll_in_a_new_app()
+    assert first == {"feed": "ok", "hidden": "robots_disallowed"}
+    assert loopback.hits("/robots.txt") == 1
+    clock.advance(hours=23, minutes=59)
+    again = await poll_in_a_new_app()
+    assert again["hidden"] == "robots_disallowed"  # the kept copy's rules hold
+    assert loopback.hits("/robots.txt") == 1  # and it was not fetched again
+    assert loopback.hits("/f.xml") == 2
+    clock.advance(minutes=1)
+    await poll_in_a_new_app()
+    assert loopback.hits("/robots.txt") == 2  # a day old: fetched again (RFC 9309 §2.4)
+    await poll_in_a_new_app()
+    assert loopback.hits("/robots.txt") == 2  # and that copy kept in turn

@@ -182,6 +182,7 @@ class App:
             self._config.watcher.user_agent,
             transport=self.transport,
             clock=self.clock,
+            robots_store=self.storage,  # robots.txt copies outlive a `watcher poll`
         )
 
     def sources(
@@ -225,6 +226,7 @@ class App:
             )
             results = await poller.poll_many(sources, self.now, progress, fresh_within)
         finally:
+            await client.save_robots()
             if own:
                 await client.aclose()
         for hook in self.hooks.polled:

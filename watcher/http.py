@@ -88,8 +88,8 @@ import httpx
 import idna
 
 from watcher.config import FetchSection, parse_allow_entry
-from watcher.exceptions import FetchError
-from watcher.robots import RobotsCache, RobotsEntry, RobotsStatus
+from watcher.exceptions import FetchError, StorageError
+from watcher.robots import RobotsCache, RobotsCopy, RobotsEntry, RobotsStatus, RobotsStore
 from watcher.types import CacheState, Page
 
 __all__ = [
@@ -650,7 +650,10 @@ class HttpClient:
     ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``sleep`` is what
     backoff waits with; ``resolver(host, port)`` returns the host's addresses (default:
     the event loop's getaddrinfo); ``clock`` is read only for a Retry-After date when the
-    response has no Date header. Use as ``async with HttpClient(...) as http:``.
+    response has no Date header, and to date the robots.txt copies kept in
+    ``robots_store``: the client starts from the copies kept there (a copy younger than a
+    day is not fetched again) and ``save_robots`` keeps what it fetched. Use as
+    ``async with HttpClient(...) as http:``.
     """
 
     def __init__(
@@ -662,6 +665,7 @@ class HttpClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         resolver: Resolver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        robots_store: RobotsStore | None = None,
     ) -> None:
         self.settings = settings
         self.user_agent = user_agent
@@ -673,6 +677,10 @@ class HttpClient:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._global_slots = asyncio.Semaphore(settings.global_concurrency)
         self._robots = RobotsCache(self._fetch_robots)
+        self._robots_store = robots_store
+        self._robots_seeded = robots_store is None
+        self._robots_seeding = asyncio.Lock()
+        self._robots_fetched: dict[str, RobotsCopy] = {}  # not yet saved in the store
         self._client = httpx.AsyncClient(
             transport=transport
             or _PoolPerServerName(settings.per_host_concurrency, settings.global_concurrency),
@@ -864,6 +872,8 @@ class HttpClient:
             seen.add((method, target.url))
             target = await self._check(target)
             if not for_robots and self.settings.respect_robots_txt:
+                if not self._robots_seeded:
+                    await self._seed_robots()
                 entry = await self._robots.get(target.origin)
                 if not entry.allows(target.path):
                     raise FetchError(
@@ -1139,6 +1149,39 @@ class HttpClient:
 
     # ── robots.txt ──
 
+    async def _seed_robots(self) -> None:
+        """Start the cache from the copies kept in the store (once, before the first
+        robots.txt is needed). A store that cannot be read is only a lost shortcut."""
+        async with self._robots_seeding:
+            if self._robots_seeded:
+                return
+            assert self._robots_store is not None
+            try:
+                copies = await asyncio.to_thread(self._robots_store.robots_copies)
+            except StorageError as e:
+                log.warning("kept robots.txt copies could not be read: %s", e)
+                copies = {}
+            now = self._clock()
+            for origin, copy in copies.items():
+                age = (now - copy.fetched_at).total_seconds()
+                if age < 0:  # fetched "later" than now: the clock moved back; fetch again
+                    age = self._robots.fresh_for
+                self._robots.seed(origin, copy.entry(self.user_agent), age)
+            self._robots_seeded = True
+
+    async def save_robots(self) -> None:
+        """Keep the robots.txt files fetched since the last save in the store, for the next
+        process (``App.poll`` calls this after its polls). An error is logged: the next
+        process fetches them again."""
+        if self._robots_store is None or not self._robots_fetched:
+            return
+        copies = list(self._robots_fetched.values())
+        self._robots_fetched.clear()
+        try:
+            await asyncio.to_thread(self._robots_store.save_robots_copies, copies)
+        except StorageError as e:
+            log.warning("robots.txt copies could not be kept: %s", e)
+
     async def _fetch_robots(self, origin: str) -> RobotsEntry:
         """Fetch one origin's robots.txt through the same guards, once, without retries."""
         try:
@@ -1147,13 +1190,18 @@ class HttpClient:
             )
         except _StatusError as e:
             if 400 <= e.status < 500 and e.status != 429:
-                return RobotsEntry.missing(e.code)
+                return self._fetched(origin, RobotsEntry.missing(e.code))
             log.warning("robots.txt of %s unreachable (%s): allowing all", origin, e)
             return RobotsEntry.unreachable(e.code)
         except FetchError as e:
             log.warning("robots.txt of %s unreachable (%s): allowing all", origin, e)
             return RobotsEntry.unreachable(e.code)
-        return RobotsEntry.fetched(response.content, self.user_agent)
+        return self._fetched(origin, RobotsEntry.fetched(response.content, self.user_agent))
+
+    def _fetched(self, origin: str, entry: RobotsEntry) -> RobotsEntry:
+        if self._robots_store is not None:
+            self._robots_fetched[origin] = RobotsCopy.of(origin, entry, self._clock())
+        return entry
 
 
 def _timed_out(target: _Target) -> None:

@@ -20,6 +20,12 @@ outcome maps to an entry is decided by the client (see ``watcher.http``): a 4xx 
 "no robots.txt" (allow all); a 5xx answer or a network failure means "unreachable", which
 RFC 9309 would treat as "disallow all" but we treat as "allow all, and remember why" so an
 operator sees it on source health instead of silently losing a source.
+
+A process that lives for one poll (``watcher poll``) would fetch every origin's robots.txt
+again before its feeds, one more round trip per host: ``RobotsCopy`` is an origin's file as
+kept between processes (its text, when it was fetched, how), and the client seeds its cache
+from a ``RobotsStore`` (the database) and saves what it fetched there. A kept copy is used
+until it is 24 hours old, as one in memory is.
 """
 
 from __future__ import annotations
@@ -28,15 +34,19 @@ import asyncio
 import enum
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
 from urllib.parse import urlsplit
 
 __all__ = [
     "RobotsCache",
+    "RobotsCopy",
     "RobotsEntry",
     "RobotsRules",
     "RobotsStatus",
+    "RobotsStore",
     "Rule",
     "normalise_path",
     "product_token",
@@ -185,6 +195,7 @@ class RobotsEntry:
     status: RobotsStatus
     rules: RobotsRules = RobotsRules()
     reason: str = ""  # for MISSING/UNREACHABLE: the error code, e.g. "http_404", "timeout"
+    text: str = field(default="", repr=False, compare=False)  # FETCHED: the file, to keep
 
     def allows(self, url: str) -> bool:
         return self.rules.allows(url)
@@ -192,9 +203,11 @@ class RobotsEntry:
     @classmethod
     def fetched(cls, body: bytes, user_agent: str) -> RobotsEntry:
         # RFC 9309 mandates UTF-8; a stray invalid byte must not void the whole file.
-        return cls(
-            RobotsStatus.FETCHED, RobotsRules.parse(body.decode("utf-8", "replace"), user_agent)
-        )
+        return cls.parsed(body.decode("utf-8", "replace"), user_agent)
+
+    @classmethod
+    def parsed(cls, text: str, user_agent: str) -> RobotsEntry:
+        return cls(RobotsStatus.FETCHED, RobotsRules.parse(text, user_agent), text=text)
 
     @classmethod
     def missing(cls, reason: str) -> RobotsEntry:
@@ -203,6 +216,40 @@ class RobotsEntry:
     @classmethod
     def unreachable(cls, reason: str) -> RobotsEntry:
         return cls(RobotsStatus.UNREACHABLE, RobotsRules.allow_all(), reason)
+
+
+@dataclass(frozen=True)
+class RobotsCopy:
+    """An origin's robots.txt as kept between processes: the file's text (parsed again
+    when read, for the User-Agent configured then), when it was fetched, and how it was
+    obtained (``FETCHED`` or ``MISSING``; an unreachable file is not kept)."""
+
+    origin: str
+    status: RobotsStatus
+    fetched_at: datetime
+    text: str = ""
+    reason: str = ""
+
+    @classmethod
+    def of(cls, origin: str, entry: RobotsEntry, fetched_at: datetime) -> RobotsCopy:
+        return cls(origin, entry.status, fetched_at, entry.text, entry.reason)
+
+    def entry(self, user_agent: str) -> RobotsEntry:
+        if self.status is RobotsStatus.FETCHED:
+            return RobotsEntry.parsed(self.text, user_agent)
+        return RobotsEntry(self.status, RobotsRules.allow_all(), self.reason)
+
+
+class RobotsStore(Protocol):
+    """Where robots.txt copies are kept between processes (``Storage`` is one)."""
+
+    def robots_copies(self) -> Mapping[str, RobotsCopy]:
+        """Every kept copy, by origin."""
+        ...
+
+    def save_robots_copies(self, copies: Sequence[RobotsCopy]) -> None:
+        """Keep these copies, each replacing its origin's."""
+        ...
 
 
 FRESH_FOR = 24 * 3600.0  # seconds a fetched (or missing) robots.txt is used: RFC 9309 §2.4
@@ -235,6 +282,13 @@ class RobotsCache:
     def entries(self) -> Mapping[str, RobotsEntry]:
         """Origins seen so far and their outcome (for source health)."""
         return {origin: entry for origin, (entry, _) in self._entries.items()}
+
+    def seed(self, origin: str, entry: RobotsEntry, age: float) -> None:
+        """Start from a copy fetched ``age`` seconds ago (kept by another process): it is
+        used until it is ``fresh_for`` old; an older one is fetched again on first use, and
+        stays in force should that fail, as a copy of this cache's own would."""
+        if origin not in self._entries and entry.status is not RobotsStatus.UNREACHABLE:
+            self._entries[origin] = (entry, self._clock() + self.fresh_for - max(age, 0.0))
 
     def stale(self, origin: str) -> str | None:
         """Why ``origin``'s copy in force could not be renewed (an error code), or None."""

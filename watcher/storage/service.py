@@ -1,18 +1,35 @@
-"""The service's own records: meta values, the audit log and named locks."""
+"""The service's own records: meta values, the audit log, named locks, and the robots.txt
+copies kept between processes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from watcher.robots import RobotsCopy, RobotsStatus
 from watcher.storage import base
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import audit_log, locks, meta
+
+log = logging.getLogger(__name__)
+
+ROBOTS_META = "robots:"  # meta keys of kept robots.txt copies: "robots:" + the origin
+
+
+def robots_key(origin: str) -> str:
+    """The meta key of an origin's robots.txt copy; an origin too long for a key (64
+    characters) is named by its hash (the value names the origin in full)."""
+    key = ROBOTS_META + origin
+    if len(key) <= 64:
+        return key
+    return ROBOTS_META + "#" + hashlib.sha256(origin.encode()).hexdigest()[:56]
 
 
 class ServiceRoom(StorageCore):
@@ -29,6 +46,60 @@ class ServiceRoom(StorageCore):
             res = conn.execute(update(meta).where(meta.c.key == key).values(value=value))
             if res.rowcount == 0:
                 conn.execute(insert(meta).values(key=key, value=value))
+
+    # -- robots.txt copies ------------------------------------------------------------------
+
+    @base.translate_errors
+    def robots_copies(self) -> dict[str, RobotsCopy]:
+        """The robots.txt copies kept by the HTTP clients of every process (the
+        ``RobotsStore`` of ``watcher.http``), by origin: one ``meta`` row each, the copy as
+        JSON. A row that cannot be read is skipped (its origin is fetched again)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(meta.c.value).where(meta.c.key.startswith(ROBOTS_META, autoescape=True))
+            ).scalars()
+            copies: dict[str, RobotsCopy] = {}
+            for value in rows:
+                try:
+                    d = json.loads(value or "")
+                    copy = RobotsCopy(
+                        origin=d["origin"],
+                        status=RobotsStatus(d["status"]),
+                        fetched_at=datetime.fromisoformat(d["fetched_at"]),
+                        text=d.get("text", ""),
+                        reason=d.get("reason", ""),
+                    )
+                except (ValueError, KeyError, TypeError) as e:
+                    log.warning("a kept robots.txt copy could not be read: %s", e)
+                    continue
+                copies[copy.origin] = copy
+        return copies
+
+    @base.translate_errors
+    def save_robots_copies(self, copies: Sequence[RobotsCopy]) -> None:
+        """Keep these robots.txt copies, each replacing its origin's (one transaction)."""
+        rows = {
+            robots_key(c.origin): json.dumps(
+                {
+                    "origin": c.origin,
+                    "status": c.status.value,
+                    "fetched_at": c.fetched_at.isoformat(),
+                    "reason": c.reason,
+                    "text": c.text,
+                },
+                ensure_ascii=False,
+            )
+            for c in copies
+        }
+        if not rows:
+            return
+        with self.begin() as conn:
+            conn.execute(delete(meta).where(meta.c.key.in_(sorted(rows))))
+            # Another process may have kept the same origin meanwhile: as fresh as ours.
+            conn.execute(
+                base.insert_ignoring(conn, meta, ["key"]),
+                [{"key": k, "value": v} for k, v in rows.items()],
+            )
 
     # -- audit -----------------------------------------------------------------------------
 
