@@ -271,6 +271,25 @@ async def test_tls_failures_are_tls_error_and_not_retried() -> None:
     assert http.stats.requests == 1  # a certificate problem is not retried on the next address
 
 
+async def test_tls_settings_are_built_for_the_first_https_request(server: LoopbackServer) -> None:
+    """Issue 14: loading the CA bundle cost every `watcher poll` at start, https or not."""
+    from watcher.http import _PoolPerServerName
+
+    server.add("/", "ok")
+    async with client(server.allow_entry, retries=0) as http:
+        pools = http._client._transport
+        assert isinstance(pools, _PoolPerServerName)
+        assert pools._tls is None
+        assert (await http.get(server.url("/"))).content == b"ok"
+        assert pools._tls is None  # plain http loads no CA bundle
+        # The loopback server speaks plain HTTP: the handshake fails, after the context
+        # was built, verifying as before.
+        await fetch_error(http.get(server.url("/").replace("http://", "https://")))
+        tls = pools._tls
+        assert tls is not None and tls.verify_mode is ssl.CERT_REQUIRED and tls.check_hostname
+        assert pools._ssl_for("https") is tls
+
+
 async def test_dns_failure_is_dns_error_and_not_retried() -> None:
     sleeps = Sleeps()
     async with client(sleep=sleeps, resolver=resolving({})) as http:

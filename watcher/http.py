@@ -599,8 +599,23 @@ class _PoolPerServerName(httpx.AsyncBaseTransport):
     def __init__(self, per_host: int, overall: int) -> None:
         self._per_host = per_host
         self._overall = overall
-        self._ssl = httpx.create_ssl_context()
+        # TLS settings are built on the first pool that needs them: loading the CA bundle
+        # costs a `watcher poll` tens of milliseconds, for nothing when no source is https.
+        self._tls: ssl.SSLContext | None = None
+        self._plain: ssl.SSLContext | None = None
         self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    def _ssl_for(self, scheme: str) -> ssl.SSLContext:
+        """The TLS context for a pool of ``scheme``: the verifying one for https; for http
+        (whose pools never start TLS) one without CAs, which could verify nothing (it
+        fails closed) and costs no CA bundle."""
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context()
+            return self._tls
+        if self._plain is None:
+            self._plain = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return self._plain
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -614,7 +629,7 @@ class _PoolPerServerName(httpx.AsyncBaseTransport):
         if pool is None:
             size = self._per_host
             pool = httpx.AsyncHTTPTransport(
-                verify=self._ssl,
+                verify=self._ssl_for(url.scheme),
                 trust_env=False,
                 retries=0,
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
