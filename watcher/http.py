@@ -66,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import dataclasses
+import functools
 import ipaddress
 import logging
 import re
@@ -221,9 +222,12 @@ def _parse_ipv4_number(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_host(hostname: str) -> tuple[str, IPAddress | None]:
     """Normalise a URL's host: the ASCII (IDNA) name without a trailing dot, and the IP
-    address when the host is a literal in any spelling. Raises ``ValueError``."""
+    address when the host is a literal in any spelling. Raises ``ValueError``. Remembered:
+    every request asks it for its host two or three times, and a poll asks for the same
+    few hundred hosts again and again."""
     host = hostname.strip().lower()
     if not host:
         raise ValueError("no host")
@@ -447,7 +451,7 @@ class _Target:
         return self.origin + self.path
 
     def pinned_url(self, ip: IPAddress) -> str:
-        host = f"[{ip}]" if ip.version == 6 else str(ip)
+        host = f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
         return f"{self.scheme}://{host}:{self.port}{self.path}"
 
 
