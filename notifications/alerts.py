@@ -45,12 +45,8 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
-from notifications.email import Outgoing, Sender
 from watcher.config import Config
 from watcher.exceptions import (
     ConfigError,
@@ -65,7 +61,8 @@ from watcher.types import PollResult, PollStatus
 if TYPE_CHECKING:
     # Imported where used instead: the App registers ``alert_hook`` in every process, and
     # a ``watcher poll`` should not load the scheduler (``ports``), the mail transports or
-    # Babel (``labels``) to record that nothing happened.
+    # Babel (``labels``) or the email package to record that nothing happened.
+    from notifications.email import Outgoing, Sender
     from notifications.ports import Host
     from notifications.transports import Transport
 
@@ -358,6 +355,12 @@ def alert_message(
     event: AdminEvent, text: AlertText, sender: Sender, to: str, when: datetime
 ) -> Outgoing:
     """One address's copy of an alert; its Message-ID is the same on every attempt."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+    from email.utils import format_datetime
+
+    from notifications.email import Outgoing
+
     h = hashlib.sha256(f"{event.id}\n{to.lower()}".encode()).hexdigest()[:20]
     msg = EmailMessage(policy=SMTP.clone(max_line_length=998))
     msg["From"] = sender.header()
@@ -467,6 +470,7 @@ def _send_event(
     notify: Notify | None,
     report: SendReport,
 ) -> None:
+    from notifications.email import Sender
     from notifications.transports import TransportUnavailable
 
     config = host.config

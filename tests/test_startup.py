@@ -27,6 +27,12 @@ NOT_FOR_A_POLL = (
     "watcher.cli.digest_cmd",
     "uvicorn",
     "starlette",
+    "notifications.ports",
+    "notifications.transports",
+    "notifications.labels",
+    "notifications.email",
+    "babel",
+    "smtplib",
 )
 
 
