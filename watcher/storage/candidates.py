@@ -17,6 +17,7 @@ is 0.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -32,29 +33,33 @@ from watcher.storage.schema import item_changes, item_sources, items
 from watcher.text import identifier_tokens, normalise_title, title_numbers
 from watcher.types import DupCandidate
 
+_NONE: frozenset[str] = frozenset()
 
-@dataclass
+
+@dataclass(slots=True)
 class _Entry:
+    """One stored item in the index: kept small (an entry per stored item, for years of
+    items), so a title's words are made only for the candidates a lookup returns."""
+
     identifier: str | None
     title: str
     days: frozenset[str]
     sources: set[str] = field(default_factory=set)
-    tokens: frozenset[str] = frozenset()
     numbers: tuple[str, ...] = ()
-    named: frozenset[str] = frozenset()
+    named: frozenset[str] = _NONE
     # The entry as a candidate, made on the first lookup that finds it; dropped when its
     # sources change.
     candidate: DupCandidate | None = None
 
     def __post_init__(self) -> None:
-        words = normalise_title(self.title)
-        self.tokens = frozenset(words)
-        self.numbers = title_numbers(words)
+        self.days = frozenset(sys.intern(d) for d in self.days) if self.days else _NONE
+        self.numbers = tuple(sys.intern(n) for n in title_numbers(normalise_title(self.title)))
         # Identifiers the title of an item without one names (a news item announcing a
         # call): the call, arriving later from its own source, finds the news item by them.
         # A call's title naming another call (a second stage naming the first) is no
         # mention: the two are different calls.
-        self.named = frozenset() if self.identifier else frozenset(identifier_tokens(self.title))
+        if not self.identifier:
+            self.named = frozenset(identifier_tokens(self.title)) or _NONE
 
     def add_source(self, source_id: str) -> None:
         if source_id not in self.sources:
@@ -69,9 +74,8 @@ class _Entry:
                 self.identifier,
                 self.title,
                 self.days,
-                self.tokens,
-                self.numbers,
-                self.named,
+                numbers=self.numbers,
+                named=self.named,
             )
         return self.candidate
 
@@ -124,10 +128,16 @@ class CandidateCache:
             self._by_day.setdefault(day, set()).add(item_id)
             self._by_day_numbers.setdefault((day, numbers), set()).add(item_id)
 
-    def _load_items(self, conn: Connection, where: object) -> None:
+    def _load_items(self, conn: Connection, where: object, skip_known: bool = False) -> None:
+        """Index the items ``where`` selects (``skip_known``: not those already in the
+        index, which this process noted as it wrote them; their later changes come through
+        ``item_changes``)."""
         for r in conn.execute(
             select(items.c.id, items.c.identifier, items.c.title, items.c.deadlines).where(where)  # type: ignore[arg-type]
         ):
+            if skip_known and r.id in self._entries:
+                self._max_item = max(self._max_item, r.id)
+                continue
             days = frozenset(utc_day(x) for x in (r.deadlines or ()))
             self._index(r.id, _Entry(r.identifier, r.title, days))
             self._max_item = max(self._max_item, r.id)
@@ -158,7 +168,6 @@ class CandidateCache:
                 select(item_changes.c.id, item_changes.c.item_id).where(
                     item_changes.c.id > floor_change,
                     item_changes.c.kind.in_(("updated", "merged")),
-                    item_changes.c.item_id <= self._max_item,  # newer items: read whole below
                 )
             ):
                 if change_id not in self._seen_changes:
@@ -176,7 +185,7 @@ class CandidateCache:
                 if r[0] not in self._entries
             ]
             self._load_ids(conn, unseen)
-        self._load_items(conn, items.c.id > self._max_item)
+        self._load_items(conn, items.c.id > self._max_item, skip_known=True)
         for link_id, item_id, source_id in conn.execute(
             select(item_sources.c.id, item_sources.c.item_id, item_sources.c.source_id).where(
                 item_sources.c.id > floor_link
