@@ -13,7 +13,7 @@ from tests.builders import OTHER, SRC, poll_into
 from tests.conftest import T0
 from watcher.storage import ItemFilter, Storage
 from watcher.text import search_terms, swedish_stem
-from watcher.types import RawItem
+from watcher.types import Classification, Evidence, RawItem, Tag
 
 
 def raw(key: str, title: str, summary: str = "", **kw: object) -> RawItem:
@@ -194,3 +194,55 @@ def test_search_text_with_quotes_and_wildcards_is_taken_literally(any_storage: S
     assert found(any_storage, "100%") == ['Programmet "Kreativa Europa" 100% digitalt']
     assert found(any_storage, "europa OR x") == []  # not FTS5 or tsquery syntax
     assert found(any_storage, "!(europa") == ['Programmet "Kreativa Europa" 100% digitalt']
+
+
+def test_a_search_by_date_gives_the_same_page_whichever_index_leads(any_storage: Storage):
+    # Words matching most items: SQLite walks the date index, probing each item in the
+    # matches; matching few: it sorts the matches. Either way the same items in the same
+    # order (the deadline, then the newest id), and counts stop where asked.
+    poll_into(
+        any_storage,
+        SRC,
+        [
+            raw(f"u{i}", f"Utlysning {i}", deadlines=(f"2027-0{1 + i % 3}-1{i % 5}",))
+            for i in range(12)
+        ]
+        + [raw("n", "Nyhet om seminarium", deadlines=("2027-01-05",))],
+    )
+    by_deadline = ItemFilter(text="utlysning", order="deadline", limit=5)
+    if any_storage.dialect == "sqlite":
+        with any_storage.engine.connect() as conn:
+            assert any_storage._walk_order(conn, by_deadline)
+            assert not any_storage._walk_order(conn, ItemFilter(text="seminarium", limit=5))
+    every = [i.title for i in any_storage.list_items(ItemFilter(text="utlysning", limit=100))]
+    expected = sorted(
+        (i for i in any_storage.list_items(ItemFilter(limit=100)) if i.title in every),
+        key=lambda i: (i.deadline, -i.id),
+    )
+    assert [i.title for i in any_storage.list_items(by_deadline)] == [i.title for i in expected[:5]]
+    assert [
+        i.title for i in any_storage.list_items(ItemFilter(text="utlysning", order="newest"))
+    ] == [i.title for i in sorted(expected, key=lambda i: -i.id)]
+    assert found(any_storage, "seminarium", order="deadline") == ["Nyhet om seminarium"]
+    assert any_storage.count_items(ItemFilter(text="utlysning")) == 12
+    assert any_storage.count_items(ItemFilter(text="utlysning"), limit=5) == 5
+    assert any_storage.count_items(ItemFilter(text="utlysning"), limit=50) == 12
+    assert any_storage.count_items(ItemFilter(), limit=3) == 3
+
+
+def test_lists_can_leave_the_evidence_out(any_storage: Storage):
+    (item_id,) = poll_into(any_storage, SRC, [raw("a", "Utlysning om kompetens")]).new_ids
+    evidence = (Evidence("title", "kompetens"),)
+    tagged = Classification(
+        (Tag("area", "kompetens", "skills", evidence), Tag("theme", "utbildning", "edu")),
+        relevant=True,
+    )
+    any_storage.set_tags(item_id, tagged, T0)
+    full = any_storage.list_items(ItemFilter(text="kompetens"))[0]
+    lean = any_storage.list_items(ItemFilter(text="kompetens"), with_evidence=False)[0]
+    assert full.tags and any(t.evidence for t in full.tags)
+    assert [(t.kind, t.tag, t.rule_id) for t in lean.tags] == [
+        (t.kind, t.tag, t.rule_id) for t in full.tags
+    ]
+    assert all(t.evidence == () for t in lean.tags)
+    assert lean.sources == full.sources and lean.title == full.title

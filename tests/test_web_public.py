@@ -149,6 +149,25 @@ def test_pages_of_fifty_with_links_that_keep_the_filters(
     assert set(titles(r.text)).isdisjoint(titles(r2.text))
 
 
+def test_a_broad_search_is_counted_up_to_a_cap_and_paged_on(
+    web_app: App, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A count reads every match: past COUNT_LIMIT results beyond the page's start, the list
+    # says "n+" and still links the next page.
+    monkeypatch.setattr("watcher.web.public.COUNT_LIMIT", 100)
+    store(web_app, "esf", [item(f"p{i:03d}", f"Utlysning nummer {i:03d}") for i in range(160)])
+    r = client.get("/", params={"q": "nummer", "all": "1"})
+    assert "100+ träffar" in r.text and "sida 1 av 2+" in r.text
+    assert 'rel="next"' in r.text
+    r = client.get("/", params={"q": "nummer", "all": "1", "page": "2"})
+    assert len(titles(r.text)) == 50 and "150+ träffar" in r.text  # 50 + 100
+    assert 'rel="next"' in r.text
+    r = client.get("/", params={"q": "nummer", "all": "1", "page": "3"})  # 110 left: counted
+    assert "160 träffar" in r.text and "sida 3 av 4" in r.text
+    r = client.get("/", params={"q": "nummer", "all": "1", "page": "4"})
+    assert len(titles(r.text)) == 10 and 'rel="next"' not in r.text
+
+
 def test_an_incomplete_item_says_what_it_lacks_and_why(web_app: App, client: httpx.Client) -> None:
     failed = Incomplete("detail page failed: http_503", ("status", "deadlines"), "http_503")
     [item_id] = store(web_app, "esf", [item("x", "Utlysning X", incomplete=failed)])

@@ -9,7 +9,13 @@ a Swedish tsvector (the title weighs A) finds word prefixes the same way and ``t
 ranks them; with ``pg_trgm``, a trigram index on ``search_text`` also finds a term inside
 a word (a compound's last part: "försörjning" in "kompetensförsörjning"). The database
 keeps the indexes in step with every write of ``items`` (triggers on SQLite, a generated
-column on PostgreSQL: migration 0008)."""
+column on PostgreSQL: migration 0008).
+
+At size (100,000 items and more) a list is read in two steps: the page's ids first (a
+narrow query over the filter and sort columns, ``LIMIT``/``OFFSET``), then those rows with
+their tags and links; counts can stop at a cap (``count_items(limit=…)``); area and theme
+are ``EXISTS`` probes of the tags' primary key; and a search sorted by date on SQLite
+walks the date index when the words match many items (see ``_walk_order``)."""
 
 from __future__ import annotations
 
@@ -31,6 +37,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.selectable import Alias
+from sqlalchemy.sql.util import ClauseAdapter
 
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
@@ -42,6 +51,41 @@ from watcher.types import ItemChange, SourceLink, StoredItem, StoredTag
 items_fts = table("items_fts", column("rowid"), column("title"), column("search_text"))
 ORDERS = ("relevance", "newest", "deadline")
 _WORD_RE = re.compile(r"\w")
+# What a stored item is made of: not the search columns, the widest of a row (and the
+# content hash), which only merge and search read.
+SHOWN = [c for c in items.c if c.name not in ("search_text", "content_hash")]
+
+
+class _IndexedBy(Alias):
+    """``items`` read through ``ix_items_search_keys`` (migration 0011): SQLite's
+    ``INDEXED BY``, which SQLAlchemy does not write. Without statistics (``ANALYZE``)
+    SQLite looks an id up in the table, never in this narrower index."""
+
+    inherit_cache = True
+
+
+@compiles(_IndexedBy, "sqlite")
+def _indexed_by(element: _IndexedBy, compiler: Any, **kw: Any) -> str:
+    out: str = compiler.visit_alias(element, **kw)
+    return f"{out} INDEXED BY ix_items_search_keys" if kw.get("asfrom") else out
+
+
+_SEARCH_KEYS = _IndexedBy._construct(items, name="k")
+
+
+def _terms_of(f: ItemFilter) -> list[str]:
+    return search_terms(f.text) if f.text else []
+
+
+def _fts_match(terms: list[str]) -> str | None:
+    """The FTS5 query for these search terms (SQLite), or None when no term has a word.
+
+    Each term is a quoted phrase (its words in a row, not FTS5 syntax), its last word a
+    prefix: "kompetens"* finds "kompetensförsörjningen"."""
+    indexed = [t for t in terms if _WORD_RE.search(t)]
+    if not indexed:
+        return None
+    return " ".join('"' + t.replace('"', '""') + '"*' for t in indexed)
 
 
 @dataclass(frozen=True)
@@ -71,13 +115,15 @@ class ItemFilter:
 class ItemsRoom(StorageCore):
     # -- reading items ---------------------------------------------------------------------
 
-    def _filtered(self, f: ItemFilter, *, ranked: bool = False) -> Any:
-        """The items ``f`` selects; ``ranked``: with a ``rank`` column, the search's
-        relevance (smaller is better), 0 without a search."""
-        q = select(items)
+    def _filtered(self, f: ItemFilter, *, ranked: bool = False, walk: bool = False) -> Any:
+        """The ids of the items ``f`` selects; ``ranked``: with a ``rank`` column, the
+        search's relevance (smaller is better), 0 without a search; ``walk``: the search
+        probes each item found in the sort order's index instead of leading the query
+        (SQLite, see ``_walk_order``)."""
+        q = select(items.c.id)
         rank: Any = literal(0.0)
         if f.text and (terms := search_terms(f.text)):
-            q, rank = self._searched(q, terms, ranked)
+            q, rank = self._searched(q, terms, ranked, walk)
         if ranked:
             q = q.add_columns(rank.label("rank"))
         if f.source:
@@ -92,10 +138,12 @@ class ItemsRoom(StorageCore):
             q = q.where(items.c.changed_at >= f.changed_since)
         for kind, tag in (("area", f.area), ("theme", f.theme)):
             if tag:
+                # A probe of the tags' primary key (item, kind, tag) per item: an area holds a
+                # large share of the items, so the list's order, not the tag, leads.
                 q = q.where(
-                    items.c.id.in_(
-                        select(tags.c.item_id).where(tags.c.kind == kind, tags.c.tag == tag)
-                    )
+                    select(tags.c.item_id)
+                    .where(tags.c.item_id == items.c.id, tags.c.kind == kind, tags.c.tag == tag)
+                    .exists()
                 )
         if f.status:
             q = q.where(items.c.status == f.status)
@@ -115,31 +163,29 @@ class ItemsRoom(StorageCore):
             q = q.where(items.c.held.is_(False))
         return q
 
-    def _searched(self, q: Any, terms: list[str], ranked: bool) -> tuple[Any, Any]:
+    def _searched(self, q: Any, terms: list[str], ranked: bool, walk: bool) -> tuple[Any, Any]:
         """``q`` narrowed to the items containing every term, and their rank."""
         if self.dialect == "sqlite":
-            # Each term a quoted phrase (its words in a row, not FTS5 syntax), the last
-            # word a prefix: "kompetens"* finds "kompetensförsörjningen".
-            indexed = [t for t in terms if _WORD_RE.search(t)]
             for t in terms:
-                if t not in indexed:  # no word to look up ("%", "–")
+                if not _WORD_RE.search(t):  # no word to look up ("%", "–")
                     q = q.where(items.c.search_text.contains(t, autoescape=True))
-            if not indexed:
+            match = _fts_match(terms)
+            if match is None:
                 return q, literal(0.0)
-            match = " ".join('"' + t.replace('"', '""') + '"*' for t in indexed)
             if not ranked:
                 found = select(items_fts.c.rowid).where(text("items_fts MATCH :match"))
-                return q.where(items.c.id.in_(found.params(match=match))), literal(0.0)
-            fts = (
-                select(
-                    items_fts.c.rowid.label("id"),
-                    # bm25 is smaller for better matches; a word in the title counts 4 times.
-                    func.bm25(literal_column("items_fts"), 4.0, 1.0).label("rank"),
-                )
+                # ``id + 0`` is no column SQLite can look up by: the search becomes a set
+                # each item of the sort order's index is probed in (``_walk_order``).
+                key = items.c.id + 0 if walk else items.c.id
+                return q.where(key.in_(found.params(match=match))), literal(0.0)
+            # bm25 is smaller for better matches; a word in the title counts 4 times.
+            score = func.bm25(literal_column("items_fts"), 4.0, 1.0)
+            ranks = (
+                select(items_fts.c.rowid.label("id"), score.label("rank"))
                 .where(text("items_fts MATCH :match").bindparams(match=match))
                 .subquery()
             )
-            return q.join(fts, fts.c.id == items.c.id), fts.c.rank
+            return q.join(ranks, ranks.c.id == items.c.id), ranks.c.rank
         vector: Any = literal_column("items.search_vector")
         # The rank's query: each term's words as prefixes of Swedish stems, any of them
         # (\w+ only: nothing of the user's reaches tsquery syntax).
@@ -175,14 +221,54 @@ class ItemsRoom(StorageCore):
             self._trigrams = known
         return known
 
+    def _walk_order(self, conn: Connection, f: ItemFilter) -> bool:
+        """Whether a search sorted by date (SQLite) should walk the order's index, probing
+        each item in the set of matches, rather than sort every match.
+
+        Walking stops after the page's items; it reads about ``(offset + limit) · items /
+        matches`` index entries (matches spread over the dates), sorting all matches reads
+        each of them: walk when the words match more items than that. SQLite's planner
+        cannot tell (it does not know how many items an FTS query finds): one query to the
+        FTS index, as cheap as its matches are few, tells."""
+        match = _fts_match(_terms_of(f)) if self.dialect == "sqlite" else None
+        if match is None:
+            return False
+        matches, highest = conn.execute(
+            select(
+                select(func.count())
+                .select_from(items_fts)
+                .where(text("items_fts MATCH :match"))
+                .params(match=match)
+                .scalar_subquery(),
+                select(func.max(items.c.id)).scalar_subquery(),
+            )
+        ).one()
+        return bool(matches) and matches * matches > (f.offset + f.limit) * (highest or 0)
+
     @base.translate_errors
     def list_items(
-        self, f: ItemFilter = ItemFilter(), *, with_tags: bool = True
+        self,
+        f: ItemFilter = ItemFilter(),
+        *,
+        with_tags: bool = True,
+        with_evidence: bool = True,
     ) -> list[StoredItem]:
+        """The items ``f`` selects, in its order; ``with_evidence=False``: their tags
+        without what the rules matched (a list shows the tags only)."""
         order = f.order if f.order in ORDERS else "newest"
         if order == "relevance" and not (f.text and search_terms(f.text)):
             order = "newest"
-        q = self._filtered(f, ranked=order == "relevance")
+        with self.engine.connect() as conn:
+            walk = order != "relevance" and bool(f.text) and self._walk_order(conn, f)
+            ids = [r[0] for r in conn.execute(self._page(f, order, walk=walk)).all()]
+            return self._read(
+                conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
+            )
+
+    def _page(self, f: ItemFilter, order: str, *, walk: bool = False) -> Any:
+        """The ids of the page of items ``f`` asks for, in ``order``: only the columns
+        filters and order read, so the wide rows are read for the page alone."""
+        q = self._filtered(f, ranked=order == "relevance", walk=walk)
         if order == "relevance":
             # Equal ranks go to the latest deadline (the call still open), then the newest.
             q = q.order_by(
@@ -195,22 +281,55 @@ class ItemsRoom(StorageCore):
             q = q.order_by(items.c.deadline.asc().nulls_last(), items.c.id.desc())
         else:
             q = q.order_by(items.c.first_seen.desc(), items.c.id.desc())
-        q = q.limit(f.limit).offset(f.offset)
-        with self.engine.connect() as conn:
-            found_rows = conn.execute(q).mappings().all()
-            return self._hydrate(conn, found_rows, with_tags=with_tags, with_sources=with_tags)
+        return self._led_by_search(q.limit(f.limit).offset(f.offset), f, walk)
+
+    def _led_by_search(self, q: Any, f: ItemFilter, walk: bool) -> Any:
+        """``q`` (complete, on ``items``) reading the items the FTS index found through
+        ``ix_items_search_keys`` on SQLite: the filter and order columns of every match are
+        read (to rank, sort or count them), from the narrow index rather than the wide
+        rows, which SQLite would otherwise pick. Not when the order's index leads
+        (``walk``)."""
+        if self.dialect != "sqlite" or walk or not _fts_match(_terms_of(f)):
+            return q
+        return ClauseAdapter(_SEARCH_KEYS).traverse(q)
+
+    def _read(
+        self,
+        conn: Connection,
+        ids: Sequence[int],
+        *,
+        with_tags: bool = True,
+        with_sources: bool = True,
+        with_evidence: bool = True,
+    ) -> list[StoredItem]:
+        """The items with these ids, in this order (ids not found are left out)."""
+        found: dict[int, RowMapping] = {}
+        for chunk in rows.chunks(list(ids), 500):
+            for r in conn.execute(select(*SHOWN).where(items.c.id.in_(chunk))).mappings().all():
+                found[r["id"]] = r
+        return self._hydrate(
+            conn,
+            [found[i] for i in ids if i in found],
+            with_tags=with_tags,
+            with_sources=with_sources,
+            with_evidence=with_evidence,
+        )
 
     @base.translate_errors
-    def count_items(self, f: ItemFilter = ItemFilter()) -> int:
-        q = select(func.count()).select_from(self._filtered(f).subquery())
+    def count_items(self, f: ItemFilter = ItemFilter(), *, limit: int | None = None) -> int:
+        """How many items ``f`` selects (its order, limit and offset aside); with ``limit``,
+        counting stops there: ``min(count, limit)``, as cheap as ``limit`` is small."""
+        q = self._filtered(f)
+        if limit is not None:
+            q = q.limit(limit)
+        q = self._led_by_search(q, f, walk=False)
         with self.engine.connect() as conn:
-            return int(conn.execute(q).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
 
     @base.translate_errors
     def get_item(self, item_id: int) -> StoredItem | None:
         with self.engine.connect() as conn:
-            found_rows = conn.execute(select(items).where(items.c.id == item_id)).mappings().all()
-            found = self._hydrate(conn, found_rows)
+            found = self._read(conn, [item_id])
         return found[0] if found else None
 
     @base.translate_errors
@@ -233,30 +352,48 @@ class ItemsRoom(StorageCore):
         *,
         with_tags: bool = True,
         with_sources: bool = True,
+        with_evidence: bool = True,
     ) -> list[StoredItem]:
         ids = [r["id"] for r in found]
         tag_map: dict[int, list[StoredTag]] = {}
         src_map: dict[int, list[SourceLink]] = {}
+        # The evidence is a JSON document per tag: decoding it was the most of a long list's
+        # reading, and lists do not show it.
+        tag_cols = list(tags.c) if with_evidence else [c for c in tags.c if c.name != "evidence"]
         for chunk in rows.chunks(ids, 500):
             if with_tags:
-                for t in conn.execute(
-                    select(tags).where(tags.c.item_id.in_(chunk)).order_by(tags.c.kind, tags.c.tag)
-                ).mappings():
-                    tag_map.setdefault(t["item_id"], []).append(rows.tag_of(t))
+                for t in (
+                    conn.execute(
+                        select(*tag_cols)
+                        .where(tags.c.item_id.in_(chunk))
+                        .order_by(tags.c.item_id, tags.c.kind, tags.c.tag)
+                    )
+                    .mappings()
+                    .all()
+                ):
+                    tag_map.setdefault(t["item_id"], []).append(
+                        rows.tag_of(t)
+                        if with_evidence
+                        else StoredTag(t["kind"], t["tag"], t["rule_id"], (), t["score"])
+                    )
             if with_sources:
                 # Not the tracked values (a JSON document per link): pages never show them.
-                for s in conn.execute(
-                    select(
-                        item_sources.c.item_id,
-                        item_sources.c.source_id,
-                        item_sources.c.key,
-                        item_sources.c.link,
-                        item_sources.c.first_seen,
-                        item_sources.c.last_seen,
+                for s in (
+                    conn.execute(
+                        select(
+                            item_sources.c.item_id,
+                            item_sources.c.source_id,
+                            item_sources.c.key,
+                            item_sources.c.link,
+                            item_sources.c.first_seen,
+                            item_sources.c.last_seen,
+                        )
+                        .where(item_sources.c.item_id.in_(chunk))
+                        .order_by(item_sources.c.id)
                     )
-                    .where(item_sources.c.item_id.in_(chunk))
-                    .order_by(item_sources.c.id)
-                ).mappings():
+                    .mappings()
+                    .all()
+                ):
                     src_map.setdefault(s["item_id"], []).append(rows.link_of(s))
         return [rows.item_of(r, tag_map.get(r["id"], ()), src_map.get(r["id"], ())) for r in found]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,7 +43,12 @@ from watcher.web.render import (
 )
 
 PAGE_SIZE = 50
-TIMELINE_LIMIT = 500  # deadlines on one timeline page (choose an area or theme for more)
+# Results counted past a page's start: beyond, the list says "1 000+" rather than count
+# every match of a broad search (a count reads each one).
+COUNT_LIMIT = 1000
+# Deadlines on one timeline page (choose an area or theme, or fewer weeks, for the rest):
+# rendering is most of the page's time, and 200 rows is more than anyone reads at once.
+TIMELINE_LIMIT = 200
 DEADLINE_WINDOWS = (7, 14, 30, 90)
 
 
@@ -67,6 +73,10 @@ class Row:
 
 
 def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, str]) -> list[Row]:
+    # Babel formats a date in tens of microseconds, and a timeline's 500 rows share a few
+    # dozen days: each date is written once per page.
+    moment, days_left, day = (cache(f) for f in (fmt.moment, fmt.days_left, fmt.day))
+    tag_label = cache(fmt.tag)
     out = []
     for it in items:
         due = next_deadline(it, fmt.now)
@@ -81,12 +91,12 @@ def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, st
                 kind_label=fmt.kind(it.kind),
                 programme=it.programme,
                 due_iso=fmt.iso(due),
-                due_text=fmt.moment(due) if due else "",
-                due_days=fmt.days_left(due) if due and due >= fmt.now else "",
+                due_text=moment(due) if due else "",
+                due_days=days_left(due) if due and due >= fmt.now else "",
                 sources=", ".join(names.get(s, s) for s in source_ids),
                 seen_iso=fmt.iso(it.first_seen),
-                seen_text=fmt.day(it.first_seen),
-                tags=tuple((t.kind, t.tag, fmt.tag(t.kind, t.tag)) for t in it.tags),
+                seen_text=day(fmt.local(it.first_seen).date()),
+                tags=tuple((t.kind, t.tag, tag_label(t.kind, t.tag)) for t in it.tags),
             )
         )
     return out
@@ -250,10 +260,13 @@ def item_list(request: Request) -> HTMLResponse:
     query = ListQuery.from_params(request.query_params, list(names))
     now = app.now()
     f = query.item_filter(now, app.config.tz)
-    found = app.storage.list_items(f)
+    found = app.storage.list_items(f, with_evidence=False)
     # When the first page holds them all, that is the count: no second scan.
-    all_here = query.page == 1 and len(found) < PAGE_SIZE
-    total = len(found) if all_here else app.storage.count_items(f)
+    total, more = len(found), False
+    if not (query.page == 1 and len(found) < PAGE_SIZE):
+        cap = f.offset + COUNT_LIMIT
+        total = app.storage.count_items(f, limit=cap + 1)
+        total, more = min(total, cap), total > cap
     pages = max(1, -(-total // PAGE_SIZE))
     fmt = Formatter(request_lang(request), app.config.tz, now)
     feeds = []
@@ -268,6 +281,7 @@ def item_list(request: Request) -> HTMLResponse:
             "query": query,
             "rows": rows_for(found, fmt, names),
             "total": total,
+            "more": more,  # more than ``total``, not counted
             "pages": pages,
             "source_names": names,
             "windows": DEADLINE_WINDOWS,
@@ -328,7 +342,7 @@ def _deadline_chart(
 ) -> dict[str, Any]:
     """The timeline chart of the open and forthcoming calls among ``dated`` (nearest
     deadline first), by area, and the same bars as table rows."""
-    day, month = charts.short_labels(fmt.day)
+    day, month = charts.short_labels(cache(fmt.day))
     groups: dict[str, list[tuple[charts.CallSpan, StoredItem]]] = {}
     shown = left_out = 0
     for due, it in dated:
@@ -390,7 +404,7 @@ def deadlines(request: Request) -> HTMLResponse:
         order="deadline",
         limit=TIMELINE_LIMIT,
     )
-    found = app.storage.list_items(f)
+    found = app.storage.list_items(f, with_evidence=False)
     # The next deadline decides the week (a call with several deadlines shows at the next).
     dated = sorted(
         ((due, it) for it in found if (due := next_deadline(it, now)) is not None),
