@@ -174,3 +174,41 @@ def test_a_second_poll_does_not_fetch_robots_txt_again(tmp_path, loopback):
         res = CliRunner().invoke(main, ["--config", str(cfg), "poll", "--json"])
         assert res.exit_code == 0, res.output
     assert [r.route for r in loopback.requests] == ["/robots.txt", "/f.xml", "/f.xml"]
+
+
+def test_a_big_poll_lists_the_sources_with_something_to_tell(tmp_path, loopback):
+    """Above 25 sources the table lists only sources with news, errors or warnings and
+    counts the quiet ones (a 2,000-row table is read by nobody); --all lists every one."""
+    loopback.add("/f.xml", FEED, content_type="application/rss+xml", etag='"f"')
+    loopback.add(
+        "/quiet.xml",
+        FEED.replace("<guid>1</guid>", "<guid>2</guid>").replace("esf.example/1", "esf.example/2"),
+        content_type="application/rss+xml",
+        etag='"q"',
+    )
+    sources = [{"id": "news", "name": "News", "kind": "rss", "url": loopback.url("/f.xml")}]
+    sources += [
+        {"id": f"q{n:02d}", "name": f"Q{n}", "kind": "rss", "url": loopback.url("/quiet.xml")}
+        for n in range(30)
+    ]
+    cfg = write_config(
+        tmp_path / "config.toml",
+        {
+            "watcher": {"database_url": f"sqlite:///{tmp_path / 'w.db'}"},
+            "fetch": fetch_settings(loopback),
+            "sources": sources,
+        },
+    )
+    runner = CliRunner()
+    first = runner.invoke(main, ["--config", str(cfg), "poll"]).output
+    assert "q07" in first and "31 source(s): 31 ok" in first  # every source had news
+    newer = FEED.replace("<guid>1", "<guid>3").replace("esf.example/1", "esf.example/3")
+    loopback.add(
+        "/f.xml", newer.replace("Utlysning:", "Ny utlysning:"), content_type="application/rss+xml"
+    )
+    out = runner.invoke(main, ["--config", str(cfg), "poll"]).output
+    assert "news" in out and "q07" not in out
+    assert "31 source(s): 30 not modified, 1 ok" in out
+    assert "30 quiet source(s) not listed" in out
+    again = runner.invoke(main, ["--config", str(cfg), "poll", "--all"]).output
+    assert "q07" in again and "not listed" not in again

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import wraps
@@ -175,12 +176,23 @@ def _redacted(url: str) -> str:
 # -- poll ------------------------------------------------------------------------------
 
 
+# A poll of more sources than this lists only those with something to tell (new or
+# updated items, an error, a warning); --all lists every one.
+QUIET_ROWS = 25
+
+
 @main.command()
 @click.argument("source_ids", nargs=-1, metavar="[SOURCE]...")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per source per line.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"List every source (above {QUIET_ROWS} sources, quiet ones are counted, not listed).",
+)
 @pass_ctx
 @handle_errors
-def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
+def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -> None:
     """Poll sources now (all enabled ones, or those named)."""
     from rich.progress import Progress
 
@@ -201,11 +213,15 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
     table = Table(title="Poll")
     for col in ("source", "status", "new", "updated", "unchanged", "error / warning"):
         table.add_column(col, justify="right" if col in ("new", "updated", "unchanged") else "left")
+    quiet = 0
     for r in results:
         note = f"{r.error.code}: {r.error.message}" if r.error else "; ".join(r.warnings)
         if r.announced is not None:
             first = f"first poll: {r.announced} open call(s) announced, {r.baselined} kept silent"
             note = f"{first}; {note}" if note else first
+        if not show_all and len(results) > QUIET_ROWS and not (note or r.new or r.updated):
+            quiet += 1  # a 2,000-row table is read by nobody (and takes a second to draw)
+            continue
         style = {
             "ok": "green",
             "partial": "yellow",
@@ -217,7 +233,14 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool) -> None:
         table.add_row(
             r.source_id, f"[{style}]{status}[/]", str(r.new), str(r.updated), str(r.unchanged), note
         )
-    console.print(table)
+    if table.rows:
+        console.print(table)
+    counts = Counter(r.status.value for r in results)
+    summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    console.print(
+        f"{len(results)} source(s): {summary}; {sum(r.new for r in results)} new item(s)"
+        + (f"; {quiet} quiet source(s) not listed (--all lists them)" if quiet else "")
+    )
 
 
 # -- items -----------------------------------------------------------------------------
