@@ -3,7 +3,7 @@ tracker needs of a source's stored items, duplicate candidates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
@@ -25,6 +25,17 @@ class DailyPolls:
     polls: int = 0
     failures: int = 0
     new: int = 0
+
+
+@dataclass(frozen=True)
+class NotModified:
+    """A poll answered "not modified", to be recorded (``_not_modified_many``)."""
+
+    source_id: str
+    result: PollResult
+    now: datetime
+    cache: tuple[str | None, str | None]
+    started_at: datetime | None = None
 
 
 class SourcesRoom(StorageCore):
@@ -208,6 +219,22 @@ class SourcesRoom(StorageCore):
         self._upsert_state(conn, source_id, rows.success(cache, now))
         self._log_poll(conn, result, started_at or now, now)
 
+    def _not_modified_many(self, conn: Connection, polls: Sequence[NotModified]) -> None:
+        """``_not_modified_in`` for many sources in two statements: every source answering
+        "not modified" has its state row already (its ETag came from a stored success);
+        one without is written row by row."""
+        res = conn.execute(
+            update(sources_state).where(sources_state.c.source_id == bindparam("state_of")),
+            [{"state_of": p.source_id, **rows.success(p.cache, p.now)} for p in polls],
+        )
+        if res.rowcount != len(polls):  # a state row missing: the upsert inserts it
+            for p in polls:
+                self._upsert_state(conn, p.source_id, rows.success(p.cache, p.now))
+        conn.execute(
+            insert(poll_log),
+            [self._poll_row(p.result, p.started_at or p.now, p.now) for p in polls],
+        )
+
     @base.translate_errors
     def record_failure(
         self,
@@ -249,21 +276,22 @@ class SourcesRoom(StorageCore):
     def _log_poll(
         self, conn: Connection, result: PollResult, started: datetime, now: datetime
     ) -> None:
-        conn.execute(
-            insert(poll_log),
-            {
-                "source_id": result.source_id,
-                "started_at": started,
-                "finished_at": now,
-                "status": result.status.value,
-                "new": result.new,
-                "updated": result.updated,
-                "unchanged": result.unchanged,
-                "parsed": result.parsed,
-                "error_code": result.error.code if result.error else None,
-                "error_message": result.error.message if result.error else None,
-                "warnings": list(result.warnings),
-                "announced": result.announced,
-                "baselined": result.baselined,
-            },
-        )
+        conn.execute(insert(poll_log), self._poll_row(result, started, now))
+
+    @staticmethod
+    def _poll_row(result: PollResult, started: datetime, now: datetime) -> dict[str, Any]:
+        return {
+            "source_id": result.source_id,
+            "started_at": started,
+            "finished_at": now,
+            "status": result.status.value,
+            "new": result.new,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "parsed": result.parsed,
+            "error_code": result.error.code if result.error else None,
+            "error_message": result.error.message if result.error else None,
+            "warnings": list(result.warnings),
+            "announced": result.announced,
+            "baselined": result.baselined,
+        }

@@ -21,7 +21,7 @@ from watcher.pipeline.track import TitleKey
 from watcher.storage import base, rows
 from watcher.storage.items import ItemsRoom
 from watcher.storage.schema import item_changes, item_sources, items
-from watcher.storage.sources import SourcesRoom
+from watcher.storage.sources import NotModified, SourcesRoom
 from watcher.storage.tags import TagsRoom
 from watcher.types import (
     Classification,
@@ -67,11 +67,21 @@ class ApplyOptions(TypedDict, total=False):
 
 class Transaction:
     """One write transaction of ``Storage.run_batch``: what a poll reads and writes in it.
-    Its reads see the transaction's own writes, and those of the jobs before it."""
+    Its reads see the transaction's own writes, and those of the jobs before it, except
+    the record of a poll answered "not modified": those are written together when the
+    transaction ends (``flush``; nothing a poll reads depends on them), two statements
+    for the batch instead of two per source."""
 
     def __init__(self, storage: WritesRoom, conn: Connection) -> None:
         self._storage = storage
         self._conn = conn
+        self._not_modified: list[NotModified] = []
+
+    def flush(self) -> None:
+        """Write what was deferred (``run_batch`` calls this before it commits)."""
+        if self._not_modified:
+            self._storage._not_modified_many(self._conn, self._not_modified)
+            self._not_modified = []
 
     def duplicate_candidates(
         self, source_id: str, identifiers: Iterable[str], title_keys: Iterable[TitleKey]
@@ -99,7 +109,7 @@ class Transaction:
         cache: tuple[str | None, str | None],
         started_at: datetime | None = None,
     ) -> None:
-        self._storage._not_modified_in(self._conn, source_id, result, now, cache, started_at)
+        self._not_modified.append(NotModified(source_id, result, now, cache, started_at))
 
     def get_items(self, ids: Sequence[int]) -> list[StoredItem]:
         return self._storage._get_items_in(self._conn, ids)
@@ -124,7 +134,9 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
             try:
                 with self.begin() as conn:
                     txn = Transaction(self, conn)
-                    return [job(txn) for job in jobs]
+                    done: list[T | Exception] = [job(txn) for job in jobs]
+                    txn.flush()
+                    return done
             except Exception as e:
                 if isinstance(e, OperationalError) and base.unavailable(e):
                     # The database itself (locked past the busy timeout, gone): running
@@ -140,7 +152,10 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         for job in jobs:
             try:
                 with self.begin() as conn:
-                    out.append(job(Transaction(self, conn)))
+                    txn = Transaction(self, conn)
+                    result = job(txn)
+                    txn.flush()
+                out.append(result)
             except SQLAlchemyError as e:
                 out.append(base.storage_error("run_batch", e))
             except Exception as e:
