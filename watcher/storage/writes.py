@@ -20,8 +20,8 @@ from watcher.pipeline.merge import RecordWrite, Retag, StoredRecord, merge
 from watcher.pipeline.track import TitleKey
 from watcher.storage import base, rows
 from watcher.storage.items import ItemsRoom
-from watcher.storage.schema import item_changes, item_sources, items
-from watcher.storage.sources import NotModified, SourcesRoom
+from watcher.storage.schema import item_changes, item_sources, items, poll_log
+from watcher.storage.sources import Deferred, SourcesRoom
 from watcher.storage.tags import TagsRoom
 from watcher.types import (
     Classification,
@@ -68,20 +68,20 @@ class ApplyOptions(TypedDict, total=False):
 class Transaction:
     """One write transaction of ``Storage.run_batch``: what a poll reads and writes in it.
     Its reads see the transaction's own writes, and those of the jobs before it, except
-    the record of a poll answered "not modified": those are written together when the
-    transaction ends (``flush``; nothing a poll reads depends on them), two statements
-    for the batch instead of two per source."""
+    each poll's source state and poll log row: those are written together when the
+    transaction ends (``flush``; nothing a poll reads in it depends on them), a few
+    statements for the batch instead of two per source."""
 
     def __init__(self, storage: WritesRoom, conn: Connection) -> None:
         self._storage = storage
         self._conn = conn
-        self._not_modified: list[NotModified] = []
+        self._deferred = Deferred()
 
     def flush(self) -> None:
         """Write what was deferred (``run_batch`` calls this before it commits)."""
-        if self._not_modified:
-            self._storage._not_modified_many(self._conn, self._not_modified)
-            self._not_modified = []
+        if self._deferred:
+            self._storage._write_deferred(self._conn, self._deferred)
+            self._deferred = Deferred()
 
     def duplicate_candidates(
         self, source_id: str, identifiers: Iterable[str], title_keys: Iterable[TitleKey]
@@ -99,7 +99,9 @@ class Transaction:
         now: datetime,
         **options: Unpack[ApplyOptions],
     ) -> ApplyOutcome:
-        return self._storage._apply_in(self._conn, source_id, intents, result, now, **options)
+        return self._storage._apply_in(
+            self._conn, source_id, intents, result, now, deferred=self._deferred, **options
+        )
 
     def record_not_modified(
         self,
@@ -109,7 +111,9 @@ class Transaction:
         cache: tuple[str | None, str | None],
         started_at: datetime | None = None,
     ) -> None:
-        self._not_modified.append(NotModified(source_id, result, now, cache, started_at))
+        self._storage._not_modified_in(
+            self._conn, source_id, result, now, cache, started_at, deferred=self._deferred
+        )
 
     def get_items(self, ids: Sequence[int]) -> list[StoredItem]:
         return self._storage._get_items_in(self._conn, ids)
@@ -191,6 +195,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         field_profile: Mapping[str, float] | None = None,
         started_at: datetime | None = None,
         rules_version: str | None = None,
+        deferred: Deferred | None = None,
     ) -> ApplyOutcome:
         """``apply`` in a transaction of the caller's. What to write for each intent is
         ``merge``'s decision; this only executes it."""
@@ -240,18 +245,20 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
             to_tag.pop(item_id, None)
         if to_tag:
             self._write_tags(conn, to_tag, now, rules_version, frozenset(new_ids))
-        self._upsert_state(
-            conn,
-            source_id,
-            {
-                **rows.success(cache, now),
-                "last_parsed": result.parsed,
-                "warning": warning,
-                "baseline_done": True,
-                "field_profile": dict(field_profile or {}),
-            },
-        )
-        self._log_poll(conn, result, started_at or now, now)
+        state = {
+            **rows.success(cache, now),
+            "last_parsed": result.parsed,
+            "warning": warning,
+            "baseline_done": True,
+            "field_profile": dict(field_profile or {}),
+        }
+        poll = self._poll_row(result, started_at or now, now)
+        if deferred is not None:  # written with the batch's others when it ends
+            deferred.states.append((source_id, state))
+            deferred.polls.append(poll)
+        else:
+            self._upsert_state(conn, source_id, state)
+            conn.execute(insert(poll_log), poll)
         # The duplicate index learns of this poll's items at once, so that the next poll of
         # a batch sees them; a transaction rolled back rebuilds it (``begin``).
         self._noted.flag = True
