@@ -127,6 +127,8 @@ class DigestSender:
         self._only: dict[str, Callable[[StoredItem], bool]] = {}
         self._prefs: PreferenceLinks | None = None
         self._subscribed: set[tuple[str, str]] | None = None
+        # Items the run's builds have read for selection (``digest.load_inputs``).
+        self._read: dict[int, StoredItem] = {}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -270,7 +272,8 @@ class DigestSender:
 
     @staticmethod
     def _counts(o: NetworkOutcome, d: Digest) -> NetworkOutcome:
-        o.new, o.updated, o.closing_soon = len(d.new), len(d.updated), len(d.closing_soon)
+        o.new, o.updated = d.total("new"), d.total("updated")
+        o.closing_soon = d.total("closing_soon")
         return o
 
     def _new_digest(self, net: NetworkConfig, o: NetworkOutcome) -> None:
@@ -282,7 +285,7 @@ class DigestSender:
         try:
             now = self.app.now()
             only = {net.id: self._only[net.id]} if net.id in self._only else None
-            [digest] = build_for(self.app, [net], now, only)
+            [digest] = build_for(self.app, [net], now, only, self._read)
             o.digest = digest
             self._counts(o, digest)
             if digest.is_empty:

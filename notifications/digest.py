@@ -20,6 +20,11 @@ storage (``load_inputs``) and calls it. Loading asks its caller only for a
   are folded into first-old → last-new);
 - a network's **first** digest lists what is open or forthcoming now (baseline items
   included: that is what the network is joining), not the whole history;
+- every section is **capped**: ``new`` and ``updated`` show at most ``GROUP_CAP`` entries
+  per area (the soonest deadlines), ``closing soon`` at most ``CLOSING_SOON_CAP``; the rest
+  are counted (``Digest.hidden``: "och 12 till") and the email links to the web list. A
+  network added to a service with years of items gets a bounded email and a bounded digest
+  record: only shown entries are stored, and what was looked at stays a few id ranges;
 - **closing soon**: the network's open calls whose next deadline is within
   ``closing_soon_days``; a reminder list, it never triggers a digest by itself;
 - entries are grouped by their first area the network follows (in the taxonomy's order)
@@ -28,11 +33,15 @@ storage (``load_inputs``) and calls it. Loading asks its caller only for a
 
 The ``Digest`` is self-contained (display values, not rows) and is stored as the digest's
 payload, so a resumed send renders exactly what the first attempt rendered.
+
+Items are read in two steps: every candidate without its tags' evidence (what matching,
+sorting and counting need), then in full only the ones a digest shows (``Prepared.load``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,18 +50,24 @@ from typing import Any
 
 from notifications.ports import Host
 from notifications.text import multi_line, one_line, safe_link
-from watcher.calls import is_current, is_open, is_over, next_deadline
+from watcher.calls import is_over, next_deadline
 from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, NetworkConfig
 from watcher.dates import from_iso
 from watcher.storage import Storage
 from watcher.storage.deliveries import DeliveryStore, NetworkHistory, NotableChange, Seen, Visible
-from watcher.types import NOTABLE_FIELDS, StoredItem
+from watcher.types import NOTABLE_FIELDS, Status, StoredItem
 
 log = logging.getLogger(__name__)
 
 SUMMARY_CHARS = 280
 TITLE_CHARS = 300
+# At most this many entries per area in "new" and in "updated", and in "closing soon" in
+# all; the rest are counted and left to the web list (a first digest over a service with
+# years of calls would otherwise be a 100,000-entry email).
+GROUP_CAP = 25
+CLOSING_SOON_CAP = 25
+SECTIONS = ("new", "updated", "closing_soon")
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,9 @@ class Digest:
     change_ids: tuple[int, ...] = ()  # the notable changes this digest reports
     skipped: int = 0  # items that could not be read
     closing_soon_days: int = 14
+    # Entries left out by the caps: section → group ('' for closing soon) → how many.
+    hidden: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    list_url: str = ""  # the web list the email sends a reader to for the rest
     # What the network's digests have looked at once this one is recorded (not part of the
     # payload: it is stored beside it). None for a digest read back from its payload.
     seen: Seen | None = field(default=None, compare=False, repr=False)
@@ -130,16 +148,29 @@ class Digest:
 
     @property
     def item_ids(self) -> tuple[int, ...]:
-        """The items this digest introduces as new."""
+        """The items this digest shows as new (those left out by a cap are only counted)."""
         return tuple(e.item_id for e in self.new)
 
+    def more(self, section: str, group: str | None = None) -> int:
+        """How many entries of a section (of one of its groups) the caps left out."""
+        by = self.hidden.get(section, {})
+        return sum(by.values()) if group is None else by.get(group, 0)
+
+    def total(self, section: str) -> int:
+        """A section's entries, shown or not."""
+        return len(getattr(self, section)) + self.more(section)
+
     def groups(self, section: str) -> list[tuple[str, list[Entry]]]:
-        """``new`` or ``updated`` entries by area, in the taxonomy's order ('' last)."""
+        """``new`` or ``updated`` entries by area, in the taxonomy's order ('' last); an
+        area whose entries were all left out by the cap is there, empty."""
         entries: Sequence[Entry] = getattr(self, section)
         order = {a: i for i, a in enumerate(AREAS)}
         by: dict[str, list[Entry]] = {}
         for e in entries:
             by.setdefault(e.group, []).append(e)
+        for group, n in self.hidden.get(section, {}).items():
+            if n:
+                by.setdefault(group, [])
         return sorted(by.items(), key=lambda kv: order.get(kv[0], len(order)))
 
     # -- stored as the digest's payload ----------------------------------------------------
@@ -159,6 +190,8 @@ class Digest:
             "change_ids": list(self.change_ids),
             "skipped": self.skipped,
             "closing_soon_days": self.closing_soon_days,
+            "hidden": {s: dict(g) for s, g in self.hidden.items() if g},
+            "list_url": self.list_url,
         }
 
     @classmethod
@@ -178,6 +211,11 @@ class Digest:
             change_ids=tuple(int(i) for i in data.get("change_ids", ())),
             skipped=int(data.get("skipped", 0)),
             closing_soon_days=int(data.get("closing_soon_days", 14)),
+            hidden={
+                str(s): {str(g): int(n) for g, n in groups.items()}
+                for s, groups in (data.get("hidden") or {}).items()
+            },
+            list_url=str(data.get("list_url") or ""),
         )
 
 
@@ -358,12 +396,22 @@ def make_entry(
 
 class Prepared:
     """What the selections of several networks over the same items share: each item's
-    tag sets and its cleaned entry are worked out once, not once per network."""
+    tag sets, its call facts at ``now`` and its cleaned entry are worked out once, not once
+    per network. ``load`` reads items in full by id (the candidates may have been read
+    without their tags' evidence); without it the items given are used as they are."""
 
-    def __init__(self, now: datetime, source_names: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        now: datetime,
+        source_names: Mapping[str, str] | None = None,
+        load: Callable[[Sequence[int]], Iterable[StoredItem]] | None = None,
+    ) -> None:
         self.now = now
         self.names = source_names or {}
+        self._load = load
+        self._full: dict[int, StoredItem] = {}
         self._facts: dict[int, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
+        self._calls: dict[int, tuple[bool, Status | None, datetime | None]] = {}
         self._entries: dict[int, Entry] = {}
 
     def facts(self, item: StoredItem) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
@@ -372,12 +420,32 @@ class Prepared:
             f = self._facts[item.id] = item_facts(item)
         return f
 
+    def call(self, item: StoredItem) -> tuple[bool, Status | None, datetime | None]:
+        """Whether the item is over, its status and its next deadline at ``now``."""
+        c = self._calls.get(item.id)
+        if c is None:
+            c = self._calls[item.id] = (
+                is_over(item, self.now),
+                status_at(item, self.now),
+                next_deadline(item, self.now),
+            )
+        return c
+
+    def load(self, ids: Iterable[int]) -> None:
+        """Read in full the items about to be shown (those not read yet)."""
+        if self._load is None:
+            return
+        wanted = sorted({i for i in ids if i not in self._full and i not in self._entries})
+        if wanted:
+            self._full.update((it.id, it) for it in self._load(wanted))
+
     def entry(
         self, item: StoredItem, network: NetworkConfig, changes: tuple[FieldNote, ...] = ()
     ) -> Entry:
         base = self._entries.get(item.id)
         if base is None:
-            base = self._entries[item.id] = make_entry(item, self.now, self.names)
+            full = self._full.get(item.id, item)
+            base = self._entries[item.id] = make_entry(full, self.now, self.names)
         group = primary_group(self.facts(item)[0], network)
         if group == base.group and changes == base.changes:
             return base
@@ -386,6 +454,9 @@ class Prepared:
 
 def _sort_key(e: Entry) -> tuple[bool, datetime | str, str]:
     return (e.deadline is None, e.deadline or "", e.title.lower())
+
+
+Candidate = tuple[StoredItem, tuple[FieldNote, ...]]
 
 
 def select_digest(
@@ -399,6 +470,7 @@ def select_digest(
     closing_soon_days: int = 14,
     source_names: Mapping[str, str] | None = None,
     prepared: Prepared | None = None,
+    list_url: str = "",
 ) -> Digest:
     """The digest of ``network`` for the window that ends ``now`` (pure). ``items`` holds
     the loaded items (those ``visible`` shows as not looked at yet, the current ones and
@@ -427,17 +499,37 @@ def select_digest(
             skipped += 1
             return None
 
+    hidden: dict[str, dict[str, int]] = {}
+
+    def shown(section: str, found: Sequence[Candidate], cap: int, grouped: bool) -> list[Entry]:
+        """The entries of a section: at most ``cap`` per group (the soonest deadlines);
+        the rest are counted in ``hidden``. Only the ones shown are read in full."""
+        by: dict[str, list[Candidate]] = {}
+        for c in found:
+            group = primary_group(prep.facts(c[0])[0], network) if grouped else ""
+            by.setdefault(group, []).append(c)
+        kept: list[Candidate] = []
+        for group, cands in by.items():
+            if len(cands) > cap:
+                hidden.setdefault(section, {})[group] = len(cands) - cap
+                cands = heapq.nsmallest(cap, cands, key=lambda c: _item_key(prep, c[0]))
+            kept.extend(cands)
+        prep.load(it.id for it, _ in kept)
+        out = [e for it, notes in kept if (e := entry(it, notes))]
+        return sorted(out, key=_sort_key)
+
     # Items not looked at yet, or looked at while held: those held now wait again.
     fresh = [i for i in visible.held if i not in before.items or i in before.held]
     waiting = frozenset(i for i in fresh if visible.held[i])
     fresh_changes = [c for c in visible.changes if c not in before.changes]
-    new: list[Entry] = []
-    updated: list[Entry] = []
+    new_found: list[Candidate] = []
+    updated_found: list[Candidate] = []
     change_ids: list[int] = []
     if first:
         for it in mine.values():
-            if is_current(it, now) and (e := entry(it)):
-                new.append(e)
+            over, state, _ = prep.call(it)
+            if not over and state in (Status.OPEN, Status.FORTHCOMING):
+                new_found.append((it, ()))
     else:
         for item_id in fresh:
             arrived = mine.get(item_id)
@@ -445,12 +537,11 @@ def select_digest(
                 arrived is not None
                 and item_id not in waiting
                 and not arrived.baseline
-                and not is_over(arrived, now)
-                and (e := entry(arrived))
+                and not prep.call(arrived)[0]
             ):
-                new.append(e)
+                new_found.append((arrived, ()))
         unseen = set(fresh_changes)
-        new_ids = {e.item_id for e in new}
+        new_ids = {it.id for it, _ in new_found}
         by_item: dict[int, list[NotableChange]] = {}
         for ch in changes:
             if ch.id not in unseen or ch.item_id not in mine:
@@ -460,14 +551,17 @@ def select_digest(
                 by_item.setdefault(ch.item_id, []).append(ch)
         for item_id, chs in by_item.items():
             notes = fold_changes(chs)
-            if notes and (e := entry(mine[item_id], notes)):
-                updated.append(e)
-    soon: list[Entry] = []
+            if notes:
+                updated_found.append((mine[item_id], notes))
+    soon_found: list[Candidate] = []
     horizon = now + timedelta(days=closing_soon_days)
     for it in mine.values():
-        nd = next_deadline(it, now)
-        if nd is not None and now < nd <= horizon and is_open(it, now) and (e := entry(it)):
-            soon.append(e)
+        over, state, nd = prep.call(it)
+        if nd is not None and now < nd <= horizon and not over and state == Status.OPEN:
+            soon_found.append((it, ()))
+    new = shown("new", new_found, GROUP_CAP, True)
+    updated = shown("updated", updated_found, GROUP_CAP, True)
+    soon = shown("closing_soon", soon_found, CLOSING_SOON_CAP, False)
     return Digest(
         network_id=network.id,
         network_name=one_line(network.name, 200),
@@ -475,14 +569,22 @@ def select_digest(
         window_start=history.last_window_end,
         window_end=now,
         first=first,
-        new=tuple(sorted(new, key=_sort_key)),
-        updated=tuple(sorted(updated, key=_sort_key)),
-        closing_soon=tuple(sorted(soon, key=_sort_key)),
+        new=tuple(new),
+        updated=tuple(updated),
+        closing_soon=tuple(soon),
         change_ids=tuple(sorted(change_ids)),
         skipped=skipped,
         closing_soon_days=closing_soon_days,
+        hidden=hidden,
+        list_url=list_url,
         seen=seen_after(before, history, visible, fresh, waiting, fresh_changes),
     )
+
+
+def _item_key(prep: Prepared, item: StoredItem) -> tuple[bool, datetime | str, str]:
+    """An item's place in a section, as ``_sort_key`` places its entry."""
+    nd = prep.call(item)[2]
+    return (nd is None, nd or "", (item.title or "").lower())
 
 
 def seen_after(
@@ -527,11 +629,18 @@ def load_inputs(
     network_ids: Sequence[str],
     now: datetime,
     closing_soon_days: int = 14,
+    read: dict[int, StoredItem] | None = None,
 ) -> DigestInputs:
     """Load histories, the items and changes the networks have not looked at yet (above the
     lowest of their floors), the current items (every one for a first digest; else those
     closing within ``closing_soon_days``) and the items of the new changes: only what
-    ``select_digest`` can pick at ``now``."""
+    ``select_digest`` can pick at ``now``. They are read without their tags' evidence
+    (``DeliveryStore.candidates``); ``Prepared.load`` reads the shown ones in full.
+    ``read`` keeps them across the builds of one run (each network is built on its own,
+    under its lock): a first digest looks at every current call, and reading them once
+    per network was most of a run over 100,000 stored items. Only what an item is (tags,
+    status, dates) is taken from there, never what was looked at, and the entries shown
+    are read afresh."""
     store = DeliveryStore(storage)
     histories = {nid: store.network_history(nid, now) for nid in network_ids}
     seens = [h.seen or Seen() for h in histories.values()]
@@ -556,7 +665,22 @@ def load_inputs(
     if started:
         changes = store.notable_changes(min(s.changes.floor for s in started))
         ids.update(c.item_id for c in changes)
-    return DigestInputs(histories, storage.get_items(sorted(ids)), changes, visible)
+    if read is None:
+        return DigestInputs(histories, store.candidates(sorted(ids)), changes, visible)
+    # Read again what was held or relevant then and is not now (as ``visible`` has it): a
+    # released item must not look held to one network and new to the next.
+    missing = sorted(
+        i
+        for i in ids
+        if i not in read
+        or (
+            i in visible.held
+            and (read[i].held != visible.held[i] or read[i].relevant != (i in visible.relevant))
+        )
+    )
+    read.update((it.id, it) for it in store.candidates(missing))
+    loaded = [read[i] for i in sorted(ids) if i in read]
+    return DigestInputs(histories, loaded, changes, visible)
 
 
 def build_digests(
@@ -575,16 +699,18 @@ def build_for(
     nets: Sequence[NetworkConfig],
     now: datetime | None = None,
     only: Mapping[str, Callable[[StoredItem], bool]] | None = None,
+    read: dict[int, StoredItem] | None = None,
 ) -> list[Digest]:
     """The next digest of each of ``nets`` (network-like values: a person's own digest is
     one, ``notifications.subscriptions.personal_network``) at ``now``; ``only`` narrows a
     digest's items further by its id (a person's saved searches and topics). Records
-    nothing."""
+    nothing. ``read``: items read by earlier builds of the same run (``load_inputs``)."""
     cfg = app.config
     at = now or app.now()
-    inputs = load_inputs(app.storage, [n.id for n in nets], at, cfg.email.closing_soon_days)
+    inputs = load_inputs(app.storage, [n.id for n in nets], at, cfg.email.closing_soon_days, read)
     names = {s.id: s.name for s in cfg.sources}
-    prepared = Prepared(at, names)
+    prepared = Prepared(at, names, load=app.storage.get_items)
+    list_url = cfg.watcher.base_url.rstrip("/") + "/"
     narrow = only or {}
     return [
         select_digest(
@@ -597,6 +723,7 @@ def build_for(
             closing_soon_days=cfg.email.closing_soon_days,
             source_names=names,
             prepared=prepared,
+            list_url=list_url,
         )
         for n in nets
     ]

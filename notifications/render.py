@@ -4,6 +4,10 @@ Swedish by default, English when the network says ``language = "en"``. Dates are
 Europe/Stockholm. The body is rendered once per digest with a random placeholder where
 each member's own unsubscribe link goes, then filled in per member: rendering 100 members'
 copies costs one render (and a scraped title can never contain the placeholder).
+
+A section's entries left out by the digest's caps (``Digest.hidden``) are said at the end
+of their area ("… och 12 till inom Kompetensförsörjning") with a link to the web list, and
+in the note of "closing soon"; the subject counts every entry, shown or not.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -60,6 +65,42 @@ class RenderedDigest:
         )
 
 
+# What a section's cap left out, in the email's words (``{n}``: how many; ``{area}``).
+MORE: dict[str, dict[str, str]] = {
+    "sv": {
+        "more": "… och {n} till",
+        "more_in": "… och {n} till inom {area}",
+        "list": "se hela listan på webben",
+        "closing_more": (
+            "Här visas de {shown} som stänger först; {n} till finns i listan på webben."
+        ),
+    },
+    "en": {
+        "more": "… and {n} more",
+        "more_in": "… and {n} more in {area}",
+        "list": "see the whole list on the web",
+        "closing_more": "The {shown} closing first are shown; {n} more are in the web list.",
+    },
+}
+
+
+@dataclass(frozen=True)
+class More:
+    """Where a section's entries left out by the cap are said (the last row of a group)."""
+
+    n: int
+    area: str
+    url: str
+
+
+def _list_link(digest: Digest, **params: str) -> str:
+    """The web list, filtered as the section was ('' when the digest has no list URL)."""
+    if not digest.list_url:
+        return ""
+    query = urlencode({k: v for k, v in params.items() if v})
+    return f"{digest.list_url}?{query}" if query else digest.list_url
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The Jinja2 environment: HTML templates autoescaped, undefined names are errors."""
@@ -80,9 +121,9 @@ def subject_for(digest: Digest) -> str:
     s = STRINGS[lang]
     parts = []
     if digest.new:
-        parts.append(s["count_new"].format(n=format_number(len(digest.new), lang)))
+        parts.append(s["count_new"].format(n=format_number(digest.total("new"), lang)))
     if digest.updated:
-        parts.append(s["count_updated"].format(n=format_number(len(digest.updated), lang)))
+        parts.append(s["count_updated"].format(n=format_number(digest.total("updated"), lang)))
     counts = s["and"].join(parts) or s["count_new"].format(n=format_number(0, lang))
     return one_line(
         s["subject"].format(
@@ -94,9 +135,64 @@ def subject_for(digest: Digest) -> str:
     )
 
 
+def _groups(digest: Digest, section: str, lang: str) -> list[tuple[str, list[Entry | More]]]:
+    """A section's groups, each ending with what its cap left out (``More``)."""
+    out: list[tuple[str, list[Entry | More]]] = []
+    for area, entries in digest.groups(section):
+        rows: list[Entry | More] = list(entries)
+        n = digest.more(section, area)
+        if n:
+            sort = "deadline" if section == "new" and digest.first else ""
+            url = _list_link(digest, area=area, sort=sort)
+            rows.append(More(n, AREA_NAMES[lang].get(area, area) if area else "", url))
+        out.append((area, rows))
+    return out
+
+
+def _more_html(m: More, lang: str) -> str:
+    words = MORE[lang]
+    said = (words["more_in"] if m.area else words["more"]).format(
+        n=format_number(m.n, lang), area=m.area
+    )
+    link = ""
+    if m.url:
+        link = (
+            f' – <a href="{html.escape(m.url, quote=True)}" style="color:#0b5394;">'
+            f"{html.escape(words['list'])}</a>"
+        )
+    return (
+        '<tr><td style="padding:10px 0;font-size:14px;line-height:20px;color:#444444;">'
+        f"{html.escape(said)}{link}</td></tr>\n"
+    )
+
+
+def _more_text(m: More, lang: str) -> str:
+    words = MORE[lang]
+    said = (words["more_in"] if m.area else words["more"]).format(
+        n=format_number(m.n, lang), area=m.area
+    )
+    return f"{said}: {words['list']}\n  {m.url}\n\n" if m.url else f"{said}\n\n"
+
+
+def _strings(digest: Digest, lang: str) -> dict[str, str]:
+    """The labels, with "closing soon"'s note saying what its cap left out."""
+    s = STRINGS[lang]
+    n = digest.more("closing_soon")
+    if not n:
+        return s
+    more = MORE[lang]["closing_more"].format(
+        shown=format_number(len(digest.closing_soon), lang), n=format_number(n, lang)
+    )
+    url = _list_link(digest, sort="deadline")
+    if url:
+        more = f"{more} {url}"
+    escaped = more.replace("{", "{{").replace("}", "}}")
+    return {**s, "closing_soon_note": f"{s['closing_soon_note']} {escaped}"}
+
+
 def _context(digest: Digest, placeholder: str, tz: ZoneInfo) -> dict[str, Any]:
     lang = lang_of(digest.language)
-    s = STRINGS[lang]
+    s = _strings(digest, lang)
 
     def tag_name(tag: str) -> str:
         return TAG_NAMES[lang].get(tag, tag)
@@ -121,8 +217,8 @@ def _context(digest: Digest, placeholder: str, tz: ZoneInfo) -> dict[str, Any]:
         ),
         "footer": s["footer"].format(network=digest.network_name),
         "unsubscribe_url": placeholder,
-        "new_groups": digest.groups("new"),
-        "updated_groups": digest.groups("updated"),
+        "new_groups": _groups(digest, "new", lang),
+        "updated_groups": _groups(digest, "updated", lang),
         "area_name": lambda a: AREA_NAMES[lang].get(a, a),
         "tag_name": tag_name,
         "status_name": lambda v: STATUS_NAMES[lang].get(v or "", v or s["none"]),
@@ -164,14 +260,18 @@ def render_digest(
     lang = ctx["lang"]
     html_t, text_t = env.get_template("_entry.html.j2"), env.get_template("_entry.txt.j2")
 
-    def entry_html(e: Entry) -> Markup:
+    def entry_html(e: Entry | More) -> Markup:
+        if isinstance(e, More):
+            return Markup(_more_html(e, lang))
         key = ("html", lang, _entry_key(e))
         out = entries.get(key)
         if out is None:
             out = entries[key] = html_t.render({**ctx, "e": e})
         return Markup(out)
 
-    def entry_text(e: Entry) -> str:
+    def entry_text(e: Entry | More) -> str:
+        if isinstance(e, More):
+            return _more_text(e, lang)
         key = ("text", lang, _entry_key(e))
         out = entries.get(key)
         if out is None:

@@ -385,3 +385,73 @@ def test_digests_recorded_before_ids_were_kept_go_on_by_their_rules(world, clock
     assert sent_titles(run_digests(app)) == (["Utlysning new"], [])
     clock.advance(days=1)
     assert sent_titles(run_digests(app)) == ([], [])
+
+
+def test_a_first_digest_over_a_long_history_is_capped_per_area(world, clock, monkeypatch):
+    """Issue 14.3: a network added to a service with years of calls gets the open ones at
+    most ``GROUP_CAP`` per area (the soonest deadlines) and "och N till" with a link to the
+    web list, not one entry per stored call; "closing soon" likewise; the subject counts
+    them all. Only the shown entries are recorded; a resumed send renders the same."""
+    import notifications.digest as digest_module
+    from watcher.storage.deliveries import DeliveryStore
+
+    monkeypatch.setattr(digest_module, "GROUP_CAP", 2)
+    monkeypatch.setattr(digest_module, "CLOSING_SOON_CAP", 2)
+    app, items = world()
+    for n in range(5):  # baseline: seen before the network existed
+        items.add(f"f{n}", deadlines=[days(clock, 5 + 20 * n)], baseline=True)
+    items.add("k0", deadlines=[days(clock, 8)], areas=["kompetens"], baseline=True)
+    items.add("k1", deadlines=[days(clock, 12)], areas=["kompetens"], baseline=True)
+    items.add("old", status="closed", deadlines=[days(clock, -30)], baseline=True)
+    d = build_digest(app, "n", clock())
+    assert d.first
+    assert titles(d.new) == ["Utlysning f0", "Utlysning k0", "Utlysning k1", "Utlysning f1"]
+    assert d.hidden == {"new": {"fonder-program": 3}, "closing_soon": {"": 1}}
+    assert d.total("new") == 7 and d.more("new", "kompetens") == 0
+    # f0, k0 and k1 close within 14 days; the two soonest are shown.
+    assert titles(d.closing_soon) == ["Utlysning f0", "Utlysning k0"]
+
+    rendered = render_digest(d)
+    assert "7 nya" in rendered.subject
+    url = "http://127.0.0.1:8000/?area=fonder-program&amp;sort=deadline"
+    assert "… och 3 till inom Strategiskt samarbete inom EU:s fonder och program" in rendered.html
+    assert url in rendered.html
+    assert "… och 3 till inom" in rendered.text and url.replace("&amp;", "&") in rendered.text
+    assert "Här visas de 2 som stänger först; 1 till finns i listan på webben." in rendered.text
+
+    [o] = run_digests(app)
+    assert (o.new, o.closing_soon) == (7, 3)
+    rec = DeliveryStore(app.storage).get_digest(o.digest_id)
+    assert rec is not None and rec.item_ids == tuple(e.item_id for e in d.new)
+    assert len(rec.payload["new"]) == 4
+    again = render_digest(Digest.from_payload(rec.payload))
+    assert again.text.replace(again.placeholder, "") == rendered.text.replace(
+        rendered.placeholder, ""
+    )
+
+
+def test_later_digests_are_capped_too_in_english(world, clock, monkeypatch):
+    import notifications.digest as digest_module
+
+    monkeypatch.setattr(digest_module, "GROUP_CAP", 1)
+    app, items = world(net(language="en"))
+    run_digests(app)  # the first (empty) digest
+    clock.advance(days=1)
+    for n in range(3):
+        items.add(f"n{n}", deadlines=[days(clock, 30 + n)])
+    d = build_digest(app, "n", clock())
+    assert titles(d.new) == ["Utlysning n0"] and d.more("new") == 2
+    rendered = render_digest(d)
+    assert "3 new" in rendered.subject
+    assert "… and 2 more in EU funds and programmes" in rendered.text
+    assert "http://127.0.0.1:8000/?area=fonder-program\n" in rendered.text  # newest first
+
+
+def test_a_digest_without_caps_reached_says_nothing_more(world, clock):
+    app, items = world()
+    items.add("open", deadlines=[days(clock, 20)], baseline=True)
+    d = build_digest(app, "n", clock())
+    assert d.hidden == {} and d.to_payload()["hidden"] == {}
+    assert Digest.from_payload(d.to_payload()) == d
+    rendered = render_digest(d)
+    assert "till inom" not in rendered.text and "hela listan" not in rendered.html
