@@ -27,6 +27,10 @@ class DailyPolls:
     new: int = 0
 
 
+# A new state row's values where a write does not give them.
+_STATE_DEFAULTS: dict[str, Any] = {"consecutive_failures": 0, "baseline_done": False}
+
+
 @dataclass
 class Deferred:
     """Writes of a batch's polls that nothing in the batch reads back: each source's state
@@ -143,8 +147,9 @@ class SourcesRoom(StorageCore):
             {"state_of": source_id, **values},
         )
         if res.rowcount == 0:
-            defaults = {"consecutive_failures": 0, "baseline_done": False}
-            conn.execute(insert(sources_state), {"source_id": source_id, **defaults, **values})
+            conn.execute(
+                insert(sources_state), {"source_id": source_id, **_STATE_DEFAULTS, **values}
+            )
 
     @base.translate_errors
     def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
@@ -230,8 +235,8 @@ class SourcesRoom(StorageCore):
 
     def _write_deferred(self, conn: Connection, deferred: Deferred) -> None:
         """Write ``deferred``: state rows grouped by the columns they set, one UPDATE
-        executemany per group (a source whose row is missing, which a poll's first success
-        or a 304's earlier one always made, is upserted row by row), then the poll log."""
+        executemany per group (the rows of sources polled for the first time, which the
+        update missed, inserted in one more), then the poll log."""
         groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
         for source_id, values in deferred.states:
             groups.setdefault(tuple(sorted(values)), []).append((source_id, values))
@@ -240,9 +245,21 @@ class SourcesRoom(StorageCore):
                 update(sources_state).where(sources_state.c.source_id == bindparam("state_of")),
                 [{"state_of": source_id, **values} for source_id, values in group],
             )
-            if res.rowcount != len(group):
-                for source_id, values in group:
-                    self._upsert_state(conn, source_id, values)
+            if res.rowcount != len(group):  # sources polled for the first time
+                have = set(
+                    conn.execute(
+                        select(sources_state.c.source_id).where(
+                            sources_state.c.source_id.in_([source_id for source_id, _ in group])
+                        )
+                    ).scalars()
+                )
+                missing = [
+                    {"source_id": source_id, **_STATE_DEFAULTS, **values}
+                    for source_id, values in group
+                    if source_id not in have
+                ]
+                if missing:
+                    conn.execute(insert(sources_state), missing)
         if deferred.polls:
             conn.execute(insert(poll_log), deferred.polls)
 
