@@ -350,24 +350,38 @@ class DigestSender:
     def _send_digest(self, rec: DigestRecord, net: NetworkConfig, o: NetworkOutcome) -> None:
         members = {m.lower() for m in net.members}
         opted = self.store.opted_out(net.id)
-        for d in self.store.deliveries(rec.id):
-            if d.status not in OPEN_STATUSES:
-                continue
-            addr = d.address.lower()
-            if addr in opted:
-                self.store.mark_final(d.id, OPTED_OUT, "opted out before it was sent")
-                continue
-            if addr not in members:
-                self.store.mark_final(d.id, CANCELLED, "no longer a member of the network")
-                continue
-            claimed = self.store.claim(d.id, self.app.now(), LEASE)
-            if claimed is None:
-                o.deferred += 1  # not due yet, or another sender has it
-                continue
-            self._send_one(rec, claimed, o)
+        # A copy just sent: its "sent" is written in the next claim's transaction (one
+        # write per copy, and still before anything else is sent), or at the end.
+        sent: int | None = None
+        try:
+            for d in self.store.deliveries(rec.id):
+                if d.status not in OPEN_STATUSES:
+                    continue
+                addr = d.address.lower()
+                if addr in opted or addr not in members:
+                    if sent is not None:
+                        self.store.mark_sent(sent, self.app.now())
+                        sent = None
+                    if addr in opted:
+                        self.store.mark_final(d.id, OPTED_OUT, "opted out before it was sent")
+                    else:
+                        self.store.mark_final(d.id, CANCELLED, "no longer a member of the network")
+                    continue
+                claimed = self.store.claim(d.id, self.app.now(), LEASE, sent=sent)
+                sent = None
+                if claimed is None:
+                    o.deferred += 1  # not due yet, or another sender has it
+                    continue
+                if self._send_one(rec, claimed, o):
+                    sent = claimed.id
+        finally:
+            if sent is not None:
+                self.store.mark_sent(sent, self.app.now())
         self.store.finish_if_done(rec.id)
 
-    def _send_one(self, rec: DigestRecord, d: DeliveryRecord, o: NetworkOutcome) -> None:
+    def _send_one(self, rec: DigestRecord, d: DeliveryRecord, o: NetworkOutcome) -> bool:
+        """Send one claimed copy and record a failure; True when the server took it (the
+        caller writes "sent")."""
         cfg = self.app.config.email
         try:
             factory = self._factory_for(rec)
@@ -386,7 +400,7 @@ class DigestSender:
             o.failed += 1
             log.warning("delivery of digest %s to %s failed: %s", rec.id, d.address, e)
             self._failed_for_good(rec, d, str(e))
-            return
+            return False
         except (TransientDeliveryError, Exception) as e:
             if not isinstance(e, TransientDeliveryError):
                 log.exception("unexpected error sending digest %s to %s", rec.id, d.address)
@@ -399,9 +413,9 @@ class DigestSender:
                 delay = cfg.retry_delay * (2 ** (d.attempts - 1))
                 self.store.mark_retry(d.id, str(e), self.app.now() + timedelta(seconds=delay))
                 o.deferred += 1
-            return
-        self.store.mark_sent(d.id, self.app.now())
+            return False
         o.sent += 1
+        return True
 
     def _failed_for_good(self, rec: DigestRecord, d: DeliveryRecord, error: str) -> None:
         """Tell the admin (``notifications.alerts``): recorded here, sent by the

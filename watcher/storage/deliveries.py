@@ -665,43 +665,60 @@ class DeliveryStore:
         return [_delivery(r) for r in rows]
 
     @base.translate_errors
-    def claim(self, delivery_id: int, now: datetime, lease: timedelta) -> DeliveryRecord | None:
+    def claim(
+        self,
+        delivery_id: int,
+        now: datetime,
+        lease: timedelta,
+        *,
+        sent: int | None = None,
+    ) -> DeliveryRecord | None:
         """Take one delivery for sending. Only one caller wins; a delivery is claimable when
-        pending and due, or when a previous claim's lease ran out (its sender died)."""
+        pending and due, or when a previous claim's lease ran out (its sender died).
+        ``sent``: a delivery this sender has just sent, marked sent in the same transaction
+        (first), so that sending 100 members' copies takes one write each, not two, and
+        the one sent is written before anything else is sent."""
         due = or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now)
         with self.storage.begin() as conn:
-            res = conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == delivery_id,
-                    or_(
-                        and_(deliveries.c.status == PENDING, due),
-                        and_(deliveries.c.status == SENDING, deliveries.c.next_attempt_at <= now),
-                    ),
-                )
-                .values(
-                    status=SENDING,
-                    attempts=deliveries.c.attempts + 1,
-                    next_attempt_at=now + lease,
-                )
-            )
-            if res.rowcount != 1:
-                return None
+            if sent is not None:
+                self._mark_sent(conn, sent, now)
             row = (
-                conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id == delivery_id,
+                        or_(
+                            and_(deliveries.c.status == PENDING, due),
+                            and_(
+                                deliveries.c.status == SENDING,
+                                deliveries.c.next_attempt_at <= now,
+                            ),
+                        ),
+                    )
+                    .values(
+                        status=SENDING,
+                        attempts=deliveries.c.attempts + 1,
+                        next_attempt_at=now + lease,
+                    )
+                    .returning(*deliveries.c)
+                )
                 .mappings()
-                .one()
+                .first()
             )
-        return _delivery(row)
+        return _delivery(row) if row is not None else None
 
     @base.translate_errors
     def mark_sent(self, delivery_id: int, now: datetime) -> None:
         with self.storage.begin() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id)
-                .values(status=SENT, sent_at=now, next_attempt_at=None, last_error=None)
-            )
+            self._mark_sent(conn, delivery_id, now)
+
+    @staticmethod
+    def _mark_sent(conn: Connection, delivery_id: int, now: datetime) -> None:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(status=SENT, sent_at=now, next_attempt_at=None, last_error=None)
+        )
 
     @base.translate_errors
     def mark_retry(
