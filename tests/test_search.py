@@ -12,6 +12,7 @@ from sqlalchemy import text
 from tests.builders import OTHER, SRC, poll_into
 from tests.conftest import T0
 from watcher.storage import ItemFilter, Storage
+from watcher.storage import items as items_module
 from watcher.text import search_terms, swedish_stem
 from watcher.types import Classification, Evidence, RawItem, Tag
 
@@ -194,6 +195,31 @@ def test_search_text_with_quotes_and_wildcards_is_taken_literally(any_storage: S
     assert found(any_storage, "100%") == ['Programmet "Kreativa Europa" 100% digitalt']
     assert found(any_storage, "europa OR x") == []  # not FTS5 or tsquery syntax
     assert found(any_storage, "!(europa") == ['Programmet "Kreativa Europa" 100% digitalt']
+
+
+def test_a_search_by_relevance_on_postgresql_ranks_the_newest_matches(
+    any_storage: Storage, monkeypatch: pytest.MonkeyPatch
+):
+    # PostgreSQL ranks the newest matches (the highest ids), at most RANKED_CANDIDATES of
+    # them (or as many as the page's end needs); SQLite ranks every match.
+    monkeypatch.setattr(items_module, "RANKED_CANDIDATES", 2)
+    poll_into(
+        any_storage,
+        SRC,
+        [
+            raw("s", "Nyhet om regionens arbete", "Om klimatanpassning."),
+            raw("t", "Klimatanpassning i kommunerna", deadlines=("2027-01-10",)),
+            raw("u", "Klimatanpassning i regionen", deadlines=("2027-05-10",)),
+            raw("v", "Seminarium", "Om klimatanpassning.", deadlines=("2027-09-01",)),
+        ],
+    )
+    f = ItemFilter(text="klimatanpassning", order="relevance", limit=2)
+    keys = [i.sources[0].key for i in any_storage.list_items(f)]
+    assert keys == (["u", "v"] if any_storage.dialect == "postgresql" else ["u", "t"])
+    # A page past the bound is ranked among as many matches as its end needs.
+    page = ItemFilter(text="klimatanpassning", order="relevance", limit=1, offset=2)
+    assert [i.sources[0].key for i in any_storage.list_items(page)] == ["v"]
+    assert any_storage.count_items(f) == 4
 
 
 def test_a_search_by_date_gives_the_same_page_whichever_index_leads(any_storage: Storage):

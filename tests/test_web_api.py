@@ -11,6 +11,7 @@ from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, login, raw, se
 from watcher.app import App
 from watcher.exceptions import ConfigError, StorageError
 from watcher.types import PollResult, PollStatus, SourceError
+from watcher.web import api
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 # What a database or driver error says: for the admin, never for the public.
@@ -52,6 +53,17 @@ def test_items_are_paged_with_a_total_and_a_next_link(stocked: App, client: http
         seen += [i["id"] for i in body["items"]]
     assert len(seen) == len(set(seen)) == 7
     assert body["offset"] == 6
+
+
+def test_the_total_is_counted_up_to_a_limit_past_the_page(
+    stocked: App, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "COUNT_LIMIT", 1)
+    body = client.get("/api/items", params={"q": "kompetensförsörjning", "limit": 3}).json()
+    assert (body["total"], body["more"], len(body["items"])) == (4, True, 3)
+    assert body["next"]
+    last = client.get("/api/items", params={"q": "kompetensförsörjning", "offset": 6}).json()
+    assert (last["total"], last["more"], last["next"]) == (7, False, None)
 
 
 def test_item_fields_and_filters(stocked: App, client: httpx.Client) -> None:

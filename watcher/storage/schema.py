@@ -165,6 +165,11 @@ Index(
     items.c.deadline,
     items.c.first_seen,
 ).ddl_if(dialect="sqlite")
+# The list's whole order on PostgreSQL, whose B-trees, unlike SQLite's, do not end in the
+# id (migration 0012).
+Index("ix_items_relevant_first_seen_id", items.c.relevant, items.c.first_seen, items.c.id).ddl_if(
+    dialect="postgresql"
+)
 # Search indexes are not tables here (migration 0008, ``items.py``): on SQLite the FTS5
 # table items_fts and its triggers, on PostgreSQL the generated column items.search_vector.
 

@@ -25,6 +25,8 @@ from watcher.web.render import app_of
 router = APIRouter(prefix="/api")
 
 MAX_LIMIT = 200
+# The total is counted up to this many items past the page's end (as the web list's).
+COUNT_LIMIT = 1000
 
 
 class TagOut(BaseModel):
@@ -72,7 +74,11 @@ class ItemOut(BaseModel):
 
 
 class ItemPage(BaseModel):
-    total: int = Field(description="items matching the filters")
+    total: int = Field(
+        description="items matching the filters, counted up to 1,000 past this page's end "
+        "(a count reads every match): more match when ``more`` is true"
+    )
+    more: bool = Field(description="more items match than ``total`` counts")
     limit: int
     offset: int
     next: str | None = Field(description="the next page's URL, if any")
@@ -236,14 +242,17 @@ def list_items(
         limit=limit,
         offset=offset,
     )
-    total = app.storage.count_items(f)
     found = app.storage.list_items(f)
+    cap = offset + limit + COUNT_LIMIT
+    total = app.storage.count_items(f, limit=cap + 1)
+    total, more = min(total, cap), total > cap
     nxt = None
     if offset + limit < total:
         nxt = str(request.url.include_query_params(offset=offset + limit))
     base, now = app.config.watcher.base_url, app.now()
     return ItemPage(
         total=total,
+        more=more,
         limit=limit,
         offset=offset,
         next=nxt,
