@@ -347,6 +347,8 @@ def main() -> None:
         if not config.exists():
             config = build(folder, args.items, args.database)
         built = time.perf_counter() - t0
+        url = tomlkit.parse(config.read_text("utf-8"))["watcher"]["database_url"]  # type: ignore[index]
+        db = "PostgreSQL" if str(url).startswith("postgresql") else "SQLite"
         port = free_port()
         proc = start_server(config, port)
         try:
@@ -369,8 +371,6 @@ def main() -> None:
     if args.json:
         print(json.dumps({"items": total, "concurrency": args.concurrency, "results": results}))
         return
-    url = args.database or tomlkit.parse(config.read_text("utf-8"))["watcher"]["database_url"]  # type: ignore[index]
-    db = "PostgreSQL" if str(url).startswith("postgresql") else "SQLite"
     print(
         f"{total} items on {db}, stored and tagged in {built:.1f} s; {args.requests} requests "
         f"per scenario from {args.concurrency} concurrent clients on loopback"
