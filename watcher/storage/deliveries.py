@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Row, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from watcher.dates import from_iso
@@ -51,7 +51,7 @@ from watcher.storage.schema import (
     optouts,
     tags,
 )
-from watcher.types import SourceLink, StoredItem, StoredTag
+from watcher.types import Kind, SourceLink, Status, StoredItem, StoredTag
 
 # Delivery statuses.
 PENDING = "pending"
@@ -303,6 +303,68 @@ def _delivery(r: RowMapping) -> DeliveryRecord:
     )
 
 
+# The items columns a digest's selection reads (``DeliveryStore.candidates``).
+_CANDIDATE_COLUMNS = (
+    "id",
+    "uid",
+    "source_id",
+    "title",
+    "link",
+    "summary",
+    "language",
+    "kind",
+    "status",
+    "programme",
+    "opening",
+    "deadline",
+    "deadlines",
+    "relevant",
+    "first_seen",
+    "last_seen",
+    "changed_at",
+    "baseline",
+    "held",
+    "released_at",
+)
+
+
+def _candidate(
+    r: Row[Any], item_tags: Sequence[StoredTag], links: Sequence[SourceLink]
+) -> StoredItem:
+    return StoredItem(
+        id=r.id,
+        uid=r.uid,
+        source_id=r.source_id,
+        title=r.title,
+        link=r.link,
+        summary=r.summary,
+        language=r.language,
+        kind=Kind(r.kind),
+        status=Status(r.status) if r.status else None,
+        programme=r.programme,
+        identifier=None,
+        published=None,
+        opening=r.opening,
+        deadline=r.deadline,
+        deadlines=tuple(d for d in (from_iso(x) for x in (r.deadlines or ())) if d),
+        budget=None,
+        budget_amount=None,
+        currency=None,
+        regions=(),
+        topics=(),
+        relevant=bool(r.relevant),
+        first_seen=r.first_seen,
+        last_seen=r.last_seen,
+        changed_at=r.changed_at,
+        baseline=bool(r.baseline),
+        held=bool(r.held),
+        extra={},
+        released_at=r.released_at,
+        tags=tuple(item_tags),
+        sources=tuple(links),
+    )
+
+
 def lock_name(network_id: str) -> str:
     """The name of a network's digest lock (the locks table allows 64 characters)."""
     name = f"digest:{network_id}"
@@ -440,14 +502,18 @@ class DeliveryStore:
 
     @base.translate_errors
     def candidates(self, ids: Sequence[int]) -> list[StoredItem]:
-        """Items by id (in id order) as a digest's selection reads them: the items rows, their
-        tags without the evidence (decoding it was most of the reading of 75,000 current
-        calls) and their source links. ``Storage.get_items`` reads the shown ones in full."""
+        """Items by id (in id order) as a digest's selection reads them: what matching a
+        network or a person's choices, a call's status and deadlines, and sorting need;
+        their tags without the evidence, and without their regions, topics, budget,
+        ``extra`` and ``incomplete`` (empty here). Decoding those was most of reading
+        8,000 calls closing soon, or 75,000 current ones; ``Storage.get_items`` reads the
+        shown ones in full."""
         out: list[StoredItem] = []
         wanted = sorted(set(ids))
+        cols = [items.c[name] for name in _CANDIDATE_COLUMNS]
         with self.engine.connect() as conn:
             for chunk in rows.chunks(wanted, 500):
-                found = conn.execute(select(items).where(items.c.id.in_(chunk))).mappings().all()
+                found = conn.execute(select(*cols).where(items.c.id.in_(chunk))).all()
                 tag_map: dict[int, list[StoredTag]] = {}
                 for item_id, kind, tag, rule_id, score in conn.execute(
                     select(tags.c.item_id, tags.c.kind, tags.c.tag, tags.c.rule_id, tags.c.score)
@@ -456,26 +522,21 @@ class DeliveryStore:
                 ):
                     tag_map.setdefault(item_id, []).append(StoredTag(kind, tag, rule_id, (), score))
                 src_map: dict[int, list[SourceLink]] = {}
-                for s in (
-                    conn.execute(
-                        select(
-                            item_sources.c.item_id,
-                            item_sources.c.source_id,
-                            item_sources.c.key,
-                            item_sources.c.link,
-                            item_sources.c.first_seen,
-                            item_sources.c.last_seen,
-                        )
-                        .where(item_sources.c.item_id.in_(chunk))
-                        .order_by(item_sources.c.id)
+                for item_id, *link in conn.execute(
+                    select(
+                        item_sources.c.item_id,
+                        item_sources.c.source_id,
+                        item_sources.c.key,
+                        item_sources.c.link,
+                        item_sources.c.first_seen,
+                        item_sources.c.last_seen,
                     )
-                    .mappings()
-                    .all()
+                    .where(item_sources.c.item_id.in_(chunk))
+                    .order_by(item_sources.c.id)
                 ):
-                    src_map.setdefault(s["item_id"], []).append(rows.link_of(s))
+                    src_map.setdefault(item_id, []).append(SourceLink(*link))
                 out.extend(
-                    rows.item_of(r, tag_map.get(r["id"], ()), src_map.get(r["id"], ()))
-                    for r in found
+                    _candidate(r, tag_map.get(r.id, ()), src_map.get(r.id, ())) for r in found
                 )
         out.sort(key=lambda it: it.id)
         return out
@@ -484,11 +545,14 @@ class DeliveryStore:
     def closing_soon_ids(self, now: datetime, horizon: datetime) -> list[int]:
         """Relevant, not held, not closed items with a deadline in ``(now, horizon]`` (what
         "closing soon" looks at once a network had its first digest): only their ids and
-        deadlines are read, not whole items."""
+        deadlines are read, not whole items, and only those whose last deadline is in the
+        window or that have several (an earlier one may be): at 100,000 items, parsing every
+        open call's deadlines was most of a digest's reading."""
         q = select(items.c.id, items.c.deadlines).where(
             items.c.relevant.is_(True),
             items.c.held.is_(False),
             items.c.deadline > now,  # the last deadline: an index range
+            or_(items.c.deadline <= horizon, func.json_array_length(items.c.deadlines) > 1),
             or_(items.c.status.is_(None), items.c.status != "closed"),
         )
         lo, hi = now.astimezone(UTC), horizon.astimezone(UTC)
