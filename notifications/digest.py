@@ -417,21 +417,24 @@ class Prepared:
         # What ``matches`` looks at, as sets of item ids (built once per build, over every
         # item a selection is given): a network's items are a few set operations, not
         # 8,000 calls of ``matches`` (× 30 networks) for the calls closing soon.
-        self._indexed: set[int] = set()
-        self._lists: list[Sequence[StoredItem]] = []  # indexed whole (kept: ids stay unique)
+        self._item: dict[int, StoredItem] = {}
+        self._pos: dict[int, int] = {}  # the order items were first given in
+        self._lists: list[tuple[Sequence[StoredItem], frozenset[int]]] = []  # indexed whole
         self._broken: set[int] = set()
         self._eligible: set[int] = set()
         self._by: dict[tuple[str, str], set[int]] = {}
-        self._closing: dict[datetime, tuple[set[int], set[int]]] = {}  # (looked at, found)
+        self._when: dict[tuple[str, datetime], tuple[set[int], set[int]]] = {}
 
-    def _index(self, items: Sequence[StoredItem]) -> None:
-        if any(done is items for done in self._lists):
-            return
-        self._lists.append(items)
+    def _index(self, items: Sequence[StoredItem]) -> frozenset[int]:
+        """Index ``items`` (once per list); their ids."""
+        for done, ids in self._lists:
+            if done is items:
+                return ids
         for it in items:
-            if it.id in self._indexed:
+            if it.id in self._item:
                 continue
-            self._indexed.add(it.id)
+            self._item[it.id] = it
+            self._pos[it.id] = len(self._pos)
             try:
                 areas, themes, sources = self.facts(it)
                 if not it.relevant or it.held or not it.tags:
@@ -445,6 +448,9 @@ class Prepared:
                 for v in values:
                     self._by.setdefault((what, v), set()).add(it.id)
             self._by.setdefault(("kind", str(it.kind)), set()).add(it.id)
+        ids = frozenset(it.id for it in items)
+        self._lists.append((items, ids))  # kept: a list's id() stays its own
+        return ids
 
     def _any(self, what: str, values: Iterable[str]) -> set[int]:
         out: set[int] = set()
@@ -452,11 +458,17 @@ class Prepared:
             out |= self._by.get((what, v), set())
         return out
 
+    def item(self, item_id: int) -> StoredItem:
+        return self._item[item_id]
+
+    def in_order(self, ids: Iterable[int]) -> list[int]:
+        """``ids`` in the order their items were first given."""
+        return sorted(ids, key=self._pos.__getitem__)
+
     def matching(self, items: Sequence[StoredItem], network: NetworkConfig) -> set[int]:
         """The ids of ``items`` that go to ``network`` (``matches``); the unreadable ones
-        are in ``broken``."""
-        self._index(items)
-        ok = set(self._eligible)
+        are counted by ``broken``."""
+        ok = self._eligible & self._index(items)
         if network.areas != ("all",):
             ok &= self._any("area", network.areas)
         if network.themes != ("all",):
@@ -469,19 +481,38 @@ class Prepared:
 
     def broken(self, items: Sequence[StoredItem]) -> int:
         """How many of ``items`` could not be read for matching."""
-        return sum(1 for it in items if it.id in self._broken) if self._broken else 0
+        return len(self._broken & self._index(items)) if self._broken else 0
+
+    def _which(
+        self, what: str, at: datetime, items: Sequence[StoredItem], test: Callable[..., bool]
+    ) -> set[int]:
+        seen, found = self._when.setdefault((what, at), (set(), set()))
+        for item_id in self._index(items) - seen:
+            seen.add(item_id)
+            if test(*self.call(self._item[item_id])):
+                found.add(item_id)
+        return found
+
+    def current(self, items: Sequence[StoredItem]) -> set[int]:
+        """The ids of ``items`` open or forthcoming now."""
+        return self._which(
+            "current",
+            self.now,
+            items,
+            lambda over, state, nd: not over and state in (Status.OPEN, Status.FORTHCOMING),
+        )
 
     def closing(self, items: Sequence[StoredItem], horizon: datetime) -> set[int]:
         """The ids of ``items`` open now with their next deadline by ``horizon``."""
-        seen, found = self._closing.setdefault(horizon, (set(), set()))
-        for it in items:
-            if it.id in seen:
-                continue
-            seen.add(it.id)
-            over, state, nd = self.call(it)
-            if nd is not None and self.now < nd <= horizon and not over and state == Status.OPEN:
-                found.add(it.id)
-        return found
+        now = self.now
+        return self._which(
+            "closing",
+            horizon,
+            items,
+            lambda over, state, nd: (
+                nd is not None and now < nd <= horizon and not over and state == Status.OPEN
+            ),
+        )
 
     def order(self, item: StoredItem) -> tuple[bool, datetime | str, str]:
         """An item's place in a section, as ``_sort_key`` places its entry (last when its
@@ -559,8 +590,7 @@ def select_digest(
     first = history.epoch is None
     before = history.seen or Seen()
     given = items if isinstance(items, Sequence) else list(items)
-    ok = prep.matching(given, network)
-    mine = {it.id: it for it in given if it.id in ok}
+    mine = prep.matching(given, network)  # ids
     skipped = prep.broken(given)
 
     def entry(it: StoredItem, notes: tuple[FieldNote, ...] = ()) -> Entry | None:
@@ -605,19 +635,14 @@ def select_digest(
     updated_found: list[Candidate] = []
     change_ids: list[int] = []
     if first:
-        for it in mine.values():
-            over, state, _ = prep.call(it)
-            if not over and state in (Status.OPEN, Status.FORTHCOMING):
-                new_found.append((it, ()))
+        current = prep.current(given) & mine
+        new_found = [(prep.item(i), ()) for i in prep.in_order(current)]
     else:
         for item_id in fresh:
-            arrived = mine.get(item_id)
-            if (
-                arrived is not None
-                and item_id not in waiting
-                and not arrived.baseline
-                and not prep.call(arrived)[0]
-            ):
+            if item_id not in mine or item_id in waiting:
+                continue
+            arrived = prep.item(item_id)
+            if not arrived.baseline and not prep.call(arrived)[0]:
                 new_found.append((arrived, ()))
         unseen = set(fresh_changes)
         new_ids = {it.id for it, _ in new_found}
@@ -631,9 +656,9 @@ def select_digest(
         for item_id, chs in by_item.items():
             notes = fold_changes(chs)
             if notes:
-                updated_found.append((mine[item_id], notes))
-    closing = prep.closing(given, now + timedelta(days=closing_soon_days))
-    soon_found: list[Candidate] = [(it, ()) for it in mine.values() if it.id in closing]
+                updated_found.append((prep.item(item_id), notes))
+    closing = prep.closing(given, now + timedelta(days=closing_soon_days)) & mine
+    soon_found: list[Candidate] = [(prep.item(i), ()) for i in prep.in_order(closing)]
     # ``items`` in ``Prepared.order`` (as ``build_for`` gives them): the first digest's
     # and closing soon's candidates are in order already.
     in_order = prep.sorted
