@@ -31,7 +31,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from notifications.alerts import record_delivery_failed
@@ -127,8 +127,6 @@ class DigestSender:
         self._only: dict[str, Callable[[StoredItem], bool]] = {}
         self._prefs: PreferenceLinks | None = None
         self._subscribed: set[tuple[str, str]] | None = None
-        # Items the run's builds have read for selection (``digest.load_inputs``).
-        self._read: dict[int, StoredItem] = {}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -219,6 +217,7 @@ class DigestSender:
         self.app.refresh_statuses()
         outcomes = []
         stopped = False
+        due: list[tuple[NetworkConfig, NetworkOutcome]] = []
         for net in nets:
             o = NetworkOutcome(net.id)
             outcomes.append(o)
@@ -229,14 +228,22 @@ class DigestSender:
                 if not stopped:
                     for rec in self.store.unfinished_digests(net.id):
                         self._send_digest(rec, net, o)
-                if not net.members:
-                    o.skipped_reason = "no members"
-                    continue
-                self._new_digest(net, o)
-                if o.digest_id is not None and not stopped:
-                    fresh = self.store.get_digest(o.digest_id)
-                    if fresh is not None and fresh.status == "sending":
-                        self._send_digest(fresh, net, o)
+            except _StopRun as e:
+                stopped = True
+                o.errors.append(str(e))
+                continue
+            if not net.members:
+                o.skipped_reason = "no members"
+                continue
+            due.append((net, o))
+        self._new_digests(due)
+        for net, o in due:
+            if o.digest_id is None or stopped:
+                continue
+            try:
+                fresh = self.store.get_digest(o.digest_id)
+                if fresh is not None and fresh.status == "sending":
+                    self._send_digest(fresh, net, o)
             except _StopRun as e:
                 stopped = True
                 o.errors.append(str(e))
@@ -276,59 +283,76 @@ class DigestSender:
         o.closing_soon = d.total("closing_soon")
         return o
 
-    def _new_digest(self, net: NetworkConfig, o: NetworkOutcome) -> None:
-        storage = self.app.storage
-        name = lock_name(net.id)
-        if not storage.acquire_lock(name, self.holder, BUILD_LOCK_TTL, self.app.now()):
-            o.skipped_reason = "another process is building this network's digest"
+    def _new_digests(self, due: Sequence[tuple[NetworkConfig, NetworkOutcome]]) -> None:
+        """Build the next digest of each network, under their digest locks, together (one
+        reading of the items for all, at one ``now``), and record each with its
+        deliveries in one transaction. A network whose lock another process holds is
+        skipped."""
+        if not due:
             return
+        storage = self.app.storage
+        names = {lock_name(net.id): (net, o) for net, o in due}
+        taken = storage.acquire_locks(names, self.holder, BUILD_LOCK_TTL, self.app.now())
         try:
-            now = self.app.now()
-            only = {net.id: self._only[net.id]} if net.id in self._only else None
-            [digest] = build_for(self.app, [net], now, only, self._read)
-            o.digest = digest
-            self._counts(o, digest)
-            if digest.is_empty:
-                self.store.record_digest(
-                    net.id,
-                    window_start=digest.window_start,
-                    window_end=digest.window_end,
-                    created_at=now,
-                    subject=None,
-                    item_ids=(),
-                    payload=digest.to_payload(),
-                    recipients=(),
-                    seen=digest.seen,
-                )
-                o.skipped_reason = "nothing new"
+            mine: list[tuple[NetworkConfig, NetworkOutcome]] = []
+            for name, (net, o) in names.items():
+                if name in taken:
+                    mine.append((net, o))
+                else:
+                    o.skipped_reason = "another process is building this network's digest"
+            if not mine:
                 return
-            opted = self.store.opted_out(net.id)
-            domain = self.sender.domain
-            recipients = [
-                NewDelivery(
-                    address=m,
-                    message_id=message_id(net.id, digest.window_end, m, domain),
-                    status=OPTED_OUT if m.lower() in opted else PENDING,
-                )
-                for m in net.members
-            ]
-            digest_id, created = self.store.record_digest(
+            now = self.app.now()
+            only = {n.id: self._only[n.id] for n, _ in mine if n.id in self._only}
+            digests = build_for(self.app, [n for n, _ in mine], now, only or None)
+            for (net, o), digest in zip(mine, digests, strict=True):
+                self._record(net, o, digest, now)
+        finally:
+            storage.release_locks(taken, self.holder)
+
+    def _record(self, net: NetworkConfig, o: NetworkOutcome, digest: Digest, now: datetime) -> None:
+        """Record a digest built under the network's lock (see ``_new_digests``)."""
+        o.digest = digest
+        self._counts(o, digest)
+        if digest.is_empty:
+            self.store.record_digest(
                 net.id,
                 window_start=digest.window_start,
                 window_end=digest.window_end,
                 created_at=now,
-                subject=subject_for(digest),
-                item_ids=digest.item_ids,
+                subject=None,
+                item_ids=(),
                 payload=digest.to_payload(),
-                recipients=recipients,
+                recipients=(),
                 seen=digest.seen,
             )
-            o.digest_id = digest_id
-            o.recipients = sum(1 for r in recipients if r.status == PENDING)
-            if not created:
-                o.skipped_reason = "this window was recorded already"
-        finally:
-            storage.release_lock(name, self.holder)
+            o.skipped_reason = "nothing new"
+            return
+        opted = self.store.opted_out(net.id)
+        domain = self.sender.domain
+        recipients = [
+            NewDelivery(
+                address=m,
+                message_id=message_id(net.id, digest.window_end, m, domain),
+                status=OPTED_OUT if m.lower() in opted else PENDING,
+            )
+            for m in net.members
+        ]
+        digest_id, created = self.store.record_digest(
+            net.id,
+            window_start=digest.window_start,
+            window_end=digest.window_end,
+            created_at=now,
+            subject=subject_for(digest),
+            item_ids=digest.item_ids,
+            payload=digest.to_payload(),
+            recipients=recipients,
+            seen=digest.seen,
+        )
+        o.digest_id = digest_id
+        o.recipients = sum(1 for r in recipients if r.status == PENDING)
+        if not created:
+            o.skipped_reason = "this window was recorded already"
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -726,18 +726,12 @@ def load_inputs(
     network_ids: Sequence[str],
     now: datetime,
     closing_soon_days: int = 14,
-    read: dict[int, StoredItem] | None = None,
 ) -> DigestInputs:
     """Load histories, the items and changes the networks have not looked at yet (above the
     lowest of their floors), the current items (every one for a first digest; else those
     closing within ``closing_soon_days``) and the items of the new changes: only what
     ``select_digest`` can pick at ``now``. They are read without their tags' evidence
-    (``DeliveryStore.candidates``); ``Prepared.load`` reads the shown ones in full.
-    ``read`` keeps them across the builds of one run (each network is built on its own,
-    under its lock): a first digest looks at every current call, and reading them once
-    per network was most of a run over 100,000 stored items. Only what an item is (tags,
-    status, dates) is taken from there, never what was looked at, and the entries shown
-    are read afresh."""
+    (``DeliveryStore.candidates``); ``Prepared.load`` reads the shown ones in full."""
     store = DeliveryStore(storage)
     histories = {nid: store.network_history(nid, now) for nid in network_ids}
     seens = [h.seen or Seen() for h in histories.values()]
@@ -762,22 +756,7 @@ def load_inputs(
     if started:
         changes = store.notable_changes(min(s.changes.floor for s in started))
         ids.update(c.item_id for c in changes)
-    if read is None:
-        return DigestInputs(histories, store.candidates(sorted(ids)), changes, visible)
-    # Read again what was held or relevant then and is not now (as ``visible`` has it): a
-    # released item must not look held to one network and new to the next.
-    missing = sorted(
-        i
-        for i in ids
-        if i not in read
-        or (
-            i in visible.held
-            and (read[i].held != visible.held[i] or read[i].relevant != (i in visible.relevant))
-        )
-    )
-    read.update((it.id, it) for it in store.candidates(missing))
-    loaded = [read[i] for i in sorted(ids) if i in read]
-    return DigestInputs(histories, loaded, changes, visible)
+    return DigestInputs(histories, store.candidates(sorted(ids)), changes, visible)
 
 
 def build_digests(
@@ -796,15 +775,15 @@ def build_for(
     nets: Sequence[NetworkConfig],
     now: datetime | None = None,
     only: Mapping[str, Callable[[StoredItem], bool]] | None = None,
-    read: dict[int, StoredItem] | None = None,
 ) -> list[Digest]:
     """The next digest of each of ``nets`` (network-like values: a person's own digest is
     one, ``notifications.subscriptions.personal_network``) at ``now``; ``only`` narrows a
     digest's items further by its id (a person's saved searches and topics). Records
-    nothing. ``read``: items read by earlier builds of the same run (``load_inputs``)."""
+    nothing. A run builds all its networks' digests in one call: the items are read,
+    indexed and sorted once for all (``Prepared``)."""
     cfg = app.config
     at = now or app.now()
-    inputs = load_inputs(app.storage, [n.id for n in nets], at, cfg.email.closing_soon_days, read)
+    inputs = load_inputs(app.storage, [n.id for n in nets], at, cfg.email.closing_soon_days)
     names = {s.id: s.name for s in cfg.sources}
     prepared = Prepared(at, names, load=app.storage.get_items)
     inputs.items.sort(key=prepared.order)

@@ -455,3 +455,21 @@ def test_a_digest_without_caps_reached_says_nothing_more(world, clock):
     assert Digest.from_payload(d.to_payload()) == d
     rendered = render_digest(d)
     assert "till inom" not in rendered.text and "hela listan" not in rendered.html
+
+
+def test_a_run_builds_its_networks_together_and_skips_one_locked_elsewhere(world, clock):
+    """A run takes every network's digest lock at once and builds their digests in one
+    reading of the items; a network another process is building is left to it."""
+    from watcher.storage.deliveries import lock_name
+
+    app, items = world(net(id="a"), net(id="b"), net(id="c", members=[]))
+    items.add("open", deadlines=[days(clock, 20)], baseline=True)
+    assert app.storage.acquire_lock(lock_name("a"), "elsewhere", timedelta(minutes=5), clock())
+    a, b, c = run_digests(app)
+    assert a.skipped_reason == "another process is building this network's digest"
+    assert a.digest_id is None
+    assert b.digest_id is not None and b.sent == 1 and titles(b.digest.new) == ["Utlysning open"]
+    assert c.skipped_reason == "no members"
+    # The run's own locks are released; the other process's is not.
+    assert app.storage.acquire_lock(lock_name("b"), "next", timedelta(minutes=5), clock())
+    assert not app.storage.acquire_lock(lock_name("a"), "next", timedelta(minutes=5), clock())
