@@ -38,7 +38,7 @@ from notifications.alerts import record_delivery_failed
 from notifications.digest import Digest, build_digests, build_for
 from notifications.email import MessageFactory, Sender, list_id, message_id
 from notifications.ports import DeliveryHost
-from notifications.render import render_digest, subject_for
+from notifications.render import EntryCache, render_digest, subject_for
 from notifications.subscriptions import (
     PreferenceLinks,
     personal_networks,
@@ -122,6 +122,8 @@ class DigestSender:
         self._unsub: Unsubscriber | None = None
         self._sender: Sender | None = None
         self._factories: dict[int, MessageFactory] = {}
+        # Entries rendered once per run, whichever digests show them (``render_digests``).
+        self._entries: EntryCache = {}
         # People's own digests (id -> matcher) and who gets a preferences link: self-service
         # subscribers (``notifications.subscriptions``).
         self._only: dict[str, Callable[[StoredItem], bool]] = {}
@@ -361,7 +363,9 @@ class DigestSender:
         what the first attempt showed) and prepare what all members' copies share."""
         f = self._factories.get(rec.id)
         if f is None:
-            rendered = render_digest(Digest.from_payload(rec.payload), self.app.config.tz)
+            rendered = render_digest(
+                Digest.from_payload(rec.payload), self.app.config.tz, self._entries
+            )
             f = self._factories[rec.id] = MessageFactory(
                 sender=self.sender,
                 subject=rec.subject or rendered.subject,
