@@ -3,8 +3,9 @@ stored items (target ≤ 2 s), then the whole exactly-once run (record, claim, s
 transport that keeps nothing, mark sent) for the same networks.
 
 The store is SQLite in a temporary folder: 1,850 items seen a month ago (each network has
-had a digest since), 150 new this week, 100 notable updates; six areas, five themes, and
-networks that follow different slices of them.
+had a digest since: its first, which lists every current call up to the caps per area;
+its time and size are printed too), 150 new this week, 100 notable updates; six areas,
+five themes, and networks that follow different slices of them.
 
     python bench/digest.py [--networks 30] [--members 100] [--items 2000] [--seeded DIR]
 
@@ -15,6 +16,7 @@ later one): seeding 100,000 items takes minutes, the timed part seconds.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -33,6 +35,7 @@ from notifications.render import render_digests
 from notifications.unsubscribe import Unsubscriber
 from watcher.app import App
 from watcher.config import AREAS, THEMES, validate_data
+from watcher.storage.deliveries import DeliveryStore
 from watcher.types import (
     Classification,
     Evidence,
@@ -188,11 +191,20 @@ def main() -> None:
         app = App(validate_data(data, f"{tmp}/config.toml"), clock=lambda: clock["now"])
         app.storage.ensure_schema()
 
+        firsts: dict[str, float] = {}
+
         def last_digest() -> None:
             """Last week's digests, recorded as a run records them (what they looked at
-            included), so this week's are ordinary ones: only what came since is read."""
+            included), so this week's are ordinary ones: only what came since is read.
+            They are each network's first: every current call, capped per area."""
             clock["now"] = NOW - timedelta(days=7)
-            run_digests(app, transport=NullTransport())
+            t = time.perf_counter()
+            outcomes = run_digests(app, transport=NullTransport())
+            firsts["run"] = time.perf_counter() - t
+            firsts["new"] = max(o.new for o in outcomes)
+            records = DeliveryStore(app.storage).digests(limit=len(outcomes))
+            firsts["payload"] = max(len(json.dumps(r.payload)) for r in records)
+            firsts["shown"] = max(len(r.item_ids) for r in records)
             clock["now"] = NOW
 
         if kept is None or not kept.exists():
@@ -244,6 +256,12 @@ def main() -> None:
         f"(new per digest {min(new)}–{max(new)}, updated {min(upd)}–{max(upd)}, "
         f"HTML ≈ {size / 1024:.0f} KB)"
     )
+    if firsts:
+        print(
+            f"first digests (seeding):      {firsts['run']:6.2f} s  (up to {firsts['new']:.0f} "
+            f"current calls, {firsts['shown']:.0f} shown; largest payload "
+            f"{firsts['payload'] / 1024:.0f} KB)"
+        )
     print(f"build (load + select):        {t1 - t0:6.2f} s")
     print(f"render (30 × HTML + text):    {t2 - t1:6.2f} s")
     print(f"{messages} member messages:     {t3 - t2:6.2f} s  (link, MIME, bytes)")
