@@ -290,6 +290,15 @@ def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
+def global_limit(args: argparse.Namespace) -> int:
+    """The watcher's global limit: by default every host's share at once (hosts × per
+    host, at most the 500 the config allows), so the politeness limit is what binds; a
+    lower one (the shipped default is 20) makes the floor sources × latency ÷ it."""
+    if args.global_concurrency:
+        return int(args.global_concurrency)
+    return min(500, args.hosts * args.per_host)
+
+
 def watcher_config(args: argparse.Namespace, farm: Farm, tmp: Path) -> Path:
     lines = [
         "[watcher]",
@@ -300,7 +309,7 @@ def watcher_config(args: argparse.Namespace, farm: Farm, tmp: Path) -> Path:
         "[fetch]",
         'allow_private_networks = ["127.0.0.0/8"]',
         f"per_host_concurrency = {args.per_host}",
-        "global_concurrency = 50",
+        f"global_concurrency = {global_limit(args)}",
         "respect_robots_txt = true",
         "timeout = 30",
         "",
@@ -564,7 +573,7 @@ def details(args: argparse.Namespace, s: Summary) -> str:
         f"{args.latency * 1000:.0f} ms per response, at most {args.per_host} in flight per host "
         f"(farm-enforced), {args.items} items each; politeness limit {s.politeness_limit:.2f} s",
         f"watcher: `watcher poll`, [watcher] workers = {args.workers}, "
-        f"[fetch] per_host_concurrency = {args.per_host}, global_concurrency = 50; "
+        f"[fetch] per_host_concurrency = {args.per_host}, global_concurrency = {global_limit(args)}; "
         f"{os.cpu_count()} cores",
         f"items stored: {w['first_stored']:.0f} after the first round "
         f"({w['first_new']:.0f} new), {w['unchanged_new']:.0f} new on the unchanged round",
@@ -598,6 +607,13 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=15, help="items per feed")
     ap.add_argument("--per-host", type=int, default=2, help="requests in flight per host")
     ap.add_argument("--workers", type=int, default=1, help="[watcher] workers (processes)")
+    ap.add_argument(
+        "--global",
+        dest="global_concurrency",
+        type=int,
+        help="[fetch] global_concurrency (default: hosts × per-host, so that only the per-host "
+        "limit binds, as the politeness limit assumes)",
+    )
     ap.add_argument("--html", action="store_true", help="every third source an HTML listing")
     ap.add_argument("--compare-urlwatch", action="store_true", help=f"urlwatch {URLWATCH_VERSION}")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
