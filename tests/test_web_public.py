@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from watcher.types import (
     Status,
     Updated,
 )
+from watcher.web.public import TimelineCache
 from watcher.web.render import LOCALE_DIR, PO_FILE, TEMPLATES_DIR, local_path, safe_url
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # the clock fixture's time: Monday, week 45
@@ -361,3 +363,26 @@ def test_kinds_and_statuses_have_labels() -> None:
 
     assert set(KIND_LABELS) == {k.value for k in Kind}
     assert set(STATUS_LABELS) == {s.value for s in Status}
+
+
+def test_the_timeline_is_read_once_until_items_change(
+    stocked: App, client: httpx.Client, clock: Any
+) -> None:
+    """Reading and laying out the timeline's calls is most of its time: it is kept until
+    this process changes items (the app's hooks) or a minute passes (another process)."""
+    [cache] = [
+        h.__self__ for h in stocked.hooks.items_changed if isinstance(h.__self__, TimelineCache)
+    ]
+    assert "kompetensförsörjning" in client.get("/deadlines").text
+    client.get("/deadlines")
+    assert cache.builds == 1
+    seed(stocked, "esf", [raw("k9", "Utlysning om vätgas", deadlines=("2026-11-25",))])
+    assert "vätgas" not in client.get("/deadlines").text  # written behind the app's back
+    for hook in stocked.hooks.items_changed:  # as a poll of this process tells
+        hook("esf", [])
+    assert "vätgas" in client.get("/deadlines").text and cache.builds == 2
+    client.get("/deadlines", params={"weeks": "26"})
+    assert cache.builds == 3  # each set of filters is its own
+    clock.advance(seconds=61)
+    client.get("/deadlines")
+    assert cache.builds == 4

@@ -85,7 +85,7 @@ def create_app(app: App, *, run_scheduler: bool = False) -> FastAPI:
     web.include_router(health.router)
     feeds.install(web, app)  # feeds, calendars, unsubscribe; cache hooked to app.hooks
     web.include_router(api.router)
-    public.install(web)  # pages, static files
+    public.install(web, app)  # pages, static files; the timeline's cache on app.hooks
     subscribe.install(web)  # /prenumerera: sign-up, confirmation, preferences
     errors.install(web)  # error pages
     admin.install(web)  # session middleware, login, admin routes

@@ -8,7 +8,8 @@ templates); a call's status and next deadline come from ``watcher.calls`` at the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cache
@@ -393,8 +394,18 @@ def deadlines(request: Request) -> HTMLResponse:
         weeks = max(1, min(int(params.get("weeks", "12")), 52))
     except ValueError:
         weeks = 12
+    lang = request_lang(request)
+    timeline = request.app.state.timeline_cache
+    data = timeline.get(
+        (lang, area, theme, weeks), lambda: _timeline(app, lang, area, theme, weeks)
+    )
+    return render(request, "deadlines.html", data)
+
+
+def _timeline(app: App, lang: str, area: str, theme: str, weeks: int) -> dict[str, Any]:
+    """What the deadline timeline shows: its weeks and rows, and the chart."""
     now = app.now()
-    fmt = Formatter(request_lang(request), app.config.tz, now)
+    fmt = Formatter(lang, app.config.tz, now)
     f = ItemFilter(
         area=area or None,
         theme=theme or None,
@@ -420,19 +431,52 @@ def deadlines(request: Request) -> HTMLResponse:
             start = local - timedelta(days=local.weekday())
             by_week[(y, w)] = Week(y, w, start, start + timedelta(days=6), [])
         by_week[(y, w)].rows.append(row)
-    return render(
-        request,
-        "deadlines.html",
-        {
-            "weeks": [by_week[k] for k in sorted(by_week)],
-            "area": area,
-            "theme": theme,
-            "span": weeks,
-            "truncated": len(found) >= TIMELINE_LIMIT,
-            "limit": TIMELINE_LIMIT,
-            **chart,
-        },
-    )
+    return {
+        "weeks": [by_week[k] for k in sorted(by_week)],
+        "area": area,
+        "theme": theme,
+        "span": weeks,
+        "truncated": len(found) >= TIMELINE_LIMIT,
+        "limit": TIMELINE_LIMIT,
+        **chart,
+    }
+
+
+# How long the timeline's data is reused at most: changes this process makes empty it at
+# once (the app's hooks); another process's polls, and deadlines passing, within this.
+TIMELINE_TTL = timedelta(seconds=60)
+
+
+class TimelineCache:
+    """The deadline timeline's data by (language, area, theme, weeks): reading and laying
+    out up to ``TIMELINE_LIMIT`` calls was most of the page's time, and every visitor asks
+    the same few. Emptied when items, tags or the config change; at most ``TIMELINE_TTL``
+    old. The page itself is rendered for each request."""
+
+    def __init__(self, app: App, ttl: timedelta = TIMELINE_TTL) -> None:
+        self.app = app
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str, str, int], tuple[datetime, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def invalidate(self, *_args: Any) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get(
+        self, key: tuple[str, str, str, int], build: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        now = self.app.now()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and now - hit[0] < self.ttl:
+                return hit[1]
+        data = build()
+        with self._lock:
+            self.builds += 1
+            self._entries[key] = (now, data)
+        return data
 
 
 @router.get("/subscribe", response_class=HTMLResponse)
@@ -453,7 +497,12 @@ def switch_language(request: Request, code: str) -> Response:
     return response
 
 
-def install(web: FastAPI) -> None:
-    """Public pages and static files."""
+def install(web: FastAPI, app: App) -> None:
+    """Public pages and static files; the timeline's cache hooked to the app's changes."""
+    cache = TimelineCache(app)
+    app.hooks.items_changed.append(cache.invalidate)
+    app.hooks.items_retagged.append(cache.invalidate)
+    app.hooks.config_changed.append(cache.invalidate)
+    web.state.timeline_cache = cache
     web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     web.include_router(router)
