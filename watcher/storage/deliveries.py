@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from watcher.dates import from_iso
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
+from watcher.storage.items import links_of, tags_without_evidence
 from watcher.storage.schema import (
     deliveries,
     digest_schedule,
@@ -514,27 +515,8 @@ class DeliveryStore:
         with self.engine.connect() as conn:
             for chunk in rows.chunks(wanted, 500):
                 found = conn.execute(select(*cols).where(items.c.id.in_(chunk))).all()
-                tag_map: dict[int, list[StoredTag]] = {}
-                for item_id, kind, tag, rule_id, score in conn.execute(
-                    select(tags.c.item_id, tags.c.kind, tags.c.tag, tags.c.rule_id, tags.c.score)
-                    .where(tags.c.item_id.in_(chunk))
-                    .order_by(tags.c.item_id, tags.c.kind, tags.c.tag)
-                ):
-                    tag_map.setdefault(item_id, []).append(StoredTag(kind, tag, rule_id, (), score))
-                src_map: dict[int, list[SourceLink]] = {}
-                for item_id, *link in conn.execute(
-                    select(
-                        item_sources.c.item_id,
-                        item_sources.c.source_id,
-                        item_sources.c.key,
-                        item_sources.c.link,
-                        item_sources.c.first_seen,
-                        item_sources.c.last_seen,
-                    )
-                    .where(item_sources.c.item_id.in_(chunk))
-                    .order_by(item_sources.c.id)
-                ):
-                    src_map.setdefault(item_id, []).append(SourceLink(*link))
+                tag_map = tags_without_evidence(conn, chunk)
+                src_map = links_of(conn, chunk)
                 out.extend(
                     _candidate(r, tag_map.get(r.id, ()), src_map.get(r.id, ())) for r in found
                 )

@@ -399,44 +399,22 @@ class ItemsRoom(StorageCore):
         ids = [r["id"] for r in found]
         tag_map: dict[int, list[StoredTag]] = {}
         src_map: dict[int, list[SourceLink]] = {}
-        # The evidence is a JSON document per tag: decoding it was the most of a long list's
-        # reading, and lists do not show it.
-        tag_cols = list(tags.c) if with_evidence else [c for c in tags.c if c.name != "evidence"]
         for chunk in rows.chunks(ids, 500):
-            if with_tags:
+            if with_tags and with_evidence:
                 for t in (
                     conn.execute(
-                        select(*tag_cols)
+                        select(tags)
                         .where(tags.c.item_id.in_(chunk))
                         .order_by(tags.c.item_id, tags.c.kind, tags.c.tag)
                     )
                     .mappings()
                     .all()
                 ):
-                    tag_map.setdefault(t["item_id"], []).append(
-                        rows.tag_of(t)
-                        if with_evidence
-                        else StoredTag(t["kind"], t["tag"], t["rule_id"], (), t["score"])
-                    )
+                    tag_map.setdefault(t["item_id"], []).append(rows.tag_of(t))
+            elif with_tags:
+                tag_map.update(tags_without_evidence(conn, chunk))
             if with_sources:
-                # Not the tracked values (a JSON document per link): pages never show them.
-                for s in (
-                    conn.execute(
-                        select(
-                            item_sources.c.item_id,
-                            item_sources.c.source_id,
-                            item_sources.c.key,
-                            item_sources.c.link,
-                            item_sources.c.first_seen,
-                            item_sources.c.last_seen,
-                        )
-                        .where(item_sources.c.item_id.in_(chunk))
-                        .order_by(item_sources.c.id)
-                    )
-                    .mappings()
-                    .all()
-                ):
-                    src_map.setdefault(s["item_id"], []).append(rows.link_of(s))
+                src_map.update(links_of(conn, chunk))
         return [rows.item_of(r, tag_map.get(r["id"], ()), src_map.get(r["id"], ())) for r in found]
 
     @base.translate_errors
@@ -497,3 +475,37 @@ class ItemsRoom(StorageCore):
                     .group_by(items.c.source_id)
                 ).all()
             )
+
+
+def tags_without_evidence(conn: Connection, ids: Sequence[int]) -> dict[int, list[StoredTag]]:
+    """The tags of these items (at most 500 ids) without their evidence, by item: the
+    evidence is a JSON document per tag, and decoding it was most of reading a long list,
+    which does not show it."""
+    out: dict[int, list[StoredTag]] = {}
+    for item_id, kind, tag, rule_id, score in conn.execute(
+        select(tags.c.item_id, tags.c.kind, tags.c.tag, tags.c.rule_id, tags.c.score)
+        .where(tags.c.item_id.in_(ids))
+        .order_by(tags.c.item_id, tags.c.kind, tags.c.tag)
+    ):
+        out.setdefault(item_id, []).append(StoredTag(kind, tag, rule_id, (), score))
+    return out
+
+
+def links_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[SourceLink]]:
+    """The source links of these items (at most 500 ids), by item, in the order they were
+    made; without the tracked values (a JSON document per link), which pages never show."""
+    out: dict[int, list[SourceLink]] = {}
+    for item_id, *link in conn.execute(
+        select(
+            item_sources.c.item_id,
+            item_sources.c.source_id,
+            item_sources.c.key,
+            item_sources.c.link,
+            item_sources.c.first_seen,
+            item_sources.c.last_seen,
+        )
+        .where(item_sources.c.item_id.in_(ids))
+        .order_by(item_sources.c.id)
+    ):
+        out.setdefault(item_id, []).append(SourceLink(*link))
+    return out
