@@ -53,6 +53,12 @@ class Hooks:
     # alerts are one (``notifications.alerts.record_poll_events``).
     polled: list[Callable[[Sequence[PollResult]], None]] = field(default_factory=list)
 
+    def on_any_change(self, forget: Callable[..., None]) -> None:
+        """Call ``forget`` (a cache's invalidate) whenever items, tags or the config change."""
+        self.items_changed.append(forget)
+        self.items_retagged.append(forget)
+        self.config_changed.append(forget)
+
 
 class App:
     """One running EU-bevakning: what the CLI, the scheduler and the web share."""

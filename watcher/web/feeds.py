@@ -106,9 +106,7 @@ class FeedCache:
 def install(web: FastAPI, app: App) -> FeedCache:
     """Add the routes to ``web`` and hook the cache to the app's change hooks."""
     cache = FeedCache(app)
-    app.hooks.items_changed.append(cache.invalidate)
-    app.hooks.items_retagged.append(cache.invalidate)
-    app.hooks.config_changed.append(cache.invalidate)
+    app.hooks.on_any_change(cache.invalidate)
     web.state.feed_cache = cache
     web.include_router(router)
     return cache

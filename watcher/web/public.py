@@ -500,9 +500,7 @@ def switch_language(request: Request, code: str) -> Response:
 def install(web: FastAPI, app: App) -> None:
     """Public pages and static files; the timeline's cache hooked to the app's changes."""
     cache = TimelineCache(app)
-    app.hooks.items_changed.append(cache.invalidate)
-    app.hooks.items_retagged.append(cache.invalidate)
-    app.hooks.config_changed.append(cache.invalidate)
+    app.hooks.on_any_change(cache.invalidate)
     web.state.timeline_cache = cache
     web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     web.include_router(router)
