@@ -6,9 +6,10 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from notifications.labels import format_number
 from watcher.storage.deliveries import DeliveryStore
 from watcher.web.admin.access import admin_router, redirect, require_admin, session_of
-from watcher.web.render import app_of, gettext_for, render
+from watcher.web.render import app_of, gettext_for, render, request_lang
 
 router = admin_router()
 
@@ -46,5 +47,6 @@ async def deliveries_retry(request: Request, user: str = Depends(require_admin))
     n = DeliveryStore(app.storage).retry_failed()
     app.storage.audit(user, "deliveries.retry", "", {"queued": n}, app.now())
     t = gettext_for(request)
-    session_of(request).flash(t("{n} misslyckade utskick köades igen.", n=n))
+    count = format_number(n, request_lang(request))
+    session_of(request).flash(t("{n} misslyckade utskick köades igen.", n=count))
     return redirect("/admin/deliveries")

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from notifications.labels import format_number
 from sources import registry
 from watcher.config import Config, SourceConfig
 from watcher.editing import ConfigEditor
@@ -70,7 +71,7 @@ def activity_bars(history: Sequence[Mapping[str, Any]], fmt: Formatter, t: Gette
         elif changed:
             height = min(CHART_HEIGHT, 6 + int(6 * math.log2(1 + changed)))
             css = "bar-new"
-            title = f"{when}: {t('{n} nya eller ändrade', n=changed)}"
+            title = f"{when}: {t('{n} nya eller ändrade', n=fmt.number(changed))}"
         else:
             height, css = 3, "bar-quiet"
             title = f"{when}: {t('inget nytt')}"
@@ -486,9 +487,10 @@ async def source_release_held(
         {"items": n},
         app.now(),
     )
+    count = format_number(n, request_lang(request))
     session_of(request).flash(
-        t("{n} hållna poster markerades som tysta.", n=n)
+        t("{n} hållna poster markerades som tysta.", n=count)
         if discard
-        else t("{n} hållna poster släpps till nästa utskick.", n=n)
+        else t("{n} hållna poster släpps till nästa utskick.", n=count)
     )
     return redirect("/admin/sources")
