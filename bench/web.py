@@ -238,6 +238,14 @@ def replicate(app: App, base_n: int, n: int) -> None:
                 conn.execute(sa.text(f'DROP INDEX "{name}"'))
         for sql in statements:
             conn.execute(sa.text(sql), params)
+        if not pg:  # the copies into SQLite's full-text index (storage does it for a poll)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO items_fts(rowid, title, search_text) "
+                    "SELECT id, title, search_text FROM items WHERE id > :base"
+                ),
+                params,
+            )
         for _, definition in gin:
             conn.execute(sa.text(definition))
         if pg:

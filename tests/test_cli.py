@@ -124,7 +124,7 @@ def test_check_config_and_db_upgrade(tmp_path):
     res = runner.invoke(main, ["--config", str(good), "check-config"])
     assert res.exit_code == 0 and "OK" in res.output
     res = runner.invoke(main, ["--config", str(good), "db", "upgrade"])
-    assert res.exit_code == 0 and "revision 0012" in res.output
+    assert res.exit_code == 0 and "revision 0013" in res.output
     res = runner.invoke(main, ["--config", str(tmp_path / "missing.toml"), "check-config"])
     assert res.exit_code == 1 and "does not exist" in res.output
 

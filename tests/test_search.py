@@ -272,3 +272,18 @@ def test_lists_can_leave_the_evidence_out(any_storage: Storage):
     ]
     assert all(t.evidence == () for t in lean.tags)
     assert lean.sources == full.sources and lean.title == full.title
+
+
+def test_every_stored_item_is_in_the_search_index(any_storage: Storage) -> None:
+    """On SQLite new items enter the full-text index with their write (migration 0013
+    dropped the per-row trigger): every item a poll stores, new or linked, is found."""
+    its = [
+        RawItem(key=f"k{n}", title=f"Vätgasutlysning {n}", link=f"https://x/{n}") for n in range(40)
+    ]
+    poll_into(any_storage, SRC, its)
+    found = any_storage.list_items(ItemFilter(text="vätgasutlysning", limit=100))
+    assert len(found) == 40
+    if any_storage.dialect == "sqlite":
+        with any_storage.engine.connect() as conn:
+            indexed = conn.execute(text("SELECT count(*) FROM items_fts_docsize")).scalar()
+        assert indexed == any_storage.count_items(ItemFilter(relevant=None, include_held=True))

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     column,
     func,
+    insert,
     literal,
     literal_column,
     or_,
@@ -386,6 +387,22 @@ class ItemsRoom(StorageCore):
             out.extend(self._hydrate(conn, found))
         order = {i: n for n, i in enumerate(ids)}
         return sorted(out, key=lambda it: order.get(it.id, 0))
+
+    def _index_for_search(self, conn: Connection, ids: Sequence[int]) -> None:
+        """Put new items into SQLite's full-text index (migration 0013: one statement per
+        write, not a trigger per row, which made inserting twice as slow). PostgreSQL's
+        index is a generated column and needs nothing."""
+        if conn.dialect.name != "sqlite":
+            return
+        for chunk in rows.chunks(list(ids), 500):
+            conn.execute(
+                insert(items_fts).from_select(
+                    ["rowid", "title", "search_text"],
+                    select(items.c.id, items.c.title, items.c.search_text).where(
+                        items.c.id.in_(chunk)
+                    ),
+                )
+            )
 
     def _hydrate(
         self,

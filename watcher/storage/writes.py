@@ -293,6 +293,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         if not todo:
             return [(None, w) for w in writes]
         ids = [id_by_uid[w.values["uid"]] for w in todo]
+        self._index_for_search(conn, ids)
         conn.execute(
             base.insert_ignoring(conn, item_sources, ["source_id", "key"]),
             [{"item_id": i, **w.link.values} for i, w in zip(ids, todo, strict=True)],
