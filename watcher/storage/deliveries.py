@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Connection, Row, RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from watcher.dates import from_iso
@@ -52,7 +52,7 @@ from watcher.storage.schema import (
     optouts,
     tags,
 )
-from watcher.types import Kind, SourceLink, Status, StoredItem, StoredTag
+from watcher.types import StoredItem
 
 # Delivery statuses.
 PENDING = "pending"
@@ -329,43 +329,6 @@ _CANDIDATE_COLUMNS = (
 )
 
 
-def _candidate(
-    r: Row[Any], item_tags: Sequence[StoredTag], links: Sequence[SourceLink]
-) -> StoredItem:
-    return StoredItem(
-        id=r.id,
-        uid=r.uid,
-        source_id=r.source_id,
-        title=r.title,
-        link=r.link,
-        summary=r.summary,
-        language=r.language,
-        kind=Kind(r.kind),
-        status=Status(r.status) if r.status else None,
-        programme=r.programme,
-        identifier=None,
-        published=None,
-        opening=r.opening,
-        deadline=r.deadline,
-        deadlines=tuple(d for d in (from_iso(x) for x in (r.deadlines or ())) if d),
-        budget=None,
-        budget_amount=None,
-        currency=None,
-        regions=(),
-        topics=(),
-        relevant=bool(r.relevant),
-        first_seen=r.first_seen,
-        last_seen=r.last_seen,
-        changed_at=r.changed_at,
-        baseline=bool(r.baseline),
-        held=bool(r.held),
-        extra={},
-        released_at=r.released_at,
-        tags=tuple(item_tags),
-        sources=tuple(links),
-    )
-
-
 def lock_name(network_id: str) -> str:
     """The name of a network's digest lock (the locks table allows 64 characters)."""
     name = f"digest:{network_id}"
@@ -514,11 +477,12 @@ class DeliveryStore:
         cols = [items.c[name] for name in _CANDIDATE_COLUMNS]
         with self.engine.connect() as conn:
             for chunk in rows.chunks(wanted, 500):
-                found = conn.execute(select(*cols).where(items.c.id.in_(chunk))).all()
+                found = conn.execute(select(*cols).where(items.c.id.in_(chunk))).mappings().all()
                 tag_map = tags_without_evidence(conn, chunk)
                 src_map = links_of(conn, chunk)
                 out.extend(
-                    _candidate(r, tag_map.get(r.id, ()), src_map.get(r.id, ())) for r in found
+                    rows.item_of(r, tag_map.get(r["id"], ()), src_map.get(r["id"], ()))
+                    for r in found
                 )
         out.sort(key=lambda it: it.id)
         return out

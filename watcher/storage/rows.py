@@ -37,7 +37,9 @@ def state_of(row: RowMapping | None, source_id: str, count: int = 0) -> SourceSt
 def item_of(
     r: RowMapping, tags: Sequence[StoredTag] = (), sources: Sequence[SourceLink] = ()
 ) -> StoredItem:
-    """An items row as a ``StoredItem``, with its tags and source links."""
+    """An items row as a ``StoredItem``, with its tags and source links. Columns a reader
+    leaves out (identifier, published, budget, regions, topics, ``extra``, ``incomplete``:
+    a digest's selection reads thousands of rows without them) read as empty."""
     return StoredItem(
         id=r["id"],
         uid=r["uid"],
@@ -49,25 +51,25 @@ def item_of(
         kind=Kind(r["kind"]),
         status=Status(r["status"]) if r["status"] else None,
         programme=r["programme"],
-        identifier=r["identifier"],
-        published=r["published"],
+        identifier=r.get("identifier"),
+        published=r.get("published"),
         opening=r["opening"],
         deadline=r["deadline"],
         deadlines=tuple(d for d in (from_iso(x) for x in (r["deadlines"] or [])) if d),
-        budget=r["budget"],
-        budget_amount=r["budget_amount"],
-        currency=r["currency"],
-        regions=tuple(r["regions"] or ()),
-        topics=tuple(r["topics"] or ()),
+        budget=r.get("budget"),
+        budget_amount=r.get("budget_amount"),
+        currency=r.get("currency"),
+        regions=tuple(r.get("regions") or ()),
+        topics=tuple(r.get("topics") or ()),
         relevant=bool(r["relevant"]),
         first_seen=r["first_seen"],
         last_seen=r["last_seen"],
         changed_at=r["changed_at"],
         baseline=bool(r["baseline"]),
         held=bool(r["held"]),
-        extra=r["extra"] or {},
+        extra=r.get("extra") or {},
         released_at=r["released_at"],
-        incomplete=Incomplete.from_dict(r["incomplete"]),
+        incomplete=Incomplete.from_dict(r.get("incomplete")),
         tags=tuple(tags),
         sources=tuple(sources),
     )
