@@ -47,7 +47,10 @@ def test_every_adapter_kind_and_option_is_documented_with_a_valid_example(kind: 
 
 def all_commands(group: click.Group, prefix: str = "watcher") -> list[str]:
     out = []
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # lazily loaded groups too
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None
         full = f"{prefix} {name}"
         if isinstance(cmd, click.Group):
             out.extend(all_commands(cmd, full))

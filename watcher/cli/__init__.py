@@ -15,7 +15,7 @@ import signal
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -77,7 +77,32 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """``main``: the groups that live in their own modules (``rules``, ``admin``,
+    ``digest``, ``deliveries``, ``demo``) are imported when asked for by name or when the
+    commands are listed (``--help``), not on every start: a ``watcher poll`` does not load
+    the rule checker, the web's auth or the demo."""
+
+    ELSEWHERE = {
+        "rules": "watcher.cli.rules_cmd:rules",
+        "admin": "watcher.cli.admin_cmd:admin",
+        "digest": "watcher.cli.digest_cmd:digest",
+        "deliveries": "watcher.cli.digest_cmd:deliveries",
+        "demo": "watcher.cli.demo_cmd:demo",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self.ELSEWHERE.get(cmd_name)
+        if where is not None and cmd_name not in self.commands:
+            module, attr = where.split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -611,65 +636,3 @@ def db_upgrade(click_ctx: click.Context) -> None:
     before = storage.revision()
     storage.upgrade()
     console.print(f"database at revision {storage.revision()} (was {before or 'empty'})")
-
-
-class _Commands(dict[str, click.Command]):
-    """``main``'s commands, where the groups that live in their own modules (``rules``,
-    ``admin``, ``digest``, ``deliveries``, ``demo``) are imported when asked for by name or
-    when the commands are listed (``--help``), not on every start: a ``watcher poll``
-    does not load the rule checker, the web's auth or the demo."""
-
-    ELSEWHERE = {
-        "rules": "watcher.cli.rules_cmd:rules",
-        "admin": "watcher.cli.admin_cmd:admin",
-        "digest": "watcher.cli.digest_cmd:digest",
-        "deliveries": "watcher.cli.digest_cmd:deliveries",
-        "demo": "watcher.cli.demo_cmd:demo",
-    }
-
-    def _load(self, name: object) -> None:
-        if not isinstance(name, str):
-            return
-        where = self.ELSEWHERE.get(name)
-        if where is not None and not super().__contains__(name):
-            module, attr = where.split(":")
-            super().__setitem__(name, getattr(importlib.import_module(module), attr))
-
-    def _load_all(self) -> None:
-        for name in self.ELSEWHERE:
-            self._load(name)
-
-    def __getitem__(self, name: str) -> click.Command:
-        self._load(name)
-        return super().__getitem__(name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        self._load(name)
-        return super().get(name, default)
-
-    def __contains__(self, name: object) -> bool:
-        self._load(name)
-        return super().__contains__(name)
-
-    def __iter__(self) -> Iterator[str]:
-        self._load_all()
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self._load_all()
-        return super().__len__()
-
-    def keys(self) -> Any:
-        self._load_all()
-        return super().keys()
-
-    def values(self) -> Any:
-        self._load_all()
-        return super().values()
-
-    def items(self) -> Any:
-        self._load_all()
-        return super().items()
-
-
-main.commands = _Commands(main.commands)
