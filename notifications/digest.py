@@ -46,17 +46,17 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from notifications.ports import Host
 from notifications.text import multi_line, one_line, safe_link
-from watcher.calls import is_over, next_deadline
+from watcher.calls import is_current, is_open, is_over, next_deadline
 from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, NetworkConfig
 from watcher.dates import from_iso
 from watcher.storage import Storage
 from watcher.storage.deliveries import DeliveryStore, NetworkHistory, NotableChange, Seen, Visible
-from watcher.types import NOTABLE_FIELDS, Status, StoredItem
+from watcher.types import NOTABLE_FIELDS, StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ TITLE_CHARS = 300
 # years of calls would otherwise be a 100,000-entry email).
 GROUP_CAP = 25
 CLOSING_SOON_CAP = 25
-SECTIONS = ("new", "updated", "closing_soon")
 
 
 @dataclass(frozen=True)
@@ -297,24 +296,6 @@ def item_facts(item: StoredItem) -> tuple[frozenset[str], frozenset[str], frozen
     return areas, themes, sources
 
 
-def matches(
-    item: StoredItem,
-    network: NetworkConfig,
-    facts: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None,
-) -> bool:
-    """Whether an item goes to a network (see the module docstring)."""
-    if not item.relevant or item.held or not item.tags:
-        return False
-    areas, themes, sources = facts or item_facts(item)
-    if network.areas != ("all",) and areas.isdisjoint(network.areas):
-        return False
-    if network.themes != ("all",) and themes.isdisjoint(network.themes):
-        return False
-    if network.sources and sources.isdisjoint(network.sources):
-        return False
-    return not (network.kinds and item.kind not in network.kinds)
-
-
 def primary_group(areas: frozenset[str], network: NetworkConfig) -> str:
     """The area an item is listed under in a network's digest."""
     for area in AREAS:
@@ -394,6 +375,15 @@ def make_entry(
     )
 
 
+class CallNow(NamedTuple):
+    """An item's call facts at a digest's ``now`` (``watcher.calls``), kept per build."""
+
+    over: bool
+    current: bool
+    open: bool
+    next_deadline: datetime | None
+
+
 class Prepared:
     """What the selections of several networks over the same items share: each item's
     tag sets, its call facts at ``now`` and its cleaned entry are worked out once, not once
@@ -412,7 +402,7 @@ class Prepared:
         self.sorted = False  # the items given to ``select_digest`` are in ``order``
         self._full: dict[int, StoredItem] = {}
         self._facts: dict[int, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
-        self._calls: dict[int, tuple[bool, Status | None, datetime | None]] = {}
+        self._calls: dict[int, CallNow] = {}
         self._entries: dict[int, Entry] = {}
         # What ``matches`` looks at, as sets of item ids (built once per build, over every
         # item a selection is given): a network's items are a few set operations, not
@@ -489,18 +479,13 @@ class Prepared:
         seen, found = self._when.setdefault((what, at), (set(), set()))
         for item_id in self._index(items) - seen:
             seen.add(item_id)
-            if test(*self.call(self._item[item_id])):
+            if test(self.call(self._item[item_id])):
                 found.add(item_id)
         return found
 
     def current(self, items: Sequence[StoredItem]) -> set[int]:
         """The ids of ``items`` open or forthcoming now."""
-        return self._which(
-            "current",
-            self.now,
-            items,
-            lambda over, state, nd: not over and state in (Status.OPEN, Status.FORTHCOMING),
-        )
+        return self._which("current", self.now, items, lambda c: c.current)
 
     def closing(self, items: Sequence[StoredItem], horizon: datetime) -> set[int]:
         """The ids of ``items`` open now with their next deadline by ``horizon``."""
@@ -509,16 +494,14 @@ class Prepared:
             "closing",
             horizon,
             items,
-            lambda over, state, nd: (
-                nd is not None and now < nd <= horizon and not over and state == Status.OPEN
-            ),
+            lambda c: c.open and c.next_deadline is not None and now < c.next_deadline <= horizon,
         )
 
     def order(self, item: StoredItem) -> tuple[bool, datetime | str, str]:
         """An item's place in a section, as ``_sort_key`` places its entry (last when its
         dates cannot be read: the digest that shows it skips it)."""
         try:
-            nd = self.call(item)[2]
+            nd = self.call(item).next_deadline
         except Exception:
             return (True, "", "")
         return (nd is None, nd or "", (item.title or "").lower())
@@ -529,14 +512,16 @@ class Prepared:
             f = self._facts[item.id] = item_facts(item)
         return f
 
-    def call(self, item: StoredItem) -> tuple[bool, Status | None, datetime | None]:
-        """Whether the item is over, its status and its next deadline at ``now``."""
+    def call(self, item: StoredItem) -> CallNow:
+        """The item's call facts at ``now``, as ``watcher.calls`` answers them (once)."""
         c = self._calls.get(item.id)
         if c is None:
-            c = self._calls[item.id] = (
-                is_over(item, self.now),
-                status_at(item, self.now),
-                next_deadline(item, self.now),
+            now = self.now
+            c = self._calls[item.id] = CallNow(
+                is_over(item, now),
+                is_current(item, now),
+                is_open(item, now),
+                next_deadline(item, now),
             )
         return c
 
@@ -642,7 +627,7 @@ def select_digest(
             if item_id not in mine or item_id in waiting:
                 continue
             arrived = prep.item(item_id)
-            if not arrived.baseline and not prep.call(arrived)[0]:
+            if not arrived.baseline and not prep.call(arrived).over:
                 new_found.append((arrived, ()))
         unseen = set(fresh_changes)
         new_ids = {it.id for it, _ in new_found}

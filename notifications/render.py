@@ -149,11 +149,17 @@ def _groups(digest: Digest, section: str, lang: str) -> list[tuple[str, list[Ent
     return out
 
 
-def _more_html(m: More, lang: str) -> str:
+def _more_said(m: More, lang: str) -> str:
+    """ "… och 12 till inom …": what a capped group left out."""
     words = MORE[lang]
-    said = (words["more_in"] if m.area else words["more"]).format(
+    return (words["more_in"] if m.area else words["more"]).format(
         n=format_number(m.n, lang), area=m.area
     )
+
+
+def _more_html(m: More, lang: str) -> str:
+    words = MORE[lang]
+    said = _more_said(m, lang)
     link = ""
     if m.url:
         link = (
@@ -168,9 +174,7 @@ def _more_html(m: More, lang: str) -> str:
 
 def _more_text(m: More, lang: str) -> str:
     words = MORE[lang]
-    said = (words["more_in"] if m.area else words["more"]).format(
-        n=format_number(m.n, lang), area=m.area
-    )
+    said = _more_said(m, lang)
     return f"{said}: {words['list']}\n  {m.url}\n\n" if m.url else f"{said}\n\n"
 
 
