@@ -369,6 +369,16 @@ class ItemsRoom(StorageCore):
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
 
+    def count_up_to(self, f: ItemFilter, shown: int, past: int) -> tuple[int, bool]:
+        """How many items ``f`` selects, counted at most ``past`` beyond its offset, and
+        whether there are more; ``shown``: how many its page held (a first page that is
+        not full is the count, with no second scan)."""
+        if f.offset == 0 and shown < f.limit:
+            return shown, False
+        cap = f.offset + past
+        total = self.count_items(f, limit=cap + 1)
+        return min(total, cap), total > cap
+
     @base.translate_errors
     def get_item(self, item_id: int) -> StoredItem | None:
         with self.engine.connect() as conn:

@@ -243,9 +243,7 @@ def list_items(
         offset=offset,
     )
     found = app.storage.list_items(f)
-    cap = offset + limit + COUNT_LIMIT
-    total = app.storage.count_items(f, limit=cap + 1)
-    total, more = min(total, cap), total > cap
+    total, more = app.storage.count_up_to(f, len(found), limit + COUNT_LIMIT)
     nxt = None
     if offset + limit < total:
         nxt = str(request.url.include_query_params(offset=offset + limit))
