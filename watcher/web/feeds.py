@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
@@ -34,7 +32,7 @@ from notifications.render import render_page
 from notifications.unsubscribe import Unsubscriber, secret_key
 from watcher.app import App
 from watcher.storage.deliveries import DeliveryStore
-from watcher.web.render import app_of, request_lang
+from watcher.web.render import Kept, app_of, request_lang
 
 log = logging.getLogger(__name__)
 
@@ -56,51 +54,33 @@ class Cached:
     media_type: str
     etag: str
     last_modified: datetime
-    built_at: datetime
 
 
-class FeedCache:
+class FeedCache(Kept[tuple[str, str, str], Cached]):
     """Generated feeds by (kind, id, format). ``Last-Modified`` is the time a body first
     differed from the previous one for that key, so it never goes back while the content
     changed (tags can change without any item's own times moving)."""
 
     def __init__(self, app: App, ttl: timedelta = CACHE_TTL) -> None:
-        self.app = app
-        self.ttl = ttl
-        self._entries: dict[tuple[str, str, str], Cached] = {}
+        super().__init__(app.now, ttl)
         self._versions: dict[tuple[str, str, str], tuple[str, datetime]] = {}
-        self._lock = threading.Lock()
-        self.builds = 0
 
-    def invalidate(self, *_args: Any) -> None:
-        self._entries.clear()
-
-    def fresh(self, key: tuple[str, str, str]) -> Cached | None:
-        hit = self._entries.get(key)
-        if hit is not None and self.app.now() - hit.built_at < self.ttl:
-            return hit
-        return None
-
-    def get(self, key: tuple[str, str, str], build: Callable[[], dict[str, bytes]]) -> Cached:
+    def document(self, key: tuple[str, str, str], build: Callable[[], dict[str, bytes]]) -> Cached:
         """The cached document, building it (and its siblings: RSS and Atom come from one
         query) when missing or expired."""
-        hit = self.fresh(key)
-        if hit is not None:
-            return hit
-        with self._lock:
-            hit = self.fresh(key)
-            if hit is not None:
-                return hit
-            now = self.app.now()
-            self.builds += 1
+
+        def documents(now: datetime) -> dict[tuple[str, str, str], Cached]:
+            out = {}
             for fmt, body in build().items():
                 k = (key[0], key[1], fmt)
                 etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
                 prev = self._versions.get(k)
                 modified = prev[1] if prev is not None and prev[0] == etag else now
                 self._versions[k] = (etag, modified)
-                self._entries[k] = Cached(body, MEDIA[fmt], etag, modified, now)
-            return self._entries[key]
+                out[k] = Cached(body, MEDIA[fmt], etag, modified)
+            return out
+
+        return self.get(key, documents)
 
 
 def install(web: FastAPI, app: App) -> FeedCache:
@@ -203,7 +183,9 @@ async def _serve_feed(request: Request, kind: str, name: str) -> Response:
     key = (f"feed:{kind}", scope.ident, parts[1])
     doc = cache.fresh(key)
     if doc is None:
-        doc = await run_in_threadpool(cache.get, key, lambda: _feed_bodies(app, scope, request))
+        doc = await run_in_threadpool(
+            cache.document, key, lambda: _feed_bodies(app, scope, request)
+        )
     return _respond(request, doc)
 
 
@@ -217,7 +199,7 @@ async def _serve_calendar(request: Request, kind: str, name: str) -> Response:
     key = (f"calendar:{kind}", scope.ident, "ics")
     doc = cache.fresh(key)
     if doc is None:
-        doc = await run_in_threadpool(cache.get, key, lambda: _calendar_body(app, scope))
+        doc = await run_in_threadpool(cache.document, key, lambda: _calendar_body(app, scope))
     return _respond(request, doc)
 
 

@@ -8,8 +8,7 @@ templates); a call's status and next deadline come from ``watcher.calls`` at the
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cache
@@ -37,6 +36,7 @@ from watcher.web.render import (
     STATIC_DIR,
     STATUS_LABELS,
     Formatter,
+    Kept,
     app_of,
     local_path,
     render,
@@ -74,7 +74,7 @@ class Row:
 
 
 def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, str]) -> list[Row]:
-    # Babel formats a date in tens of microseconds, and a timeline's 500 rows share a few
+    # Babel formats a date in tens of microseconds, and a timeline's 200 rows share a few
     # dozen days: each date is written once per page.
     moment, days_left, day = (cache(f) for f in (fmt.moment, fmt.days_left, fmt.day))
     tag_label = cache(fmt.tag)
@@ -262,12 +262,7 @@ def item_list(request: Request) -> HTMLResponse:
     now = app.now()
     f = query.item_filter(now, app.config.tz)
     found = app.storage.list_items(f, with_evidence=False)
-    # When the first page holds them all, that is the count: no second scan.
-    total, more = len(found), False
-    if not (query.page == 1 and len(found) < PAGE_SIZE):
-        cap = f.offset + COUNT_LIMIT
-        total = app.storage.count_items(f, limit=cap + 1)
-        total, more = min(total, cap), total > cap
+    total, more = app.storage.count_up_to(f, len(found), COUNT_LIMIT)
     pages = max(1, -(-total // PAGE_SIZE))
     fmt = Formatter(request_lang(request), app.config.tz, now)
     feeds = []
@@ -396,9 +391,8 @@ def deadlines(request: Request) -> HTMLResponse:
         weeks = 12
     lang = request_lang(request)
     timeline = request.app.state.timeline_cache
-    data = timeline.get(
-        (lang, area, theme, weeks), lambda: _timeline(app, lang, area, theme, weeks)
-    )
+    key = (lang, area, theme, weeks)
+    data = timeline.get(key, lambda _now: {key: _timeline(app, lang, area, theme, weeks)})
     return render(request, "deadlines.html", data)
 
 
@@ -447,36 +441,14 @@ def _timeline(app: App, lang: str, area: str, theme: str, weeks: int) -> dict[st
 TIMELINE_TTL = timedelta(seconds=60)
 
 
-class TimelineCache:
+class TimelineCache(Kept[tuple[str, str, str, int], dict[str, Any]]):
     """The deadline timeline's data by (language, area, theme, weeks): reading and laying
     out up to ``TIMELINE_LIMIT`` calls was most of the page's time, and every visitor asks
     the same few. Emptied when items, tags or the config change; at most ``TIMELINE_TTL``
     old. The page itself is rendered for each request."""
 
     def __init__(self, app: App, ttl: timedelta = TIMELINE_TTL) -> None:
-        self.app = app
-        self.ttl = ttl
-        self._entries: dict[tuple[str, str, str, int], tuple[datetime, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-        self.builds = 0
-
-    def invalidate(self, *_args: Any) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def get(
-        self, key: tuple[str, str, str, int], build: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
-        now = self.app.now()
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and now - hit[0] < self.ttl:
-                return hit[1]
-        data = build()
-        with self._lock:
-            self.builds += 1
-            self._entries[key] = (now, data)
-        return data
+        super().__init__(app.now, ttl)
 
 
 @router.get("/subscribe", response_class=HTMLResponse)

@@ -18,12 +18,13 @@ pages (``watcher.web.errors``) render through here; ``app_of`` gives a route the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
 import jinja2
@@ -465,3 +466,47 @@ def render(
     if headers:
         response.headers.update(headers)
     return response
+
+
+# -- kept pages ------------------------------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Kept(Generic[K, V]):
+    """What a page or document costs to build, built on first use and kept until
+    ``invalidate`` (hooked to the app's change hooks: ``Hooks.on_any_change``) or until
+    ``ttl`` old by ``clock`` (another process's polls reach no hook here)."""
+
+    def __init__(self, clock: Callable[[], datetime], ttl: timedelta) -> None:
+        self._clock = clock
+        self.ttl = ttl
+        self._entries: dict[K, tuple[datetime, V]] = {}
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def invalidate(self, *_args: Any) -> None:
+        self._entries = {}
+
+    def fresh(self, key: K) -> V | None:
+        hit = self._entries.get(key)
+        if hit is not None and self._clock() - hit[0] < self.ttl:
+            return hit[1]
+        return None
+
+    def get(self, key: K, build: Callable[[datetime], Mapping[K, V]]) -> V:
+        """``key``'s value, built when missing or expired by ``build(now)``, which may make
+        its siblings too (RSS and Atom come from one query); one build at a time."""
+        hit = self.fresh(key)
+        if hit is not None:
+            return hit
+        with self._lock:
+            hit = self.fresh(key)
+            if hit is not None:
+                return hit
+            now = self._clock()
+            self.builds += 1
+            made = build(now)
+            self._entries.update((k, (now, v)) for k, v in made.items())
+            return made[key]
