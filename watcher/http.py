@@ -736,7 +736,7 @@ class HttpClient:
             origin = _split(url).origin
         except FetchError:
             return None
-        entry = self._robots.entries.get(origin)
+        entry = self._robots.outcome(origin)
         if entry is None:
             return None
         if entry.status is RobotsStatus.UNREACHABLE:

@@ -283,6 +283,12 @@ class RobotsCache:
         """Origins seen so far and their outcome (for source health)."""
         return {origin: entry for origin, (entry, _) in self._entries.items()}
 
+    def outcome(self, origin: str) -> RobotsEntry | None:
+        """``origin``'s entry in force, if it was seen (one lookup: source health asks this
+        for every polled source)."""
+        found = self._entries.get(origin)
+        return found[0] if found is not None else None
+
     def seed(self, origin: str, entry: RobotsEntry, age: float) -> None:
         """Start from a copy fetched ``age`` seconds ago (kept by another process): it is
         used until it is ``fresh_for`` old; an older one is fetched again on first use, and
