@@ -225,13 +225,24 @@ class SourcesRoom(StorageCore):
         deferred: Deferred | None = None,
     ) -> None:
         """Record a poll answered "not modified" (into ``deferred`` when given)."""
-        state, poll = rows.success(cache, now), self._poll_row(result, started_at or now, now)
-        if deferred is not None:
-            deferred.states.append((source_id, state))
-            deferred.polls.append(poll)
-            return
-        self._upsert_state(conn, source_id, state)
-        conn.execute(insert(poll_log), poll)
+        poll = self._poll_row(result, started_at or now, now)
+        self._record_poll(conn, source_id, rows.success(cache, now), poll, deferred)
+
+    def _record_poll(
+        self,
+        conn: Connection,
+        source_id: str,
+        state: dict[str, Any],
+        poll: dict[str, Any],
+        deferred: Deferred | None,
+    ) -> None:
+        """A poll's source state and log row: into ``deferred`` (written with the rest of
+        its batch), or written now."""
+        now_or_later = deferred if deferred is not None else Deferred()
+        now_or_later.states.append((source_id, state))
+        now_or_later.polls.append(poll)
+        if deferred is None:
+            self._write_deferred(conn, now_or_later)
 
     def _write_deferred(self, conn: Connection, deferred: Deferred) -> None:
         """Write ``deferred``: state rows grouped by the columns they set, one UPDATE

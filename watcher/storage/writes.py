@@ -20,7 +20,7 @@ from watcher.pipeline.merge import RecordWrite, Retag, StoredRecord, merge
 from watcher.pipeline.track import TitleKey
 from watcher.storage import base, rows
 from watcher.storage.items import ItemsRoom
-from watcher.storage.schema import item_changes, item_sources, items, poll_log
+from watcher.storage.schema import item_changes, item_sources, items
 from watcher.storage.sources import Deferred, SourcesRoom
 from watcher.storage.tags import TagsRoom
 from watcher.types import (
@@ -253,12 +253,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
             "field_profile": dict(field_profile or {}),
         }
         poll = self._poll_row(result, started_at or now, now)
-        if deferred is not None:  # written with the batch's others when it ends
-            deferred.states.append((source_id, state))
-            deferred.polls.append(poll)
-        else:
-            self._upsert_state(conn, source_id, state)
-            conn.execute(insert(poll_log), poll)
+        self._record_poll(conn, source_id, state, poll, deferred)
         # The duplicate index learns of this poll's items at once, so that the next poll of
         # a batch sees them; a transaction rolled back rebuilds it (``begin``).
         self._noted.flag = True
