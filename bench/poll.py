@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -296,7 +296,7 @@ def global_limit(args: argparse.Namespace) -> int:
     lower one (the shipped default is 20) makes the floor sources × latency ÷ it."""
     if args.global_concurrency:
         return int(args.global_concurrency)
-    return min(500, args.hosts * args.per_host)
+    return min(500, int(args.hosts) * int(args.per_host))
 
 
 def watcher_config(args: argparse.Namespace, farm: Farm, tmp: Path) -> Path:
@@ -598,6 +598,12 @@ def details(args: argparse.Namespace, s: Summary) -> str:
     return "\n".join(lines)
 
 
+def progress(i: int, tool: str, rounds: Mapping[str, WatcherRound | UrlwatchRound]) -> None:
+    """One run's wall times, first and unchanged round, on stderr."""
+    first, unchanged = rounds["first"].measured.wall, rounds["unchanged"].measured.wall
+    print(f"run {i + 1}: {tool} {first:.2f} s / {unchanged:.2f} s", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sources", type=int, default=200)
@@ -626,20 +632,10 @@ def main() -> None:
     try:
         for i in range(args.runs):
             w_runs.append(run_watcher(args, farm))
-            r = w_runs[-1]
-            print(
-                f"run {i + 1}: watcher {r['first'].measured.wall:.2f} s / "
-                f"{r['unchanged'].measured.wall:.2f} s",
-                file=sys.stderr,
-            )
+            progress(i, "watcher", w_runs[-1])
             if exe is not None:
                 u_runs.append(run_urlwatch(farm, exe))
-                ur = u_runs[-1]
-                print(
-                    f"run {i + 1}: urlwatch {ur['first'].measured.wall:.2f} s / "
-                    f"{ur['unchanged'].measured.wall:.2f} s",
-                    file=sys.stderr,
-                )
+                progress(i, "urlwatch", u_runs[-1])
     finally:
         farm.stop()
 
