@@ -17,7 +17,7 @@ Medians over ``--runs`` are printed as the issue's table, with the targets next 
 
     python bench/poll.py [--sources 200] [--hosts 10] [--runs 3] [--compare-urlwatch]
                          [--latency 0.1] [--items 15] [--per-host 2] [--workers 1]
-                         [--html] [--json]
+                         [--html] [--json] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -377,7 +377,13 @@ def run_watcher(args: argparse.Namespace, farm: Farm) -> dict[str, WatcherRound]
         last = 0
         farm.counts()
         for label in ("first", "unchanged"):
-            measured = measure(cmd, tmp, env, tmp / f"{label}.out")
+            run = cmd
+            if args.profile:  # py-spy's collapsed stacks, every process; figures then skewed
+                args.profile.mkdir(parents=True, exist_ok=True)
+                out = args.profile / f"{label}.txt"
+                run = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "200"]
+                run += ["--output", str(out), "--", *cmd]
+            measured = measure(run, tmp, env, tmp / f"{label}.out")
             if measured.exit_code != 0:
                 tail = (tmp / f"{label}.out").read_text(errors="replace")[-2000:]
                 sys.exit(f"`watcher poll` exited with {measured.exit_code}:\n{tail}")
@@ -604,6 +610,17 @@ def progress(i: int, tool: str, rounds: Mapping[str, WatcherRound | UrlwatchRoun
     print(f"run {i + 1}: {tool} {first:.2f} s / {unchanged:.2f} s", file=sys.stderr)
 
 
+def compile_bytecode() -> None:
+    """Byte-compile the project before measuring, as an installed package is: with
+    PYTHONDONTWRITEBYTECODE set (this machine sets it) an editable checkout would compile
+    every one of its modules again in every process, a tenth of a second per start that no
+    installation pays (urlwatch, installed by pip, has its bytecode)."""
+    import compileall
+
+    for package in ("watcher", "sources", "rules", "notifications"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--sources", type=int, default=200)
@@ -623,9 +640,16 @@ def main() -> None:
     ap.add_argument("--html", action="store_true", help="every third source an HTML listing")
     ap.add_argument("--compare-urlwatch", action="store_true", help=f"urlwatch {URLWATCH_VERSION}")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="folder for py-spy's collapsed stacks of each watcher round (first.txt, "
+        "unchanged.txt); the figures are then not comparable",
+    )
     args = ap.parse_args()
 
     exe = urlwatch_bin() if args.compare_urlwatch else None
+    compile_bytecode()
     farm = Farm(args)
     w_runs: list[dict[str, WatcherRound]] = []
     u_runs: list[dict[str, UrlwatchRound]] = []

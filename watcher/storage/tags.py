@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from rules.corrections import Correction, apply_corrections
@@ -106,10 +106,8 @@ class TagsRoom(StorageCore):
                 relevant[result.relevant].append(item_id)
         for chunk in rows.chunks(existing, 500):
             conn.execute(delete(tags).where(tags.c.item_id.in_(chunk)))
-        if tag_rows:
-            conn.execute(insert(tags), tag_rows)
-        if change_rows:
-            conn.execute(insert(tag_changes), change_rows)
+        base.insert_rows(conn, tags, tag_rows)
+        base.insert_rows(conn, tag_changes, change_rows)
         for flag, flagged in relevant.items():
             for chunk in rows.chunks(flagged, 500):
                 conn.execute(update(items).where(items.c.id.in_(chunk)).values(relevant=flag))

@@ -274,27 +274,29 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         another process got there first: the statements skip it rather than fail)."""
         if not writes:
             return []
-        # One INSERT … ON CONFLICT DO NOTHING RETURNING per batch of rows (SQLAlchemy sends
-        # many rows per statement): the rows it skipped return nothing. Half the time of a
-        # select of the taken keys, a plain executemany and a select of the new ids.
-        id_by_uid: dict[str, int] = {
-            uid: item_id
-            for item_id, uid in conn.execute(
-                base.insert_ignoring(conn, items, ["uid"]).returning(items.c.id, items.c.uid),
-                [w.values for w in writes],
+        # One INSERT … ON CONFLICT DO NOTHING RETURNING per batch of rows (many rows per
+        # statement): the rows it skipped return nothing. Half the time of a select of the
+        # taken keys, a plain executemany and a select of the new ids.
+        id_by_uid: dict[str, int] = dict(
+            (uid, item_id)
+            for item_id, uid in base.insert_rows(
+                conn, items, [w.values for w in writes], skip_taken=["uid"], returning=["id", "uid"]
             )
-        }
+        )
         todo = [w for w in writes if w.values["uid"] in id_by_uid]
         if not todo:
             return [(None, w) for w in writes]
         ids = [id_by_uid[w.values["uid"]] for w in todo]
         self._index_for_search(conn, ids)
-        conn.execute(
-            base.insert_ignoring(conn, item_sources, ["source_id", "key"]),
+        base.insert_rows(
+            conn,
+            item_sources,
             [{"item_id": i, **w.link.values} for i, w in zip(ids, todo, strict=True)],
+            skip_taken=["source_id", "key"],
         )
-        conn.execute(
-            insert(item_changes),
+        base.insert_rows(
+            conn,
+            item_changes,
             [
                 {
                     "item_id": i,

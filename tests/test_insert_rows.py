@@ -1,0 +1,129 @@
+"""``base.insert_rows``: many rows in few statements, stored exactly as SQLAlchemy stores them.
+
+On SQLite the rows go to the driver as tuples (SQLAlchemy's per-row work was most of a first
+poll's write time); these tests hold the stored values equal to what SQLAlchemy's own insert
+writes: type conversions (UTC datetimes as text, JSON, booleans), a JSON column's None,
+Python-side defaults of columns left out, and the rows a taken key skips.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from watcher.storage import Storage, base
+from watcher.storage.schema import item_changes, items
+
+AT = datetime(2027, 3, 16, 11, 0, 5, 123, tzinfo=UTC)
+
+
+def record(uid: str, **over: Any) -> dict[str, Any]:
+    """An items row as the poller writes it, leaving out columns that have defaults
+    (``held``, ``baseline``, ``relevant``, ``extra``…)."""
+    values: dict[str, Any] = {
+        "uid": uid,
+        "source_id": "s1",
+        "title": f"Utlysning {uid}",
+        "link": f"https://example.org/{uid}",
+        "summary": "Sista ansökningsdag 16 mars 2027.",
+        "language": "sv",
+        "kind": "call",
+        "status": "open",
+        "programme": None,
+        "identifier": None,
+        "published": None,
+        "opening": AT - timedelta(days=30),
+        "deadline": AT.astimezone(UTC).replace(hour=23),
+        "deadlines": [AT.isoformat()],
+        "budget": None,
+        "budget_amount": 1.5e6,
+        "currency": "SEK",
+        "regions": ["Västra Götaland"],
+        "topics": [],
+        "content_hash": "h",
+        "first_seen": AT,
+        "last_seen": AT,
+        "incomplete": None,  # a JSON column's None, as SQLAlchemy stores it
+        "search_text": "utlysning",
+    }
+    return values | over
+
+
+def stored(storage: Storage, uid: str) -> dict[str, Any]:
+    with storage.engine.connect() as conn:
+        row = conn.execute(select(items).where(items.c.uid == uid)).mappings().one()
+        raw = conn.exec_driver_sql(
+            "SELECT deadline, incomplete, extra, relevant FROM items WHERE uid = "
+            + ("?" if conn.dialect.name == "sqlite" else "%s"),
+            (uid,),
+        ).one()
+    return {k: v for k, v in row.items() if k not in ("id", "uid", "title", "link")} | {
+        "raw": tuple(raw)
+    }
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(any_storage: Storage) -> None:
+    with any_storage.engine.begin() as conn:
+        conn.execute(insert(items), [record("core")])
+        returned = base.insert_rows(conn, items, [record("fast")], returning=["uid"])
+    assert returned == [("fast",)]
+    core, fast = stored(any_storage, "core"), stored(any_storage, "fast")
+    assert fast == core
+    assert fast["deadline"] == AT.replace(hour=23)  # an aware UTC datetime again
+    assert fast["extra"] == {} and fast["held"] is False and fast["relevant"] is True
+
+
+def test_taken_keys_are_skipped_and_only_new_rows_return(any_storage: Storage) -> None:
+    # More rows than one SQLite statement takes (32,766 parameters ÷ the columns), so the
+    # rows go in several statements and every statement's new ids come back.
+    uids = [f"u{i}" for i in range(2_500)]
+    with any_storage.engine.begin() as conn:
+        base.insert_rows(conn, items, [record(u) for u in uids[:10]])
+        got = base.insert_rows(
+            conn,
+            items,
+            [record(u) for u in uids],
+            skip_taken=["uid"],
+            returning=["id", "uid"],
+        )
+        total = conn.execute(select(items.c.id)).all()
+    assert sorted(u for _i, u in got) == sorted(uids[10:])
+    assert len({i for i, _u in got}) == 2_490
+    assert len(total) == 2_500
+
+
+def test_rows_with_different_keys_each_get_their_defaults(any_storage: Storage) -> None:
+    with any_storage.engine.begin() as conn:
+        (item_id,) = base.insert_rows(conn, items, [record("a")], returning=["id"])[0]
+        base.insert_rows(
+            conn,
+            item_changes,
+            [
+                {"item_id": item_id, "source_id": "s1", "at": AT, "kind": "new"},
+                {
+                    "item_id": item_id,
+                    "source_id": "s1",
+                    "at": AT,
+                    "kind": "updated",
+                    "changes": [{"field": "title", "old": "a", "new": "b"}],
+                    "notable": True,
+                },
+            ],
+        )
+        found = conn.execute(
+            select(item_changes.c.kind, item_changes.c.changes, item_changes.c.notable).order_by(
+                item_changes.c.id
+            )
+        ).all()
+    assert [tuple(r) for r in found] == [
+        ("new", [], False),
+        ("updated", [{"field": "title", "old": "a", "new": "b"}], True),
+    ]
+
+
+def test_an_unknown_column_is_an_error_not_a_silent_drop(storage: Storage) -> None:
+    with storage.engine.begin() as conn, pytest.raises(ValueError, match="no column"):
+        base.insert_rows(conn, items, [record("x", colour="blue")])
