@@ -177,8 +177,9 @@ def test_a_second_poll_does_not_fetch_robots_txt_again(tmp_path, loopback):
 
 
 def test_a_big_poll_lists_the_sources_with_something_to_tell(tmp_path, loopback):
-    """Above 25 sources the table lists only sources with news, errors or warnings and
-    counts the quiet ones (a 2,000-row table is read by nobody); --all lists every one."""
+    """Above 25 sources the table lists errors and warnings always, sources with news only
+    while they are at most 25, and counts the rest (a 2,000-row table is read by nobody);
+    --all lists every one."""
     loopback.add("/f.xml", FEED, content_type="application/rss+xml", etag='"f"')
     loopback.add(
         "/quiet.xml",
@@ -191,6 +192,7 @@ def test_a_big_poll_lists_the_sources_with_something_to_tell(tmp_path, loopback)
         {"id": f"q{n:02d}", "name": f"Q{n}", "kind": "rss", "url": loopback.url("/quiet.xml")}
         for n in range(30)
     ]
+    sources.append({"id": "gone", "name": "Gone", "kind": "rss", "url": loopback.url("/gone.xml")})
     cfg = write_config(
         tmp_path / "config.toml",
         {
@@ -201,14 +203,17 @@ def test_a_big_poll_lists_the_sources_with_something_to_tell(tmp_path, loopback)
     )
     runner = CliRunner()
     first = runner.invoke(main, ["--config", str(cfg), "poll"]).output
-    assert "q07" in first and "31 source(s): 31 ok" in first  # every source had news
+    # Every source had news on its first poll: too many to list.
+    assert "q07" not in first and "32 source(s): 1 error, 31 ok" in first
+    assert "31 source(s) with news not listed; --all lists them" in first
+    assert "gone" in first  # an error is listed however many sources had news
     newer = FEED.replace("<guid>1", "<guid>3").replace("esf.example/1", "esf.example/3")
     loopback.add(
         "/f.xml", newer.replace("Utlysning:", "Ny utlysning:"), content_type="application/rss+xml"
     )
     out = runner.invoke(main, ["--config", str(cfg), "poll"]).output
     assert "news" in out and "q07" not in out
-    assert "31 source(s): 30 not modified, 1 ok" in out
-    assert "30 quiet source(s) not listed" in out
+    assert "32 source(s): 1 error, 30 not modified, 1 ok" in out
+    assert "30 quiet source(s) not listed; --all lists them" in out
     again = runner.invoke(main, ["--config", str(cfg), "poll", "--all"]).output
     assert "q07" in again and "not listed" not in again

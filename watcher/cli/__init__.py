@@ -29,7 +29,7 @@ from sources.registry import load_config
 from watcher import calls
 from watcher import config as config_mod
 from watcher.exceptions import ConfigError, StorageError, WatcherError
-from watcher.types import StoredItem
+from watcher.types import PollResult, StoredItem
 
 # Piped output is not squeezed into 80 columns: tables keep their columns whole.
 console = Console(width=None if sys.stdout.isatty() else 240)
@@ -238,14 +238,25 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -
     table = Table(title="Poll")
     for col in ("source", "status", "new", "updated", "unchanged", "error / warning"):
         table.add_column(col, justify="right" if col in ("new", "updated", "unchanged") else "left")
+    # Above QUIET_ROWS sources the table stays readable: errors and warnings are always
+    # listed, sources with news only while they are few (a first poll of 2,000 sources
+    # has news from each, and drawing that table took a second), quiet ones never.
+    big = not show_all and len(results) > QUIET_ROWS
+    rows: list[tuple[PollResult, str]] = []
     quiet = 0
     for r in results:
         note = f"{r.error.code}: {r.error.message}" if r.error else "; ".join(r.warnings)
         if r.announced is not None:
             first = f"first poll: {r.announced} open call(s) announced, {r.baselined} kept silent"
             note = f"{first}; {note}" if note else first
-        if not show_all and len(results) > QUIET_ROWS and not (note or r.new or r.updated):
-            quiet += 1  # a 2,000-row table is read by nobody (and takes a second to draw)
+        if big and not (note or r.new or r.updated):
+            quiet += 1
+            continue
+        rows.append((r, note))
+    news = [r for r, _note in rows if not (r.error or r.warnings)]
+    unlisted = len(news) if big and len(news) > QUIET_ROWS else 0
+    for r, note in rows:
+        if unlisted and not (r.error or r.warnings):
             continue
         style = {
             "ok": "green",
@@ -264,7 +275,9 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -
     summary = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
     console.print(
         f"{len(results)} source(s): {summary}; {sum(r.new for r in results)} new item(s)"
-        + (f"; {quiet} quiet source(s) not listed (--all lists them)" if quiet else "")
+        + (f"; {unlisted} source(s) with news not listed" if unlisted else "")
+        + (f"; {quiet} quiet source(s) not listed" if quiet else "")
+        + ("; --all lists them" if quiet or unlisted else "")
     )
 
 
