@@ -19,6 +19,7 @@ walks the date index when the words match many items (see ``_walk_order``)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,6 @@ from typing import Any
 from sqlalchemy import (
     column,
     func,
-    insert,
     literal,
     literal_column,
     or_,
@@ -402,16 +402,20 @@ class ItemsRoom(StorageCore):
         """Put new items into SQLite's full-text index (migration 0013: one statement per
         write, not a trigger per row, which made inserting twice as slow). PostgreSQL's
         index is a generated column and needs nothing."""
-        if conn.dialect.name != "sqlite":
+        if conn.dialect.name != "sqlite" or not ids:
             return
-        for chunk in rows.chunks(list(ids), 500):
-            conn.execute(
-                insert(items_fts).from_select(
-                    ["rowid", "title", "search_text"],
-                    select(items.c.id, items.c.title, items.c.search_text).where(
-                        items.c.id.in_(chunk)
-                    ),
-                )
+        fill = (
+            "INSERT INTO items_fts (rowid, title, search_text)"
+            " SELECT id, title, search_text FROM items WHERE id "
+        )
+        # One statement text for any number of ids, which SQLite's statement cache keeps:
+        # new ids are mostly one run (one insert's), else they go as a JSON list.
+        low, high = min(ids), max(ids)
+        if high - low + 1 == len(set(ids)):
+            conn.exec_driver_sql(fill + "BETWEEN ? AND ?", (low, high))
+        else:
+            conn.exec_driver_sql(
+                fill + "IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
             )
 
     def _hydrate(

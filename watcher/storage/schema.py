@@ -58,12 +58,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         # ("2027-03-16 12:00:00.000000", always with microseconds, so that stored values
         # and parameters compare as strings), made in one step instead of two: a poll
         # writes tens of thousands of these.
+        # The last value's text is kept: a poll's rows carry the same "now" many times over
+        # (first and last seen, history, tags), and converting it is most of the cost. One
+        # (value, text) pair, swapped whole: threads share this processor.
+        memo: list[tuple[datetime | None, str | None]] = [(None, None)]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, text = memo[0]
+            if value is seen:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the database")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            memo[0] = (value, text)
+            return text
 
         return process
 
