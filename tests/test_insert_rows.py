@@ -127,3 +127,19 @@ def test_rows_with_different_keys_each_get_their_defaults(any_storage: Storage) 
 def test_an_unknown_column_is_an_error_not_a_silent_drop(storage: Storage) -> None:
     with storage.engine.begin() as conn, pytest.raises(ValueError, match="no column"):
         base.insert_rows(conn, items, [record("x", colour="blue")])
+
+
+def test_new_items_enter_the_search_index_by_range_or_by_list(storage: Storage) -> None:
+    """SQLite's full-text index is filled per write: a run of new ids by one range, ids
+    with gaps (a taken key skipped in between) by a list; only the ids given."""
+    with storage.engine.begin() as conn:
+        got = base.insert_rows(
+            conn, items, [record(f"i{n}") for n in range(6)], returning=["id", "uid"]
+        )
+        ids = {uid: item_id for item_id, uid in got}
+        storage._index_for_search(conn, [ids["i0"], ids["i1"], ids["i2"]])
+        storage._index_for_search(conn, [ids["i3"], ids["i5"]])
+        found = conn.exec_driver_sql(
+            "SELECT rowid FROM items_fts WHERE items_fts MATCH 'utlysning' ORDER BY rowid"
+        ).all()
+    assert [r[0] for r in found] == sorted(ids[u] for u in ("i0", "i1", "i2", "i3", "i5"))
