@@ -782,3 +782,44 @@ def test_a_new_record_someone_else_stored_meanwhile_is_skipped_not_an_error(stor
     second = storage.apply(SRC.id, [NewItem(item)], result, T0)
     assert len(first.new_ids) == 1 and second.new_ids == ()
     assert storage.count_items() == 1
+
+
+async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, monkeypatch):
+    """When writing lags (a first poll of thousands of sources), fetched and parsed items do
+    not pile up in memory: at most ``IN_FLIGHT`` polls are between request and write; the
+    rest wait before their request. Here the writer holds every write until as many polls
+    as the bound wait for it, then lets them all through."""
+    from watcher import polling
+    from watcher.storage.writer import BatchWriter
+
+    monkeypatch.setattr(polling, "IN_FLIGHT", 3)
+
+    class HeldWriter(BatchWriter):
+        waiting = 0
+        peak = 0
+        opened = asyncio.Event()
+
+        async def run(self, job: Any) -> Any:
+            HeldWriter.waiting += 1
+            HeldWriter.peak = max(HeldWriter.peak, HeldWriter.waiting)
+            if HeldWriter.waiting >= 3:
+                HeldWriter.opened.set()
+            await HeldWriter.opened.wait()
+            try:
+                return await super().run(job)
+            finally:
+                HeldWriter.waiting -= 1
+
+    for n in range(12):
+        item = rss_item(f"k{n}", f"Utlysning {n}", f"https://esf.example/{n}")
+        loopback.add(f"/f{n}.xml", feed(item), content_type="application/rss+xml")
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback, global_concurrency=1),
+            "sources": [src(f"s{n}", loopback.url(f"/f{n}.xml")) for n in range(12)],
+        }
+    )
+    app._writers[asyncio.get_running_loop()] = HeldWriter(app.storage)
+    results = await app.poll()
+    assert [r.status.value for r in results] == ["ok"] * 12
+    assert HeldWriter.peak == 3  # max(IN_FLIGHT, 2 × global_concurrency)

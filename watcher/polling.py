@@ -65,6 +65,9 @@ IN_PROGRESS = SourceError("poll_in_progress", "a poll of this source is already 
 POLLED_IN_SLOT = SourceError("polled_in_slot", "another process polled this source in this slot")
 
 
+IN_FLIGHT = 100  # polls between request and write at once, at least (see poll_many)
+
+
 def poll_lock(source_id: str) -> str:
     """The name of the lock a poll of ``source_id`` holds."""
     return f"poll:{source_id}"
@@ -141,6 +144,11 @@ class Poller:
             except StorageError:
                 log.exception("reading the sources' states failed; each poll reads its own")
 
+        # Polls between their request and their write, at most: when writing is the slower
+        # part (a first poll of thousands of sources) fetched and parsed items would
+        # otherwise pile up in memory, every source's at once, waiting for their turn.
+        in_flight = asyncio.Semaphore(max(IN_FLIGHT, 2 * self.http.settings.global_concurrency))
+
         async def one(src: SourceConfig) -> PollResult:
             state = None
             if states is not None:  # never polled: no state stored yet
@@ -156,7 +164,8 @@ class Poller:
             ):
                 result = PollResult(src.id, PollStatus.SKIPPED, error=POLLED_IN_SLOT)
             else:
-                result = await self.poll(src, now, state)
+                async with in_flight:
+                    result = await self.poll(src, now, state)
             if progress:
                 progress(result)
             return result
