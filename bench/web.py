@@ -2,7 +2,7 @@
 loopback.
 
     python bench/web.py [--items 10000] [--database URL] [--keep DIR] [--requests 400]
-                        [--concurrency 4] [--json]
+                        [--concurrency 4] [--processes 1] [--only NAME] [--json]
 
 Builds an installation (config.toml, and a SQLite database in the same folder unless
 ``--database`` names another, e.g. an empty PostgreSQL database or schema), stores up to
@@ -12,7 +12,9 @@ each copy is a new item, with its own uid, links, history and tags; the texts re
 search finds the same share of items at every size). Then it starts ``watcher run
 --no-scheduler`` in its own process on 127.0.0.1 and sends each scenario's requests from
 ``--concurrency`` concurrent clients (after a warm-up). Prints the median and
-95th-percentile latency and the throughput of each scenario.
+95th-percentile latency and the throughput of each scenario. ``--processes N`` starts N
+server processes on one database (docs/deploy.md) and sends each request to the next one in
+turn, as a proxy's round robin does.
 
 ``--keep DIR`` builds in DIR and keeps it; a second run with the same DIR (and database)
 measures again without building (the server upgrades the schema first if it is behind).
@@ -309,17 +311,24 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
-async def run_scenario(base: str, path: str, requests: int, concurrency: int) -> dict[str, float]:
+async def run_scenario(
+    bases: list[str], path: str, requests: int, concurrency: int
+) -> dict[str, float]:
+    """``requests`` GETs of ``path`` from ``concurrency`` clients; with several servers
+    (``bases``) each request goes to the next one in turn, as a proxy's round robin."""
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        for _ in range(10):  # warm-up
-            (await client.get(path)).raise_for_status()
+    clients = [httpx.AsyncClient(base_url=b, limits=limits, timeout=30) for b in bases]
+    try:
+        for client in clients:
+            for _ in range(10):  # warm-up
+                (await client.get(path)).raise_for_status()
         queue = list(range(requests))
 
         async def worker() -> None:
             while queue:
-                queue.pop()
+                n = queue.pop()
+                client = clients[n % len(clients)]
                 t0 = time.perf_counter()
                 r = await client.get(path)
                 latencies.append(time.perf_counter() - t0)
@@ -328,6 +337,9 @@ async def run_scenario(base: str, path: str, requests: int, concurrency: int) ->
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
     latencies.sort()
     return {
         "median_ms": statistics.median(latencies) * 1000,
@@ -344,6 +356,13 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="`watcher run` processes serving the web (docs/deploy.md), requests spread "
+        "over them in turn as a proxy would",
+    )
     parser.add_argument("--only", help="run only the scenarios whose name contains this")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -357,31 +376,35 @@ def main() -> None:
         built = time.perf_counter() - t0
         url = tomlkit.parse(config.read_text("utf-8"))["watcher"]["database_url"]  # type: ignore[index]
         db = "PostgreSQL" if str(url).startswith("postgresql") else "SQLite"
-        port = free_port()
-        proc = start_server(config, port)
+        ports = [free_port() for _ in range(args.processes)]
+        procs = [start_server(config, port) for port in ports]
         try:
-            base = f"http://127.0.0.1:{port}"
-            first = httpx.get(f"{base}/api/items?limit=1&include_irrelevant=true").json()
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            first = httpx.get(f"{bases[0]}/api/items?limit=1&include_irrelevant=true").json()
             item_id = first["items"][0]["id"] if first["items"] else 1
             total = stored(config)  # the API's total stops counting at 1,000 past the page
             results = {
                 name: asyncio.run(
                     run_scenario(
-                        base, path.format(item_id=item_id), args.requests, args.concurrency
+                        bases, path.format(item_id=item_id), args.requests, args.concurrency
                     )
                 )
                 for name, path in SCENARIOS.items()
                 if not args.only or args.only in name
             }
         finally:
-            proc.terminate()
-            proc.wait(20)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(20)
     if args.json:
-        print(json.dumps({"items": total, "concurrency": args.concurrency, "results": results}))
+        out = {"items": total, "concurrency": args.concurrency, "processes": args.processes}
+        print(json.dumps({**out, "results": results}))
         return
     print(
         f"{total} items on {db}, stored and tagged in {built:.1f} s; {args.requests} requests "
-        f"per scenario from {args.concurrency} concurrent clients on loopback"
+        f"per scenario from {args.concurrency} concurrent clients on loopback, "
+        f"{args.processes} server process(es)"
     )
     print(f"{'scenario':34} {'median ms':>10} {'p95 ms':>9} {'max ms':>9} {'req/s':>8}")
     for name, r in results.items():
