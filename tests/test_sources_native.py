@@ -1023,6 +1023,29 @@ def test_adapters_have_help_and_are_registered() -> None:
         assert len(cls.help().splitlines()[0]) > 20
 
 
+def test_each_built_in_kind_is_imported_from_its_own_module() -> None:
+    """``get(kind)`` imports only the module the registry's map names for it: the map must
+    name the module that registers each kind, and every registered kind must be in it."""
+    registered = {kind: cls.__module__ for kind, cls in registry.all_adapters().items()}
+    assert registered == registry._BUILTIN_KINDS
+
+
+def test_a_process_polling_feeds_loads_no_html_or_calendar_library() -> None:
+    """A fresh process that validates a config of feeds and gets their adapter imports
+    neither BeautifulSoup nor icalendar (each process start paid for both)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sources import registry; "
+        "registry.validate_config({'sources': [{'id': 'f', 'name': 'F', 'kind': 'rss', "
+        "'url': 'https://example.org/f.xml'}]}); registry.get('rss'); "
+        "print(sorted(m for m in ('bs4', 'icalendar', 'sources.esf') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # ── docs and the interreg.no calendar fixture ────────────────────────────────────────────
 
 # (docs/sources.md is checked for every adapter kind in tests/test_docs.py)
