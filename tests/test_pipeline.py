@@ -785,10 +785,11 @@ def test_a_new_record_someone_else_stored_meanwhile_is_skipped_not_an_error(stor
 
 
 async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, monkeypatch):
-    """When writing lags (a first poll of thousands of sources), fetched and parsed items do
-    not pile up in memory: at most ``IN_FLIGHT`` polls are between request and write; the
-    rest wait before their request. Here the writer holds every write until as many polls
-    as the bound wait for it, then lets them all through."""
+    """When writing lags (a first poll of thousands of sources), parsed items do not pile up
+    in memory: at most ``IN_FLIGHT`` polls are between their response and their write; the
+    rest wait with their response unparsed (never holding a place while they wait for a
+    busy host). Here the writer holds every write until as many polls as the bound wait for
+    it, then lets them all through."""
     from watcher import polling
     from watcher.storage.writer import BatchWriter
 

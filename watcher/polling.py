@@ -52,7 +52,7 @@ from watcher.types import (
 if TYPE_CHECKING:
     from sources.base import Adapter
     from watcher.config import SourceConfig
-    from watcher.http import HttpClient
+    from watcher.http import FetchScope, HttpClient
     from watcher.storage import ApplyOutcome, Storage, Transaction
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ IN_PROGRESS = SourceError("poll_in_progress", "a poll of this source is already 
 POLLED_IN_SLOT = SourceError("polled_in_slot", "another process polled this source in this slot")
 
 
-IN_FLIGHT = 100  # polls between request and write at once, at least (see poll_many)
+IN_FLIGHT = 100  # polls parsing or waiting to write at once, at least (see Poller._poll)
 
 
 def poll_lock(source_id: str) -> str:
@@ -112,6 +112,13 @@ class Poller:
 
     def __post_init__(self) -> None:
         self._writer = self.writer or BatchWriter(self.storage)
+        # Polls between their response and their write, at most: when writing is the slower
+        # part (a first poll of thousands of sources), parsed items would otherwise pile up
+        # in memory, every source's at once, waiting for their turn. Taken once the
+        # response is in, so a poll waiting for a busy host never holds one.
+        self._in_flight = asyncio.Semaphore(
+            max(IN_FLIGHT, 2 * self.http.settings.global_concurrency)
+        )
 
     async def poll_many(
         self,
@@ -144,11 +151,6 @@ class Poller:
             except StorageError:
                 log.exception("reading the sources' states failed; each poll reads its own")
 
-        # Polls between their request and their write, at most: when writing is the slower
-        # part (a first poll of thousands of sources) fetched and parsed items would
-        # otherwise pile up in memory, every source's at once, waiting for their turn.
-        in_flight = asyncio.Semaphore(max(IN_FLIGHT, 2 * self.http.settings.global_concurrency))
-
         async def one(src: SourceConfig) -> PollResult:
             state = None
             if states is not None:  # never polled: no state stored yet
@@ -164,8 +166,7 @@ class Poller:
             ):
                 result = PollResult(src.id, PollStatus.SKIPPED, error=POLLED_IN_SLOT)
             else:
-                async with in_flight:
-                    result = await self.poll(src, now, state)
+                result = await self.poll(src, now, state)
             if progress:
                 progress(result)
             return result
@@ -256,6 +257,21 @@ class Poller:
                 lambda txn: txn.record_not_modified(source.id, result, at, cache, started)
             )
             return result
+        async with self._in_flight:
+            return await self._settle(source, fetched, now, started, state, adapter, scope)
+
+    async def _settle(
+        self,
+        source: SourceConfig,
+        fetched: Fetched,
+        now: Callable[[], datetime],
+        started: datetime,
+        state: SourceState,
+        adapter: Adapter,
+        scope: FetchScope,
+    ) -> PollResult:
+        """Parse, classify, decide and write what a poll fetched."""
+        cache = (fetched.cache.etag, fetched.cache.last_modified)
         at = now()
         try:
             processed = await self._process(source, fetched, at)
