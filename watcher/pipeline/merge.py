@@ -412,4 +412,6 @@ def record_changes(row: Mapping[str, Any], record: Mapping[str, Any]) -> list[di
 
 
 def _jsonable(value: Any) -> Any:
+    if not value and isinstance(value, dict):
+        return {}  # most items have no extra fields
     return json.loads(json.dumps(value, default=str))

@@ -89,18 +89,20 @@ def insert_ignoring(conn: Connection, table: Table, keys: Sequence[str]) -> Inse
 @dataclass(frozen=True)
 class _Plan:
     """How rows with one set of keys go into one table on SQLite, worked out once: the
-    columns (those given and those with a Python-side default), each value's conversion
-    (the column type's bind processor) and the defaults to fill in."""
+    columns (those given and those with a Python-side default), the conversion of each
+    column that needs one (the column type's bind processor) and the defaults to fill in."""
 
     columns: tuple[str, ...]
-    convert: tuple[Callable[[Any], Any] | None, ...]
+    convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor)
     defaults: tuple[tuple[int, Any, bool], ...]  # (position, value or callable, callable?)
 
     def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         out = [values.get(c) for c in self.columns]
         for i, arg, is_callable in self.defaults:
             out[i] = arg(None) if is_callable else arg
-        return tuple(v if f is None else f(v) for v, f in zip(out, self.convert, strict=True))
+        for i, f in self.convert:
+            out[i] = f(out[i])
+        return tuple(out)
 
 
 _PLANS: dict[tuple[str, frozenset[str]], _Plan] = {}
@@ -124,9 +126,10 @@ def _plan(table: Table, keys: frozenset[str], dialect: Any) -> _Plan:
         unknown = keys - set(columns)
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
-        convert = tuple(
+        processors = [
             table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
-        )
+        ]
+        convert = tuple((i, f) for i, f in enumerate(processors) if f is not None)
         plan = _PLANS[(table.name, keys)] = _Plan(tuple(columns), convert, tuple(defaults))
     return plan
 
