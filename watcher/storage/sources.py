@@ -17,6 +17,19 @@ from watcher.storage.core import StorageCore
 from watcher.storage.schema import item_sources, items, poll_log, sources_state
 from watcher.types import DupCandidate, PollResult, SourceError, SourceState, StoredSlice
 
+# What a source has stored, built once: a poll reads it in every write (thousands in a
+# first round), and building the statement each time cost more than running it.
+_KNOWN_SLICES = (
+    select(
+        item_sources.c.item_id,
+        item_sources.c.key,
+        item_sources.c.content_hash,
+        item_sources.c["values"],
+    )
+    .where(item_sources.c.source_id == bindparam("source_id"))
+    .order_by(item_sources.c.id)
+)
+
 
 @dataclass(frozen=True)
 class DailyPolls:
@@ -158,16 +171,7 @@ class SourcesRoom(StorageCore):
             return self._known_slices_in(conn, source_id)
 
     def _known_slices_in(self, conn: Connection, source_id: str) -> dict[str, StoredSlice]:
-        found_rows = conn.execute(
-            select(
-                item_sources.c.item_id,
-                item_sources.c.key,
-                item_sources.c.content_hash,
-                item_sources.c["values"],
-            )
-            .where(item_sources.c.source_id == source_id)
-            .order_by(item_sources.c.id)
-        ).all()
+        found_rows = conn.execute(_KNOWN_SLICES, {"source_id": source_id}).all()
         return {
             r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {})
             for r in found_rows
