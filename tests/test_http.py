@@ -277,7 +277,7 @@ async def test_tls_settings_are_built_for_the_first_https_request(server: Loopba
 
     server.add("/", "ok")
     async with client(server.allow_entry, retries=0) as http:
-        pools = http._client._transport
+        pools = http._transport
         assert isinstance(pools, _PoolPerServerName)
         assert pools._tls is None
         assert (await http.get(server.url("/"))).content == b"ok"
@@ -1022,3 +1022,16 @@ async def test_an_old_copy_of_robots_txt_in_force_is_reported(server: LoopbackSe
         assert (await fetch_error(http.get(server.url("/private")))).code == "robots_disallowed"
     assert server.hits("/robots.txt") == 2
     assert warning is not None and "could not be read again (http_503)" in warning
+
+
+async def test_cookies_a_server_sets_are_never_sent_back(
+    http: HttpClient, server: LoopbackServer
+) -> None:
+    """A poll needs no cookies, and one host's would reach another on the same address:
+    the client keeps none (requests go straight to the transport, no jar in between)."""
+    server.add("/a", "a", headers={"Set-Cookie": "session=abc; Path=/"})
+    server.add("/b", "b")
+    await http.get(server.url("/a"))
+    await http.get(server.url("/b"))
+    assert [r.route for r in server.requests] == ["/a", "/b"]
+    assert all("cookie" not in r.headers for r in server.requests)

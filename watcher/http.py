@@ -80,7 +80,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -581,14 +580,6 @@ class _BodyReader:
 # ── the client ───────────────────────────────────────────────────────────────────────────
 
 
-class _NoCookies(DefaultCookiePolicy):
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-
 class _PoolPerServerName(httpx.AsyncBaseTransport):
     """One small connection pool per server: (scheme, pinned address, port, TLS name).
 
@@ -700,15 +691,14 @@ class HttpClient:
         self._robots_seeded = robots_store is None
         self._robots_seeding = asyncio.Lock()
         self._robots_fetched: dict[str, RobotsCopy] = {}  # not yet saved in the store
-        self._client = httpx.AsyncClient(
-            transport=transport
-            or _PoolPerServerName(settings.per_host_concurrency, settings.global_concurrency),
-            headers={"User-Agent": user_agent, "Accept-Encoding": ACCEPT_ENCODING},
-            cookies=CookieJar(policy=_NoCookies()),
-            timeout=settings.timeout,
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment would bypass the address pinning
+        # Requests go straight to the transport: this client follows redirects itself
+        # (each hop checked), keeps no cookies and reads no proxy from the environment (it
+        # would bypass the address pinning), so httpx's client layers (redirects, auth,
+        # cookies, hooks) were only cost, a fifth of the CPU of an unchanged round.
+        self._transport: httpx.AsyncBaseTransport = transport or _PoolPerServerName(
+            settings.per_host_concurrency, settings.global_concurrency
         )
+        self._timeouts = httpx.Timeout(settings.timeout).as_dict()
 
     async def __aenter__(self) -> Self:
         return self
@@ -722,7 +712,7 @@ class HttpClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     @property
     def robots(self) -> Mapping[str, RobotsEntry]:
@@ -1067,16 +1057,16 @@ class HttpClient:
             extensions["sni_hostname"] = target.host
         failure: httpx.ConnectError | None = None
         for ip in target.addresses:
-            request = self._client.build_request(
+            request = httpx.Request(
                 method,
                 target.pinned_url(ip),
                 headers=sent,
-                extensions=extensions,
+                extensions={**extensions, "timeout": self._timeouts},
                 **{k: v for k, v in body.items() if v is not None},
             )
             self.stats.requests += 1
             try:
-                return await self._client.send(request, stream=True)
+                return await self._transport.handle_async_request(request)
             except httpx.ConnectError as e:
                 if _is_tls_failure(e):
                     raise
