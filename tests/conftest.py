@@ -4,6 +4,7 @@ and the loopback HTTP server."""
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,19 @@ REPO = Path(__file__).resolve().parents[1]
 # What the tests need from ../shared/ is copied here: no test reads outside the repository.
 DATA = REPO / "tests" / "data"
 PG_ENV = "WATCHER_TEST_DATABASE_URL"
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_python_leaves_it() -> Iterator[None]:
+    """`watcher poll` and `watcher run` tune the process's garbage collector
+    (``settle_heap``); a CLI test runs them inside pytest, so each test starts and ends with
+    Python's settings."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 

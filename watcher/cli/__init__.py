@@ -174,10 +174,12 @@ def run(ctx: Ctx, host: str | None, port: int | None, no_scheduler: bool) -> Non
     """Run the service: scheduler and web, until SIGTERM or Ctrl-C."""
     import uvicorn
 
+    from watcher.pipeline.work import settle_heap
     from watcher.web.app import create_app
 
     app = ctx.app
     web = create_app(app, run_scheduler=not no_scheduler)
+    settle_heap()  # the service polls for months: what it loaded to start stays
     cfg = app.config
     h, p = host or cfg.web.host, port or cfg.web.port
     console.print(
@@ -221,8 +223,11 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -
     """Poll sources now (all enabled ones, or those named)."""
     from rich.progress import Progress
 
+    from watcher.pipeline.work import settle_heap
+
     app = ctx.app
     sources = app.sources(list(source_ids))
+    settle_heap()
     if as_json:
         results = asyncio.run(app.poll([s.id for s in sources]))
         app.refresh_statuses()

@@ -8,6 +8,7 @@ process the rules are loaded once and reloaded when the service's rules version 
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,6 +88,22 @@ def process(
 
 
 _worker_store: dict[tuple[tuple[str, ...], bool], object] = {}
+
+# Allocations between young-generation collections in a polling process (Python's default
+# is 700). See ``settle_heap``.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_heap() -> None:
+    """Garbage collection for a process that polls, once it has started: what is alive now
+    (modules, config, rules) is moved out of the collector's reach (``gc.freeze``), and
+    collections run after 50,000 allocations instead of 700. A first poll of 2,000 sources
+    allocates tens of millions of objects in the main process, and with the defaults the
+    collector ran 1,500 times there, 12 of them over the whole heap (the duplicate index
+    grows with the items stored): 1.1 s of its 9 s of CPU, 0.15 s after this. Cycles among
+    the objects a poll drops are still collected, a little later."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def warm_up(spec: RulesSpec | None) -> bool:
