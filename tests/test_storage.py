@@ -293,6 +293,26 @@ def test_duplicate_index_follows_updates_links_and_deletions(any_storage: Storag
     assert any_storage.duplicate_candidates("esf", ["HORIZON-AB-2027-01"], []) == []
 
 
+def test_duplicate_index_keys_shared_by_several_items_and_keys_that_move(
+    any_storage: Storage,
+):
+    """The index keeps one id per key until a second item shares it (most keys name one
+    item): two calls on one deadline day with the same numbers are both found, and each
+    still is after the other moves away, and found only under its new day."""
+    a = RawItem(key="a", title="Utlysning 7", deadlines=("2027-05-01",), link="https://x/a")
+    b = RawItem(key="b", title="Utlysning 7", deadlines=("2027-05-01",), link="https://x/b")
+    ids = list(poll_into(any_storage, OTHER, [a, b]).new_ids)  # one source: two items
+    assert len(ids) == 2, ids
+    _, may = candidate_keys([normalise(a, OTHER, T0)])
+    found = any_storage.duplicate_candidates("third", [], may)
+    assert sorted(c.item_id for c in found) == sorted(ids)
+    moved = RawItem(**{**b.__dict__, "deadlines": ("2027-06-01",)})
+    poll_into(any_storage, OTHER, [a, moved], now=T0 + timedelta(hours=1))
+    assert [c.item_id for c in any_storage.duplicate_candidates("third", [], may)] == ids[:1]
+    _, june = candidate_keys([normalise(moved, OTHER, T0)])
+    assert [c.item_id for c in any_storage.duplicate_candidates("third", [], june)] == ids[1:]
+
+
 def test_search_is_unicode_case_insensitive(any_storage: Storage):
     poll_into(
         any_storage, SRC, [RawItem(key="x", title="ÄLDREOMSORG i Öckerö", link="https://x/1")]

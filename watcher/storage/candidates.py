@@ -22,7 +22,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -39,12 +40,13 @@ _NONE: frozenset[str] = frozenset()
 @dataclass(slots=True)
 class _Entry:
     """One stored item in the index: kept small (an entry per stored item, for years of
-    items), so a title's words are made only for the candidates a lookup returns."""
+    items), so a title's words are made only for the candidates a lookup returns, and days
+    and sources are tuples (a set costs 216 bytes even with one member)."""
 
     identifier: str | None
     title: str
-    days: frozenset[str]
-    sources: set[str] = field(default_factory=set)
+    days: tuple[str, ...]
+    sources: tuple[str, ...] = ()
     numbers: tuple[str, ...] = ()
     named: frozenset[str] = _NONE
     # The entry as a candidate, made on the first lookup that finds it; dropped when its
@@ -52,7 +54,7 @@ class _Entry:
     candidate: DupCandidate | None = None
 
     def __post_init__(self) -> None:
-        self.days = frozenset(sys.intern(d) for d in self.days) if self.days else _NONE
+        self.days = tuple(sorted({sys.intern(d) for d in self.days})) if self.days else ()
         self.numbers = tuple(sys.intern(n) for n in title_numbers(normalise_title(self.title)))
         # Identifiers the title of an item without one names (a news item announcing a
         # call): the call, arriving later from its own source, finds the news item by them.
@@ -63,7 +65,7 @@ class _Entry:
 
     def add_source(self, source_id: str) -> None:
         if source_id not in self.sources:
-            self.sources.add(source_id)
+            self.sources = (*self.sources, sys.intern(source_id))
             self.candidate = None
 
     def as_candidate(self, item_id: int) -> DupCandidate:
@@ -73,11 +75,47 @@ class _Entry:
                 frozenset(self.sources),
                 self.identifier,
                 self.title,
-                self.days,
+                frozenset(self.days),
                 numbers=self.numbers,
                 named=self.named,
             )
         return self.candidate
+
+
+# The keyed indexes hold, per key, one item id or, for a key several items share, a set of
+# them: most keys (a call identifier, a deadline day with a title's numbers) name one item.
+_Ids = int | set[int]
+
+
+def _add(index: dict[Any, _Ids], key: Any, item_id: int) -> None:
+    held = index.get(key)
+    if held is None:
+        index[key] = item_id
+    elif isinstance(held, set):
+        held.add(item_id)
+    elif held != item_id:
+        index[key] = {held, item_id}
+
+
+def _discard(index: dict[Any, _Ids], key: Any, item_id: int) -> None:
+    held = index.get(key)
+    if held is None:
+        return
+    if isinstance(held, set):
+        held.discard(item_id)
+        if len(held) == 1:
+            index[key] = next(iter(held))
+        elif not held:
+            del index[key]
+    elif held == item_id:
+        del index[key]
+
+
+def _ids(index: dict[Any, _Ids], key: Any) -> Iterable[int]:
+    held = index.get(key)
+    if held is None:
+        return ()
+    return held if isinstance(held, set) else (held,)
 
 
 class CandidateCache:
@@ -92,10 +130,10 @@ class CandidateCache:
 
     def _reset(self) -> None:
         self._entries: dict[int, _Entry] = {}
-        self._by_identifier: dict[str, set[int]] = {}
-        self._by_day: dict[str, set[int]] = {}
+        self._by_identifier: dict[str, _Ids] = {}
+        self._by_day: dict[str, _Ids] = {}
         # By (day, numbers_key of the title): what a title with numbers can match.
-        self._by_day_numbers: dict[tuple[str, str], set[int]] = {}
+        self._by_day_numbers: dict[tuple[str, str], _Ids] = {}
         self._max_item = 0
         self._max_link = 0
         self._max_change = 0
@@ -113,20 +151,20 @@ class CandidateCache:
             entry.sources = old.sources
             for ident in (old.identifier, *old.named):
                 if ident:
-                    self._by_identifier.get(identifier_key(ident), set()).discard(item_id)
+                    _discard(self._by_identifier, identifier_key(ident), item_id)
             old_numbers = numbers_key(old.numbers)
             for day in old.days:
-                self._by_day.get(day, set()).discard(item_id)
-                self._by_day_numbers.get((day, old_numbers), set()).discard(item_id)
+                _discard(self._by_day, day, item_id)
+                _discard(self._by_day_numbers, (day, old_numbers), item_id)
         self._entries[item_id] = entry
         # Keyed in one case: identifiers are stored as their sources write them.
         for ident in (entry.identifier, *entry.named):
             if ident:
-                self._by_identifier.setdefault(identifier_key(ident), set()).add(item_id)
-        numbers = numbers_key(entry.numbers)
+                _add(self._by_identifier, identifier_key(ident), item_id)
+        numbers = sys.intern(numbers_key(entry.numbers))
         for day in entry.days:
-            self._by_day.setdefault(day, set()).add(item_id)
-            self._by_day_numbers.setdefault((day, numbers), set()).add(item_id)
+            _add(self._by_day, day, item_id)
+            _add(self._by_day_numbers, (day, numbers), item_id)
 
     def _load_items(self, conn: Connection, where: object, skip_known: bool = False) -> None:
         """Index the items ``where`` selects (``skip_known``: not those already in the
@@ -138,7 +176,7 @@ class CandidateCache:
             if skip_known and r.id in self._entries:
                 self._max_item = max(self._max_item, r.id)
                 continue
-            days = frozenset(utc_day(x) for x in (r.deadlines or ()))
+            days = tuple(utc_day(x) for x in (r.deadlines or ()))
             self._index(r.id, _Entry(r.identifier, r.title, days))
             self._max_item = max(self._max_item, r.id)
 
@@ -224,7 +262,7 @@ class CandidateCache:
         written or rewritten by ``source_id``, and items it was linked to as a duplicate."""
         with self._lock:
             for item_id, identifier, title, days in written:
-                self._index(item_id, _Entry(identifier, title, frozenset(days)))
+                self._index(item_id, _Entry(identifier, title, tuple(days)))
                 self._entries[item_id].add_source(source_id)
             for item_id in linked:
                 entry = self._entries.get(item_id)
@@ -248,14 +286,13 @@ class CandidateCache:
                 self._refreshed_at = mono
             ids: set[int] = set()
             for ident in identifiers:
-                ids |= self._by_identifier.get(identifier_key(ident), set())
-            empty: set[int] = set()
+                ids.update(_ids(self._by_identifier, identifier_key(ident)))
             for day, numbers in title_keys:
                 if numbers is None:  # a title without numbers: any title of the day
-                    ids |= self._by_day.get(day, empty)
+                    ids.update(_ids(self._by_day, day))
                 else:
-                    ids |= self._by_day_numbers.get((day, numbers), empty)
-                    ids |= self._by_day_numbers.get((day, ""), empty)
+                    ids.update(_ids(self._by_day_numbers, (day, numbers)))
+                    ids.update(_ids(self._by_day_numbers, (day, "")))
             out = []
             for item_id in sorted(ids):
                 e = self._entries[item_id]
