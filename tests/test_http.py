@@ -909,7 +909,14 @@ async def test_user_agent_and_accept_encoding_on_every_request(
         assert request.header("user-agent") == UA
         assert request.header("accept-encoding") == "gzip, deflate"
         assert request.header("host") == f"127.0.0.1:{loopback.port}"
+        assert request.header("accept") == "*/*"  # some firewalls refuse a request without
     assert loopback.requests[1].header("x-trace") == "1"
+
+
+async def test_an_accept_header_the_adapter_gives_is_kept(http: HttpClient, server) -> None:
+    server.add("/api", "{}", content_type="application/json")
+    await http.get(server.url("/api"), headers={"Accept": "application/json"})
+    assert [r.header("accept") for r in server.requests] == ["application/json"]
 
 
 async def test_robots_disallow(server: LoopbackServer) -> None:

@@ -143,3 +143,25 @@ def test_new_items_enter_the_search_index_by_range_or_by_list(storage: Storage) 
             "SELECT rowid FROM items_fts WHERE items_fts MATCH 'utlysning' ORDER BY rowid"
         ).all()
     assert [r[0] for r in found] == sorted(ids[u] for u in ("i0", "i1", "i2", "i3", "i5"))
+
+
+def test_a_default_only_the_database_can_compute_is_refused_not_dropped() -> None:
+    """A SQL-expression default is what Core renders into its statement; the fast path
+    cannot, so it refuses instead of storing NULL. Two tables of one name (each with its own
+    metadata) each keep their own columns."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func
+
+    engine = create_engine("sqlite://")
+    stamped = Table(
+        "t",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("at", String, default=func.current_timestamp()),
+    )
+    plain = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
+    with engine.begin() as conn:
+        plain.create(conn)
+        base.insert_rows(conn, plain, [{"n": 1}])
+        assert conn.execute(select(plain.c.n)).scalars().all() == [1]
+        with pytest.raises(ValueError, match=r"cannot fill t\.at's default"):
+            base.insert_rows(conn, stamped, [{"id": 2}])

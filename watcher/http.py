@@ -1052,6 +1052,9 @@ class HttpClient:
                 "Host": target.host_header,
             }
         )
+        # What httpx's client sent by default: some firewalls refuse a request without it.
+        if not any(k.lower() == "accept" for k in sent):
+            sent["Accept"] = "*/*"
         extensions: dict[str, Any] = {}
         if target.scheme == "https" and parse_host(target.host)[1] is None:
             extensions["sni_hostname"] = target.host

@@ -179,7 +179,7 @@ def run(ctx: Ctx, host: str | None, port: int | None, no_scheduler: bool) -> Non
 
     app = ctx.app
     web = create_app(app, run_scheduler=not no_scheduler)
-    settle_heap()  # the service polls for months: what it loaded to start stays
+    settle_heap()
     cfg = app.config
     h, p = host or cfg.web.host, port or cfg.web.port
     console.print(
@@ -227,7 +227,7 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -
 
     app = ctx.app
     sources = app.sources(list(source_ids))
-    settle_heap()
+    settle_heap(freeze=True)  # this process ends after its polls
     if as_json:
         results = asyncio.run(app.poll([s.id for s in sources]))
         app.refresh_statuses()

@@ -94,15 +94,18 @@ _worker_store: dict[tuple[tuple[str, ...], bool], object] = {}
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
-def settle_heap() -> None:
-    """Garbage collection for a process that polls, once it has started: what is alive now
-    (modules, config, rules) is moved out of the collector's reach (``gc.freeze``), and
-    collections run after 50,000 allocations instead of 700. A first poll of 2,000 sources
-    allocates tens of millions of objects in the main process, and with the defaults the
-    collector ran 1,500 times there, 12 of them over the whole heap (the duplicate index
-    grows with the items stored): 1.1 s of its 9 s of CPU, 0.15 s after this. Cycles among
-    the objects a poll drops are still collected, a little later."""
-    gc.freeze()
+def settle_heap(*, freeze: bool = False) -> None:
+    """Garbage collection for a process that polls: collections run after 50,000
+    allocations instead of 700, and with ``freeze`` (a process that ends after its polls,
+    `watcher poll`) what is alive now (modules, config, rules) is moved out of the
+    collector's reach (``gc.freeze``). A first poll of 2,000 sources allocates tens of
+    millions of objects in the main process, and with the defaults the collector ran 1,500
+    times there, 12 of them over the whole heap (the duplicate index grows with the items
+    stored): 1.1 s of its 9 s of CPU, 0.15 s after this. Cycles among the objects a poll
+    drops are still collected, a little later. A service that runs for months does not
+    freeze: a config or rule reload would leave what it replaced out of reach for good."""
+    if freeze:
+        gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
 

@@ -105,24 +105,34 @@ class _Plan:
         return tuple(out)
 
 
-_PLANS: dict[tuple[str, frozenset[str]], _Plan] = {}
+_PLANS: dict[tuple[Table, str, frozenset[str]], _Plan] = {}
 _SQLITE_VARIABLES = 32766  # SQLite ≥ 3.32's limit of parameters in one statement
 
 
 def _plan(table: Table, keys: frozenset[str], dialect: Any) -> _Plan:
-    plan = _PLANS.get((table.name, keys))
+    key = (table, dialect.name, keys)
+    plan = _PLANS.get(key)
     if plan is None:
         columns: list[str] = []
         defaults: list[tuple[int, Any, bool]] = []
         for col in table.columns:
             if col.name in keys:
                 columns.append(col.name)
-            elif col.default is not None and getattr(col.default, "is_scalar", False):
+            elif col.default is None:
+                continue  # NULL, the database's default or the next id
+            elif getattr(col.default, "is_scalar", False):
                 defaults.append((len(columns), col.default.arg, False))  # type: ignore[attr-defined]
                 columns.append(col.name)
-            elif col.default is not None and getattr(col.default, "is_callable", False):
+            elif getattr(col.default, "is_callable", False):
+                # SQLAlchemy wraps a callable without arguments to take the context: this
+                # passes none, so a default that reads the context fails here, loudly.
                 defaults.append((len(columns), col.default.arg, True))  # type: ignore[attr-defined]
                 columns.append(col.name)
+            else:  # a SQL expression or a sequence: what Core would render, this cannot
+                raise ValueError(
+                    f"insert_rows cannot fill {table.name}.{col.name}'s default "
+                    f"({col.default!r}); give the column a value"
+                )
         unknown = keys - set(columns)
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
@@ -130,7 +140,7 @@ def _plan(table: Table, keys: frozenset[str], dialect: Any) -> _Plan:
             table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
         ]
         convert = tuple((i, f) for i, f in enumerate(processors) if f is not None)
-        plan = _PLANS[(table.name, keys)] = _Plan(tuple(columns), convert, tuple(defaults))
+        plan = _PLANS[key] = _Plan(tuple(columns), convert, tuple(defaults))
     return plan
 
 
