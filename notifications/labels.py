@@ -11,9 +11,8 @@ helper (``format_number``), so a count reads the same in an email and on a page.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from babel import dates, numbers
 
@@ -196,7 +195,7 @@ def locale_of(language: str) -> str:
     return LOCALES[lang_of(language)]
 
 
-def format_date(dt: datetime | None, language: str = "sv", tz: ZoneInfo = STOCKHOLM) -> str:
+def format_date(dt: datetime | None, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
     """``16 mars 2027`` (sv) or ``16 March 2027`` (en), in Stockholm time: Babel's long
     date."""
     if dt is None:
@@ -204,12 +203,12 @@ def format_date(dt: datetime | None, language: str = "sv", tz: ZoneInfo = STOCKH
     return dates.format_date(dt.astimezone(tz).date(), "long", locale=locale_of(language))
 
 
-def format_time(dt: datetime, language: str = "sv", tz: ZoneInfo = STOCKHOLM) -> str:
+def format_time(dt: datetime, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
     """The time of day in Stockholm time, Babel's short time (``17:00``)."""
     return dates.format_time(dt, "short", tzinfo=tz, locale=locale_of(language))
 
 
-def format_datetime(dt: datetime | None, language: str = "sv", tz: ZoneInfo = STOCKHOLM) -> str:
+def format_datetime(dt: datetime | None, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
     """A date with its time of day, unless the time only marks a whole day (00:00, 23:59):
     ``16 mars 2027 kl. 17:00``, ``16 March 2027, 17:00``."""
     if dt is None:

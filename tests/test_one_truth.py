@@ -65,7 +65,10 @@ def surfaces(app: App, client: httpx.Client, item_id: int) -> dict[str, Any]:
     api_list = client.get("/api/items").json()["items"][0]
     api_item = client.get(f"/api/items/{item_id}").json()
     web_list = client.get("/").text
-    [listed_due] = re.findall(r'class="due">[^<]*<time datetime="([^"]+)"', web_list)
+    [(listed_due, listed_text)] = re.findall(
+        r'class="due">[^<]*<time datetime="([^"]+)">([^<]+)</time>', web_list
+    )
+    page = client.get(f"/items/{item_id}").text
     feed = client.get("/feeds/all.xml").text
     ics = client.get("/calendar/all.ics").text
     digest = build_digest(app, "gr-eu", app.now())
@@ -80,6 +83,8 @@ def surfaces(app: App, client: httpx.Client, item_id: int) -> dict[str, Any]:
         "feed": feed,
         "calendar": ics,
         "api deadlines": api_item["deadlines"],
+        "web list text": listed_text,
+        "item page": page,
     }
 
 
@@ -93,6 +98,9 @@ def test_a_two_stage_call_shows_one_next_deadline_everywhere(
         assert due == t0 + FIRST, name
         assert status in (None, "open"), name
     assert f"Sista dag: {format_datetime(t0 + FIRST, 'sv')}" in seen["feed"]
+    # The same words for the same deadline on the web as in the digest and the feed.
+    assert seen["web list text"] == format_datetime(t0 + FIRST, "sv")
+    assert format_datetime(t0 + SECOND, "sv") in seen["item page"]
     assert seen["calendar"].count("BEGIN:VEVENT") == 2  # one event per deadline
     assert [datetime.fromisoformat(d) for d in seen["api deadlines"]] == [t0 + FIRST, t0 + SECOND]
 

@@ -211,7 +211,7 @@ def test_the_item_page_shows_the_record_sources_history_and_tags_with_why(
     page = r.text
     assert "<h1>Utlysning: kompetensförsörjning i Västsverige</h1>" in page
     assert '<a href="https://esf.example/k1" rel="noopener noreferrer nofollow">' in page
-    assert "27 november 2026 16:00" in page  # the new deadline, in Stockholm time
+    assert "27 november 2026 kl. 16:00" in page  # the new deadline, in Stockholm time
     assert "ESF-rådet" in page  # the source by name
     assert "uppdaterad" in page  # the history row, said as a person would
     assert "Sista ansökningsdag flyttad: 20 november 2026 → 27 november 2026 kl. 16:00" in page

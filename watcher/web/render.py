@@ -35,7 +35,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
-from notifications.labels import LOCALES, format_number
+from notifications.labels import LOCALES, format_datetime, format_number
 from watcher.app import App
 from watcher.config import AREAS, THEMES
 from watcher.web import messages
@@ -243,14 +243,13 @@ class Formatter:
         return dates.format_date(d, "d MMMM y", locale=self.locale)
 
     def moment(self, dt: datetime | None) -> str:
-        """The date, with the time when it is not midnight (deadlines often close 17:00)."""
+        """The date, with the time when it is not a whole day's end (deadlines often close
+        17:00): ``16 mars 2027 kl. 17:00``, ``16 March 2027, 17:00``, ``16 mars 2027`` for
+        00:00 and 23:59. The digest's and the alerts' formatter, so a call's deadline reads
+        the same in an email and on its page."""
         if dt is None:
             return "–"
-        d = self.local(dt)
-        out = self.day(d)
-        if (d.hour, d.minute) != (0, 0):
-            out += " " + dates.format_time(d, "short", locale=self.locale)
-        return out
+        return format_datetime(dt, self.lang, self.tz)
 
     def stamp(self, dt: datetime | None) -> str:
         """A compact local timestamp for logs and tables: 2026-11-02 09:00."""
