@@ -648,6 +648,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    if args.profile and shutil.which("py-spy") is None:
+        sys.exit("--profile needs py-spy on the PATH: pip install py-spy")
     exe = urlwatch_bin() if args.compare_urlwatch else None
     compile_bytecode()
     farm = Farm(args)
