@@ -784,32 +784,34 @@ def test_a_new_record_someone_else_stored_meanwhile_is_skipped_not_an_error(stor
     assert storage.count_items() == 1
 
 
-async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, monkeypatch):
+@pytest.mark.parametrize("calls", ["one poll of every source", "one poll per source"])
+async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, monkeypatch, calls):
     """When writing lags (a first poll of thousands of sources), parsed items do not pile up
-    in memory: at most ``IN_FLIGHT`` polls are between their response and their write; the
+    in memory: at most ``MAX_WAITING`` polls are between their response and their write; the
     rest wait with their response unparsed (never holding a place while they wait for a
-    busy host). Here the writer holds every write until as many polls as the bound wait for
-    it, then lets them all through."""
-    from watcher import polling
-    from watcher.storage.writer import BatchWriter
+    busy host). The bound is the event loop's writer's, so it holds as well for the
+    scheduler, which polls each due source on its own. Here the writer holds every write
+    until as many polls as the bound wait for it, then lets them all through."""
+    from watcher.storage import writer
+    from watcher.storage.writer import BatchWriter, waiting_bound
 
-    monkeypatch.setattr(polling, "IN_FLIGHT", 3)
+    monkeypatch.setattr(writer, "MAX_WAITING", 3)
 
     class HeldWriter(BatchWriter):
-        waiting = 0
+        held = 0
         peak = 0
         opened = asyncio.Event()
 
         async def run(self, job: Any) -> Any:
-            HeldWriter.waiting += 1
-            HeldWriter.peak = max(HeldWriter.peak, HeldWriter.waiting)
-            if HeldWriter.waiting >= 3:
+            HeldWriter.held += 1
+            HeldWriter.peak = max(HeldWriter.peak, HeldWriter.held)
+            if HeldWriter.held >= 3:
                 HeldWriter.opened.set()
             await HeldWriter.opened.wait()
             try:
                 return await super().run(job)
             finally:
-                HeldWriter.waiting -= 1
+                HeldWriter.held -= 1
 
     for n in range(12):
         item = rss_item(f"k{n}", f"Utlysning {n}", f"https://esf.example/{n}")
@@ -820,10 +822,15 @@ async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, mon
             "sources": [src(f"s{n}", loopback.url(f"/f{n}.xml")) for n in range(12)],
         }
     )
-    app._writers[asyncio.get_running_loop()] = HeldWriter(app.storage)
-    results = await app.poll()
+    bound = waiting_bound(app.config.fetch.global_concurrency)
+    app._writers[asyncio.get_running_loop()] = HeldWriter(app.storage, max_waiting=bound)
+    if calls == "one poll of every source":
+        results = await app.poll()
+    else:
+        polls = await asyncio.gather(*(app.poll([f"s{n}"]) for n in range(12)))
+        results = [r for one in polls for r in one]
     assert [r.status.value for r in results] == ["ok"] * 12
-    assert HeldWriter.peak == 3  # max(IN_FLIGHT, 2 × global_concurrency)
+    assert HeldWriter.peak == 3  # max(MAX_WAITING, 2 × global_concurrency)
 
 
 def test_polling_processes_keep_their_start_out_of_the_collectors_way(make_app, loopback):

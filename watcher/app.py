@@ -243,12 +243,13 @@ class App:
         return results
 
     def _writer(self) -> BatchWriter:
-        from watcher.storage.writer import BatchWriter
+        from watcher.storage.writer import BatchWriter, waiting_bound
 
         loop = asyncio.get_running_loop()
         writer = self._writers.get(loop)
         if writer is None:
-            writer = self._writers[loop] = BatchWriter(self.storage)
+            bound = waiting_bound(self._config.fetch.global_concurrency)
+            writer = self._writers[loop] = BatchWriter(self.storage, max_waiting=bound)
         return writer
 
     def refresh_statuses(self) -> list[int]:

@@ -33,7 +33,7 @@ from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.work import Classifier, Processed, process
-from watcher.storage.writer import BatchWriter
+from watcher.storage.writer import BatchWriter, waiting_bound
 from watcher.types import (
     CacheState,
     Classification,
@@ -63,9 +63,6 @@ MIN_BACKOFF = timedelta(minutes=1)
 POLL_LOCK_TTL = timedelta(minutes=15)
 IN_PROGRESS = SourceError("poll_in_progress", "a poll of this source is already running")
 POLLED_IN_SLOT = SourceError("polled_in_slot", "another process polled this source in this slot")
-
-
-IN_FLIGHT = 100  # polls parsing or waiting to write at once, at least (see Poller._poll)
 
 
 def poll_lock(source_id: str) -> str:
@@ -111,13 +108,8 @@ class Poller:
     writer: BatchWriter | None = None  # the loop's writer; a poller of its own if not given
 
     def __post_init__(self) -> None:
-        self._writer = self.writer or BatchWriter(self.storage)
-        # Polls between their response and their write, at most: when writing is the slower
-        # part (a first poll of thousands of sources), parsed items would otherwise pile up
-        # in memory, every source's at once, waiting for their turn. Taken once the
-        # response is in, so a poll waiting for a busy host never holds one.
-        self._in_flight = asyncio.Semaphore(
-            max(IN_FLIGHT, 2 * self.http.settings.global_concurrency)
+        self._writer = self.writer or BatchWriter(
+            self.storage, max_waiting=waiting_bound(self.http.settings.global_concurrency)
         )
 
     async def poll_many(
@@ -257,7 +249,7 @@ class Poller:
                 lambda txn: txn.record_not_modified(source.id, result, at, cache, started)
             )
             return result
-        async with self._in_flight:
+        async with self._writer.waiting:  # see BatchWriter.waiting
             return await self._settle(source, fetched, now, started, state, adapter, scope)
 
     async def _settle(

@@ -26,14 +26,28 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 50  # writes per transaction at most: a batch holds the write lock this long
+MAX_WAITING = 100  # polls between their response and their write, at least (``waiting``)
+
+
+def waiting_bound(global_concurrency: int) -> int:
+    """How many polls may hold a response waiting to be parsed and written at once."""
+    return max(MAX_WAITING, 2 * global_concurrency)
 
 
 class BatchWriter:
     """Runs write jobs for the polls of one event loop, in order, batched."""
 
-    def __init__(self, storage: Storage, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, storage: Storage, max_batch: int = MAX_BATCH, max_waiting: int = MAX_WAITING
+    ) -> None:
         self.storage = storage
         self.max_batch = max_batch
+        # Polls between their response and their write, at most, whoever started them (a
+        # cycle's many sources, the scheduler's one-source polls, "Hämta nu"): when writing
+        # is the slower part, parsed items would otherwise pile up in memory, every
+        # source's at once. A poll takes its place once its response is in, so a poll
+        # waiting for a busy host never holds one.
+        self.waiting = asyncio.Semaphore(max_waiting)
         self._pending: list[tuple[Callable[[Transaction], Any], asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # transactions run (for tests and benchmarks)
