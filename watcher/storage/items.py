@@ -391,12 +391,8 @@ class ItemsRoom(StorageCore):
             return self._get_items_in(conn, ids)
 
     def _get_items_in(self, conn: Connection, ids: Sequence[int]) -> list[StoredItem]:
-        out: list[StoredItem] = []
-        for chunk in rows.chunks(list(ids), 500):
-            found = conn.execute(select(items).where(items.c.id.in_(chunk))).mappings().all()
-            out.extend(self._hydrate(conn, found))
-        order = {i: n for n, i in enumerate(ids)}
-        return sorted(out, key=lambda it: order.get(it.id, 0))
+        """The items with these ids, each once, in the order given."""
+        return self._read(conn, list(dict.fromkeys(ids)))
 
     def _index_for_search(self, conn: Connection, ids: Sequence[int]) -> None:
         """Put new items into SQLite's full-text index (migration 0013: one statement per
