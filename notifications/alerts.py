@@ -299,7 +299,7 @@ def _local(config: Config, iso: Any) -> str:
         return str(iso)
     from notifications.labels import format_datetime as local_datetime
 
-    return local_datetime(when, "sv", config.tz)
+    return local_datetime(when, "sv", config.tz, whole_days=False)
 
 
 def _count(value: Any) -> str:

@@ -11,7 +11,7 @@ helper (``format_number``), so a count reads the same in an email and on a page.
 
 from __future__ import annotations
 
-from datetime import datetime, time, tzinfo
+from datetime import date, datetime, time, tzinfo
 from typing import Any
 
 from babel import dates, numbers
@@ -195,12 +195,16 @@ def locale_of(language: str) -> str:
     return LOCALES[lang_of(language)]
 
 
+def format_day(day: date, language: str = "sv") -> str:
+    """A calendar day: ``16 mars 2027`` (sv) or ``16 March 2027`` (en), Babel's long date."""
+    return dates.format_date(day, "long", locale=locale_of(language))
+
+
 def format_date(dt: datetime | None, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
-    """``16 mars 2027`` (sv) or ``16 March 2027`` (en), in Stockholm time: Babel's long
-    date."""
+    """The day of an instant, in Stockholm time: ``16 mars 2027`` (``format_day``)."""
     if dt is None:
         return STRINGS[lang_of(language)]["none"]
-    return dates.format_date(dt.astimezone(tz).date(), "long", locale=locale_of(language))
+    return format_day(dt.astimezone(tz).date(), language)
 
 
 def format_time(dt: datetime, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
@@ -208,13 +212,21 @@ def format_time(dt: datetime, language: str = "sv", tz: tzinfo = STOCKHOLM) -> s
     return dates.format_time(dt, "short", tzinfo=tz, locale=locale_of(language))
 
 
-def format_datetime(dt: datetime | None, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
-    """A date with its time of day, unless the time only marks a whole day (00:00, 23:59):
-    ``16 mars 2027 kl. 17:00``, ``16 March 2027, 17:00``."""
+def format_datetime(
+    dt: datetime | None,
+    language: str = "sv",
+    tz: tzinfo = STOCKHOLM,
+    *,
+    whole_days: bool = True,
+) -> str:
+    """A date with its time of day, unless the time only marks a whole day (00:00, 23:59:
+    a deadline's, with ``whole_days``): ``16 mars 2027 kl. 17:00``, ``16 March 2027,
+    17:00``. A recorded instant (``whole_days=False``) keeps its time at midnight too."""
     if dt is None:
         return STRINGS[lang_of(language)]["none"]
     day = format_date(dt, language, tz)
-    if dt.astimezone(tz).time() in (time(0, 0), time(23, 59), time(23, 59, 59)):
+    whole = (time(0, 0), time(23, 59), time(23, 59, 59))
+    if whole_days and dt.astimezone(tz).time() in whole:
         return day
     lang = lang_of(language)
     join = DATETIME_JOIN.get(lang) or str(dates.get_datetime_format("long", locale=LOCALES[lang]))

@@ -104,6 +104,17 @@ def test_the_web_number_filter_and_formatter_follow_the_page_language():
     assert environment().from_string("{{ n|number }}").render(n=None, lang="sv") == "None"
 
 
+def test_the_web_writes_days_as_the_digest_and_counts_only_deadlines_ahead():
+    """The web's day is the digest's (``format_day``); a deadline at this very instant has
+    passed, as ``watcher.calls`` says, so the page counts no days down to it."""
+    sv, en = Formatter("sv", UTC, T0), Formatter("en", UTC, T0)
+    assert sv.day(T0) == format_date(T0, "sv", UTC) == "2 november 2026"
+    assert en.day(T0.date()) == "2 November 2026"
+    assert sv.days_left(T0) == "" and sv.days_left(T0 - timedelta(days=1)) == ""
+    assert sv.days_left(T0 + timedelta(hours=1)) == "i dag"
+    assert en.days_left(T0 + timedelta(days=3)) == "in 3 days"
+
+
 def event(kind: str, subject: str, details: dict[str, object]) -> AdminEvent:
     return AdminEvent(
         id=1,
@@ -134,6 +145,10 @@ def test_alerts_write_counts_and_times_in_swedish():
     text = alert_text(missed, config)
     assert f"Nätverket: 1{NBSP}234 schemalagda utskick missades" in text.subject
     assert "Från 2 november 2026 kl. 09:00 till 5 november 2026 kl. 09:00" in text.body
+    # A recorded instant keeps its time at midnight (a deadline's midnight is a whole day).
+    midnight = datetime(2026, 11, 2, 23, tzinfo=UTC)  # 00:00 in Stockholm
+    at_midnight = event(DIGEST_MISSED, "n", {"first": midnight.isoformat(), "last": "x"})
+    assert "Från 3 november 2026 kl. 00:00 till x" in alert_text(at_midnight, config).body
     failing = alert_text(event(SOURCE_FAILING, "esf", {"failures": 3, "code": "http"}), config)
     assert "har misslyckats 3 gånger i rad" in failing.subject
 

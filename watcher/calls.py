@@ -90,9 +90,14 @@ def last_deadline(item: CallFacts) -> datetime | None:
     return max(item.deadlines) if item.deadlines else None
 
 
+def has_passed(deadline: datetime, now: datetime) -> bool:
+    """A deadline has passed from its own instant on: at 17:00 a 17:00 deadline is over."""
+    return deadline <= now
+
+
 def next_deadline(item: CallFacts, now: datetime) -> datetime | None:
     """The first deadline still ahead; the last one when all have passed."""
-    ahead = [d for d in item.deadlines if d > now]
+    ahead = [d for d in item.deadlines if not has_passed(d, now)]
     if ahead:
         return min(ahead)
     return last_deadline(item)
@@ -100,13 +105,13 @@ def next_deadline(item: CallFacts, now: datetime) -> datetime | None:
 
 def upcoming_deadlines(item: CallFacts, now: datetime) -> list[datetime]:
     """The deadlines still ahead, first first."""
-    return sorted(d for d in item.deadlines if d > now)
+    return sorted(d for d in item.deadlines if not has_passed(d, now))
 
 
 def is_over(item: CallFacts, now: datetime) -> bool:
     """Closed, or every deadline has passed."""
     last = last_deadline(item)
-    if last is not None and last <= now:
+    if last is not None and has_passed(last, now):
         return True
     return status(item, now) == Status.CLOSED
 

@@ -93,7 +93,7 @@ def rows_for(items: Sequence[StoredItem], fmt: Formatter, names: Mapping[str, st
                 programme=it.programme,
                 due_iso=fmt.iso(due),
                 due_text=moment(due) if due else "",
-                due_days=days_left(due) if due and due >= fmt.now else "",
+                due_days=days_left(due) if due else "",
                 sources=", ".join(names.get(s, s) for s in source_ids),
                 seen_iso=fmt.iso(it.first_seen),
                 seen_text=day(fmt.local(it.first_seen).date()),
@@ -392,13 +392,15 @@ def deadlines(request: Request) -> HTMLResponse:
     lang = request_lang(request)
     timeline = request.app.state.timeline_cache
     key = (lang, area, theme, weeks)
-    data = timeline.get(key, lambda _now: {key: _timeline(app, lang, area, theme, weeks)})
+    data = timeline.get(key, lambda now: {key: _timeline(app, now, lang, area, theme, weeks)})
     return render(request, "deadlines.html", data)
 
 
-def _timeline(app: App, lang: str, area: str, theme: str, weeks: int) -> dict[str, Any]:
-    """What the deadline timeline shows: its weeks and rows, and the chart."""
-    now = app.now()
+def _timeline(
+    app: App, now: datetime, lang: str, area: str, theme: str, weeks: int
+) -> dict[str, Any]:
+    """What the deadline timeline shows at ``now`` (when the cache made it): its weeks and
+    rows, and the chart."""
     fmt = Formatter(lang, app.config.tz, now)
     f = ItemFilter(
         area=area or None,

@@ -35,8 +35,14 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
-from notifications.labels import LOCALES, format_datetime, format_number
+from notifications.labels import (
+    format_datetime,
+    format_day,
+    format_number,
+    locale_of,
+)
 from watcher.app import App
+from watcher.calls import has_passed
 from watcher.config import AREAS, THEMES
 from watcher.web import messages
 
@@ -231,16 +237,16 @@ class Formatter:
     @property
     def locale(self) -> str:
         """Babel's locale of the interface language (``sv_SE``, ``en_GB``)."""
-        return LOCALES.get(self.lang, "sv_SE")
+        return locale_of(self.lang)
 
     def local(self, dt: datetime) -> datetime:
         return dt.astimezone(self.tz)
 
     def day(self, dt: datetime | date | None) -> str:
+        """A day as the digest writes it (``labels.format_day``): ``16 mars 2027``."""
         if dt is None:
             return "–"
-        d = self.local(dt).date() if isinstance(dt, datetime) else dt
-        return dates.format_date(d, "d MMMM y", locale=self.locale)
+        return format_day(self.local(dt).date() if isinstance(dt, datetime) else dt, self.lang)
 
     def moment(self, dt: datetime | None) -> str:
         """The date, with the time when it is not a whole day's end (deadlines often close
@@ -263,12 +269,12 @@ class Formatter:
         return format_number(value, self.lang)
 
     def days_left(self, dt: datetime | None) -> str:
-        if dt is None:
+        """How soon a deadline still ahead comes (``i dag``, ``om 3 dagar``); nothing for
+        one that has passed (``calls.has_passed``)."""
+        if dt is None or has_passed(dt, self.now):
             return ""
         days = (self.local(dt).date() - self.local(self.now).date()).days
         _ = self.gettext
-        if dt < self.now:
-            return _("passerad")
         if days == 0:
             return _("i dag")
         if days == 1:
