@@ -187,7 +187,8 @@ def _strings(digest: Digest, lang: str) -> dict[str, str]:
     more = MORE[lang]["closing_more"].format(
         shown=format_number(len(digest.closing_soon), lang), n=format_number(n, lang)
     )
-    url = _list_link(digest, sort="deadline")
+    # The web list of the same calls: open, a deadline within the section's days.
+    url = _list_link(digest, sort="deadline", status="open", within=str(digest.closing_soon_days))
     if url:
         more = f"{more} {url}"
     escaped = more.replace("{", "{{").replace("}", "}}")

@@ -418,6 +418,8 @@ def test_a_first_digest_over_a_long_history_is_capped_per_area(world, clock, mon
     assert url in rendered.html
     assert "… och 3 till inom" in rendered.text and url.replace("&amp;", "&") in rendered.text
     assert "Här visas de 2 som stänger först; 1 till finns i listan på webben." in rendered.text
+    soon = "http://127.0.0.1:8000/?sort=deadline&status=open&within=14"  # the same calls
+    assert soon in rendered.text
 
     [o] = run_digests(app)
     assert (o.new, o.closing_soon) == (7, 3)
