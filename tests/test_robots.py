@@ -229,6 +229,20 @@ async def test_a_seeded_copy_is_used_until_a_day_old_and_then_holds_while_unreac
     assert len(calls) == 2
 
 
+async def test_a_copy_kept_in_the_future_is_fetched_again() -> None:
+    """A copy whose fetch time is later than now (the clock moved back) is too old."""
+    fetched: list[str] = []
+
+    async def fetch(origin: str) -> RobotsEntry:
+        fetched.append(origin)
+        return RobotsEntry.parsed("User-agent: *\nAllow: /\n", UA)
+
+    cache = RobotsCache(fetch, clock=lambda: 0.0)
+    cache.seed("https://a.example", RobotsEntry.parsed("User-agent: *\nDisallow: /\n", UA), -60)
+    assert (await cache.get("https://a.example")).allows("/x")
+    assert fetched == ["https://a.example"]
+
+
 def test_copies_are_kept_by_origin(any_storage) -> None:
     from datetime import UTC, datetime
 

@@ -1176,8 +1176,6 @@ class HttpClient:
             now = self._clock()
             for origin, copy in copies.items():
                 age = (now - copy.fetched_at).total_seconds()
-                if age < 0:  # fetched "later" than now: the clock moved back; fetch again
-                    age = self._robots.fresh_for
                 self._robots.seed(origin, copy.entry(self.user_agent), age)
             self._robots_seeded = True
 

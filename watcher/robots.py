@@ -292,9 +292,12 @@ class RobotsCache:
     def seed(self, origin: str, entry: RobotsEntry, age: float) -> None:
         """Start from a copy fetched ``age`` seconds ago (kept by another process): it is
         used until it is ``fresh_for`` old; an older one is fetched again on first use, and
-        stays in force should that fail, as a copy of this cache's own would."""
+        stays in force should that fail, as a copy of this cache's own would. A negative
+        age (fetched "later" than now: the clock moved back) counts as too old."""
+        if age < 0:
+            age = self.fresh_for
         if origin not in self._entries and entry.status is not RobotsStatus.UNREACHABLE:
-            self._entries[origin] = (entry, self._clock() + self.fresh_for - max(age, 0.0))
+            self._entries[origin] = (entry, self._clock() + self.fresh_for - age)
 
     def stale(self, origin: str) -> str | None:
         """Why ``origin``'s copy in force could not be renewed (an error code), or None."""
