@@ -241,9 +241,9 @@ class Poller:
         except SourceFailure as e:
             error = SourceError(e.code, str(e))
             return await self._failed(source, error, started, now(), _asked_pause(e))
-        cache = (fetched.cache.etag, fetched.cache.last_modified)
         if fetched.status == FetchStatus.NOT_MODIFIED:
             result = PollResult(source.id, PollStatus.NOT_MODIFIED)
+            cache = (fetched.cache.etag, fetched.cache.last_modified)
             at = now()
             await self._writer.run(
                 lambda txn: txn.record_not_modified(source.id, result, at, cache, started)
@@ -301,8 +301,8 @@ class Poller:
             fresh = [it for it in items if it.key not in known]
             candidates = []
             if fresh:
-                identifiers, deadlines = candidate_keys(fresh)
-                candidates = txn.duplicate_candidates(source.id, identifiers, deadlines)
+                identifiers, title_keys = candidate_keys(fresh)
+                candidates = txn.duplicate_candidates(source.id, identifiers, title_keys)
             # Each intent carries its entry's tags (the first entry of a repeated key).
             by_key: dict[str, Classification] = {}
             if processed.classifications is not None:
