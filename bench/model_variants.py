@@ -140,7 +140,9 @@ class Data:
 # -- models: a trainer takes training rows and returns a scorer of rows ---------------------
 
 
-def naive_bayes(data: Data, kind: str, alpha: float = 0.5, min_df: int = 2) -> Trainer:
+def naive_bayes(
+    data: Data, kind: str, alpha: float = learned.ALPHA, min_df: int = learned.MIN_DF
+) -> Trainer:
     """One-vs-rest naive Bayes log-count ratios, as ``rules.learned`` (features of ``kind``)."""
 
     def train(idx: Sequence[int]) -> Scorer:

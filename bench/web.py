@@ -240,14 +240,10 @@ def replicate(app: App, base_n: int, n: int) -> None:
                 conn.execute(sa.text(f'DROP INDEX "{name}"'))
         for sql in statements:
             conn.execute(sa.text(sql), params)
-        if not pg:  # the copies into SQLite's full-text index (storage does it for a poll)
-            conn.execute(
-                sa.text(
-                    "INSERT INTO items_fts(rowid, title, search_text) "
-                    "SELECT id, title, search_text FROM items WHERE id > :base"
-                ),
-                params,
-            )
+        # The copies into SQLite's full-text index, as storage puts a poll's new items there
+        # (PostgreSQL's index is a generated column).
+        copies = conn.execute(sa.text("SELECT id FROM items WHERE id > :base"), params)
+        app.storage._index_for_search(conn, [r[0] for r in copies])
         for _, definition in gin:
             conn.execute(sa.text(definition))
         if pg:
