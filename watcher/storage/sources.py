@@ -3,7 +3,7 @@ tracker needs of a source's stored items, duplicate candidates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
@@ -38,10 +38,6 @@ class DailyPolls:
     polls: int = 0
     failures: int = 0
     new: int = 0
-
-
-# A new state row's values where a write does not give them.
-_STATE_DEFAULTS: dict[str, Any] = {"consecutive_failures": 0, "baseline_done": False}
 
 
 @dataclass
@@ -152,18 +148,6 @@ class SourcesRoom(StorageCore):
             )
         return out
 
-    def _upsert_state(self, conn: Connection, source_id: str, values: Mapping[str, Any]) -> None:
-        # The values as parameters, not in the statement: every poll writes this, and a
-        # statement with its values built in costs more to make than to run.
-        res = conn.execute(
-            update(sources_state).where(sources_state.c.source_id == bindparam("state_of")),
-            {"state_of": source_id, **values},
-        )
-        if res.rowcount == 0:
-            conn.execute(
-                insert(sources_state), {"source_id": source_id, **_STATE_DEFAULTS, **values}
-            )
-
     @base.translate_errors
     def known_slices(self, source_id: str) -> dict[str, StoredSlice]:
         """This source's stored items, as the tracker needs them."""
@@ -268,8 +252,10 @@ class SourcesRoom(StorageCore):
                         )
                     ).scalars()
                 )
+                # The columns a write leaves out take the table's defaults (no failures
+                # yet, no baseline).
                 missing = [
-                    {"source_id": source_id, **_STATE_DEFAULTS, **values}
+                    {"source_id": source_id, **values}
                     for source_id, values in group
                     if source_id not in have
                 ]
@@ -296,30 +282,22 @@ class SourcesRoom(StorageCore):
                 )
             ).scalar()
             failures = (prev or 0) + 1
-            self._upsert_state(
-                conn,
-                source_id,
-                {
-                    "last_poll_at": now,
-                    "last_error_at": now,
-                    "last_error_code": error.code,
-                    "last_error_message": error.message[:2000],
-                    "consecutive_failures": failures,
-                    "next_attempt_at": next_attempt_at,
-                },
-            )
-            self._log_poll(conn, result, started_at or now, now)
+            state = {
+                "last_poll_at": now,
+                "last_error_at": now,
+                "last_error_code": error.code,
+                "last_error_message": error.message[:2000],
+                "consecutive_failures": failures,
+                "next_attempt_at": next_attempt_at,
+            }
+            poll = self._poll_row(result, started_at or now, now)
+            self._record_poll(conn, source_id, state, poll, None)
         return failures
 
     @base.translate_errors
     def set_source_warning(self, source_id: str, warning: str | None) -> None:
         with self.begin() as conn:
-            self._upsert_state(conn, source_id, {"warning": warning})
-
-    def _log_poll(
-        self, conn: Connection, result: PollResult, started: datetime, now: datetime
-    ) -> None:
-        conn.execute(insert(poll_log), self._poll_row(result, started, now))
+            self._write_deferred(conn, Deferred(states=[(source_id, {"warning": warning})]))
 
     @staticmethod
     def _poll_row(result: PollResult, started: datetime, now: datetime) -> dict[str, Any]:
