@@ -273,12 +273,12 @@ async def test_tls_failures_are_tls_error_and_not_retried() -> None:
 
 async def test_tls_settings_are_built_for_the_first_https_request(server: LoopbackServer) -> None:
     """Issue 14: loading the CA bundle cost every `watcher poll` at start, https or not."""
-    from watcher.http import _PoolPerServerName
+    from watcher.wire import PoolPerServer
 
     server.add("/", "ok")
     async with client(server.allow_entry, retries=0) as http:
         pools = http._transport
-        assert isinstance(pools, _PoolPerServerName)
+        assert isinstance(pools, PoolPerServer)
         assert pools._tls is None
         assert (await http.get(server.url("/"))).content == b"ok"
         assert pools._tls is None  # plain http loads no CA bundle

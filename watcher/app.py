@@ -283,12 +283,9 @@ class App:
         the first request), so the first poll does not wait for that."""
         import concurrent.futures.thread  # noqa: F401
 
-        import anyio._backends._asyncio  # noqa: F401
-        import httpcore._backends.anyio  # noqa: F401
-        import sniffio  # noqa: F401
-
         import sources.registry
         import watcher.polling  # noqa: F401
+        import watcher.wire  # noqa: F401
         from watcher.pipeline.work import warm_up
 
         sources.registry.kinds()

@@ -91,6 +91,7 @@ from watcher.config import FetchSection, parse_allow_entry
 from watcher.exceptions import FetchError, StorageError
 from watcher.robots import RobotsCache, RobotsCopy, RobotsEntry, RobotsStatus, RobotsStore
 from watcher.types import CacheState, Page
+from watcher.wire import PoolPerServer
 
 __all__ = [
     "ERROR_CODES",
@@ -580,64 +581,6 @@ class _BodyReader:
 # ── the client ───────────────────────────────────────────────────────────────────────────
 
 
-class _PoolPerServerName(httpx.AsyncBaseTransport):
-    """One small connection pool per server: (scheme, pinned address, port, TLS name).
-
-    Requests name the pinned IP, and httpcore keys its connections by (scheme, IP, port):
-    a shared pool would send a request for ``b.example`` over a TLS connection whose
-    certificate was checked for ``a.example`` on the same address, hence the TLS name in
-    the key. Small pools also keep httpcore's connection bookkeeping cheap: it scans every
-    connection of a pool on each request, which across one big pool of many hosts cost a
-    large share of a poll cycle's CPU.
-    """
-
-    def __init__(self, per_host: int, overall: int) -> None:
-        self._per_host = per_host
-        self._overall = overall
-        # TLS settings are built on the first pool that needs them: loading the CA bundle
-        # costs a `watcher poll` tens of milliseconds, for nothing when no source is https.
-        self._tls: ssl.SSLContext | None = None
-        self._plain: ssl.SSLContext | None = None
-        self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
-
-    def _ssl_for(self, scheme: str) -> ssl.SSLContext:
-        """The TLS context for a pool of ``scheme``: the verifying one for https; for http
-        (whose pools never start TLS) one without CAs, which could verify nothing (it
-        fails closed) and costs no CA bundle."""
-        if scheme == "https":
-            if self._tls is None:
-                self._tls = httpx.create_ssl_context()
-            return self._tls
-        if self._plain is None:
-            self._plain = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        return self._plain
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        # Keyed by the name asked for too (Host header, TLS name): two names on one address
-        # have separate per-host limits, so they must not wait for each other's connections.
-        name = (
-            f"{url.scheme}://{url.host}:{url.port}/{request.headers.get('host', '')}"
-            f"/{request.extensions.get('sni_hostname') or ''}"
-        )
-        pool = self._pools.get(name)
-        if pool is None:
-            size = self._per_host
-            pool = httpx.AsyncHTTPTransport(
-                verify=self._ssl_for(url.scheme),
-                trust_env=False,
-                retries=0,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            )
-            self._pools[name] = pool
-        return await pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            await pool.aclose()
-
-
 async def _system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -694,11 +637,12 @@ class HttpClient:
         # Requests go straight to the transport: this client follows redirects itself
         # (each hop checked), keeps no cookies and reads no proxy from the environment (it
         # would bypass the address pinning), so httpx's client layers (redirects, auth,
-        # cookies, hooks) were only cost, a fifth of the CPU of an unchanged round.
-        self._transport: httpx.AsyncBaseTransport = transport or _PoolPerServerName(
-            settings.per_host_concurrency, settings.global_concurrency
+        # cookies, hooks) were only cost, a fifth of the CPU of an unchanged round. The
+        # connections are this project's (``watcher.wire``): httpx's own transport cost
+        # about twice the CPU per request. The deadline is ours (``_hop``), one for all.
+        self._transport: httpx.AsyncBaseTransport = transport or PoolPerServer(
+            settings.per_host_concurrency
         )
-        self._timeouts = httpx.Timeout(settings.timeout).as_dict()
 
     async def __aenter__(self) -> Self:
         return self
@@ -1064,7 +1008,7 @@ class HttpClient:
                 method,
                 target.pinned_url(ip),
                 headers=sent,
-                extensions={**extensions, "timeout": self._timeouts},
+                extensions=extensions,
                 **{k: v for k, v in body.items() if v is not None},
             )
             self.stats.requests += 1

@@ -1,0 +1,180 @@
+"""The client's connections (``watcher.wire``), against a scripted server on loopback: each
+connection the server accepts answers the requests on it as its script says, so keep-alive,
+a connection the server dropped, and cut-off answers are exercised on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import httpx
+import pytest
+
+from watcher.config import FetchSection
+from watcher.exceptions import FetchError
+from watcher.http import HttpClient
+from watcher.wire import PoolPerServer
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+# What each accepted connection does with the requests on it, in order: bytes to answer,
+# or None to close the connection without answering. After the last, the connection waits
+# for the client to close it, or with ``then_close`` is closed by the server.
+Script = Sequence[bytes | None]
+
+
+class ScriptedServer:
+    def __init__(self, scripts: Callable[[int], Script], then_close: bool = False) -> None:
+        self._scripts = scripts
+        self._then_close = then_close
+        self.connections = 0
+        self.requests: list[int] = []  # the connection number of each request
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = self.connections
+        self.connections += 1
+        try:
+            for answer in self._scripts(number):
+                await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(number)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+            else:
+                if not self._then_close:
+                    await reader.read()  # wait for the client to close
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def make(scripts: Callable[[int], Script], then_close: bool = False) -> ScriptedServer:
+        server = ScriptedServer(scripts, then_close)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.stop()
+
+
+async def get(pools: PoolPerServer, port: int, path: str = "/") -> tuple[int, bytes]:
+    request = httpx.Request("GET", f"http://127.0.0.1:{port}{path}", headers={"Host": "a.test"})
+    response = await pools.handle_async_request(request)
+    try:
+        body = b"".join([part async for part in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    return response.status_code, body
+
+
+async def test_a_response_read_to_its_end_leaves_its_connection_for_the_next(scripted) -> None:
+    server = scripted(lambda n: [OK, OK, OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=2)
+    for _ in range(3):
+        assert await get(pools, port) == (200, b"ok")
+    await pools.aclose()
+    assert server.connections == 1
+    assert server.requests == [0, 0, 0]
+
+
+async def test_a_kept_connection_the_server_dropped_is_replaced_once(scripted) -> None:
+    # The first connection answers once, then closes on the next request without a word
+    # (as a server does with a connection it has timed out); the second answers.
+    server = scripted(lambda n: [OK, None] if n == 0 else [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"ok")
+    assert await get(pools, port) == (200, b"ok")
+    await pools.aclose()
+    assert server.requests == [0, 0, 1]
+
+
+async def test_a_new_connection_that_closes_without_answering_is_an_error(scripted) -> None:
+    server = scripted(lambda n: [None])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await get(pools, port)
+    await pools.aclose()
+    assert server.requests == [0]  # not sent again: only a kept connection is replaced
+
+
+async def test_a_connection_whose_answer_was_not_read_is_not_reused(scripted) -> None:
+    moved = b"HTTP/1.1 302 Found\r\nLocation: /b\r\nContent-Length: 5\r\n\r\nmoved"
+    server = scripted(lambda n: [moved, OK] if n == 0 else [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    request = httpx.Request("GET", f"http://127.0.0.1:{port}/a", headers={"Host": "a.test"})
+    response = await pools.handle_async_request(request)
+    assert response.status_code == 302
+    await response.aclose()  # the body left unread, as the client does with a redirect
+    assert await get(pools, port, "/b") == (200, b"ok")  # the one slot was given back
+    await pools.aclose()
+    assert server.requests == [0, 1]
+
+
+async def test_connection_close_and_chunked_bodies(scripted) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    server = scripted(lambda n: [chunked, closing] if n == 0 else [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"abcde")
+    assert await get(pools, port) == (200, b"ok")
+    assert await get(pools, port) == (200, b"ok")  # a new connection after the close
+    await pools.aclose()
+    assert server.requests == [0, 0, 1]
+
+
+async def test_a_cut_off_body_is_a_connection_error(scripted) -> None:
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"
+    server = scripted(lambda n: [cut], then_close=True)
+    port = await server.start()
+    settings = FetchSection(
+        timeout=5.0,
+        retries=0,
+        respect_robots_txt=False,
+        allow_private_networks=(f"127.0.0.1:{port}",),
+    )
+    async with HttpClient(settings, "test") as http:
+        with pytest.raises(FetchError) as caught:
+            await http.get(f"http://127.0.0.1:{port}/feed")
+    assert caught.value.code == "connection_error"
+
+
+async def test_a_timed_out_request_gives_its_slot_back(scripted) -> None:
+    # The first connection answers the head and then nothing: the client's deadline
+    # cancels the read, and the pool's one slot must be free for the next request.
+    stuck = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart"
+    server = scripted(lambda n: [stuck] if n == 0 else [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    request = httpx.Request("GET", f"http://127.0.0.1:{port}/", headers={"Host": "a.test"})
+    response = await pools.handle_async_request(request)
+    stream = response.aiter_raw()
+    assert await anext(stream) == b"part"
+    reading = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # lets the read start and wait for bytes that never come
+    reading.cancel()  # as the client's deadline does
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    await response.aclose()
+    assert await get(pools, port) == (200, b"ok")
+    await pools.aclose()
+    assert server.requests == [0, 1]
