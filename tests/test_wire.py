@@ -178,3 +178,16 @@ async def test_a_timed_out_request_gives_its_slot_back(scripted) -> None:
     assert await get(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.requests == [0, 1]
+
+
+async def test_a_body_read_to_the_close_and_an_informational_answer_first(scripted) -> None:
+    # HTTP/1.0 without a length: the body ends when the server closes the connection.
+    old = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end"
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + OK
+    server = scripted(lambda n: [old] if n == 0 else [early], then_close=True)
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"to the end")
+    assert await get(pools, port) == (200, b"ok")
+    await pools.aclose()
+    assert server.requests == [0, 1]
