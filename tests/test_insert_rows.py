@@ -165,3 +165,29 @@ def test_a_default_only_the_database_can_compute_is_refused_not_dropped() -> Non
         assert conn.execute(select(plain.c.n)).scalars().all() == [1]
         with pytest.raises(ValueError, match=r"cannot fill t\.at's default"):
             base.insert_rows(conn, stamped, [{"id": 2}])
+
+
+def test_a_driver_error_is_sqlalchemys_and_becomes_a_storage_error(any_storage: Storage) -> None:
+    """On SQLite the rows go through the driver's own cursor: its errors must still come out
+    as SQLAlchemy's (what ``translate_errors`` turns into ``StorageError``), with the
+    driver's error kept, and the transaction rolled back."""
+    from sqlalchemy.exc import IntegrityError
+
+    from watcher.exceptions import StorageError
+
+    with any_storage.engine.begin() as conn:
+        base.insert_rows(conn, items, [record("taken")])
+
+    @base.translate_errors
+    def insert_twice() -> None:
+        with any_storage.engine.begin() as conn:
+            base.insert_rows(conn, items, [record("fresh")])
+            base.insert_rows(conn, items, [record("taken")], returning=["id"])
+
+    with pytest.raises(StorageError) as caught:
+        insert_twice()
+    assert isinstance(caught.value.__cause__, IntegrityError)
+    assert caught.value.__cause__.orig is not None
+    with any_storage.engine.connect() as conn:
+        uids = conn.execute(select(items.c.uid).order_by(items.c.uid)).scalars().all()
+    assert uids == ["taken"]  # "fresh" went with the failed transaction

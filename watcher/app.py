@@ -284,7 +284,7 @@ class App:
         import concurrent.futures.thread  # noqa: F401
 
         import sources.registry
-        import watcher.polling  # noqa: F401
+        import watcher.polling
         import watcher.wire  # noqa: F401
         from watcher.pipeline.work import warm_up
 

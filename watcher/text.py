@@ -3,6 +3,7 @@ call identifiers named in a text, and what search scans. Pure."""
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -113,6 +114,14 @@ def normalise_title(title: str) -> list[str]:
     """Lower-case words without accents and stop words ("Förändring" → "forandring")."""
     text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
     return [w for w in _WORD_RE.findall(text) if w not in _STOP]
+
+
+@functools.lru_cache(maxsize=4096)
+def title_words(title: str) -> tuple[str, ...]:
+    """``normalise_title``, kept for the last titles asked for: a poll's write asks for each
+    new title's words three times (its lookup keys, its duplicate check, its entry in the
+    duplicate index)."""
+    return tuple(normalise_title(title))
 
 
 def title_numbers(words: Iterable[str]) -> tuple[str, ...]:

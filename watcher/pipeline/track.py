@@ -28,7 +28,7 @@ from typing import Any
 
 from watcher.dates import from_iso
 from watcher.pipeline.normalise import content_hash
-from watcher.text import identifier_tokens, normalise_title, title_numbers
+from watcher.text import identifier_tokens, title_numbers, title_words
 from watcher.types import (
     TRACKED_FIELDS,
     Classification,
@@ -172,7 +172,7 @@ class CandidateIndex:
         the caller has it)."""
         out: dict[int, DupCandidate] = {c.item_id: c for c in self.with_identifier}
         if numbers is None:
-            numbers = numbers_key(title_numbers(normalise_title(item.title)))
+            numbers = numbers_key(title_numbers(title_words(item.title)))
         for d in item_days(item):
             if numbers:
                 found = [
@@ -193,7 +193,7 @@ def find_duplicate(
 ) -> tuple[DupCandidate, str] | None:
     """The stored call (from another source) that ``item`` is, with the reason.
     ``exclude``: calls another entry of the same poll was already linked to."""
-    words = normalise_title(item.title)
+    words = title_words(item.title)
     title_norm = frozenset(words)
     numbers = title_numbers(words)
     if isinstance(candidates, CandidateIndex):
@@ -247,7 +247,7 @@ def candidate_keys(fresh: Iterable[Item]) -> tuple[list[str], list[TitleKey]]:
         if it.identifier:
             identifiers.add(identifier_key(it.identifier))
         identifiers |= identifier_tokens(f"{it.title} {it.summary[:2000]}")
-        numbers = numbers_key(title_numbers(normalise_title(it.title)))
+        numbers = numbers_key(title_numbers(title_words(it.title)))
         keys.update((day, numbers or None) for day in item_days(it))
     return sorted(identifiers), sorted(keys, key=lambda k: (k[0], k[1] or ""))
 

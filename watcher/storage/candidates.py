@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from watcher.dates import utc_day
 from watcher.pipeline.track import TitleKey, identifier_key, numbers_key
 from watcher.storage.schema import item_changes, item_sources, items
-from watcher.text import identifier_tokens, normalise_title, title_numbers
+from watcher.text import identifier_tokens, title_numbers, title_words
 from watcher.types import DupCandidate
 
 _NONE: frozenset[str] = frozenset()
@@ -55,7 +55,7 @@ class _Entry:
 
     def __post_init__(self) -> None:
         self.days = tuple(sorted({sys.intern(d) for d in self.days})) if self.days else ()
-        self.numbers = tuple(sys.intern(n) for n in title_numbers(normalise_title(self.title)))
+        self.numbers = tuple(sys.intern(n) for n in title_numbers(title_words(self.title)))
         # Identifiers the title of an item without one names (a news item announcing a
         # call): the call, arriving later from its own source, finds the news item by them.
         # A call's title naming another call (a second stage naming the first) is no

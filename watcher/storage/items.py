@@ -408,10 +408,10 @@ class ItemsRoom(StorageCore):
         # new ids are mostly one run (one insert's), else they go as a JSON list.
         low, high = min(ids), max(ids)
         if high - low + 1 == len(set(ids)):
-            conn.exec_driver_sql(fill + "BETWEEN ? AND ?", (low, high))
+            base.sqlite_run(conn, fill + "BETWEEN ? AND ?", (low, high))
         else:
-            conn.exec_driver_sql(
-                fill + "IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
+            base.sqlite_run(
+                conn, fill + "IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
             )
 
     def _hydrate(
