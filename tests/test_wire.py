@@ -5,7 +5,11 @@ a connection the server dropped, and cut-off answers are exercised on real socke
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -48,8 +52,8 @@ class ScriptedServer:
         finally:
             writer.close()
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, tls: ssl.SSLContext | None = None) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -191,3 +195,59 @@ async def test_a_body_read_to_the_close_and_an_informational_answer_first(script
     assert await get(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.requests == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def feeds_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for the name feeds.test (made with the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(crt), "-subj", "/CN=feeds.test",
+            "-addext", "subjectAltName=DNS:feeds.test",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return crt, key
+
+
+async def test_https_names_the_host_to_the_server_and_checks_its_certificate(
+    scripted, feeds_cert: tuple[Path, Path]
+) -> None:
+    """The request goes to the pinned address; the TLS name (SNI, and the name the
+    certificate must carry) is the host's, and a certificate for another name fails."""
+    names: list[str | None] = []
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(str(feeds_cert[0]), str(feeds_cert[1]))
+    server_tls.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,func-returns-value]
+    server = scripted(lambda n: [OK, OK])
+    port = await server.start(server_tls)
+    pools = PoolPerServer(per_host=1)
+    pools._tls = ssl.create_default_context(cafile=str(feeds_cert[0]))  # trusts the test CA
+
+    async def fetch(name: str) -> bytes:
+        request = httpx.Request(
+            "GET",
+            f"https://127.0.0.1:{port}/",
+            headers={"Host": name},
+            extensions={"sni_hostname": name},
+        )
+        response = await pools.handle_async_request(request)
+        try:
+            return b"".join([part async for part in response.aiter_raw()])
+        finally:
+            await response.aclose()
+
+    assert await fetch("feeds.test") == b"ok"
+    assert await fetch("feeds.test") == b"ok"  # the same connection, kept
+    with pytest.raises(httpx.ConnectError) as caught:
+        await fetch("other.test")
+    await pools.aclose()
+    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+    assert names == ["feeds.test", "other.test"]
+    assert server.requests == [0, 0]
