@@ -271,6 +271,31 @@ async def test_tls_failures_are_tls_error_and_not_retried() -> None:
     assert http.stats.requests == 1  # a certificate problem is not retried on the next address
 
 
+async def test_a_tls_error_after_the_handshake_is_a_broken_connection_and_retried() -> None:
+    """A corrupt record in the middle of a body is no certificate problem: the connection
+    broke, and the request is tried again."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            try:
+                raise ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]")
+            except ssl.SSLError as e:
+                raise httpx.ReadError(str(e), request=request) from e
+        return httpx.Response(200, content=b"ok")
+
+    sleeps = Sleeps()
+    resolver = resolving({"tls.example.org": [PUBLIC_IP]})
+    async with client(
+        sleep=sleeps, transport=httpx.MockTransport(handler), resolver=resolver
+    ) as http:
+        response = await http.get("https://tls.example.org/")
+    assert response.content == b"ok"
+    assert len(sleeps.delays) == 1  # retried once, after its backoff
+
+
 async def test_tls_settings_are_built_for_the_first_https_request(server: LoopbackServer) -> None:
     """Issue 14: loading the CA bundle cost every `watcher poll` at start, https or not."""
     from watcher.wire import PoolPerServer

@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from watcher.config import FetchSection
 from watcher.exceptions import FetchError
 from watcher.http import HttpClient
-from watcher.wire import PoolPerServer
+from watcher.wire import KEEPALIVE_EXPIRY, PoolPerServer
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 # What each accepted connection does with the requests on it, in order: bytes to answer,
@@ -251,3 +252,112 @@ async def test_https_names_the_host_to_the_server_and_checks_its_certificate(
     assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
     assert names == ["feeds.test", "other.test"]
     assert server.requests == [0, 0]
+
+
+TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+async def test_what_a_server_sent_on_an_idle_connection_is_no_answer(scripted) -> None:
+    # A server about to close an idle connection may first send "408 Request Timeout"
+    # unasked: the next request must not take it for its answer.
+    # (A POST, which is never sent twice: the kept connection must not even be tried.)
+    server = scripted(lambda n: [OK + TIMEOUT_408] if n == 0 else [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"ok")
+    post = httpx.Request(
+        "POST", f"http://127.0.0.1:{port}/s", headers={"Host": "a.test"}, content=b"q=1"
+    )
+    response = await pools.handle_async_request(post)
+    await response.aread()
+    await response.aclose()
+    assert (response.status_code, response.content) == (200, b"ok")
+    await pools.aclose()
+    assert server.requests == [0, 1]
+
+
+async def test_a_408_on_a_kept_connection_sends_a_get_again_and_a_post_not(scripted) -> None:
+    server = scripted(lambda n: [OK, TIMEOUT_408] if n in (0, 2) else [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"ok")
+    assert await get(pools, port) == (200, b"ok")  # on a new connection
+    assert server.requests == [0, 0, 1]
+    await pools.aclose()
+
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"ok")
+    post = httpx.Request(
+        "POST", f"http://127.0.0.1:{port}/s", headers={"Host": "a.test"}, content=b"q=1"
+    )
+    response = await pools.handle_async_request(post)
+    await response.aclose()
+    assert response.status_code == 408  # not sent twice: the client's retries decide
+    await pools.aclose()
+    assert server.requests == [0, 0, 1, 2, 2]
+
+
+async def test_a_switch_to_another_protocol_is_an_error_not_a_hang(scripted) -> None:
+    switched = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    server = scripted(lambda n: [switched])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    request = httpx.Request(
+        "GET",
+        f"http://127.0.0.1:{port}/",
+        headers={"Host": "a.test", "Connection": "Upgrade", "Upgrade": "websocket"},
+    )
+    with pytest.raises(httpx.RemoteProtocolError, match="another protocol"):
+        await pools.handle_async_request(request)
+    await pools.aclose()
+
+
+async def test_kept_connections_are_closed_when_old_and_unused_pools_dropped(scripted) -> None:
+    server = scripted(lambda n: [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"ok")
+    [pool] = pools._pools.values()
+    [conn] = pool.idle
+    assert pools._sweep is not None  # a sweep is due while a connection is kept
+    pools.sweep(time.monotonic())
+    assert pool.idle == [conn]  # young: kept
+    pools.sweep(time.monotonic() + KEEPALIVE_EXPIRY)
+    assert pools._pools == {}
+    assert conn.writer.is_closing()
+    await pools.aclose()
+    assert pools._sweep is None
+
+
+async def test_a_response_read_after_the_transport_closed_closes_its_connection(
+    scripted,
+) -> None:
+    server = scripted(lambda n: [OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    request = httpx.Request("GET", f"http://127.0.0.1:{port}/", headers={"Host": "a.test"})
+    response = await pools.handle_async_request(request)
+    await pools.aclose()
+    assert b"".join([part async for part in response.aiter_raw()]) == b"ok"
+    await response.aclose()
+    assert pools._pools == {}
+    body = response.stream
+    assert isinstance(body, httpx.AsyncByteStream)
+    assert body._conn.writer.is_closing()  # type: ignore[attr-defined]
+
+
+async def test_a_header_that_cannot_be_sent_spends_no_new_connection(scripted) -> None:
+    server = scripted(lambda n: [OK, OK])
+    port = await server.start()
+    pools = PoolPerServer(per_host=1)
+    assert await get(pools, port) == (200, b"ok")
+    bad = httpx.Request(
+        "GET", f"http://127.0.0.1:{port}/", headers={"Host": "a.test", "X-Bad": "a\x00b"}
+    )
+    with pytest.raises(httpx.LocalProtocolError):
+        await pools.handle_async_request(bad)
+    assert await get(pools, port) == (200, b"ok")
+    await pools.aclose()
+    assert server.connections == 2  # the bad request opened none; it spoilt the kept one

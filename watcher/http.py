@@ -968,7 +968,9 @@ class HttpClient:
                 ) from e
             except httpx.TransportError as e:
                 why = f"{target.url}: {e or type(e).__name__}"
-                if _is_tls_failure(e):
+                # A handshake that failed; a TLS error later (a corrupt record mid-body) is a
+                # broken connection, retried as one.
+                if isinstance(e, httpx.ConnectError) and _is_tls_failure(e):
                     raise FetchError(why, code="tls_error") from e
                 raise FetchError(why, code="connection_error") from e
             except httpx.InvalidURL as e:  # e.g. a control character in the path

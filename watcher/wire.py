@@ -15,12 +15,17 @@ so what is accepted and refused on the wire is the same.
   ``per_host`` connections per pool, the client's per-host limit.
 - **Keep-alive.** A response read to its end gives its connection back to its pool; one
   closed early (a redirect's or an error's unread body) closes the connection. An idle
-  connection is kept ``KEEPALIVE_EXPIRY`` seconds. A kept connection the server closed
-  meanwhile, found on reuse (nothing of the response arrived), is replaced by a new one
-  once, as a browser does.
+  connection is kept ``KEEPALIVE_EXPIRY`` seconds, then closed (a timer sweeps the pools,
+  and drops a pool nobody uses, so a service that runs for months holds no sockets the
+  servers have given up on). A kept connection is not reused once the server has closed
+  it or sent anything on it (a "408 Request Timeout" before closing, say). For GET and
+  HEAD, a kept connection that fails before any of the answer arrived, or answers 408, is
+  replaced by a new one once, as a browser does; other methods get the error (the
+  client's retries decide).
 - **Errors** are httpx's, as the client expects: ``ConnectError`` (with the ``ssl.SSLError``
   as its cause for a TLS failure), ``ReadError``/``WriteError``, ``RemoteProtocolError``
-  (a malformed or cut-off response), ``LocalProtocolError``.
+  (a malformed or cut-off response, or a switch to another protocol, which a poll never
+  asks for), ``LocalProtocolError``.
 - **Deadlines** are the client's: it wraps each request, from connect to the last body
   byte, in one ``asyncio.timeout``. Cancellation closes the connection.
 """
@@ -51,7 +56,10 @@ def _bytes(data: bytes | None) -> bytes:
 
 
 class _Stale(Exception):
-    """A kept connection failed before any of the response arrived."""
+    """A kept connection failed before any of the response arrived, or answered 408."""
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD"})  # what a replaced kept connection sends again
 
 
 class _Connection:
@@ -65,11 +73,16 @@ class _Connection:
 
     def usable(self, now: float) -> bool:
         """Whether a kept connection can carry another request: young enough, and the
-        server has not closed it (its end of stream arrived while it was idle)."""
+        server has neither closed it nor sent anything on it while it was idle (a server
+        may send "408 Request Timeout" before it closes an idle connection; that is no
+        answer to the next request)."""
         return (
             now - self.idle_since < KEEPALIVE_EXPIRY
             and not self.reader.at_eof()
             and not self.writer.is_closing()
+            and not self.proto.trailing_data[0]
+            # What arrived since, in the stream's buffer (asyncio has no public way to ask).
+            and not getattr(self.reader, "_buffer", b"")
         )
 
     def close(self) -> None:
@@ -83,11 +96,17 @@ class _Connection:
 
 
 class _Pool:
-    __slots__ = ("idle", "slots")
+    __slots__ = ("busy", "closed", "idle", "slots")
 
     def __init__(self, size: int) -> None:
         self.slots = asyncio.Semaphore(size)
+        self.busy = 0  # requests holding a slot
         self.idle: list[_Connection] = []
+        self.closed = False  # the transport was closed: connections are not kept
+
+    def release(self) -> None:
+        self.busy -= 1
+        self.slots.release()
 
     def kept(self) -> _Connection | None:
         """The most recently used kept connection still usable; the others that are not
@@ -105,7 +124,8 @@ class _Body(httpx.AsyncByteStream):
     """A response's raw body, read from its connection as it is iterated; closing it gives
     the connection back to its pool (read to its end) or closes it (not)."""
 
-    def __init__(self, pool: _Pool, conn: _Connection) -> None:
+    def __init__(self, owner: PoolPerServer, pool: _Pool, conn: _Connection) -> None:
+        self._owner = owner
         self._pool = pool
         self._conn = conn
         self._complete = False
@@ -124,7 +144,7 @@ class _Body(httpx.AsyncByteStream):
                 yield bytes(event.data)
             elif type(event) is h11.EndOfMessage:
                 self._complete = True
-            else:  # ConnectionClosed in the middle of a body h11 could not end
+            else:  # ConnectionClosed in the middle of a body h11 could not end, or PAUSED
                 raise httpx.RemoteProtocolError(
                     "server closed the connection without sending the complete body"
                 )
@@ -133,14 +153,20 @@ class _Body(httpx.AsyncByteStream):
         if self._closed:
             return
         self._closed = True
-        conn, proto = self._conn, self._conn.proto
-        if self._complete and proto.our_state is h11.DONE and proto.their_state is h11.DONE:
+        conn, proto, pool = self._conn, self._conn.proto, self._pool
+        if (
+            self._complete
+            and not pool.closed
+            and proto.our_state is h11.DONE
+            and proto.their_state is h11.DONE
+        ):
             proto.start_next_cycle()
             conn.idle_since = time.monotonic()
-            self._pool.idle.append(conn)
+            pool.idle.append(conn)
+            self._owner._sweep_later()
         else:
             conn.close()
-        self._pool.slots.release()
+        pool.release()
 
 
 class PoolPerServer(httpx.AsyncBaseTransport):
@@ -152,14 +178,40 @@ class PoolPerServer(httpx.AsyncBaseTransport):
         # costs a `watcher poll` tens of milliseconds, for nothing when no source is https.
         self._tls: ssl.SSLContext | None = None
         self._pools: dict[str, _Pool] = {}
+        self._sweep: asyncio.TimerHandle | None = None
 
     def _ssl_for(self, scheme: str) -> ssl.SSLContext | None:
         """The verifying TLS context for https (built once); None for plain http."""
         if scheme != "https":
             return None
         if self._tls is None:
-            self._tls = httpx.create_ssl_context()
+            tls = httpx.create_ssl_context()
+            tls.set_alpn_protocols(["http/1.1"])  # as httpcore asked, without HTTP/2
+            self._tls = tls
         return self._tls
+
+    def sweep(self, now: float) -> None:
+        """Close the kept connections that are too old or that the server closed or spoke
+        on, and drop the pools nobody uses."""
+        for name, pool in list(self._pools.items()):
+            keep = [c for c in pool.idle if c.usable(now)]
+            for conn in pool.idle:
+                if conn not in keep:
+                    conn.close()
+            pool.idle = keep
+            if not keep and not pool.busy:
+                del self._pools[name]
+
+    def _sweep_later(self) -> None:
+        """A sweep ``KEEPALIVE_EXPIRY`` seconds on, while any connection is kept."""
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE_EXPIRY, self._swept)
+
+    def _swept(self) -> None:
+        self._sweep = None
+        self.sweep(time.monotonic())
+        if any(pool.idle for pool in self._pools.values()):
+            self._sweep_later()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -172,17 +224,18 @@ class PoolPerServer(httpx.AsyncBaseTransport):
             pool = self._pools[name] = _Pool(self._per_host)
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
         await pool.slots.acquire()
+        pool.busy += 1
         try:
             conn = pool.kept()
             if conn is not None:
                 try:
                     return await self._exchange(pool, conn, request, body, kept=True)
                 except _Stale:
-                    pass  # closed by the server while it was idle: a new connection
+                    pass  # the server gave up on the kept connection: a new one
             conn = await self._connect(url, sni)
             return await self._exchange(pool, conn, request, body, kept=False)
         except BaseException:
-            pool.slots.release()
+            pool.release()
             raise
 
     async def _connect(self, url: httpx.URL, sni: str) -> _Connection:
@@ -207,18 +260,22 @@ class PoolPerServer(httpx.AsyncBaseTransport):
         response is. A kept connection that fails before any of the answer arrived raises
         ``_Stale``."""
         proto = conn.proto
+        try:
+            head = h11.Request(
+                method=request.method, target=request.url.raw_path, headers=request.headers.raw
+            )
+            data = _bytes(proto.send(head))
+            if body:
+                data += _bytes(proto.send(h11.Data(data=body)))
+            data += _bytes(proto.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError as e:  # a bad header value, say: the same on any
+            conn.close()  # connection, and h11 will not send on this one again
+            raise httpx.LocalProtocolError(str(e)) from e
+        # A kept connection the server gave up on may be replaced once, before any of the
+        # answer arrived: only for a request that is safe to send twice.
+        replaceable = kept and request.method in _SAFE_METHODS
         answered = False  # any byte of the answer arrived
         try:
-            try:
-                head = h11.Request(
-                    method=request.method, target=request.url.raw_path, headers=request.headers.raw
-                )
-                data = _bytes(proto.send(head))
-                if body:
-                    data += _bytes(proto.send(h11.Data(data=body)))
-                data += _bytes(proto.send(h11.EndOfMessage()))
-            except h11.LocalProtocolError as e:
-                raise httpx.LocalProtocolError(str(e)) from e
             try:
                 conn.writer.write(data)
                 await conn.writer.drain()
@@ -231,24 +288,29 @@ class PoolPerServer(httpx.AsyncBaseTransport):
                     answered = answered or bool(received)
                     proto.receive_data(received)
                 elif type(event) is h11.Response:
+                    if replaceable and event.status_code == 408:
+                        raise _Stale  # "408 Request Timeout": it had closed it for itself
                     break
                 elif type(event) is h11.ConnectionClosed:
                     raise httpx.RemoteProtocolError("server disconnected without a response")
-                # else an informational (1xx) response: the real one follows
+                elif type(event) is h11.InformationalResponse and event.status_code != 101:
+                    continue  # 100 Continue, 103 Early Hints: the real answer follows
+                else:  # 101 Switching Protocols (h11 then pauses): not HTTP any more
+                    raise httpx.RemoteProtocolError("server switched to another protocol")
         except (httpx.TransportError, h11.RemoteProtocolError) as e:
             conn.close()
-            if kept and not answered:
+            if replaceable and not answered:
                 raise _Stale from e
             if isinstance(e, h11.RemoteProtocolError):
                 raise httpx.RemoteProtocolError(str(e)) from e
             raise
-        except BaseException:  # cancelled (the client's deadline) or a bug: never reused
+        except BaseException:  # cancelled (the client's deadline), _Stale, or a bug
             conn.close()
             raise
         return httpx.Response(
             event.status_code,
             headers=event.headers.raw_items(),
-            stream=_Body(pool, conn),
+            stream=_Body(self, pool, conn),
             extensions={
                 "http_version": b"HTTP/" + event.http_version,
                 "reason_phrase": event.reason,
@@ -257,8 +319,12 @@ class PoolPerServer(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
+            pool.closed = True  # a response still being read closes its connection
             for conn in pool.idle:
                 conn.close()
             pool.idle.clear()
