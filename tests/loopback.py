@@ -23,19 +23,22 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import selectors
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-__all__ = ["LoopbackServer", "RecordedRequest", "Reply", "loopback"]
+__all__ = ["LoopbackServer", "RecordedRequest", "Reply", "loopback", "self_signed"]
 
 
 @dataclass(frozen=True)
@@ -355,3 +358,21 @@ def loopback() -> Iterator[LoopbackServer]:
     """A started ``LoopbackServer`` on 127.0.0.1, stopped after the test."""
     with LoopbackServer() as server:
         yield server
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate and its key in ``folder`` (made with the openssl command)
+    for ``name``, a subjectAltName entry: ``"IP:127.0.0.1"``, ``"DNS:feeds.test"``."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    key, crt = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(crt), "-subj", f"/CN={name.split(':', 1)[1]}",
+            "-addext", f"subjectAltName={name}",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return crt, key

@@ -3,9 +3,7 @@ implicit TLS, plain; the password only from the environment."""
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,27 +15,14 @@ from notifications.email import Outgoing, Sender, build_message, list_id
 from notifications.transports import SmtpTransport, TransportUnavailable
 from tests.conftest import T0
 from tests.digest_builders import SmtpSink, start_smtp
+from tests.loopback import self_signed
 from watcher.config import SmtpSection, validate_data
 from watcher.exceptions import ConfigError, PermanentDeliveryError, TransientDeliveryError
 
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(crt), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return crt, key
+    return self_signed(tmp_path_factory.mktemp("tls"), "IP:127.0.0.1")
 
 
 def server_context(cert: tuple[Path, Path]) -> ssl.SSLContext:

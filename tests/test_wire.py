@@ -5,9 +5,7 @@ a connection the server dropped, and cut-off answers are exercised on real socke
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.loopback import self_signed
 from watcher.config import FetchSection
 from watcher.exceptions import FetchError
 from watcher.http import HttpClient
@@ -75,8 +74,13 @@ async def scripted() -> AsyncIterator[Callable[..., ScriptedServer]]:
         await server.stop()
 
 
-async def get(pools: PoolPerServer, port: int, path: str = "/") -> tuple[int, bytes]:
-    request = httpx.Request("GET", f"http://127.0.0.1:{port}{path}", headers={"Host": "a.test"})
+async def send(
+    pools: PoolPerServer, port: int, path: str = "/", method: str = "GET", content: bytes = b""
+) -> tuple[int, bytes]:
+    """A request over ``pools``: its answer's status and body, read to its end."""
+    request = httpx.Request(
+        method, f"http://127.0.0.1:{port}{path}", headers={"Host": "a.test"}, content=content
+    )
     response = await pools.handle_async_request(request)
     try:
         body = b"".join([part async for part in response.aiter_raw()])
@@ -90,7 +94,7 @@ async def test_a_response_read_to_its_end_leaves_its_connection_for_the_next(scr
     port = await server.start()
     pools = PoolPerServer(per_host=2)
     for _ in range(3):
-        assert await get(pools, port) == (200, b"ok")
+        assert await send(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.connections == 1
     assert server.requests == [0, 0, 0]
@@ -102,8 +106,8 @@ async def test_a_kept_connection_the_server_dropped_is_replaced_once(scripted) -
     server = scripted(lambda n: [OK, None] if n == 0 else [OK])
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"ok")
-    assert await get(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.requests == [0, 0, 1]
 
@@ -113,7 +117,7 @@ async def test_a_new_connection_that_closes_without_answering_is_an_error(script
     port = await server.start()
     pools = PoolPerServer(per_host=1)
     with pytest.raises(httpx.RemoteProtocolError):
-        await get(pools, port)
+        await send(pools, port)
     await pools.aclose()
     assert server.requests == [0]  # not sent again: only a kept connection is replaced
 
@@ -127,7 +131,7 @@ async def test_a_connection_whose_answer_was_not_read_is_not_reused(scripted) ->
     response = await pools.handle_async_request(request)
     assert response.status_code == 302
     await response.aclose()  # the body left unread, as the client does with a redirect
-    assert await get(pools, port, "/b") == (200, b"ok")  # the one slot was given back
+    assert await send(pools, port, "/b") == (200, b"ok")  # the one slot was given back
     await pools.aclose()
     assert server.requests == [0, 1]
 
@@ -140,9 +144,9 @@ async def test_connection_close_and_chunked_bodies(scripted) -> None:
     server = scripted(lambda n: [chunked, closing] if n == 0 else [OK])
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"abcde")
-    assert await get(pools, port) == (200, b"ok")
-    assert await get(pools, port) == (200, b"ok")  # a new connection after the close
+    assert await send(pools, port) == (200, b"abcde")
+    assert await send(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")  # a new connection after the close
     await pools.aclose()
     assert server.requests == [0, 0, 1]
 
@@ -180,7 +184,7 @@ async def test_a_timed_out_request_gives_its_slot_back(scripted) -> None:
     with pytest.raises(asyncio.CancelledError):
         await reading
     await response.aclose()
-    assert await get(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.requests == [0, 1]
 
@@ -192,29 +196,15 @@ async def test_a_body_read_to_the_close_and_an_informational_answer_first(script
     server = scripted(lambda n: [old] if n == 0 else [early], then_close=True)
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"to the end")
-    assert await get(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"to the end")
+    assert await send(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.requests == [0, 1]
 
 
 @pytest.fixture(scope="module")
 def feeds_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for the name feeds.test (made with the openssl command)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(crt), "-subj", "/CN=feeds.test",
-            "-addext", "subjectAltName=DNS:feeds.test",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return crt, key
+    return self_signed(tmp_path_factory.mktemp("tls"), "DNS:feeds.test")
 
 
 async def test_https_names_the_host_to_the_server_and_checks_its_certificate(
@@ -264,14 +254,8 @@ async def test_what_a_server_sent_on_an_idle_connection_is_no_answer(scripted) -
     server = scripted(lambda n: [OK + TIMEOUT_408] if n == 0 else [OK])
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"ok")
-    post = httpx.Request(
-        "POST", f"http://127.0.0.1:{port}/s", headers={"Host": "a.test"}, content=b"q=1"
-    )
-    response = await pools.handle_async_request(post)
-    await response.aread()
-    await response.aclose()
-    assert (response.status_code, response.content) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
+    assert await send(pools, port, "/s", "POST", b"q=1") == (200, b"ok")
     await pools.aclose()
     assert server.requests == [0, 1]
 
@@ -280,19 +264,15 @@ async def test_a_408_on_a_kept_connection_sends_a_get_again_and_a_post_not(scrip
     server = scripted(lambda n: [OK, TIMEOUT_408] if n in (0, 2) else [OK])
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"ok")
-    assert await get(pools, port) == (200, b"ok")  # on a new connection
+    assert await send(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")  # on a new connection
     assert server.requests == [0, 0, 1]
     await pools.aclose()
 
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"ok")
-    post = httpx.Request(
-        "POST", f"http://127.0.0.1:{port}/s", headers={"Host": "a.test"}, content=b"q=1"
-    )
-    response = await pools.handle_async_request(post)
-    await response.aclose()
-    assert response.status_code == 408  # not sent twice: the client's retries decide
+    assert await send(pools, port) == (200, b"ok")
+    # Not sent twice: the client's retries decide.
+    assert await send(pools, port, "/s", "POST", b"q=1") == (408, b"")
     await pools.aclose()
     assert server.requests == [0, 0, 1, 2, 2]
 
@@ -318,7 +298,7 @@ async def test_kept_connections_are_closed_when_old_and_unused_pools_dropped(scr
     server = scripted(lambda n: [OK])
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
     [pool] = pools._pools.values()
     [conn] = pool.idle
     assert pools._sweep is not None  # a sweep is due while a connection is kept
@@ -352,12 +332,12 @@ async def test_a_header_that_cannot_be_sent_spends_no_new_connection(scripted) -
     server = scripted(lambda n: [OK, OK])
     port = await server.start()
     pools = PoolPerServer(per_host=1)
-    assert await get(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
     bad = httpx.Request(
         "GET", f"http://127.0.0.1:{port}/", headers={"Host": "a.test", "X-Bad": "a\x00b"}
     )
     with pytest.raises(httpx.LocalProtocolError):
         await pools.handle_async_request(bad)
-    assert await get(pools, port) == (200, b"ok")
+    assert await send(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.connections == 2  # the bad request opened none; it spoilt the kept one
