@@ -33,6 +33,7 @@ NOT_FOR_A_POLL = (
     "notifications.email",
     "babel",
     "smtplib",
+    "lxml",  # HTML and feeds are parsed by the workers (6 MiB of the main process's peak)
 )
 
 

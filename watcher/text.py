@@ -9,9 +9,6 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-import lxml.etree
-import lxml.html
-
 _WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
 _NL_RE = re.compile(r"\n\s*\n+")
 # Characters XML 1.0 does not allow; scraped text must never break a feed.
@@ -54,6 +51,11 @@ def html_to_text(markup: str) -> str:
     """Visible text of an HTML fragment, paragraphs and list items kept apart."""
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
+    # Imported on first use: a polling process whose workers parse never loads lxml (6 MiB
+    # of its peak memory).
+    import lxml.etree
+    import lxml.html
+
     try:
         root = lxml.html.fragment_fromstring(markup, create_parent="div")
     except (lxml.etree.ParserError, ValueError):
