@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from sources._common import DateTextOptions, FilterOptions, dates_in_text, keep, stable_key
-from sources._feed import parse_feed
 from sources.base import Adapter
 from sources.registry import register
 from watcher.text import html_to_text
@@ -36,6 +35,10 @@ class RssAdapter(Adapter):
     options: Options
 
     def parse(self, page: Page) -> list[RawItem]:
+        # The parsers (lxml, feedparser) are loaded by the process that parses: a poll's
+        # main process only fetches, and its workers parse (5 MiB of the main's memory).
+        from sources._feed import parse_feed
+
         feed = parse_feed(page)
         out: list[RawItem] = []
         for entry in feed.entries[: self.options.max_items]:

@@ -1032,7 +1032,8 @@ def test_each_built_in_kind_is_imported_from_its_own_module() -> None:
 
 def test_a_process_polling_feeds_loads_no_html_or_calendar_library() -> None:
     """A fresh process that validates a config of feeds and gets their adapter imports
-    neither BeautifulSoup nor icalendar (each process start paid for both)."""
+    neither BeautifulSoup nor icalendar (each process start paid for both), nor the feed
+    parsers until it parses: a poll's main process only fetches, its workers parse."""
     import subprocess
     import sys
 
@@ -1040,7 +1041,8 @@ def test_a_process_polling_feeds_loads_no_html_or_calendar_library() -> None:
         "import sys; from sources import registry; "
         "registry.validate_config({'sources': [{'id': 'f', 'name': 'F', 'kind': 'rss', "
         "'url': 'https://example.org/f.xml'}]}); registry.get('rss'); "
-        "print(sorted(m for m in ('bs4', 'icalendar', 'sources.esf') if m in sys.modules))"
+        "print(sorted(m for m in ('bs4', 'icalendar', 'sources.esf', 'lxml', 'feedparser') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
