@@ -24,6 +24,7 @@ serve:
 
 bench:
 	python bench/poll.py
+	python bench/connections.py
 	python bench/parse.py
 	python bench/classify.py
 	python bench/digest.py
