@@ -112,22 +112,18 @@ _STOP = frozenset(
 _WORD_RE = re.compile(r"[a-z0-9]+")
 
 
-def normalise_title(title: str) -> list[str]:
-    """Lower-case words without accents and stop words ("Förändring" → "forandring")."""
-    text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
-    return [w for w in _WORD_RE.findall(text) if w not in _STOP]
-
-
 @functools.lru_cache(maxsize=4096)
 def title_words(title: str) -> tuple[str, ...]:
-    """``normalise_title``, kept for the last titles asked for: a poll's write asks for each
-    new title's words three times (its lookup keys, its duplicate check, its entry in the
-    duplicate index)."""
-    return tuple(normalise_title(title))
+    """A title's words as duplicate matching compares them: lower case, without accents
+    and stop words ("Förändring" → "forandring"). Kept for the last titles asked for: a
+    poll's write asks for each new title's words three times (its lookup keys, its
+    duplicate check, its entry in the duplicate index)."""
+    text = unicodedata.normalize("NFKD", title.lower()).encode("ascii", "ignore").decode("ascii")
+    return tuple(w for w in _WORD_RE.findall(text) if w not in _STOP)
 
 
 def title_numbers(words: Iterable[str]) -> tuple[str, ...]:
-    """The numbers among a title's words (``normalise_title``) in the order they come:
+    """The numbers among a title's words (``title_words``) in the order they come:
     "Utlysning 14 från källa 0" is ("14", "0"), not the same as "Utlysning 0 från källa 14".
     Two titles with numbers are one call only with the same numbers in the same order."""
     return tuple(dict.fromkeys(w for w in words if w.isdigit()))

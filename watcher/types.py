@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-from watcher.text import normalise_title, title_numbers
+from watcher.text import title_numbers, title_words
 
 
 class Status(enum.StrEnum):
@@ -321,7 +321,7 @@ class DupCandidate:
     identifier: str | None
     title: str
     days: frozenset[str]  # deadline days as UTC ISO dates ("2027-03-16")
-    tokens: frozenset[str] = frozenset()  # normalise_title(title); made when not given
+    tokens: frozenset[str] = frozenset()  # title_words(title); made when not given
     numbers: tuple[str, ...] = ()  # the numbers of the title, in order (title_numbers)
     named: frozenset[str] = frozenset()  # identifiers its title names (a news item on a call)
 
@@ -329,7 +329,7 @@ class DupCandidate:
         # Plain attributes, not cached properties: these are read for every candidate of
         # every new item, and a cached property takes a lock on each first read.
         if not self.tokens and self.title:
-            words = normalise_title(self.title)
+            words = title_words(self.title)
             object.__setattr__(self, "tokens", frozenset(words))
             if not self.numbers:
                 object.__setattr__(self, "numbers", title_numbers(words))
