@@ -109,16 +109,21 @@ class _Pool:
         self.busy -= 1
         self.slots.release()
 
-    def kept(self) -> _Connection | None:
-        """The most recently used kept connection still usable; the others that are not
-        are closed."""
-        now = time.monotonic()
-        while self.idle:
-            conn = self.idle.pop()
+    def prune(self, now: float) -> None:
+        """Close the kept connections that are too old or that the server closed or spoke
+        on."""
+        keep = []
+        for conn in self.idle:
             if conn.usable(now):
-                return conn
-            conn.close()
-        return None
+                keep.append(conn)
+            else:
+                conn.close()
+        self.idle = keep
+
+    def kept(self) -> _Connection | None:
+        """The most recently used kept connection still usable (``prune``)."""
+        self.prune(time.monotonic())
+        return self.idle.pop() if self.idle else None
 
 
 class _Body(httpx.AsyncByteStream):
@@ -195,12 +200,8 @@ class PoolPerServer(httpx.AsyncBaseTransport):
         """Close the kept connections that are too old or that the server closed or spoke
         on, and drop the pools nobody uses."""
         for name, pool in list(self._pools.items()):
-            keep = [c for c in pool.idle if c.usable(now)]
-            for conn in pool.idle:
-                if conn not in keep:
-                    conn.close()
-            pool.idle = keep
-            if not keep and not pool.busy:
+            pool.prune(now)
+            if not pool.idle and not pool.busy:
                 del self._pools[name]
 
     def _sweep_later(self) -> None:
