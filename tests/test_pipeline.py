@@ -793,7 +793,7 @@ async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, mon
     scheduler, which polls each due source on its own. Here the writer holds every write
     until as many polls as the bound wait for it, then lets them all through."""
     from watcher.storage import writer
-    from watcher.storage.writer import BatchWriter, waiting_bound
+    from watcher.storage.writer import BatchWriter
 
     monkeypatch.setattr(writer, "MAX_WAITING", 3)
 
@@ -822,8 +822,10 @@ async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, mon
             "sources": [src(f"s{n}", loopback.url(f"/f{n}.xml")) for n in range(12)],
         }
     )
-    bound = waiting_bound(app.config.fetch.global_concurrency)
-    app._writers[asyncio.get_running_loop()] = HeldWriter(app.storage, max_waiting=bound)
+    concurrency = app.config.fetch.global_concurrency
+    app._writers[asyncio.get_running_loop()] = HeldWriter(
+        app.storage, global_concurrency=concurrency
+    )
     if calls == "one poll of every source":
         results = await app.poll()
     else:

@@ -243,13 +243,14 @@ class App:
         return results
 
     def _writer(self) -> BatchWriter:
-        from watcher.storage.writer import BatchWriter, waiting_bound
+        from watcher.storage.writer import BatchWriter
 
         loop = asyncio.get_running_loop()
         writer = self._writers.get(loop)
         if writer is None:
-            bound = waiting_bound(self._config.fetch.global_concurrency)
-            writer = self._writers[loop] = BatchWriter(self.storage, max_waiting=bound)
+            writer = self._writers[loop] = BatchWriter(
+                self.storage, global_concurrency=self._config.fetch.global_concurrency
+            )
         return writer
 
     def refresh_statuses(self) -> list[int]:

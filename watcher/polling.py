@@ -33,7 +33,7 @@ from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
 from watcher.pipeline.work import Classifier, Processed, process
-from watcher.storage.writer import BatchWriter, waiting_bound
+from watcher.storage.writer import BatchWriter
 from watcher.types import (
     CacheState,
     Classification,
@@ -109,7 +109,7 @@ class Poller:
 
     def __post_init__(self) -> None:
         self._writer = self.writer or BatchWriter(
-            self.storage, max_waiting=waiting_bound(self.http.settings.global_concurrency)
+            self.storage, global_concurrency=self.http.settings.global_concurrency
         )
 
     async def poll_many(

@@ -38,7 +38,7 @@ class BatchWriter:
     """Runs write jobs for the polls of one event loop, in order, batched."""
 
     def __init__(
-        self, storage: Storage, max_batch: int = MAX_BATCH, max_waiting: int = MAX_WAITING
+        self, storage: Storage, max_batch: int = MAX_BATCH, global_concurrency: int = 0
     ) -> None:
         self.storage = storage
         self.max_batch = max_batch
@@ -46,8 +46,9 @@ class BatchWriter:
         # cycle's many sources, the scheduler's one-source polls, "Hämta nu"): when writing
         # is the slower part, parsed items would otherwise pile up in memory, every
         # source's at once. A poll takes its place once its response is in, so a poll
-        # waiting for a busy host never holds one.
-        self.waiting = asyncio.Semaphore(max_waiting)
+        # waiting for a busy host never holds one. ``global_concurrency``: the requests in
+        # flight at once ([fetch]), whose responses may all land together.
+        self.waiting = asyncio.Semaphore(waiting_bound(global_concurrency))
         self._pending: list[tuple[Callable[[Transaction], Any], asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # transactions run (for tests and benchmarks)
