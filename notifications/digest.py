@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 from notifications.ports import Host
 from notifications.text import multi_line, one_line, safe_link
-from watcher.calls import is_current, is_open, is_over, next_deadline
+from watcher.calls import has_passed, is_current, is_open, is_over, next_deadline
 from watcher.calls import status as status_at
 from watcher.config import AREAS, THEMES, NetworkConfig
 from watcher.dates import from_iso
@@ -494,7 +494,12 @@ class Prepared:
             "closing",
             horizon,
             items,
-            lambda c: c.open and c.next_deadline is not None and now < c.next_deadline <= horizon,
+            lambda c: (
+                c.open
+                and c.next_deadline is not None
+                and not has_passed(c.next_deadline, now)
+                and c.next_deadline <= horizon
+            ),
         )
 
     def order(self, item: StoredItem) -> tuple[bool, datetime | str, str]:
