@@ -277,12 +277,10 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         # One INSERT … ON CONFLICT DO NOTHING RETURNING per batch of rows (many rows per
         # statement): the rows it skipped return nothing. Half the time of a select of the
         # taken keys, a plain executemany and a select of the new ids.
-        id_by_uid: dict[str, int] = dict(
-            (uid, item_id)
-            for item_id, uid in base.insert_rows(
-                conn, items, [w.values for w in writes], skip_taken=["uid"], returning=["id", "uid"]
-            )
+        inserted = base.insert_rows(
+            conn, items, [w.values for w in writes], skip_taken=["uid"], returning=["id", "uid"]
         )
+        id_by_uid: dict[str, int] = {uid: item_id for item_id, uid in inserted}
         todo = [w for w in writes if w.values["uid"] in id_by_uid]
         if not todo:
             return [(None, w) for w in writes]
