@@ -835,6 +835,48 @@ async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, mon
     assert HeldWriter.peak == 3  # max(MAX_WAITING, 2 × global_concurrency)
 
 
+async def test_a_cycle_starts_polls_of_a_host_only_as_it_has_room(make_app, loopback, monkeypatch):
+    """Of a cycle's many sources on one host, only as many polls as the host's concurrency
+    are under way at once (adapter made, request built, response held): the others wait as
+    bare tasks, so a cycle of 2,000 sources holds 200 polls' state, not 2,000. A poll gives
+    its place back however it ends: an error, a 304, or items written."""
+    from sources.rss import RssAdapter
+
+    active = 0
+    peak = 0
+    fetch = RssAdapter.fetch
+
+    async def counted(self: Any, http: Any, ctx: Any) -> Any:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            return await fetch(self, http, ctx)
+        finally:
+            active -= 1
+
+    monkeypatch.setattr(RssAdapter, "fetch", counted)
+    for n in range(12):
+        item = rss_item(f"k{n}", f"Utlysning {n}", f"https://esf.example/{n}")
+        if n % 4 == 3:
+            loopback.add(f"/f{n}.xml", "trasig", status=500)
+        else:
+            etag = '"v1"' if n % 4 == 2 else None
+            loopback.add(f"/f{n}.xml", feed(item), content_type="application/rss+xml", etag=etag)
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback, per_host_concurrency=1),
+            "sources": [src(f"s{n}", loopback.url(f"/f{n}.xml")) for n in range(12)],
+        }
+    )
+    first = await asyncio.wait_for(app.poll(), 60)
+    assert [r.status.value for r in first] == ["ok", "ok", "ok", "error"] * 3
+    assert peak == 1  # without the gate, all twelve fetch at once (waiting in the client)
+    again = await asyncio.wait_for(app.poll(), 60)
+    assert [r.status.value for r in again] == ["ok", "ok", "not_modified", "error"] * 3
+    assert peak == 1
+
+
 def test_polling_processes_keep_their_start_out_of_the_collectors_way(make_app, loopback):
     """The worker processes start with ``settle_heap``: the collector runs after 50,000
     allocations, not Python's 700 (a first poll of 2,000 sources spent 1.1 s of its main

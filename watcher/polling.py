@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sources import registry
@@ -143,7 +144,17 @@ class Poller:
             except StorageError:
                 log.exception("reading the sources' states failed; each poll reads its own")
 
+        # A poll starts once its host has room (per-host concurrency): of a cycle's
+        # thousands of sources only those whose requests can go now hold what a poll holds
+        # (its adapter, its request, then its response), the others wait as bare tasks.
+        gates: dict[str, asyncio.Semaphore] = {}
+        per_host = self.http.settings.per_host_concurrency
+
         async def one(src: SourceConfig) -> PollResult:
+            host = urlsplit(src.url).hostname or ""
+            gate = gates.get(host)
+            if gate is None:
+                gate = gates[host] = asyncio.Semaphore(per_host)
             state = None
             if states is not None:  # never polled: no state stored yet
                 state = states.get(src.id) or SourceState(source_id=src.id)
@@ -158,7 +169,7 @@ class Poller:
             ):
                 result = PollResult(src.id, PollStatus.SKIPPED, error=POLLED_IN_SLOT)
             else:
-                result = await self.poll(src, now, state)
+                result = await self.poll(src, now, state, gate=gate)
             if progress:
                 progress(result)
             return result
@@ -176,11 +187,17 @@ class Poller:
         source: SourceConfig,
         now: Callable[[], datetime],
         state: SourceState | None = None,
+        *,
+        gate: asyncio.Semaphore | None = None,
     ) -> PollResult:
-        """Poll one source; ``state``: its state, when the caller has read it already."""
+        """Poll one source; ``state``: its state, when the caller has read it already;
+        ``gate``: held from the start of the poll until its response is in and has a place
+        to wait for the writer (``BatchWriter.waiting``)."""
+        hold = _Hold(gate)
+        await hold.take()
         started = now()
         try:
-            return await self._poll(source, now, started, state)
+            return await self._poll(source, now, started, state, hold)
         except Exception as e:  # one source's bug must never stop the others
             code = (
                 e.code
@@ -190,7 +207,10 @@ class Poller:
             if code == "internal_error":
                 log.exception("polling %s failed", source.id)
             error = SourceError(code, _message(e))
+            hold.give_back()
             return await self._failed(source, error, started, now())
+        finally:
+            hold.give_back()
 
     async def _failed(
         self,
@@ -220,6 +240,7 @@ class Poller:
         now: Callable[[], datetime],
         started: datetime,
         state: SourceState | None,
+        hold: _Hold,
     ) -> PollResult:
         adapter: Adapter = registry.get(source.kind)(source)
         if state is None:
@@ -239,9 +260,11 @@ class Poller:
             with self.http.scope() as scope:
                 fetched = await adapter.fetch(self.http, ctx)
         except SourceFailure as e:
+            hold.give_back()
             error = SourceError(e.code, str(e))
             return await self._failed(source, error, started, now(), _asked_pause(e))
         if fetched.status == FetchStatus.NOT_MODIFIED:
+            hold.give_back()
             result = PollResult(source.id, PollStatus.NOT_MODIFIED)
             cache = (fetched.cache.etag, fetched.cache.last_modified)
             at = now()
@@ -250,6 +273,7 @@ class Poller:
             )
             return result
         async with self._writer.waiting:  # see BatchWriter.waiting
+            hold.give_back()
             return await self._settle(source, fetched, now, started, state, adapter, scope)
 
     async def _settle(
@@ -377,6 +401,26 @@ class Poller:
                 self.executor, process, source, fetched, tz_name, at, None, spec
             )
         return await asyncio.to_thread(process, source, fetched, tz_name, at, self.classifier)
+
+
+class _Hold:
+    """A poll's hold on its host's gate (``Poller.poll_many``), given back once."""
+
+    __slots__ = ("_gate", "_held")
+
+    def __init__(self, gate: asyncio.Semaphore | None) -> None:
+        self._gate = gate
+        self._held = False
+
+    async def take(self) -> None:
+        if self._gate is not None:
+            await self._gate.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held and self._gate is not None:
+            self._held = False
+            self._gate.release()
 
 
 def incomplete_error(incomplete: Sequence[Incomplete]) -> SourceError | None:
