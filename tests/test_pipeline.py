@@ -877,6 +877,60 @@ async def test_a_cycle_starts_polls_of_a_host_only_as_it_has_room(make_app, loop
     assert peak == 1
 
 
+async def test_a_worker_process_parses_and_its_items_stay_packed_until_written(
+    make_app, loopback, monkeypatch, tmp_path
+):
+    """With worker processes, a poll's parsed, tagged items come back pickled and are
+    unpacked only in the poll's write (a first poll of thousands of sources has hundreds
+    waiting for the writer); what is stored and its tags are as without workers, and a
+    feed that cannot be parsed is an error on its own source."""
+    from watcher import polling
+    from watcher.pipeline.work import Processed
+
+    seen: list[type] = []
+    unpack = polling.unpack
+
+    def spy(processed: Any) -> Any:
+        seen.append(type(processed))
+        return unpack(processed)
+
+    monkeypatch.setattr(polling, "unpack", spy)
+    loopback.add("/good.xml", GOOD, content_type="application/rss+xml")
+    loopback.add("/bad.xml", b"<html><body>not a feed</html>", content_type="text/html")
+
+    def tagged(app: Any) -> dict[str, list[tuple[str, str]]]:
+        found = {}
+        for listed in app.storage.list_items(ItemFilter(source="good")):
+            item = app.storage.get_item(listed.id)
+            found[item.title] = sorted((t.kind, t.tag) for t in item.tags)
+        return found
+
+    outcomes = []
+    for workers in (1, 0):
+        app = make_app(
+            {
+                "watcher": {
+                    "workers": workers,
+                    "database_url": f"sqlite:///{tmp_path}/{workers}.db",
+                },
+                "fetch": fetch_settings(loopback),
+                "sources": [
+                    src("good", loopback.url("/good.xml")),
+                    src("bad", loopback.url("/bad.xml")),
+                ],
+            }
+        )
+        assert (app.executor is not None) == bool(workers)
+        results = {r.source_id: r for r in await app.poll()}
+        assert (results["good"].status.value, results["good"].new) == ("ok", 2)
+        assert results["bad"].error is not None and results["bad"].error.code == "invalid_feed"
+        outcomes.append(tagged(app))
+    assert seen == [bytes, Processed]  # packed from the worker; as it is in this process
+    with_workers, here = outcomes
+    assert with_workers == here
+    assert ("theme", "arbetsmarknad") in with_workers["Utlysning: kompetensförsörjning"]
+
+
 def test_polling_processes_keep_their_start_out_of_the_collectors_way(make_app, loopback):
     """The worker processes start with ``settle_heap``: the collector runs after 50,000
     allocations, not Python's 700 (a first poll of 2,000 sources spent 1.1 s of its main

@@ -33,7 +33,7 @@ from watcher.http import RateLimited
 from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
-from watcher.pipeline.work import Classifier, Processed, process
+from watcher.pipeline.work import Classifier, Processed, process, process_packed, unpack
 from watcher.storage.writer import BatchWriter
 from watcher.types import (
     CacheState,
@@ -290,35 +290,36 @@ class Poller:
         cache = (fetched.cache.etag, fetched.cache.last_modified)
         at = now()
         try:
-            processed = await self._process(source, fetched, at)
+            packed = await self._process(source, fetched, at)
         except ParseError as e:
             return await self._failed(source, SourceError(e.code, str(e)), started, now())
-        items = processed.items
-        layout = check_layout(
-            state,
-            items,
-            adapter.kind,
-            filtered=adapter.filters_items(),
-            skipped=int(fetched.context.get("skipped", 0)),
-        )
-        warnings = [*layout.warnings, *scope.warnings()]  # the client's repairs (UTF-8)
+        # What the fetch itself says; what the items say is read with them, in ``settle``.
+        fetch_warnings = [*scope.warnings()]  # the client's repairs (UTF-8)
         robots = self.http.robots_warning(source.url)
         if robots:
-            warnings.append(robots)
+            fetch_warnings.append(robots)
         # What the adapter reports about the fetch (results it could not read, say).
-        warnings.extend(str(w) for w in fetched.context.get("warnings", ()))
-        if processed.bad:
-            warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
-        incomplete = [it.incomplete for it in items if it.incomplete is not None]
-        partial = incomplete_error(incomplete)
-        if incomplete:
-            warnings.append(incomplete_note(incomplete))
+        fetch_warnings.extend(str(w) for w in fetched.context.get("warnings", ()))
+        skipped = int(fetched.context.get("skipped", 0))
         baseline = not state.baseline_done
         rules_version = self.classifier.version if self.classifier else None
 
         def settle(txn: Transaction) -> tuple[PollResult, ApplyOutcome]:
             """Decide and write, in the write transaction: duplicates are looked for among
-            everything stored before, this poll cycle's other sources included."""
+            everything stored before, this poll cycle's other sources included. The items
+            are unpacked here, at the poll's turn (see ``work.process_packed``)."""
+            processed = unpack(packed)
+            items = processed.items
+            layout = check_layout(
+                state, items, adapter.kind, filtered=adapter.filters_items(), skipped=skipped
+            )
+            warnings = [*layout.warnings, *fetch_warnings]
+            if processed.bad:
+                warnings.append(f"{processed.bad} item(s) could not be read and were skipped")
+            incomplete = [it.incomplete for it in items if it.incomplete is not None]
+            partial = incomplete_error(incomplete)
+            if incomplete:
+                warnings.append(incomplete_note(incomplete))
             # What this source has stored, as of this transaction (another poll of the same
             # source may have written just before, in the same batch).
             known = txn.known_slices(source.id)
@@ -390,15 +391,18 @@ class Poller:
             return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def _process(self, source: SourceConfig, fetched: Fetched, at: datetime) -> Processed:
+    async def _process(
+        self, source: SourceConfig, fetched: Fetched, at: datetime
+    ) -> Processed | bytes:
         """Parse, normalise and classify: CPU work, off the event loop so other sources'
-        requests keep flowing; in a worker process when the service has some."""
+        requests keep flowing; in a worker process when the service has some (its outcome
+        then comes packed: ``work.unpack``)."""
         tz_name = str(self.tz.key)
         if self.executor is not None and self.classifier is not None:
             spec = self.classifier.spec()
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
-                self.executor, process, source, fetched, tz_name, at, None, spec
+                self.executor, process_packed, source, fetched, tz_name, at, spec
             )
         return await asyncio.to_thread(process, source, fetched, tz_name, at, self.classifier)
 
