@@ -77,6 +77,29 @@ def test_poll_then_items_and_sources(cli):
     assert cli("items", "list", "--since", "2999-01-01", "--json").stdout == ""
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_poll_draws_a_progress_bar_only_on_a_terminal(cli, monkeypatch, terminal):
+    """A bar on a terminal; from cron or into a pipe no bar, and no thread redrawing one
+    while the poll works (it cost a first poll of 2,000 sources CPU on its main process)."""
+    import rich.progress
+    from rich.console import Console
+
+    from watcher import cli as cli_mod
+
+    made: list[int] = []
+
+    class Counted(rich.progress.Progress):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(rich.progress, "Progress", Counted)
+    monkeypatch.setattr(cli_mod, "err_console", Console(stderr=True, force_terminal=terminal))
+    out = cli("poll").output
+    assert "feed" in out and "ok" in out
+    assert made == ([1] if terminal else [])
+
+
 def test_sources_test_from_a_saved_file_stores_nothing(cli):
     ics = DATA / "shared_samples/interreg_no_kalender_event.ics"
     if not ics.exists():

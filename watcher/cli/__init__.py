@@ -221,8 +221,6 @@ QUIET_ROWS = 25
 @handle_errors
 def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -> None:
     """Poll sources now (all enabled ones, or those named)."""
-    from rich.progress import Progress
-
     from watcher.pipeline.work import settle_heap
 
     app = ctx.app
@@ -234,11 +232,16 @@ def poll(ctx: Ctx, source_ids: tuple[str, ...], as_json: bool, show_all: bool) -
         for r in results:
             print_json(r.as_dict())
         return
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("Polling", total=len(sources))
-        results = asyncio.run(
-            app.poll([s.id for s in sources], progress=lambda _r: progress.advance(task))
-        )
+    if err_console.is_terminal:
+        from rich.progress import Progress
+
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task("Polling", total=len(sources))
+            results = asyncio.run(
+                app.poll([s.id for s in sources], progress=lambda _r: progress.advance(task))
+            )
+    else:  # no one watches a bar (cron, a pipe): no bar, and no thread redrawing it
+        results = asyncio.run(app.poll([s.id for s in sources]))
     app.refresh_statuses()
     table = Table(title="Poll")
     for col in ("source", "status", "new", "updated", "unchanged", "error / warning"):
