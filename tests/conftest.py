@@ -109,6 +109,25 @@ def any_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
         yield from _pg_storage()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def migrated_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """Storage on each database whose schema the migrations made, one after the other
+    (``any_storage``'s new database is made in one step, ``storage.fresh``)."""
+    from watcher.storage import base
+
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'migrated.db'}"])
+    else:
+        urls = pg_schema_url()
+    for url in urls:
+        storage = Storage(url)
+        try:
+            base.migrate(storage.engine)
+            yield storage
+        finally:
+            storage.close()
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Storage]:
     """SQLite storage in a temp folder (most tests)."""

@@ -165,8 +165,8 @@ def test_expired_sessions_are_cleared_at_the_next_login(any_storage: Storage) ->
     assert any_storage.end_sessions(T0 + timedelta(hours=2)) == 1
 
 
-def test_the_sessions_table_is_what_the_migration_makes(any_storage: Storage) -> None:
-    with any_storage.engine.connect() as conn:
+def test_the_sessions_table_is_what_the_migration_makes(migrated_storage: Storage) -> None:
+    with migrated_storage.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
 
     def names(diff: Any) -> set[str]:

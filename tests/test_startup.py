@@ -79,7 +79,7 @@ def test_a_poll_of_an_up_to_date_database_loads_only_what_it_needs(tmp_path: Pat
         tmp_path / "config.toml", {"watcher": {"database_url": f"sqlite:///{tmp_path / 'w.db'}"}}
     )
     first = _modules_after(["--config", str(cfg), "poll"], tmp_path)
-    assert "alembic" in first  # a new database is upgraded, with Alembic
+    assert "alembic" not in first  # a new database is made in one step (storage.fresh)
     loaded = _modules_after(["--config", str(cfg), "poll"], tmp_path)
     unwanted = sorted(
         m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_FOR_A_POLL)

@@ -112,8 +112,8 @@ def test_deleting_a_person_removes_everything_of_theirs(any_storage: Storage) ->
     assert any_storage.subscribers() == []
 
 
-def test_the_tables_are_what_the_migration_makes(any_storage: Storage) -> None:
-    with any_storage.engine.connect() as conn:
+def test_the_tables_are_what_the_migration_makes(migrated_storage: Storage) -> None:
+    with migrated_storage.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
 
     def mine(diff: Any) -> bool:

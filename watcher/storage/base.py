@@ -18,6 +18,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
 
 from watcher.exceptions import StorageError
+from watcher.storage import fresh
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -320,8 +321,22 @@ def alembic_config(conn: Connection) -> Any:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration. A database at a revision this version does
-    not know (made by a newer version) is refused with what to do, and left untouched."""
+    """Bring the schema to the newest revision: a new database (no tables) is made in one
+    step (``fresh``), any other goes through the migrations (``migrate``)."""
+    try:
+        new = fresh.is_new(engine)
+        if new:
+            fresh.create(engine, HEAD_REVISION)
+    except SQLAlchemyError as e:
+        raise StorageError(f"creating the database failed: {e}", detail=str(e)) from e
+    if not new:
+        migrate(engine)
+
+
+def migrate(engine: Engine) -> None:
+    """Run the migrations the database has not had, with Alembic. A database at a revision
+    this version does not know (made by a newer version) is refused with what to do, and
+    left untouched."""
     from alembic import command
     from alembic.util import CommandError
 

@@ -160,7 +160,8 @@ items = Table(
     Column("extra", JSON, nullable=False, default=dict),
     # Title, summary, identifier and programme, case-folded: what full-text search scans
     # (SQLite's lower() folds ASCII only, so Å/Ä/Ö would not match case-insensitively).
-    Column("search_text", Text, nullable=False, default=""),
+    # (The database's default '' too, as migration 0002 added it to rows already stored.)
+    Column("search_text", Text, nullable=False, default="", server_default=""),
 )
 
 # The lists' most common filter and orders (migration 0008): counts read the index alone.
