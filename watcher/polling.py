@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -144,39 +145,57 @@ class Poller:
             except StorageError:
                 log.exception("reading the sources' states failed; each poll reads its own")
 
-        # A poll starts once its host has room (per-host concurrency): of a cycle's
-        # thousands of sources only those whose requests can go now hold what a poll holds
-        # (its adapter, its request, then its response), the others wait as bare tasks.
-        gates: dict[str, asyncio.Semaphore] = {}
+        # A poll starts once its host has room: each host has as many lanes as requests it
+        # takes at once ([fetch] per_host_concurrency), and a lane starts its host's next
+        # poll when the last one no longer needs the host (its response is in and has its
+        # place at the writer, or it ended). Of a cycle's thousands of sources only those
+        # under way exist as tasks; the rest are an index in their host's queue.
         per_host = self.http.settings.per_host_concurrency
+        queues: dict[str, deque[int]] = {}
+        for i, src in enumerate(sources):
+            queues.setdefault(urlsplit(src.url).hostname or "", deque()).append(i)
+        polls: list[asyncio.Task[PollResult] | None] = [None] * len(sources)
+        loop = asyncio.get_running_loop()
 
-        async def one(src: SourceConfig) -> PollResult:
-            host = urlsplit(src.url).hostname or ""
-            gate = gates.get(host)
-            if gate is None:
-                gate = gates[host] = asyncio.Semaphore(per_host)
-            state = None
-            if states is not None:  # never polled: no state stored yet
-                state = states.get(src.id) or SourceState(source_id=src.id)
-            window = (fresh_within or {}).get(src.id)
-            if poll_lock(src.id) not in mine:
-                result = PollResult(src.id, PollStatus.SKIPPED, error=IN_PROGRESS)
-            elif (
-                window is not None
-                and state is not None
-                and state.last_poll_at is not None
-                and now() - state.last_poll_at < window
-            ):
-                result = PollResult(src.id, PollStatus.SKIPPED, error=POLLED_IN_SLOT)
-            else:
-                result = await self.poll(src, now, state, gate=gate)
+        async def one(src: SourceConfig, hold: _Hold) -> PollResult:
+            try:
+                state = None
+                if states is not None:  # never polled: no state stored yet
+                    state = states.get(src.id) or SourceState(source_id=src.id)
+                window = (fresh_within or {}).get(src.id)
+                if poll_lock(src.id) not in mine:
+                    result = PollResult(src.id, PollStatus.SKIPPED, error=IN_PROGRESS)
+                elif (
+                    window is not None
+                    and state is not None
+                    and state.last_poll_at is not None
+                    and now() - state.last_poll_at < window
+                ):
+                    result = PollResult(src.id, PollStatus.SKIPPED, error=POLLED_IN_SLOT)
+                else:
+                    result = await self.poll(src, now, state, hold=hold)
+            finally:
+                hold.give_back()
             if progress:
                 progress(result)
             return result
 
+        async def lane(queue: deque[int]) -> None:
+            while queue:
+                i = queue.popleft()
+                given_back = loop.create_future()
+                polls[i] = loop.create_task(one(sources[i], _Hold(given_back)))
+                await given_back
+
+        lanes = [
+            loop.create_task(lane(q)) for q in queues.values() for _ in range(min(per_host, len(q)))
+        ]
         try:
-            return list(await asyncio.gather(*(one(s) for s in sources)))
+            await asyncio.gather(*lanes)
+            return list(await asyncio.gather(*(t for t in polls if t is not None)))
         finally:
+            for task in (*lanes, *(t for t in polls if t is not None)):
+                task.cancel()  # only when cancelled, or a bug: every poll has ended otherwise
             try:
                 await asyncio.to_thread(self.storage.release_locks, mine, holder)
             except StorageError:
@@ -188,13 +207,13 @@ class Poller:
         now: Callable[[], datetime],
         state: SourceState | None = None,
         *,
-        gate: asyncio.Semaphore | None = None,
+        hold: _Hold | None = None,
     ) -> PollResult:
         """Poll one source; ``state``: its state, when the caller has read it already;
-        ``gate``: held from the start of the poll until its response is in and has a place
-        to wait for the writer (``BatchWriter.waiting``)."""
-        hold = _Hold(gate)
-        await hold.take()
+        ``hold``: given back once the poll no longer needs its host (``poll_many``): its
+        response is in and has its place at the writer (``BatchWriter.waiting``), or the
+        poll ended."""
+        hold = hold or _Hold(None)
         started = now()
         try:
             return await self._poll(source, now, started, state, hold)
@@ -274,7 +293,10 @@ class Poller:
             return result
         async with self._writer.waiting:  # see BatchWriter.waiting
             hold.give_back()
-            return await self._settle(source, fetched, now, started, state, adapter, scope)
+            # The response is ``_settle``'s alone, which lets it go once it is parsed.
+            settling = self._settle(source, fetched, now, started, state, adapter, scope)
+            del fetched
+            return await settling
 
     async def _settle(
         self,
@@ -301,6 +323,7 @@ class Poller:
         # What the adapter reports about the fetch (results it could not read, say).
         fetch_warnings.extend(str(w) for w in fetched.context.get("warnings", ()))
         skipped = int(fetched.context.get("skipped", 0))
+        del fetched  # parsed: only its items wait for the writer, not the response's body
         baseline = not state.baseline_done
         rules_version = self.classifier.version if self.classifier else None
 
@@ -408,23 +431,17 @@ class Poller:
 
 
 class _Hold:
-    """A poll's hold on its host's gate (``Poller.poll_many``), given back once."""
+    """A poll's hold on its host's room (``Poller.poll_many``): ``given_back`` is done once
+    the poll gives it back (at most once)."""
 
-    __slots__ = ("_gate", "_held")
+    __slots__ = ("given_back",)
 
-    def __init__(self, gate: asyncio.Semaphore | None) -> None:
-        self._gate = gate
-        self._held = False
-
-    async def take(self) -> None:
-        if self._gate is not None:
-            await self._gate.acquire()
-            self._held = True
+    def __init__(self, given_back: asyncio.Future[None] | None) -> None:
+        self.given_back = given_back
 
     def give_back(self) -> None:
-        if self._held and self._gate is not None:
-            self._held = False
-            self._gate.release()
+        if self.given_back is not None and not self.given_back.done():
+            self.given_back.set_result(None)
 
 
 def incomplete_error(incomplete: Sequence[Incomplete]) -> SourceError | None:
