@@ -124,3 +124,63 @@ def test_a_database_made_in_one_step_takes_the_next_migration(tmp_path: Path) ->
         assert storage.revision() == base.HEAD_REVISION
     finally:
         storage.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.db'}"
+    else:
+        yield from pg_schema_url()
+
+
+def test_a_start_that_fails_while_making_the_database_leaves_it_empty(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or nothing: tables without a revision would send the next start to the
+    migrations, which fail on tables that exist, on every start after."""
+    from watcher.exceptions import StorageError
+
+    broken = "CREATE VIRTUAL TABLE nope USING no_such_module()"
+    if not empty_url.startswith("sqlite"):
+        broken = "SELECT no_such_function()"
+    monkeypatch.setattr(fresh, "SQLITE_SEARCH", (*fresh.SQLITE_SEARCH, broken))
+    monkeypatch.setattr(fresh, "POSTGRESQL_SEARCH", (*fresh.POSTGRESQL_SEARCH, broken))
+    storage = Storage(empty_url)
+    try:
+        with pytest.raises(StorageError, match="made again on the next start"):
+            storage.ensure_schema()
+        assert fresh.is_new(storage.engine)
+        monkeypatch.undo()
+        storage.ensure_schema()
+        assert storage.revision() == base.HEAD_REVISION
+    finally:
+        storage.close()
+
+
+def test_processes_starting_together_on_a_new_database_take_turns(empty_url: str) -> None:
+    """One makes the schema; the others find it made and go on."""
+    import threading
+
+    storages = [Storage(empty_url) for _ in range(3)]
+    start = threading.Barrier(len(storages))
+    errors: list[BaseException] = []
+
+    def begin(storage: Storage) -> None:
+        start.wait()
+        try:
+            storage.ensure_schema()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=begin, args=(s,)) for s in storages]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert {s.revision() for s in storages} == {base.HEAD_REVISION}
+    finally:
+        for s in storages:
+            s.close()

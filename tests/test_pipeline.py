@@ -877,6 +877,42 @@ async def test_a_cycle_starts_polls_of_a_host_only_as_it_has_room(make_app, loop
     assert peak == 1
 
 
+async def test_a_cycle_runs_at_most_as_many_polls_as_requests_at_once(
+    make_app, loopback, monkeypatch
+):
+    """Sources on many hosts: all lanes together run ``global_concurrency`` polls at once,
+    not one per host (a cycle of 2,000 sources on 2,000 hosts would start them all)."""
+    from sources.rss import RssAdapter
+
+    active = 0
+    peak = 0
+    fetch = RssAdapter.fetch
+
+    async def counted(self: Any, http: Any, ctx: Any) -> Any:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            await asyncio.sleep(0)  # every poll that is under way gets here first
+            return await fetch(self, http, ctx)
+        finally:
+            active -= 1
+
+    monkeypatch.setattr(RssAdapter, "fetch", counted)
+    loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
+    # Six hosts: the loopback server's and five other loopback addresses (refused).
+    urls = [loopback.url("/f.xml")]
+    urls += [f"http://127.0.0.{k}:{loopback.port}/f.xml" for k in range(2, 7)]
+    settings = fetch_settings(loopback, global_concurrency=2)
+    settings["allow_private_networks"] = [f"127.0.0.0/8:{loopback.port}"]
+    app = make_app({"fetch": settings, "sources": [src(f"s{n}", u) for n, u in enumerate(urls)]})
+    results = await asyncio.wait_for(app.poll(), 60)
+    assert [r.source_id for r in results] == [f"s{n}" for n in range(6)]
+    assert results[0].status.value == "ok"
+    assert {r.error.code for r in results[1:] if r.error} == {"connection_error"}
+    assert peak == 2
+
+
 async def test_a_worker_process_parses_and_its_items_stay_packed_until_written(
     make_app, loopback, monkeypatch, tmp_path
 ):

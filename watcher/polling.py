@@ -148,9 +148,12 @@ class Poller:
         # A poll starts once its host has room: each host has as many lanes as requests it
         # takes at once ([fetch] per_host_concurrency), and a lane starts its host's next
         # poll when the last one no longer needs the host (its response is in and has its
-        # place at the writer, or it ended). Of a cycle's thousands of sources only those
-        # under way exist as tasks; the rest are an index in their host's queue.
+        # place at the writer, or it ended). All lanes together run as many polls at once
+        # as the client makes requests (global_concurrency). Of a cycle's thousands of
+        # sources only those under way are polls; the rest are an index in their host's
+        # queue.
         per_host = self.http.settings.per_host_concurrency
+        room = asyncio.Semaphore(self.http.settings.global_concurrency)
         queues: dict[str, deque[int]] = {}
         for i, src in enumerate(sources):
             queues.setdefault(urlsplit(src.url).hostname or "", deque()).append(i)
@@ -182,10 +185,13 @@ class Poller:
 
         async def lane(queue: deque[int]) -> None:
             while queue:
-                i = queue.popleft()
-                given_back = loop.create_future()
-                polls[i] = loop.create_task(one(sources[i], _Hold(given_back)))
-                await given_back
+                async with room:
+                    if not queue:  # the host's other lane took the last one meanwhile
+                        return
+                    i = queue.popleft()
+                    given_back = loop.create_future()
+                    polls[i] = loop.create_task(one(sources[i], _Hold(given_back)))
+                    await given_back
 
         lanes = [
             loop.create_task(lane(q)) for q in queues.values() for _ in range(min(per_host, len(q)))

@@ -324,13 +324,15 @@ def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision: a new database (no tables) is made in one
     step (``fresh``), any other goes through the migrations (``migrate``)."""
     try:
-        new = fresh.is_new(engine)
-        if new:
-            fresh.create(engine, HEAD_REVISION)
+        made = fresh.is_new(engine) and fresh.create(engine, HEAD_REVISION)
     except SQLAlchemyError as e:
-        raise StorageError(f"creating the database failed: {e}", detail=str(e)) from e
-    if not new:
-        migrate(engine)
+        raise StorageError(
+            f"creating the database failed (nothing was kept; it is made again on the next "
+            f"start): {e}",
+            detail=str(e),
+        ) from e
+    if not made and current_revision(engine) != HEAD_REVISION:
+        migrate(engine)  # (not when another process starting beside it just made it)
 
 
 def migrate(engine: Engine) -> None:

@@ -60,10 +60,21 @@ def is_new(engine: Engine) -> bool:
         return not inspect(conn).get_table_names()
 
 
-def create(engine: Engine, revision: str) -> None:
+def create(engine: Engine, revision: str) -> bool:
     """Make the whole schema in a new database, at ``revision`` (the newest), in one
-    transaction: a failure leaves the database as it was."""
+    transaction: a failure (a full disk, a process stopped half-way) leaves the database
+    empty, to be made again on the next start. Processes starting together take turns (a
+    write lock on SQLite, an advisory lock on PostgreSQL); whoever comes second finds
+    tables and makes nothing. Whether this call made the schema."""
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # The driver begins no transaction before DDL by itself: each CREATE would
+            # commit on its own, and a failure half-way leave tables without a revision.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        if inspect(conn).get_table_names():
+            return False  # another process made it meanwhile
         metadata.create_all(conn)
         if conn.dialect.name == "sqlite":
             for statement in SQLITE_SEARCH:
@@ -74,6 +85,12 @@ def create(engine: Engine, revision: str) -> None:
             _trigrams(conn)
         conn.execute(text(VERSION_TABLE))
         conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": revision})
+    return True
+
+
+# PostgreSQL's advisory lock, held while a new database is made (the project takes no
+# other advisory lock).
+_LOCK_KEY = 0x6575_6276  # "eubv"
 
 
 def _trigrams(conn: Connection) -> None:
