@@ -145,6 +145,19 @@ def test_duplicate_ids():
     assert any("duplicate id" in m for m in found.values())
 
 
+def test_sources_are_found_by_id_and_duplicates_named_once_each():
+    """Counted once, not compared with every other id (a config of thousands of sources),
+    and found by id from an index the frozen config makes once."""
+    many = [source(id=f"s{n}") for n in range(3)] + [source(id="s1"), source(id="s1")]
+    found = problems({"sources": many})
+    assert any("duplicate id(s) s1" in m and "s0" not in m for m in found.values())
+    cfg = config_mod.validate_data({"sources": [source(id=f"s{n}") for n in range(3)]}, "x")
+    assert cfg.source("s2") is cfg.sources[2]
+    assert cfg.sources_by_id == {s.id: s for s in cfg.sources}
+    with pytest.raises(KeyError):
+        cfg.source("s9")
+
+
 def test_schedules():
     assert Schedule.parse("6h").interval.total_seconds() == 21600
     assert Schedule.parse("0 7 * * 1-5").cron == "0 7 * * 1-5"
