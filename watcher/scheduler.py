@@ -202,10 +202,11 @@ class Scheduler:
             return
         cfg = self.app.config
         wanted = {f"source:{s.id}": s for s in cfg.sources if s.enabled}
+        enabled = {s.id for s in wanted.values()}
         for job in self.aps.get_jobs():
             if job.id.startswith(("source:", "retry:")) and job.id.removeprefix(
                 "retry:"
-            ).removeprefix("source:") not in {s.id for s in wanted.values()}:
+            ).removeprefix("source:") not in enabled:
                 job.remove()
         now = self.app.now()
         for job_id, src in wanted.items():
@@ -298,7 +299,7 @@ class Scheduler:
         closer than nine tenths of its interval ago (checked under the source's lock)."""
         if retry or not self.app.config.watcher.shared_polling:
             return None
-        src = next((s for s in self.app.config.sources if s.id == source_id), None)
+        src = self.app.config.sources_by_id.get(source_id)
         if src is None:
             return None
         return {source_id: timedelta(seconds=0.9 * src.parsed_schedule.approx_seconds)}
@@ -315,7 +316,8 @@ class Scheduler:
 
     async def _poll_source(self, source_id: str, retry: bool = False) -> None:
         try:
-            if source_id not in {s.id for s in self.app.config.sources if s.enabled}:
+            src = self.app.config.sources_by_id.get(source_id)
+            if src is None or not src.enabled:
                 return
             before = await asyncio.to_thread(self.app.storage.source_state, source_id)
             paused_until = before.next_attempt_at
