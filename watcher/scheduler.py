@@ -204,9 +204,10 @@ class Scheduler:
         wanted = {f"source:{s.id}": s for s in cfg.sources if s.enabled}
         enabled = {s.id for s in wanted.values()}
         for job in self.aps.get_jobs():
-            if job.id.startswith(("source:", "retry:")) and job.id.removeprefix(
-                "retry:"
-            ).removeprefix("source:") not in enabled:
+            if (
+                job.id.startswith(("source:", "retry:"))
+                and job.id.removeprefix("retry:").removeprefix("source:") not in enabled
+            ):
                 job.remove()
         now = self.app.now()
         for job_id, src in wanted.items():
