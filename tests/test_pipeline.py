@@ -909,7 +909,7 @@ async def test_a_cycle_runs_at_most_as_many_polls_as_requests_at_once(
     results = await asyncio.wait_for(app.poll(), 60)
     assert [r.source_id for r in results] == [f"s{n}" for n in range(6)]
     assert results[0].status.value == "ok"
-    assert {r.error.code for r in results[1:] if r.error} == {"connection_error"}
+    assert [r.status.value for r in results[1:]] == ["error"] * 5  # nothing listens there
     assert peak == 2
 
 
