@@ -913,6 +913,58 @@ async def test_a_cycle_runs_at_most_as_many_polls_as_requests_at_once(
     assert peak == 2
 
 
+async def test_a_cycle_that_will_parse_starts_its_workers_before_the_first_response(
+    make_app, loopback
+):
+    """A cycle with sources never polled (or without validators) starts the worker
+    processes as it starts, not when its first response is parsed; one where every source
+    can answer "not modified" starts none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from watcher.polling import Poller
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self) -> None:
+            super().__init__(max_workers=1)
+            self.calls: list[str] = []
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append(fn.__name__)
+            return super().submit(fn, *args, **kwargs)
+
+    for name in ("a", "b"):
+        loopback.add(f"/{name}.xml", GOOD, content_type="application/rss+xml", etag='"v1"')
+    app = make_app(
+        {
+            "fetch": fetch_settings(loopback),
+            "sources": [src(n, loopback.url(f"/{n}.xml")) for n in ("a", "b")],
+        }
+    )
+
+    async def cycle(executor: Recording) -> list[str]:
+        http = app.new_http_client()
+        poller = Poller(
+            storage=app.storage,
+            http=http,
+            tz=app.config.tz,
+            classifier=app.classifier,
+            executor=executor,
+        )
+        try:
+            results = await poller.poll_many(app.sources(), app.now)
+        finally:
+            await http.aclose()
+            executor.shutdown()
+        return [r.status.value for r in results]
+
+    first = Recording()
+    assert await cycle(first) == ["ok", "ok"]
+    assert first.calls == ["warm_up", "process_packed", "process_packed"]
+    again = Recording()
+    assert await cycle(again) == ["not_modified", "not_modified"]
+    assert again.calls == []
+
+
 async def test_a_worker_process_parses_and_its_items_stay_packed_until_written(
     make_app, loopback, monkeypatch, tmp_path
 ):

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -34,7 +35,14 @@ from watcher.http import RateLimited
 from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
-from watcher.pipeline.work import Classifier, Processed, process, process_packed, unpack
+from watcher.pipeline.work import (
+    Classifier,
+    Processed,
+    process,
+    process_packed,
+    unpack,
+    warm_up,
+)
 from watcher.storage.writer import BatchWriter
 from watcher.types import (
     CacheState,
@@ -145,6 +153,9 @@ class Poller:
             except StorageError:
                 log.exception("reading the sources' states failed; each poll reads its own")
 
+        if states is not None:
+            self._warm_workers(sources, states)
+
         # A poll starts once its host has room: each host has as many lanes as requests it
         # takes at once ([fetch] per_host_concurrency), and a lane starts its host's next
         # poll when the last one no longer needs the host (its response is in and has its
@@ -206,6 +217,29 @@ class Poller:
                 await asyncio.to_thread(self.storage.release_locks, mine, holder)
             except StorageError:
                 log.exception("could not release the sources' poll locks (they expire)")
+
+    def _warm_workers(
+        self, sources: Sequence[SourceConfig], states: Mapping[str, SourceState]
+    ) -> None:
+        """Start the worker processes now, while the first requests are out, when this
+        cycle will parse: some source has never been polled, or keeps no validators, so its
+        server cannot answer "not modified". A worker process takes a few tenths of a
+        second to start and load the parsers and rules, which the first parse otherwise
+        waits for; a cycle that will hear only "not modified" starts none. Once per pool of
+        workers (`watcher run` starts its own when the service starts)."""
+        executor = self.executor
+        if executor is None or self.classifier is None or executor in _WARMED:
+            return
+        if all(
+            (state := states.get(s.id)) is not None and (state.etag or state.last_modified)
+            for s in sources
+        ):
+            return
+        _WARMED.add(executor)
+        started = asyncio.get_running_loop().run_in_executor(
+            executor, warm_up, self.classifier.spec()
+        )
+        started.add_done_callback(_warm_up_failed)
 
     async def poll(
         self,
@@ -434,6 +468,16 @@ class Poller:
                 self.executor, process_packed, source, fetched, tz_name, at, spec
             )
         return await asyncio.to_thread(process, source, fetched, tz_name, at, self.classifier)
+
+
+# Worker pools already started by a cycle (``Poller._warm_workers``).
+_WARMED: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def _warm_up_failed(started: asyncio.Future[bool]) -> None:
+    """A worker that fails to start is logged here; the first parse sends it its error."""
+    if not started.cancelled() and started.exception() is not None:
+        log.warning("starting the worker processes failed: %s", started.exception())
 
 
 class _Hold:
