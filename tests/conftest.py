@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,11 +87,14 @@ def pg_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
-def _pg_storage() -> Iterator[Storage]:
-    for url in pg_schema_url():
+def _storage_on(kind: str, tmp_path: Path, prepare: Callable[[Storage], None]) -> Iterator[Storage]:
+    """A storage on a new database of ``kind`` ("sqlite" or "postgresql"), its schema made
+    by ``prepare``, closed (and the PostgreSQL schema dropped) afterwards."""
+    urls = iter([f"sqlite:///{tmp_path / 'watcher.db'}"]) if kind == "sqlite" else pg_schema_url()
+    for url in urls:
         storage = Storage(url)
         try:
-            storage.upgrade()
+            prepare(storage)
             yield storage
         finally:
             storage.close()
@@ -100,13 +103,7 @@ def _pg_storage() -> Iterator[Storage]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def any_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """Storage on each database: the same test runs on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        storage = Storage(f"sqlite:///{tmp_path / 'watcher.db'}")
-        storage.upgrade()
-        yield storage
-        storage.close()
-    else:
-        yield from _pg_storage()
+    yield from _storage_on(request.param, tmp_path, Storage.upgrade)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -115,17 +112,7 @@ def migrated_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     (``any_storage``'s new database is made in one step, ``storage.fresh``)."""
     from watcher.storage import base
 
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'migrated.db'}"])
-    else:
-        urls = pg_schema_url()
-    for url in urls:
-        storage = Storage(url)
-        try:
-            base.migrate(storage.engine)
-            yield storage
-        finally:
-            storage.close()
+    yield from _storage_on(request.param, tmp_path, lambda s: base.migrate(s.engine))
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ and generated column, and at the same revision."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +19,24 @@ from watcher.storage import Storage, base, fresh
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def two_empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Storage, Storage]]:
-    """Two empty databases of one kind."""
-    if request.param == "sqlite":
-        urls = [f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"]
-        made = [Storage(u) for u in urls]
-        yield made[0], made[1]
-        for s in made:
-            s.close()
-        return
-    for first in pg_schema_url():
-        for second in pg_schema_url():
-            a, b = Storage(first), Storage(second)
-            try:
-                yield a, b
-            finally:
-                a.close()
-                b.close()
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes new, empty databases of one kind (their URLs), dropped after the test."""
+    with ExitStack() as cleanup:
+
+        def make() -> str:
+            if request.param == "sqlite":
+                return f"sqlite:///{tmp_path / uuid.uuid4().hex}.db"
+            schemas = pg_schema_url()
+            url = next(schemas)
+            cleanup.callback(next, schemas, None)  # drops the schema
+            return url
+
+        yield make
+
+
+def _tables(storage: Storage) -> list[str]:
+    with storage.engine.connect() as conn:
+        return inspect(conn).get_table_names()
 
 
 def _schema(engine: Engine) -> dict[str, Any]:
@@ -97,13 +100,17 @@ def _squeeze(sql: str) -> str:
     return re.sub(r"\s+", " ", sql).strip()
 
 
-def test_a_new_database_is_the_one_the_migrations_make(two_empty) -> None:
-    migrated, made = two_empty
-    base.migrate(migrated.engine)
-    assert fresh.is_new(made.engine)
-    made.ensure_schema()  # new: made in one step
-    assert not fresh.is_new(made.engine)
-    expected, got = _schema(migrated.engine), _schema(made.engine)
+def test_a_new_database_is_the_one_the_migrations_make(new_database) -> None:
+    migrated, made = Storage(new_database()), Storage(new_database())
+    try:
+        base.migrate(migrated.engine)
+        assert _tables(made) == []
+        made.ensure_schema()  # new: made in one step
+        assert _tables(made) != []
+        expected, got = _schema(migrated.engine), _schema(made.engine)
+    finally:
+        migrated.close()
+        made.close()
     assert got["revision"] == base.HEAD_REVISION
     assert sorted(got) == sorted(expected)
     for key in expected:
@@ -126,31 +133,24 @@ def test_a_database_made_in_one_step_takes_the_next_migration(tmp_path: Path) ->
         storage.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'new.db'}"
-    else:
-        yield from pg_schema_url()
-
-
 def test_a_start_that_fails_while_making_the_database_leaves_it_empty(
-    empty_url: str, monkeypatch: pytest.MonkeyPatch
+    new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """All or nothing: tables without a revision would send the next start to the
     migrations, which fail on tables that exist, on every start after."""
     from watcher.exceptions import StorageError
 
+    url = new_database()
     broken = "CREATE VIRTUAL TABLE nope USING no_such_module()"
-    if not empty_url.startswith("sqlite"):
+    if not url.startswith("sqlite"):
         broken = "SELECT no_such_function()"
     monkeypatch.setattr(fresh, "SQLITE_SEARCH", (*fresh.SQLITE_SEARCH, broken))
     monkeypatch.setattr(fresh, "POSTGRESQL_SEARCH", (*fresh.POSTGRESQL_SEARCH, broken))
-    storage = Storage(empty_url)
+    storage = Storage(url)
     try:
         with pytest.raises(StorageError, match="made again on the next start"):
             storage.ensure_schema()
-        assert fresh.is_new(storage.engine)
+        assert _tables(storage) == []
         monkeypatch.undo()
         storage.ensure_schema()
         assert storage.revision() == base.HEAD_REVISION
@@ -158,11 +158,14 @@ def test_a_start_that_fails_while_making_the_database_leaves_it_empty(
         storage.close()
 
 
-def test_processes_starting_together_on_a_new_database_take_turns(empty_url: str) -> None:
+def test_processes_starting_together_on_a_new_database_take_turns(
+    new_database: Callable[[], str],
+) -> None:
     """One makes the schema; the others find it made and go on."""
     import threading
 
-    storages = [Storage(empty_url) for _ in range(3)]
+    url = new_database()
+    storages = [Storage(url) for _ in range(3)]
     start = threading.Barrier(len(storages))
     errors: list[BaseException] = []
 

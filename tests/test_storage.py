@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, text
 
 from tests.builders import CALL, OTHER, SRC, items, poll_into
-from tests.conftest import T0, _pg_storage
+from tests.conftest import T0, _storage_on
 from watcher.exceptions import StorageError
 from watcher.pipeline.merge import item_values
 from watcher.pipeline.normalise import normalise
@@ -427,9 +428,9 @@ def test_two_entries_of_one_source_naming_one_call(any_storage: Storage):
 
 
 @pytest.fixture
-def pg_storage() -> Iterator[Storage]:
+def pg_storage(tmp_path: Path) -> Iterator[Storage]:
     """PostgreSQL only: what this tests cannot happen with SQLite's single writer."""
-    yield from _pg_storage()
+    yield from _storage_on("postgresql", tmp_path, Storage.upgrade)
 
 
 def test_the_duplicate_index_finds_an_item_whose_id_committed_late(pg_storage: Storage):

@@ -324,11 +324,11 @@ def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision: a new database (no tables) is made in one
     step (``fresh``), any other goes through the migrations (``migrate``)."""
     try:
-        made = fresh.is_new(engine) and fresh.create(engine, HEAD_REVISION)
+        made = fresh.create(engine, HEAD_REVISION)
     except SQLAlchemyError as e:
         raise StorageError(
-            f"creating the database failed (nothing was kept; it is made again on the next "
-            f"start): {e}",
+            f"making the database's schema failed (nothing was changed; a new database is "
+            f"made again on the next start): {e}",
             detail=str(e),
         ) from e
     if not made and current_revision(engine) != HEAD_REVISION:

@@ -54,18 +54,13 @@ VERSION_TABLE = (
 )
 
 
-def is_new(engine: Engine) -> bool:
-    """Whether the database has no table yet (in the schema it is used in)."""
-    with engine.connect() as conn:
-        return not inspect(conn).get_table_names()
-
-
 def create(engine: Engine, revision: str) -> bool:
-    """Make the whole schema in a new database, at ``revision`` (the newest), in one
-    transaction: a failure (a full disk, a process stopped half-way) leaves the database
-    empty, to be made again on the next start. Processes starting together take turns (a
-    write lock on SQLite, an advisory lock on PostgreSQL); whoever comes second finds
-    tables and makes nothing. Whether this call made the schema."""
+    """Make the whole schema in a database that has no table yet, at ``revision`` (the
+    newest), in one transaction: a failure (a full disk, a process stopped half-way)
+    leaves the database empty, to be made again on the next start. Processes starting
+    together take turns (a write lock on SQLite, an advisory lock on PostgreSQL); whoever
+    comes second finds tables and makes nothing. Whether this call made the schema (False
+    for a database with tables: it is for the migrations)."""
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             # The driver begins no transaction before DDL by itself: each CREATE would
@@ -74,7 +69,7 @@ def create(engine: Engine, revision: str) -> bool:
         else:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         if inspect(conn).get_table_names():
-            return False  # another process made it meanwhile
+            return False  # not new, or another process made it meanwhile
         metadata.create_all(conn)
         if conn.dialect.name == "sqlite":
             for statement in SQLITE_SEARCH:
