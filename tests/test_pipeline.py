@@ -835,27 +835,33 @@ async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, mon
     assert HeldWriter.peak == 3  # max(MAX_WAITING, 2 × global_concurrency)
 
 
+class _FetchesAtOnce:
+    """The most rss fetches under way at once (``peak``): the adapter's fetch, counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from sources.rss import RssAdapter
+
+        self.active = self.peak = 0
+        fetch = RssAdapter.fetch
+
+        async def counted(adapter: Any, http: Any, ctx: Any) -> Any:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            try:
+                await asyncio.sleep(0)  # every poll that is under way gets here first
+                return await fetch(adapter, http, ctx)
+            finally:
+                self.active -= 1
+
+        monkeypatch.setattr(RssAdapter, "fetch", counted)
+
+
 async def test_a_cycle_starts_polls_of_a_host_only_as_it_has_room(make_app, loopback, monkeypatch):
     """Of a cycle's many sources on one host, only as many polls as the host's concurrency
     are under way at once (adapter made, request built, response held): the others wait as
     bare tasks, so a cycle of 2,000 sources holds 200 polls' state, not 2,000. A poll gives
     its place back however it ends: an error, a 304, or items written."""
-    from sources.rss import RssAdapter
-
-    active = 0
-    peak = 0
-    fetch = RssAdapter.fetch
-
-    async def counted(self: Any, http: Any, ctx: Any) -> Any:
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        try:
-            return await fetch(self, http, ctx)
-        finally:
-            active -= 1
-
-    monkeypatch.setattr(RssAdapter, "fetch", counted)
+    under_way = _FetchesAtOnce(monkeypatch)
     for n in range(12):
         item = rss_item(f"k{n}", f"Utlysning {n}", f"https://esf.example/{n}")
         if n % 4 == 3:
@@ -871,10 +877,10 @@ async def test_a_cycle_starts_polls_of_a_host_only_as_it_has_room(make_app, loop
     )
     first = await asyncio.wait_for(app.poll(), 60)
     assert [r.status.value for r in first] == ["ok", "ok", "ok", "error"] * 3
-    assert peak == 1  # without the gate, all twelve fetch at once (waiting in the client)
+    assert under_way.peak == 1  # without lanes, all twelve fetch at once (waiting in the client)
     again = await asyncio.wait_for(app.poll(), 60)
     assert [r.status.value for r in again] == ["ok", "ok", "not_modified", "error"] * 3
-    assert peak == 1
+    assert under_way.peak == 1
 
 
 async def test_a_cycle_runs_at_most_as_many_polls_as_requests_at_once(
@@ -882,23 +888,7 @@ async def test_a_cycle_runs_at_most_as_many_polls_as_requests_at_once(
 ):
     """Sources on many hosts: all lanes together run ``global_concurrency`` polls at once,
     not one per host (a cycle of 2,000 sources on 2,000 hosts would start them all)."""
-    from sources.rss import RssAdapter
-
-    active = 0
-    peak = 0
-    fetch = RssAdapter.fetch
-
-    async def counted(self: Any, http: Any, ctx: Any) -> Any:
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        try:
-            await asyncio.sleep(0)  # every poll that is under way gets here first
-            return await fetch(self, http, ctx)
-        finally:
-            active -= 1
-
-    monkeypatch.setattr(RssAdapter, "fetch", counted)
+    under_way = _FetchesAtOnce(monkeypatch)
     loopback.add("/f.xml", GOOD, content_type="application/rss+xml")
     # Six hosts: the loopback server's and five other loopback addresses (refused).
     urls = [loopback.url("/f.xml")]
@@ -910,7 +900,7 @@ async def test_a_cycle_runs_at_most_as_many_polls_as_requests_at_once(
     assert [r.source_id for r in results] == [f"s{n}" for n in range(6)]
     assert results[0].status.value == "ok"
     assert [r.status.value for r in results[1:]] == ["error"] * 5  # nothing listens there
-    assert peak == 2
+    assert under_way.peak == 2
 
 
 async def test_a_cycle_that_will_parse_starts_its_workers_before_the_first_response(
