@@ -26,7 +26,14 @@ from tests.loopback import loopback as loopback  # the shared fixture, used belo
 from watcher import http as http_module
 from watcher.config import FetchSection
 from watcher.exceptions import FetchError
-from watcher.http import ERROR_CODES, HttpClient, HttpResponse, RateLimited, repair_utf8
+from watcher.http import (
+    ERROR_CODES,
+    HttpClient,
+    HttpResponse,
+    RateLimited,
+    host_of,
+    repair_utf8,
+)
 from watcher.robots import RobotsStatus
 from watcher.types import CacheState
 
@@ -1029,6 +1036,15 @@ async def test_stats_count_requests_statuses_and_bytes(
     assert http.stats.by_status == {302: 1, 200: 1, 404: 1}
     assert http.stats.bytes == 5
     assert http.stats.errors == {"http_404": 1}
+
+
+def test_a_url_s_host_is_named_as_the_client_limits_it() -> None:
+    """Polling groups a cycle's sources by ``host_of``: the host the client's per-host
+    limit counts, however the URL spells it."""
+    assert host_of("HTTP://Example.ORG./a") == host_of("http://example.org:8080/b")
+    assert host_of("https://example.org/feed") == "example.org"
+    assert host_of("http://0x7f.1/") == "127.0.0.1"
+    assert host_of("ftp://example.org/") == host_of("not a url") == ""
 
 
 def test_every_error_code_is_listed_and_documented() -> None:

@@ -475,6 +475,15 @@ def _split(url: str) -> _Target:
     return _Target(scheme, host, port, path, parts.hostname or host)
 
 
+def host_of(url: str) -> str:
+    """The host a request to ``url`` waits its turn under ([fetch] per_host_concurrency),
+    named as the client names it; "" for a URL the client would refuse."""
+    try:
+        return _split(url).host
+    except FetchError:
+        return ""
+
+
 def _with_params(url: str, params: Mapping[str, str] | None) -> str:
     """Append query parameters (the fragment, never sent, is dropped)."""
     if not params:

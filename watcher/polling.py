@@ -25,13 +25,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sources import registry
 from sources.base import FetchContext
 from watcher.exceptions import ParseError, SourceFailure, StorageError
-from watcher.http import RateLimited
+from watcher.http import RateLimited, host_of
 from watcher.pipeline.arrivals import arrivals
 from watcher.pipeline.layout import check_layout
 from watcher.pipeline.track import candidate_keys, decide
@@ -167,7 +166,7 @@ class Poller:
         room = asyncio.Semaphore(self.http.settings.global_concurrency)
         queues: dict[str, deque[int]] = {}
         for i, src in enumerate(sources):
-            queues.setdefault(urlsplit(src.url).hostname or "", deque()).append(i)
+            queues.setdefault(host_of(src.url), deque()).append(i)
         polls: list[asyncio.Task[PollResult] | None] = [None] * len(sources)
         loop = asyncio.get_running_loop()
 
