@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -224,19 +223,17 @@ class Poller:
         cycle will parse: some source has never been polled, or keeps no validators, so its
         server cannot answer "not modified". A worker process takes a few tenths of a
         second to start and load the parsers and rules, which the first parse otherwise
-        waits for; a cycle that will hear only "not modified" starts none. Once per pool of
-        workers (`watcher run` starts its own when the service starts)."""
-        executor = self.executor
-        if executor is None or self.classifier is None or executor in _WARMED:
+        waits for; a cycle that will hear only "not modified" starts none. Workers already
+        running take it as a no-op (`watcher run` starts its own when the service starts)."""
+        if self.executor is None or self.classifier is None:
             return
         if all(
             (state := states.get(s.id)) is not None and (state.etag or state.last_modified)
             for s in sources
         ):
             return
-        _WARMED.add(executor)
         started = asyncio.get_running_loop().run_in_executor(
-            executor, warm_up, self.classifier.spec()
+            self.executor, warm_up, self.classifier.spec()
         )
         started.add_done_callback(_warm_up_failed)
 
@@ -467,10 +464,6 @@ class Poller:
                 self.executor, process_packed, source, fetched, tz_name, at, spec
             )
         return await asyncio.to_thread(process, source, fetched, tz_name, at, self.classifier)
-
-
-# Worker pools already started by a cycle (``Poller._warm_workers``).
-_WARMED: weakref.WeakSet[Executor] = weakref.WeakSet()
 
 
 def _warm_up_failed(started: asyncio.Future[bool]) -> None:
