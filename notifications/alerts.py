@@ -284,7 +284,8 @@ class AlertText:
 
 
 def _source_name(config: Config, source_id: str) -> str:
-    return next((s.name for s in config.sources if s.id == source_id), source_id)
+    source = config.sources_by_id.get(source_id)
+    return source.name if source is not None else source_id
 
 
 def _network_name(config: Config, network_id: str) -> str:

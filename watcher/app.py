@@ -197,7 +197,7 @@ class App:
         """Sources by id (all enabled ones by default); unknown ids raise ConfigError."""
         if not ids:
             return [s for s in self._config.sources if s.enabled or include_disabled]
-        known = {s.id: s for s in self._config.sources}
+        known = self._config.sources_by_id
         missing = [i for i in ids if i not in known]
         if missing:
             raise ConfigError(
