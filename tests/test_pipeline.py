@@ -1032,3 +1032,55 @@ def _collector_state() -> tuple[tuple[int, int, int], int]:
     import gc
 
     return gc.get_threshold(), gc.get_freeze_count()
+
+
+_WORKER_SCRIPT = """
+import logging, multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+
+from watcher.pipeline.work import start_worker
+
+
+class Kept:
+    def __del__(self):
+        sys.stderr.write("[torn down]")
+
+
+def speak():
+    global kept
+    kept = Kept()  # a teardown of the worker's modules would collect it
+    print("[said on stdout]", end="")  # stdout is a pipe: buffered, no newline
+    sys.stderr.write("[said on stderr]")
+    logging.getLogger("worker").warning("[logged]")
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker
+    )
+    pid = pool.submit(speak).result()
+    [worker] = multiprocessing.active_children()
+    pool.shutdown(wait=True)
+    print(f"\\n[worker {worker.pid == pid} exit {worker.exitcode}]")
+"""
+
+
+def test_a_worker_process_ends_without_a_teardown_and_keeps_what_it_wrote(tmp_path: Path):
+    """A worker process ends at once when its pool stops it (``start_worker``): `watcher
+    poll` waits for its workers to end before it may, and their interpreter teardown took
+    40 to 100 ms. What a worker wrote is still flushed, and it ends with status 0."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "pool.py"
+    script.write_text(_WORKER_SCRIPT, encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[said on stdout]" in done.stdout
+    assert done.stdout.rstrip().endswith("[worker True exit 0]")
+    assert "[said on stderr]" in done.stderr and "[logged]" in done.stderr
+    assert "[torn down]" not in done.stderr

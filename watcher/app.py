@@ -269,12 +269,12 @@ class App:
         """Worker processes for the CPU work of polls (``[watcher] workers``), started on
         first use. They are spawned, not forked: the service has threads."""
         if self._executor is None and self._config.watcher.workers > 0:
-            from watcher.pipeline.work import settle_heap
+            from watcher.pipeline.work import start_worker
 
             self._executor = ProcessPoolExecutor(
                 max_workers=self._config.watcher.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=settle_heap,
+                initializer=start_worker,
             )
         return self._executor
 
