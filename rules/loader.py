@@ -6,7 +6,7 @@
   rule); ``enabled = false`` switches a rule off. Raises ``RuleSetError`` listing every
   problem.
 * ``check_rules(paths)`` returns the problems as ``RuleError`` values, each naming the file,
-  the line and the rule. ``tomllib`` keeps no line numbers, so the line of a rule is found by
+  the line and the rule. ``tomli`` keeps no line numbers, so the line of a rule is found by
   scanning the text for its ``[[rule]]`` header, its ``id = "…"`` line or the offending key.
 * ``RuleStore`` holds the last good rule set. ``reload_if_changed()`` notices changed, added
   or removed files (modification time and size); a bad file leaves the last good set in
@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import tomli
 
 from rules.matching import TermSyntaxError, parse_term
 from rules.model import (
@@ -95,7 +96,7 @@ class RuleSetError(RuleError):
 
 
 class _Locator:
-    """Finds lines in a TOML file's text for the tables and keys that tomllib parsed."""
+    """Finds lines in a TOML file's text for the tables and keys that tomli parsed."""
 
     _HEADER = re.compile(r"^\s*\[\[\s*(rule|relevance|extend)\s*\]\]")
     _TABLE = re.compile(r"^\s*\[")
@@ -215,8 +216,8 @@ class _FileParser:
     def parse(self) -> FileRules:
         out = FileRules(self.path, [], [], [], {})
         try:
-            data = tomllib.loads(self.text)
-        except tomllib.TOMLDecodeError as e:
+            data = tomli.loads(self.text)
+        except tomli.TOMLDecodeError as e:
             m = re.search(r"at line (\d+)", str(e))
             line = int(m.group(1)) if m else None
             if line is None and "end of document" in str(e):

@@ -19,7 +19,6 @@ import functools
 import ipaddress
 import os
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import tomli
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -570,8 +570,8 @@ def load(
             raise ConfigError(f"config file {p} does not exist")
         return validate_data({}, None, checks=checks)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
+        data = tomli.loads(p.read_text(encoding="utf-8"))
+    except tomli.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML: {e}", source=str(p)) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read: {e}", source=str(p)) from e
