@@ -187,12 +187,13 @@ def record_poll_events(host: Host, results: Sequence[PollResult]) -> list[AdminE
     if not polled:
         return []
     storage = host.storage
-    ids = [r.source_id for r in polled]
+    ids = {r.source_id for r in polled}
     opened: dict[str, set[str]] = {}
-    for e in storage.open_events(ids):
-        if e.kind in SOURCE_KINDS:
+    # Every open problem, few by nature, rather than a query naming thousands of sources.
+    for e in storage.open_events():
+        if e.kind in SOURCE_KINDS and e.subject in ids:
             opened.setdefault(e.subject, set()).add(e.kind)
-    states = storage.source_states(with_counts=False)
+    states = storage.source_troubles(ids)
     # Held items are counted only when a flood is open (to see it released).
     held = storage.held_counts() if any(FLOOD_HELD in k for k in opened.values()) else {}
     threshold = host.config.admin.alert_after_failures

@@ -176,6 +176,37 @@ def test_source_health_records(any_storage: Storage):
     assert [p["status"] for p in any_storage.poll_history("x")] == ["error", "error"]
 
 
+def test_source_troubles_are_the_states_problems_for_few_sources_or_many(any_storage: Storage):
+    """``source_troubles`` (what the admin alerts read after a cycle) says what the whole
+    state says of failures, last error and warning, whether it names the sources (few) or
+    reads every row and keeps theirs (many)."""
+    err = SourceError("timeout", "no answer in 30 s")
+    for sid in ("x", "y"):
+        any_storage.record_failure(sid, err, PollResult(sid, PollStatus.ERROR, error=err), T0, T0)
+    any_storage.record_not_modified("y", PollResult("y", PollStatus.NOT_MODIFIED), T0, ("e", None))
+    many = [f"other-{i}" for i in range(600)]  # more than a read names
+    for ids in (["x", "y", "never-polled"], ["x", "y", "never-polled", *many]):
+        troubles = any_storage.source_troubles(ids)
+        assert set(troubles) == {"x", "y"}
+        for sid, trouble in troubles.items():
+            state = any_storage.source_state(sid)
+            assert (
+                trouble.consecutive_failures,
+                trouble.last_error_code,
+                trouble.last_error_message,
+                trouble.warning,
+            ) == (
+                state.consecutive_failures,
+                state.last_error_code,
+                state.last_error_message,
+                state.warning,
+            )
+        assert troubles["x"].consecutive_failures == 1
+        assert troubles["x"].last_error_code == "timeout"
+        assert troubles["y"].consecutive_failures == 0
+    assert any_storage.source_troubles([]) == {}
+
+
 def test_scheduler_lock_has_one_holder(any_storage: Storage):
     ttl = timedelta(seconds=90)
     assert any_storage.acquire_lock("scheduler", "a", ttl, T0)
@@ -206,6 +237,7 @@ def test_meta_and_audit(any_storage: Storage):
 BROKEN_CALLS: list[tuple[str, tuple[Any, ...]]] = [
     ("source_state", ("x",)),
     ("source_states", ()),
+    ("source_troubles", (["x"],)),
     ("known_slices", ("x",)),
     ("known_statuses", ("x",)),
     ("duplicate_candidates", ("x", ["ID-1"], [("2027-01-01", None)])),

@@ -235,6 +235,18 @@ class SourceState:
     item_count: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SourceTrouble:
+    """What a source's stored state says of its problems: what the admin alerts read of
+    every polled source after a cycle (``Storage.source_troubles``), without the rest of
+    its state."""
+
+    consecutive_failures: int = 0
+    last_error_code: str | None = None
+    last_error_message: str | None = None
+    warning: str | None = None
+
+
 @dataclass(frozen=True)
 class StoredTag:
     kind: str

@@ -3,7 +3,7 @@ tracker needs of a source's stored items, duplicate candidates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
@@ -15,7 +15,14 @@ from watcher.pipeline.track import TitleKey
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
 from watcher.storage.schema import item_sources, items, poll_log, sources_state
-from watcher.types import DupCandidate, PollResult, SourceError, SourceState, StoredSlice
+from watcher.types import (
+    DupCandidate,
+    PollResult,
+    SourceError,
+    SourceState,
+    SourceTrouble,
+    StoredSlice,
+)
 
 # What a source has stored, built once: a poll reads it in every write (thousands in a
 # first round), and building the statement each time cost more than running it.
@@ -29,6 +36,11 @@ _KNOWN_SLICES = (
     .where(item_sources.c.source_id == bindparam("source_id"))
     .order_by(item_sources.c.id)
 )
+
+
+# Up to this many source ids a read names them (IN); above, it reads every row and keeps
+# theirs (a cycle over most sources).
+_FEW_IDS = 500
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,31 @@ class SourcesRoom(StorageCore):
         for sid, n in counts.items():
             out.setdefault(sid, SourceState(source_id=sid, item_count=n))
         return out
+
+    @base.translate_errors
+    def source_troubles(self, source_ids: Collection[str]) -> dict[str, SourceTrouble]:
+        """What the stored states of these sources say of their problems (failures in a
+        row, the last error, the warning), for the sources with a stored state. Four
+        columns, not the whole state: the admin alerts read it for every source a cycle
+        polled, and the whole state of 2,000 sources took 12 to 25 ms to read (its times
+        and field profiles decoded). A cycle over many sources reads every row, without
+        thousands of bound ids."""
+        wanted = set(source_ids)
+        if not wanted:
+            return {}
+        c = sources_state.c
+        q = select(
+            c.source_id, c.consecutive_failures, c.last_error_code, c.last_error_message, c.warning
+        )
+        if len(wanted) <= _FEW_IDS:
+            q = q.where(c.source_id.in_(sorted(wanted)))
+        with self.engine.connect() as conn:
+            found = conn.execute(q).all()
+        return {
+            sid: SourceTrouble(failures or 0, code, message, warning)
+            for sid, failures, code, message, warning in found
+            if sid in wanted
+        }
 
     @base.translate_errors
     def recent_item_counts(self, since: datetime) -> dict[str, int]:
