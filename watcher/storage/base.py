@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,25 @@ def unavailable(e: OperationalError) -> bool:
 
 BUSY_TIMEOUT = 30.0  # seconds a SQLite writer waits for another process's write lock
 
+
+def _wal(cur: Any) -> None:
+    """Put a SQLite database in WAL mode, which it keeps once set. Switching needs the
+    database to itself, and SQLite answers "locked" at once, without the busy timeout, to
+    a connection that asks while another one switches it or writes (processes starting
+    together on a new database): such a connection waits its turn for the write lock,
+    which does wait for the busy timeout, and looks again."""
+    for _ in range(3):
+        if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            cur.execute("BEGIN IMMEDIATE")
+            cur.execute("ROLLBACK")
+    cur.execute("PRAGMA journal_mode=WAL")
+
+
 _ENCODE = json.JSONEncoder().encode  # what json.dumps uses for default arguments
 
 
@@ -286,8 +306,8 @@ def make_engine(
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            _wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
