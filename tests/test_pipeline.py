@@ -49,6 +49,36 @@ async def test_conditional_get_gives_not_modified(make_app, loopback: LoopbackSe
     assert app.storage.source_state("feed").etag == '"v1"'
 
 
+async def test_a_poll_that_hears_only_not_modified_reads_no_rule_files(
+    make_app, loopback: LoopbackServer, monkeypatch
+):
+    """A process's rule files are read when it first classifies (or reports on its rules),
+    not when it starts: an unchanged round of `watcher poll` never classifies."""
+    import watcher.classify
+    from rules.loader import RuleStore
+
+    read: list[RuleStore] = []
+
+    class Counted(RuleStore):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            read.append(self)
+
+    monkeypatch.setattr(watcher.classify, "RuleStore", Counted)
+    loopback.add("/feed.xml", GOOD, content_type="application/rss+xml", etag='"v1"')
+    data = {"fetch": fetch_settings(loopback), "sources": [src("feed", loopback.url("/feed.xml"))]}
+    first = make_app(data)
+    [r] = await first.poll()
+    assert r.status.value == "ok" and len(read) == 1  # it parsed and tagged
+    assert first.storage.list_items(ItemFilter(source="feed"))[0].tags
+    later = make_app(data)  # the next `watcher poll`
+    [r] = await later.poll()
+    assert r.status.value == "not_modified"
+    assert len(read) == 1
+    assert later.classifier.version == first.classifier.version  # read when asked for
+    assert len(read) == 2
+
+
 async def test_changed_title_and_deadline_is_an_update_with_field_diffs(make_app, loopback, clock):
     def page(deadline: str) -> str:
         return f"""<html><body><ul>
