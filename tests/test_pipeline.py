@@ -1076,30 +1076,58 @@ class Kept:
         sys.stderr.write("[torn down]")
 
 
+kept = []
+
+
 def speak():
-    global kept
-    kept = Kept()  # a teardown of the worker's modules would collect it
+    kept.append(Kept())  # a teardown of the worker's modules would collect them
     print("[said on stdout]", end="")  # stdout is a pipe: buffered, no newline
     sys.stderr.write("[said on stderr]")
     logging.getLogger("worker").warning("[logged]")
     return os.getpid()
 
 
-if __name__ == "__main__":
-    pool = ProcessPoolExecutor(
+def leave():
+    sys.exit(3)  # in a task: SystemExit, as anywhere else
+
+
+def broken():
+    raise RuntimeError("[cannot unpickle]")
+
+
+class Broken:
+    def __reduce__(self):
+        return (broken, ())
+
+
+def pool():
+    return ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker
     )
-    pid = pool.submit(speak).result()
+
+
+if __name__ == "__main__":
+    ok = pool()
+    pid = ok.submit(speak).result()
+    left = ok.submit(leave).exception()
+    assert ok.submit(speak).result() == pid  # the same worker goes on
     [worker] = multiprocessing.active_children()
-    pool.shutdown(wait=True)
-    print(f"\\n[worker {worker.pid == pid} exit {worker.exitcode}]")
+    ok.shutdown(wait=True)
+    print(f"\\n[worker {worker.pid == pid} exit {worker.exitcode} task {left!r}]")
+    crashing = pool()
+    crashing.submit(speak).result()
+    [worker] = multiprocessing.active_children()
+    failed = crashing.submit(speak, Broken()).exception()  # the worker dies unpickling it
+    crashing.shutdown(wait=True)  # its manager has reaped the worker
+    print(f"[crashed {type(failed).__name__} exit {worker.exitcode}]")
 """
 
 
 def test_a_worker_process_ends_without_a_teardown_and_keeps_what_it_wrote(tmp_path: Path):
     """A worker process ends at once when its pool stops it (``start_worker``): `watcher
     poll` waits for its workers to end before it may, and their interpreter teardown took
-    40 to 100 ms. What a worker wrote is still flushed, and it ends with status 0."""
+    40 to 100 ms. What a worker wrote is still flushed, it ends with status 0, one that
+    crashed with 1, and ``sys.exit`` in a task is still ``SystemExit``."""
     import subprocess
     import sys
 
@@ -1111,6 +1139,9 @@ def test_a_worker_process_ends_without_a_teardown_and_keeps_what_it_wrote(tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert "[said on stdout]" in done.stdout
-    assert done.stdout.rstrip().endswith("[worker True exit 0]")
+    assert "[worker True exit 0 task SystemExit(3)]" in done.stdout
     assert "[said on stderr]" in done.stderr and "[logged]" in done.stderr
+    # A worker that crashed ends with its status, its traceback printed.
+    assert done.stdout.rstrip().endswith("[crashed BrokenProcessPool exit 1]")
+    assert "RuntimeError: [cannot unpickle]" in done.stderr
     assert "[torn down]" not in done.stderr

@@ -8,7 +8,6 @@ process the rules are loaded once and reloaded when the service's rules version 
 
 from __future__ import annotations
 
-import atexit
 import gc
 import logging
 import os
@@ -17,8 +16,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing import spawn
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 from zoneinfo import ZoneInfo
 
 from watcher.pipeline.normalise import normalise
@@ -134,27 +134,29 @@ def settle_heap(*, freeze: bool = False) -> None:
 
 
 def start_worker() -> None:
-    """The initializer of a worker process: ``settle_heap``, and an exit that skips the
-    interpreter's teardown. A worker holds nothing that needs it (no files or connections of
-    its own; its results are sent before it is told to stop), and tearing down the modules
-    and objects of its parsers and rules took it 40 to 100 ms, which `watcher poll` waits
-    for at its end: the pool joins its workers before the process may exit."""
+    """The initializer of a worker process: ``settle_heap``, and an end that skips the
+    interpreter's teardown (``_exit_at_once``). A worker holds nothing that needs it (no
+    files or connections of its own; its results are sent before it is told to stop), and
+    tearing down the modules and objects of its parsers and rules took it 40 to 100 ms,
+    which `watcher poll` waits for at its end: the pool joins its workers before the
+    process may exit."""
     settle_heap()
-    atexit.register(_exit_at_once)
+    sys.exit = _exit_at_once
 
 
-def _exit_at_once() -> None:
-    """A worker's exit: registered after the handlers of the modules it imported, it runs
-    first (atexit runs the last registered first), does what of theirs matters here (flush
-    the log handlers and the standard streams; multiprocessing ran its own exit function
-    before the interpreter's) and ends the process. A worker that gets here ends normally
-    (status 0: its pool's loop catches every error of a task and returns on its stop
-    sentinel)."""
+def _exit_at_once(status: object = None) -> NoReturn:
+    """``sys.exit`` in a worker process. multiprocessing ends a spawned process with
+    ``sys.exit(exitcode)`` once it has run its own exit function (``spawn_main``): that
+    call flushes the log handlers and the standard streams and ends the process with the
+    same status (1 for a worker that crashed). Called from anywhere else, it raises
+    ``SystemExit`` as ``sys.exit`` does."""
+    if sys._getframe(1).f_code is not spawn.spawn_main.__code__:
+        raise SystemExit(status)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    os._exit(0)
+    os._exit(status if isinstance(status, int) else 0 if status is None else 1)
 
 
 def warm_up(spec: RulesSpec | None) -> bool:
