@@ -64,7 +64,8 @@ class RulesClassifier:
 
     @store.setter
     def store(self, store: RuleStore) -> None:
-        self._store = store
+        with self._reading:  # not overwritten by a first read of the rules under way
+            self._store = store
 
     @property
     def version(self) -> str:
