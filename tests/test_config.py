@@ -177,6 +177,28 @@ def test_load_reports_toml_syntax_and_missing_file(tmp_path):
         config_mod.load(tmp_path / "missing.toml")
 
 
+def test_the_config_is_toml_1_0_as_the_standard_librarys_parser_reads_it(tmp_path):
+    """config.toml is read with tomli, which reads TOML 1.1 from version 2.4: the project
+    keeps it below, so that what loads here loads with ``tomllib`` (and the other way)."""
+    for text in (
+        '[watcher]\ntimezone = "Europe/Stockholm"\n[email]\noutbox = "var/outbox"\n',
+        '[watcher]\ntimezone = "\\u0045urope/Stockholm"\n',
+    ):
+        good = tmp_path / "good.toml"
+        good.write_text(text, encoding="utf-8")
+        assert config_mod.load(good).watcher.timezone == tomllib.loads(text)["watcher"]["timezone"]
+    for text in (
+        '[email]\nsmtp = { host = "smtp.example.org",\n  port = 587 }\n',  # multi-line
+        '[watcher]\nuser_agent = "EU\\x2Dbevakning"\n',  # \x escape
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(tomllib.TOMLDecodeError):
+            tomllib.loads(text)
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            config_mod.load(bad)
+
+
 def test_every_toml_example_in_the_docs_parses_and_validates():
     docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     checked = 0
