@@ -346,6 +346,36 @@ def test_duplicate_index_keys_shared_by_several_items_and_keys_that_move(
     assert [c.item_id for c in any_storage.duplicate_candidates("third", [], june)] == ids[1:]
 
 
+def test_duplicate_index_keeps_a_titles_numbers_in_order_and_shares_nothing_wrongly(
+    any_storage: Storage,
+):
+    """A title's numbers, kept in the index as one key, come back as the candidate's
+    numbers in their order; a title with other numbers on the same day is not a
+    candidate, one without numbers is; items of one source on one day each keep their own
+    sources when another source links one of them."""
+    two = RawItem(
+        key="2", title="Steg 2 av utlysning 2027", deadlines=("2027-05-01",), link="https://x/2"
+    )
+    three = RawItem(
+        key="3", title="Steg 3 av utlysning 2027", deadlines=("2027-05-01",), link="https://x/3"
+    )
+    plain = RawItem(
+        key="p", title="Utlysning om skolor", deadlines=("2027-05-01",), link="https://x/p"
+    )
+    ids = dict(zip("23p", poll_into(any_storage, OTHER, [two, three, plain]).new_ids, strict=True))
+    _, may = candidate_keys([normalise(two, OTHER, T0)])
+    found = {c.item_id: c for c in any_storage.duplicate_candidates("third", [], may)}
+    assert sorted(found) == sorted([ids["2"], ids["p"]])
+    assert found[ids["2"]].numbers == ("2", "2027") and found[ids["p"]].numbers == ()
+    again = RawItem(
+        key="again", title="Steg 2 av utlysning 2027", deadlines=("2027-05-01",), link="https://x/2"
+    )
+    poll_into(any_storage, SRC, [again])  # the same call from a second source: merged
+    by_id = {c.item_id: c for c in any_storage.duplicate_candidates("third", [], may)}
+    assert by_id[ids["2"]].source_ids == {OTHER.id, SRC.id}
+    assert by_id[ids["p"]].source_ids == {OTHER.id}
+
+
 def test_search_is_unicode_case_insensitive(any_storage: Storage):
     poll_into(
         any_storage, SRC, [RawItem(key="x", title="ÄLDREOMSORG i Öckerö", link="https://x/1")]
