@@ -376,6 +376,37 @@ def test_duplicate_index_keeps_a_titles_numbers_in_order_and_shares_nothing_wron
     assert by_id[ids["p"]].source_ids == {OTHER.id}
 
 
+def test_duplicate_index_entries_share_their_tuples_and_drop_those_left_behind() -> None:
+    """The index shares one tuple per set of deadline days or sources among its entries
+    (most items have one source and one day), whichever order the sources linked in,
+    and does not keep the tuples no entry holds any more: here 200 items whose deadlines
+    move 25 times, each time to a day of their own, as 25 sources link them."""
+    from datetime import date
+
+    from watcher.storage.candidates import CandidateCache
+
+    cache = CandidateCache()
+    for n in range(200):
+        cache.note("s1", [(n, None, f"Utlysning {n}", ["2027-01-01"])])
+    cache.note("s2", [], linked=[0])
+    cache.note("s3", [], linked=[0, 1])
+    cache.note("s2", [], linked=[1])
+    entries = cache._entries  # what the entries hold is the point here
+    assert entries[5].days is entries[6].days and entries[5].sources is entries[6].sources
+    assert entries[0].sources is entries[1].sources
+    assert entries[0].sources == ("s1", "s2", "s3")
+    made = 0
+    for r in range(25):
+        days = [(date(2028, 1, 1) + timedelta(days=r * 200 + n)).isoformat() for n in range(200)]
+        cache.note(f"s{r}", [(n, None, f"Utlysning {n}", [days[n]]) for n in range(200)])
+        made += 200
+    assert entries[7].sources == tuple(sorted(f"s{r}" for r in range(25)))
+    assert entries[7].days == ((date(2028, 1, 1) + timedelta(days=24 * 200 + 7)).isoformat(),)
+    live = {e.days for e in entries.values()} | {e.sources for e in entries.values()}
+    assert len(live) == 201  # each item's day, and the 25 sources every item has now
+    assert made > 4 * 1024 and len(cache._tuples) <= 1024  # dropped, sweep after sweep
+
+
 def test_search_is_unicode_case_insensitive(any_storage: Storage):
     poll_into(
         any_storage, SRC, [RawItem(key="x", title="ÄLDREOMSORG i Öckerö", link="https://x/1")]

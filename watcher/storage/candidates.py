@@ -79,6 +79,10 @@ class _Entry:
         return self.candidate
 
 
+# Shared tuples kept before the first sweep of those no entry holds (``_shared``).
+_TUPLES_MIN = 1024
+
+
 # The keyed indexes hold, per key, one item id or, for a key several items share, a set of
 # them: most keys (a call identifier, a deadline day with a title's numbers) name one item.
 _Ids = int | set[int]
@@ -127,8 +131,10 @@ class CandidateCache:
 
     def _reset(self) -> None:
         self._entries: dict[int, _Entry] = {}
-        # One tuple for each set of days or sources the entries hold (``_shared``).
+        # One tuple for each set of days or sources the entries hold (``_shared``), and
+        # the size at which those no entry holds any more are dropped.
         self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._tuples_cap = _TUPLES_MIN
         self._by_identifier: dict[str, _Ids] = {}
         self._by_day: dict[str, _Ids] = {}
         # By day, then numbers_key of the title: what a title with numbers can match. (A
@@ -149,12 +155,28 @@ class CandidateCache:
     def _shared(self, values: tuple[str, ...]) -> tuple[str, ...]:
         """The one tuple of these values that entries share: 30,000 items of 2,000
         sources hold 2,000 tuples of sources instead of 30,000 (1.4 MiB), and as few
-        tuples of days as there are deadline days."""
-        return self._tuples.setdefault(values, values)
+        tuples of days as there are deadline days. Tuples that no entry holds any more
+        (the days before a deadline moved, the sources before one more linked) are
+        dropped whenever the kept ones have doubled since."""
+        found = self._tuples.get(values)
+        if found is not None:
+            return found
+        if len(self._tuples) >= self._tuples_cap:
+            live: dict[tuple[str, ...], tuple[str, ...]] = {}
+            for entry in self._entries.values():
+                live.setdefault(entry.days, entry.days)
+                live.setdefault(entry.sources, entry.sources)
+            self._tuples = live
+            self._tuples_cap = max(_TUPLES_MIN, 2 * len(live))
+        self._tuples[values] = values
+        return values
 
     def _add_source(self, entry: _Entry, source_id: str) -> None:
         if source_id not in entry.sources:
-            entry.sources = self._shared((*entry.sources, sys.intern(source_id)))
+            # In order: items linked to the same sources share one tuple, however linked.
+            sid = sys.intern(source_id)
+            linked = tuple(sorted((*entry.sources, sid))) if entry.sources else (sid,)
+            entry.sources = self._shared(linked)
             entry.candidate = None
 
     def _index(self, item_id: int, entry: _Entry) -> None:
