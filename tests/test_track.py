@@ -181,6 +181,25 @@ def test_the_same_numbers_in_another_order_are_another_call() -> None:
     assert find_duplicate(it, CandidateIndex([other])) is None
 
 
+def test_of_two_equal_candidates_the_earlier_stored_one_is_the_duplicate() -> None:
+    """Two stored calls an item could equally be (the same title and deadline; or naming
+    its identifier): the item is the earlier one, whatever order the candidates come in,
+    so that the same data merges the same way in every process."""
+    day = DEADLINE.astimezone(UTC).date().isoformat()
+    it = item("x", "Utlysning om kompetens", deadlines=(DEADLINE,))
+    first = candidate(4, "Utlysning om kompetens", days=(day,))
+    second = candidate(9, "Utlysning om kompetens", source="other", days=(day,))
+    for given in ([first, second], [second, first]):
+        assert find_duplicate(it, given) == (first, "close title (100%) and the same deadline")
+        assert find_duplicate(it, CandidateIndex(given))[0] is first  # type: ignore[index]
+    named = item("y", "Utlysning om batterier", identifier="HORIZON-CL5-2027-D3-01")
+    a = candidate(3, "Om HORIZON-CL5-2027-D3-01")
+    b = candidate(7, "Nyhet: HORIZON-CL5-2027-D3-01", source="other")
+    for given in ([a, b], [b, a]):
+        found = find_duplicate(named, given)
+        assert found == (a, "identifier HORIZON-CL5-2027-D3-01 named in the title")
+
+
 # -- layout ----------------------------------------------------------------------------------
 
 

@@ -198,7 +198,12 @@ def find_duplicate(
     numbers = title_numbers(words)
     if isinstance(candidates, CandidateIndex):
         candidates = candidates.for_item(item, numbers_key(numbers))
-    candidates = [c for c in candidates if c.item_id not in exclude]
+    # In the order they were stored: of two stored calls the item could be (an equal
+    # title, the same identifier twice), it is the earlier, whatever order the candidates
+    # came in (a set of deadline days iterates in an order Python's hash seed picks).
+    candidates = sorted(
+        (c for c in candidates if c.item_id not in exclude), key=lambda c: c.item_id
+    )
     haystack: str | None = None  # upper-cased text, made only if an identifier needs it
     days = item_days(item)
     best: tuple[float, DupCandidate, str] | None = None
