@@ -4,7 +4,9 @@ beside httpx's own transport (httpcore), on loopback.
 A server in another process answers every request at once over keep-alive: a 304 (what
 most of an unchanged poll round is) or a 200 with a 20 kB body. The client sends the
 requests two at a time (the per-host limit) and reads each answer to its end; the figure
-is the client process's CPU time per request, best of ``--runs``, interleaved.
+is the client process's CPU time per request, best of ``--runs``, interleaved. The last
+row is the whole client, ``HttpClient.get``, with the checks, slots and decoding of a
+poll's request (robots.txt off), over the project's connections.
 
     python bench/connections.py [--requests 3000] [--runs 3]
 """
@@ -23,6 +25,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from watcher.config import FetchSection
+from watcher.http import HttpClient
 from watcher.wire import PoolPerServer
 
 BODY = b"<rss>" + b"x" * 20_000 + b"</rss>"
@@ -87,15 +91,49 @@ def wire_transport() -> httpx.AsyncBaseTransport:
     return PoolPerServer(per_host=2)
 
 
+class ClientGets:
+    """The whole client (``HttpClient.get`` with every check it makes) over its
+    connections: a poll's request, robots.txt aside."""
+
+    def __init__(self) -> None:
+        settings = FetchSection(
+            allow_private_networks=["127.0.0.0/8"],
+            respect_robots_txt=False,
+            per_host_concurrency=2,
+            retries=0,
+        )
+        self.client = HttpClient(settings, HEADERS["User-Agent"])
+
+    async def run(self, port: int, path: str, n: int) -> None:
+        headers = {"If-None-Match": HEADERS["If-None-Match"]}
+        # The client keeps to its per-host limit (2) by itself.
+        await asyncio.gather(
+            *(
+                self.client.get(f"http://127.0.0.1:{port}/{path}/{i}", headers=headers)
+                for i in range(n)
+            )
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
 async def cpu_per_request(
-    make: Callable[[], httpx.AsyncBaseTransport], port: int, path: str, n: int
+    make: Callable[[], httpx.AsyncBaseTransport | ClientGets], port: int, path: str, n: int
 ) -> float:
-    transport = make()
-    await requests(transport, port, path, 200)  # connections open, code warm
+    made = make()
+
+    async def send(count: int) -> None:
+        if isinstance(made, ClientGets):
+            await made.run(port, path, count)
+        else:
+            await requests(made, port, path, count)
+
+    await send(200)  # connections open, code warm
     start = time.process_time()
-    await requests(transport, port, path, n)
+    await send(n)
     spent = time.process_time() - start
-    await transport.aclose()
+    await made.aclose()
     return spent / n
 
 
@@ -108,7 +146,11 @@ def main() -> None:
     server = multiprocessing.Process(target=serve, args=(ports,), daemon=True)
     server.start()
     port = ports.get()
-    kinds = {"httpx's transport (httpcore)": httpcore_transport, "watcher.wire": wire_transport}
+    kinds: dict[str, Callable[[], httpx.AsyncBaseTransport | ClientGets]] = {
+        "httpx's transport (httpcore)": httpcore_transport,
+        "watcher.wire": wire_transport,
+        "watcher.http.HttpClient.get": ClientGets,
+    }
     paths = {"304": "nm", "200, 20 kB": "full"}
     best: dict[tuple[str, str], float] = {}
     try:

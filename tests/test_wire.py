@@ -10,13 +10,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
 
 from tests.loopback import self_signed
 from watcher.config import FetchSection
 from watcher.exceptions import FetchError
-from watcher.http import HttpClient
+from watcher.http import ACCEPT_ENCODING, HttpClient
 from watcher.wire import KEEPALIVE_EXPIRY, PoolPerServer
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -341,3 +342,90 @@ async def test_a_header_that_cannot_be_sent_spends_no_new_connection(scripted) -
     assert await send(pools, port) == (200, b"ok")
     await pools.aclose()
     assert server.connections == 2  # the bad request opened none; it spoilt the kept one
+
+
+class _Heads:
+    """A server on loopback that keeps the head of every request it gets (its bytes, as
+    sent) and answers each with "ok"."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                self.heads.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(OK)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+
+class _OwnRequestsOnly(PoolPerServer):
+    """Connections that refuse httpx's requests: the client must send its own."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"sent as httpx's Request: {request.method} {request.url}")
+
+
+# Paths and queries as written in config.toml or found in a page: httpx quotes some of
+# them and drops "." segments; what the client sends must be byte for byte what httpx's
+# Request made of them.
+TARGETS = [
+    "/",
+    "/feed.xml",
+    "/rss?lang=sv&page=2",
+    "/a b/å?q=ö ä",
+    "/a/./b/../c",
+    "/.well-known/feed",
+    "/x?q=a/b?c",
+    "/%41%zz%",
+    "/~u/(1)*!$'",
+    "/p;x=1,2:3@4",
+    '/q?"<>`{}|^',
+]
+
+
+async def test_the_client_sends_its_requests_as_httpx_would() -> None:
+    server = _Heads()
+    port = await server.start()
+    settings = FetchSection(allow_private_networks=["127.0.0.0/8"], respect_robots_txt=False)
+    expected: list[bytes] = []
+    async with HttpClient(settings, "test/1.0", transport=_OwnRequestsOnly(1)) as http:
+        for path in TARGETS:
+            url = f"http://127.0.0.1:{port}{path}"
+            await http.get(url, headers={"If-None-Match": '"v1"', "X-Tag": "a b"})
+            sent = {
+                "If-None-Match": '"v1"',
+                "X-Tag": "a b",
+                "User-Agent": "test/1.0",
+                "Accept-Encoding": ACCEPT_ENCODING,
+                "Host": f"127.0.0.1:{port}",
+                "Accept": "*/*",
+            }
+            # What the connections sent of httpx's Request before (h11 writes it).
+            made = httpx.Request("GET", url, headers=sent)
+            head = h11.Request(method="GET", target=made.url.raw_path, headers=made.headers.raw)
+            expected.append(h11.Connection(h11.CLIENT).send(head) or b"")
+    server._server.close()
+    assert server.heads == expected
+
+
+async def test_a_header_httpx_refuses_is_refused_as_before() -> None:
+    """A header value that is not ASCII text goes to httpx's Request, which refuses it
+    before anything is sent, as it did when every request was httpx's."""
+    server = _Heads()
+    port = await server.start()
+    settings = FetchSection(allow_private_networks=["127.0.0.0/8"], respect_robots_txt=False)
+    async with HttpClient(settings, "test/1.0") as http:
+        with pytest.raises(UnicodeEncodeError):
+            await http.get(f"http://127.0.0.1:{port}/", headers={"X-Name": "Ö"})
+        await http.get(f"http://127.0.0.1:{port}/", headers={"X-Name": "O"})
+    server._server.close()
+    assert len(server.heads) == 1

@@ -91,7 +91,7 @@ from watcher.config import FetchSection, parse_allow_entry
 from watcher.exceptions import FetchError, StorageError
 from watcher.robots import RobotsCache, RobotsCopy, RobotsEntry, RobotsStatus, RobotsStore
 from watcher.types import CacheState, Page
-from watcher.wire import PoolPerServer
+from watcher.wire import Outgoing, PoolPerServer
 
 __all__ = [
     "ERROR_CODES",
@@ -1013,17 +1013,37 @@ class HttpClient:
         extensions: dict[str, Any] = {}
         if target.scheme == "https" and parse_host(target.host)[1] is None:
             extensions["sni_hostname"] = target.host
+        content = {k: v for k, v in body.items() if v is not None}
+        # Our own connections take a request without a body as it goes on the wire, not
+        # as httpx's Request (see ``Outgoing``); a body is httpx's to encode.
+        wire = self._transport if isinstance(self._transport, PoolPerServer) else None
+        raw = (
+            None if wire is None or content or method not in ("GET", "HEAD") else _raw_headers(sent)
+        )
         failure: httpx.ConnectError | None = None
         for ip in target.addresses:
-            request = httpx.Request(
-                method,
-                target.pinned_url(ip),
-                headers=sent,
-                extensions=extensions,
-                **{k: v for k, v in body.items() if v is not None},
-            )
             self.stats.requests += 1
             try:
+                if wire is not None and raw is not None:
+                    out = Outgoing(
+                        method,
+                        target.scheme,
+                        str(ip),
+                        target.port,
+                        _raw_target(target, ip),
+                        raw,
+                        target.host_header,
+                        b"",
+                        extensions.get("sni_hostname", ""),
+                    )
+                    return await wire.send(out)
+                request = httpx.Request(
+                    method,
+                    target.pinned_url(ip),
+                    headers=sent,
+                    extensions=extensions,
+                    **content,
+                )
                 return await self._transport.handle_async_request(request)
             except httpx.ConnectError as e:
                 if _is_tls_failure(e):
@@ -1182,6 +1202,31 @@ def _http_date(value: str) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]] | None:
+    """``headers`` as httpx's ``Request`` sends them (names and values encoded as ASCII, in
+    order), or None for a name or value that is not ASCII text (httpx's to refuse)."""
+    raw = []
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not (k + v).isascii():
+            return None  # httpx's Request refuses it, as it did before
+        raw.append((k.encode("ascii"), v.encode("ascii")))
+    return raw
+
+
+# What httpx leaves as it is in a URL's path and query, in every version we take: RFC
+# 3986's unreserved characters, sub-delimiters, ":", "@", "/" and "?", and percent
+# escapes. Anything else (a space, "é", a bare "%", a "." segment) is httpx's to quote.
+_PLAIN_TARGET = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+
+
+def _raw_target(target: _Target, ip: IPAddress) -> bytes:
+    """The request target (path and query) for ``target``, as httpx would send it."""
+    path = target.path
+    if _PLAIN_TARGET.fullmatch(path) and "/." not in path.partition("?")[0]:
+        return path.encode("ascii")
+    return httpx.URL(target.pinned_url(ip)).raw_path
 
 
 def _cache_of(response: httpx.Response) -> CacheState:
