@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -132,18 +131,64 @@ def normalise(
         extra=dict(raw.extra),
         incomplete=raw.incomplete,
     )
-    return replace(item, content_hash=content_hash(tracked_values(item)))
+    # Its hash, of the values it was just made with: set in place rather than by
+    # ``dataclasses.replace``, which made every item twice. Nothing holds it yet.
+    object.__setattr__(item, "content_hash", content_hash(tracked_values(item)))
+    return item
 
 
 _SV_MARKERS = re.compile(r"\b(och|att|för|med|som|är|till|av|på|inom|utlysning)\b|[åäö]", re.I)
 _NO_MARKERS = re.compile(r"\b(og|ikke|søknad|frist|utlysning(?:er)?|prosjekt)\b|[æø]", re.I)
 _EN_MARKERS = re.compile(r"\b(the|and|of|for|with|call|to|is)\b", re.I)
 
+# The same counts, word by word: a marker word counts once, a letter where it is not part
+# of one. Only for text whose letters are all Latin-1, where lower-casing a word matches
+# as the expressions' IGNORECASE does; beyond it ("ſ", the Kelvin sign, "İ") it may not.
+_SV_WORDS = frozenset(("och", "att", "för", "med", "som", "är", "till", "av", "på", "inom"))
+_NO_WORDS = frozenset(("og", "ikke", "søknad", "frist", "utlysninger", "prosjekt"))
+_EN_WORDS = frozenset(("the", "and", "of", "for", "with", "call", "to", "is"))
+_WORD = re.compile(r"\w+")
+_BEYOND_LATIN1 = re.compile(r"[^\W\x00-\xff]")
+
+
+def _marker_counts(text: str) -> tuple[int, int, int]:
+    """Swedish, Norwegian and English markers in ``text``, as the three expressions
+    count them."""
+    if not text.isascii() and _BEYOND_LATIN1.search(text):
+        return (
+            len(_SV_MARKERS.findall(text)),
+            len(_NO_MARKERS.findall(text)),
+            len(_EN_MARKERS.findall(text)),
+        )
+    sv = no = en = 0
+    for word in _WORD.findall(text.lower()):
+        if word.isascii():
+            if word in _EN_WORDS:
+                en += 1
+            elif word in _SV_WORDS:
+                sv += 1
+            elif word in _NO_WORDS:
+                no += 1
+            elif word == "utlysning":
+                sv += 1
+                no += 1
+            continue
+        if word in _SV_WORDS:
+            sv += 1
+        else:
+            sv += word.count("å") + word.count("ä") + word.count("ö")
+        if word in _NO_WORDS:
+            no += 1
+        else:
+            no += word.count("æ") + word.count("ø")
+    return sv, no, en
+
 
 def _guess_language(text: str) -> str:
-    sv = len(_SV_MARKERS.findall(text))
-    no = len(_NO_MARKERS.findall(text))
-    en = len(_EN_MARKERS.findall(text))
+    """ "sv", "no", "en" or "und", by the marker words and letters in ``text``. Counted
+    word by word (``_marker_counts``): three expressions over the whole text took a fifth
+    of normalising an item."""
+    sv, no, en = _marker_counts(text)
     if max(sv, no, en) == 0:
         return "und"
     if no > sv and no >= en:
