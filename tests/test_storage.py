@@ -25,6 +25,7 @@ from watcher.types import (
     PollStatus,
     RawItem,
     SourceError,
+    StoredSlice,
     Tag,
 )
 
@@ -205,6 +206,24 @@ def test_source_troubles_are_the_states_problems_for_few_sources_or_many(any_sto
         assert troubles["x"].last_error_code == "timeout"
         assert troubles["y"].consecutive_failures == 0
     assert any_storage.source_troubles([]) == {}
+
+
+def test_known_slices_read_as_sqlalchemy_reads_them(any_storage: Storage):
+    """On SQLite ``known_slices`` runs its statement on the driver itself (a poll asks for
+    every source it parses): the slices are what SQLAlchemy's statement reads."""
+    from watcher.storage.sources import _KNOWN_SLICES
+
+    moved = RawItem(key="c2", title="Nyhet utan datum", link="https://esf.example/c2")
+    poll_into(any_storage, SRC, [CALL, moved])
+    slices = any_storage.known_slices(SRC.id)
+    assert set(slices) == {"c1", "c2"}
+    with any_storage.engine.connect() as conn:
+        found = conn.execute(_KNOWN_SLICES, {"source_id": SRC.id}).all()
+    assert slices == {
+        r.key: StoredSlice(r.item_id, SRC.id, r.key, r.content_hash, r.values or {}) for r in found
+    }
+    assert slices["c1"].values["deadlines"]
+    assert any_storage.known_slices("never-polled") == {}
 
 
 def test_scheduler_lock_has_one_holder(any_storage: Storage):
