@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
 
 import feedparser
 from lxml import etree
 
 from sources._common import decode_text, refuse_hostile_xml, require_body, utf8_xml
 from watcher.exceptions import ParseError
+from watcher.text import join_url
 from watcher.types import Page
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -128,7 +128,7 @@ def _fast(root: Any, url: str) -> Feed | None:
 
 def _base(el: Any, url: str) -> str:
     b = el.get(XML_BASE)
-    return urljoin(url, b) if b else url
+    return join_url(url, b) if b else url
 
 
 def _rss_item(item: Any, base: str, ns: str = "") -> dict[str, Any]:
@@ -146,7 +146,7 @@ def _rss_item(item: Any, base: str, ns: str = "") -> dict[str, Any]:
     tags += [t for t in (_text(c) for c in item.iterfind(f"{DC}subject")) if t]
     return {
         "title": _text(item.find(f"{ns}title")),
-        "link": urljoin(base, link) if link else "",
+        "link": join_url(base, link) if link else "",
         "id": guid or None,
         "summary": summary or None,
         "content": [{"value": content}] if content else None,
@@ -161,7 +161,7 @@ def _atom_entry(entry: Any, base: str) -> dict[str, Any]:
     link = ""
     for el in entry.iterfind(f"{ATOM}link"):
         if el.get("rel", "alternate") == "alternate" and el.get("href"):
-            link = urljoin(base, el.get("href"))
+            link = join_url(base, el.get("href"))
             break
     content_el = entry.find(f"{ATOM}content")
     content = _atom_text(content_el)

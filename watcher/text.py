@@ -8,6 +8,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable
+from urllib.parse import urljoin
 
 _WS_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
 _NL_RE = re.compile(r"\n\s*\n+")
@@ -20,6 +21,30 @@ def clean_text(text: str) -> str:
     text = unicodedata.normalize("NFC", _XML_INVALID_RE.sub("", text))
     lines = [_WS_RE.sub(" ", line).strip() for line in text.split("\n")]
     return _NL_RE.sub("\n\n", "\n".join(lines)).strip()
+
+
+# An absolute http(s) URL that ``urllib.parse.urljoin`` gives back as it is, whatever the
+# base: a lower-case scheme, a host, then only characters it neither drops nor moves (no
+# ";" parameters, no empty "?" or "#", no white space, no brackets, ASCII).
+_URL_CHARS = r"[A-Za-z0-9\-._~%!$&'()*+,=:@]"
+_PLAIN_ABSOLUTE_URL = re.compile(
+    rf"https?://{_URL_CHARS}+(?:/(?:{_URL_CHARS}|/)*)?"
+    rf"(?:\?(?:{_URL_CHARS}|[/?])+)?(?:#(?:{_URL_CHARS}|[/?#])+)?"
+)
+
+
+def join_url(base: str, link: str) -> str:
+    """``urljoin(base, link)``: a link that is already a plain absolute http(s) URL (most
+    links in feeds) comes back at once, as urljoin would give it; ``tests/test_text.py``
+    holds the two equal."""
+    if _PLAIN_ABSOLUTE_URL.fullmatch(link):
+        return link
+    return urljoin(base, link)
+
+
+def is_plain_absolute_url(link: str) -> bool:
+    """Whether ``link`` is an absolute http(s) URL that ``join_url`` gives back as it is."""
+    return _PLAIN_ABSOLUTE_URL.fullmatch(link) is not None
 
 
 def one_line(text: str) -> str:

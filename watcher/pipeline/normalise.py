@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from watcher.calls import effective_status, kind_for
 from watcher.dates import STOCKHOLM, parse_date
-from watcher.text import clean_text, html_to_text, one_line
+from watcher.text import clean_text, html_to_text, is_plain_absolute_url, one_line
 from watcher.types import Item, Kind, RawItem, Status, tracked_values
 
 if TYPE_CHECKING:
@@ -77,6 +77,8 @@ def _norm_link(link: str, base: str) -> str:
     link = one_line(link)
     if not link:
         return ""
+    if is_plain_absolute_url(link):  # what urljoin gives back as it is: http(s)
+        return link
     full = urljoin(base, link)
     return full if urlsplit(full).scheme in ("http", "https") else ""
 

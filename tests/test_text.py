@@ -1,0 +1,114 @@
+"""``watcher.text.join_url``: feeds' links joined as ``urllib.parse.urljoin`` joins them,
+with the plain absolute ones (most) given back at once."""
+
+from __future__ import annotations
+
+import random
+from urllib.parse import urljoin, urlsplit
+
+from watcher.text import is_plain_absolute_url, join_url
+
+BASES = [
+    "https://www.esf.se/feed/",
+    "http://127.0.0.2:8080/feeds/s1.xml",
+    "https://ec.europa.eu/info/funding-tenders/opportunities/data/referenceData/x.json?a=1",
+    "",
+]
+
+# Pieces of links, good and bad: what urljoin keeps, moves or drops.
+STARTS = [
+    "http://",
+    "https://",
+    "HTTP://",
+    "Https://",
+    "ftp://",
+    "mailto:",
+    "javascript:",
+    "//",
+    "/",
+    "",
+    "./",
+    "../",
+    "?",
+    "#",
+    " http://",
+    "http:/",
+    "http:",
+]
+HOSTS = [
+    "example.org",
+    "a.b-c.se",
+    "127.0.0.2:8080",
+    "user:pw@host",
+    "[::1]",
+    "[::1",
+    "exa mple.org",
+    "éxample.se",
+    "",
+    "host:",
+    "xn--r-ela.se",
+]
+PATHS = [
+    "",
+    "/",
+    "/a",
+    "/a/b.html",
+    "/a/./b",
+    "/a/../b",
+    "/a;p=1",
+    "/a;",
+    "/a b",
+    "/å",
+    "/%41%7e",
+    "/~u/(1)*!$'",
+    "/a//b",
+    "/a:b@c",
+    "/a\tb",
+    "/a\nb",
+    "/[x]",
+    "/a,b=c+d&e",
+]
+QUERIES = ["", "?", "?q=1", "?q=a b", "?q=ö", "?a=1&b=/c?d", "??", "?q=1;x"]
+FRAGMENTS = ["", "#", "#top", "#a?b", "#a#b", "#a b"]
+
+
+def links(rng: random.Random, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        start = rng.choice(STARTS)
+        host = rng.choice(HOSTS) if start.endswith("//") else ""
+        out.append(start + host + rng.choice(PATHS) + rng.choice(QUERIES) + rng.choice(FRAGMENTS))
+    return out
+
+
+def test_join_url_is_urljoin() -> None:
+    rng = random.Random(14)
+    plain = 0
+    for link in links(rng, 20000):
+        for base in BASES:
+            try:
+                expected: str | type[Exception] = urljoin(base, link)
+            except ValueError:
+                expected = ValueError
+            try:
+                got: str | type[Exception] = join_url(base, link)
+            except ValueError:
+                got = ValueError
+            assert got == expected, (base, link)
+        if is_plain_absolute_url(link):
+            plain += 1
+            assert urlsplit(link).scheme in ("http", "https")
+    assert plain > 200  # the fast path is taken
+
+
+def test_plain_links_of_real_feeds() -> None:
+    for link in (
+        "https://www.esf.se/nyheter/2026/utlysning-kompetensforsorjning/",
+        "https://ec.europa.eu/info/funding-tenders/opportunities/portal/screen/opportunities/"
+        "topic-details/HORIZON-CL5-2027-D4-01-02?keywords=cities#overview",
+        "http://127.0.0.2:8080/feeds/s1/item-3",
+    ):
+        assert is_plain_absolute_url(link)
+        assert join_url("https://base.example/", link) == link
+    for link in ("/relative/path", "https://host/a;b", "https://host/a b", "https://host/?"):
+        assert not is_plain_absolute_url(link)
