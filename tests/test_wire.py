@@ -429,3 +429,15 @@ async def test_a_header_httpx_refuses_is_refused_as_before() -> None:
         await http.get(f"http://127.0.0.1:{port}/", headers={"X-Name": "O"})
     server._server.close()
     assert len(server.heads) == 1
+
+
+async def test_a_url_httpx_finds_too_long_is_refused_as_before() -> None:
+    server = _Heads()
+    port = await server.start()
+    settings = FetchSection(allow_private_networks=["127.0.0.0/8"], respect_robots_txt=False)
+    async with HttpClient(settings, "test/1.0") as http:
+        with pytest.raises(FetchError) as caught:
+            await http.get(f"http://127.0.0.1:{port}/" + "a" * 70_000)
+    server._server.close()
+    assert caught.value.code == "invalid_url"
+    assert server.heads == []

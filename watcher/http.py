@@ -1014,8 +1014,10 @@ class HttpClient:
         if target.scheme == "https" and parse_host(target.host)[1] is None:
             extensions["sni_hostname"] = target.host
         content = {k: v for k, v in body.items() if v is not None}
-        # Our own connections take a request without a body as it goes on the wire, not
-        # as httpx's Request (see ``Outgoing``); a body is httpx's to encode.
+        # Our own connections (or a subclass of them, as tests make) take a request
+        # without a body as it goes on the wire, not as httpx's Request (see
+        # ``Outgoing``); a body is httpx's to encode. The response they give then has no
+        # ``request``: nothing here reads its ``request`` or ``url``.
         wire = self._transport if isinstance(self._transport, PoolPerServer) else None
         raw = (
             None if wire is None or content or method not in ("GET", "HEAD") else _raw_headers(sent)
@@ -1221,10 +1223,19 @@ def _raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]] | None
 _PLAIN_TARGET = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
 
 
+# Below httpx's limit on a whole URL (64 KiB) with any scheme, address and port before the
+# path: a longer one goes to httpx, which refuses it (InvalidURL) as it did.
+_PLAIN_TARGET_MAX = 65_000
+
+
 def _raw_target(target: _Target, ip: IPAddress) -> bytes:
     """The request target (path and query) for ``target``, as httpx would send it."""
     path = target.path
-    if _PLAIN_TARGET.fullmatch(path) and "/." not in path.partition("?")[0]:
+    if (
+        len(path) <= _PLAIN_TARGET_MAX
+        and _PLAIN_TARGET.fullmatch(path)
+        and "/." not in path.partition("?")[0]
+    ):
         return path.encode("ascii")
     return httpx.URL(target.pinned_url(ip)).raw_path
 
