@@ -9,7 +9,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -92,19 +92,60 @@ def insert_ignoring(conn: Connection, table: Table, keys: Sequence[str]) -> Inse
 class _Plan:
     """How rows with one set of keys go into one table on SQLite, worked out once: the
     columns (those given and those with a Python-side default), the conversion of each
-    column that needs one (the column type's bind processor) and the defaults to fill in."""
+    column that needs one (the column type's bind processor) and the defaults to fill in.
+    ``row`` makes a row's tuple in one expression written for the plan (as dataclasses
+    write their ``__init__``): a first round of 2,000 sources makes 180,000 rows, and a
+    loop over the columns, the defaults and the conversions cost a tenth of its writer's
+    time."""
 
     columns: tuple[str, ...]
     convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor)
     defaults: tuple[tuple[int, Any, bool], ...]  # (position, value or callable, callable?)
+    row: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False)
 
-    def row(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        out = [values.get(c) for c in self.columns]
-        for i, arg, is_callable in self.defaults:
-            out[i] = arg(None) if is_callable else arg
-        for i, f in self.convert:
-            out[i] = f(out[i])
-        return tuple(out)
+    def __post_init__(self) -> None:
+        env: dict[str, Any] = {}
+        parts = []
+        defaults = {i: (arg, is_callable) for i, arg, is_callable in self.defaults}
+        converts = dict(self.convert)
+        for i, name in enumerate(self.columns):
+            if i in defaults:
+                arg, is_callable = defaults[i]
+                env[f"d{i}"] = arg
+                expr = f"d{i}(None)" if is_callable else f"d{i}"
+            else:
+                expr = f"get({name!r})"
+            if i in converts:
+                env[f"c{i}"] = converts[i]
+                expr = f"c{i}({expr})"
+            parts.append(expr)
+        body = f"({', '.join(parts)},)" if parts else "()"
+        source = f"def row(values):\n    get = values.get\n    return {body}\n"
+        exec(source, env)
+        object.__setattr__(self, "row", env["row"])
+
+
+def _quick_json(process: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """A JSON column's bind processor that hands lists and dicts (all a poll writes) to
+    ``json_text`` itself, when SQLAlchemy's processor gives the same text for them, and
+    anything else (None, ``JSON.NULL``) to SQLAlchemy's: a first round of 2,000 sources
+    converts 336,000 JSON values. Other processors as they are."""
+    if process is None:
+        return None
+    samples: list[Any] = [[], {}, ["2027-03-16T22:59:59+00:00"], {"a": [1, "å", None]}]
+    try:
+        same = all(process(v) == json_text(v) for v in samples)
+    except Exception:  # not a JSON column's: it refuses lists or dicts
+        same = False
+    if not same:
+        return process
+
+    def quick(value: Any) -> Any:
+        if type(value) is list or type(value) is dict:
+            return json_text(value)
+        return process(value)
+
+    return quick
 
 
 _PLANS: dict[tuple[Table, str, frozenset[str]], _Plan] = {}
@@ -139,7 +180,8 @@ def _plan(table: Table, keys: frozenset[str], dialect: Any) -> _Plan:
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
         processors = [
-            table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns
+            _quick_json(table.c[c].type.dialect_impl(dialect).bind_processor(dialect))
+            for c in columns
         ]
         convert = tuple((i, f) for i, f in enumerate(processors) if f is not None)
         plan = _PLANS[key] = _Plan(tuple(columns), convert, tuple(defaults))
