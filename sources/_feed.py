@@ -131,51 +131,75 @@ def _base(el: Any, url: str) -> str:
     return join_url(url, b) if b else url
 
 
+def _children(el: Any, many: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """``el``'s child elements in one pass: the first of each tag (what ``find`` gives),
+    and every one of the ``many`` tags in order (what ``iterfind`` gives). Ten ``find``
+    calls, each a walk over the children, cost most of reading an entry."""
+    first: dict[str, Any] = {}
+    every: dict[str, list[Any]] = {tag: [] for tag in many}
+    for child in el:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue  # a comment or processing instruction: find skips them
+        found = every.get(tag)
+        if found is not None:
+            found.append(child)
+        if tag not in first:
+            first[tag] = child
+    return first, every
+
+
+_RSS_MANY = ("category", f"{DC}subject")
+
+
 def _rss_item(item: Any, base: str, ns: str = "") -> dict[str, Any]:
-    link = _text(item.find(f"{ns}link")) or ""
-    guid_el = item.find(f"{ns}guid") if not ns else None
+    first, every = _children(item, _RSS_MANY)
+    link = _text(first.get(f"{ns}link")) or ""
+    guid_el = first.get(f"{ns}guid") if not ns else None
     guid = _text(guid_el) if guid_el is not None else None
     if ns and not guid:
         guid = item.get(f"{RDF}about")
     if not link and guid_el is not None and guid_el.get("isPermaLink", "true").lower() == "true":
         link = guid or ""
-    content = _text(item.find(f"{CONTENT}encoded"))
-    summary = _text(item.find(f"{ns}description"))
-    dates = _text(item.find("pubDate")) or _text(item.find(f"{DC}date"))
-    tags = [t for t in (_text(c) for c in item.iterfind("category")) if t]
-    tags += [t for t in (_text(c) for c in item.iterfind(f"{DC}subject")) if t]
+    content = _text(first.get(f"{CONTENT}encoded"))
+    summary = _text(first.get(f"{ns}description"))
+    published = _text(first.get("pubDate"))
+    dates = published or _text(first.get(f"{DC}date"))
+    tags = [t for t in (_text(c) for c in every["category"]) if t]
+    tags += [t for t in (_text(c) for c in every[f"{DC}subject"]) if t]
     return {
-        "title": _text(item.find(f"{ns}title")),
+        "title": _text(first.get(f"{ns}title")),
         "link": join_url(base, link) if link else "",
         "id": guid or None,
         "summary": summary or None,
         "content": [{"value": content}] if content else None,
-        "published": _text(item.find("pubDate")),
+        "published": published,
         "updated": dates,
         "tags": [{"term": t} for t in tags],
     }
 
 
+_ATOM_MANY = (f"{ATOM}link", f"{ATOM}category")
+
+
 def _atom_entry(entry: Any, base: str) -> dict[str, Any]:
     base = _base(entry, base)
+    first, every = _children(entry, _ATOM_MANY)
     link = ""
-    for el in entry.iterfind(f"{ATOM}link"):
+    for el in every[f"{ATOM}link"]:
         if el.get("rel", "alternate") == "alternate" and el.get("href"):
             link = join_url(base, el.get("href"))
             break
-    content_el = entry.find(f"{ATOM}content")
-    content = _atom_text(content_el)
+    content = _atom_text(first.get(f"{ATOM}content"))
     return {
-        "title": _atom_text(entry.find(f"{ATOM}title")),
+        "title": _atom_text(first.get(f"{ATOM}title")),
         "link": link,
-        "id": _text(entry.find(f"{ATOM}id")),
-        "summary": _atom_text(entry.find(f"{ATOM}summary")),
+        "id": _text(first.get(f"{ATOM}id")),
+        "summary": _atom_text(first.get(f"{ATOM}summary")),
         "content": [{"value": content}] if content else None,
-        "published": _text(entry.find(f"{ATOM}published")),
-        "updated": _text(entry.find(f"{ATOM}updated")),
-        "tags": [
-            {"term": c.get("term")} for c in entry.iterfind(f"{ATOM}category") if c.get("term")
-        ],
+        "published": _text(first.get(f"{ATOM}published")),
+        "updated": _text(first.get(f"{ATOM}updated")),
+        "tags": [{"term": c.get("term")} for c in every[f"{ATOM}category"] if c.get("term")],
     }
 
 

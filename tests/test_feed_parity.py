@@ -50,7 +50,32 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 <updated>2026-10-03T10:00:00Z</updated><content type="html">&lt;p&gt;Escaped&lt;/p&gt;</content></entry>
 </feed>"""
 
-FEEDS = {"rss2": RSS2, "rss1": RSS1, "rss091": RSS091, "atom": ATOM}
+# Comments and processing instructions among an entry's children, several categories and
+# subjects: the fast path reads an entry's children in one pass and must skip the former.
+ODD = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Udda</title>
+<item><!-- a note --><title>Utlysning med kommentarer</title><?pi data?><link>/u/1</link>
+<category>REGIO</category><!-- x --><category>ESF</category><dc:subject>EU</dc:subject>
+<dc:subject>Västsverige</dc:subject><description>Sista dag 16 mars 2027</description>
+<pubDate>Wed, 25 Feb 2026 13:41:04 +0100</pubDate><guid isPermaLink="false">u-1</guid></item>
+</channel></rss>"""
+
+ODD_ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>Udda</title><id>urn:u</id>
+<updated>2026-10-01T10:00:00Z</updated>
+<entry><!-- c --><id>urn:u:1</id><?pi x?><title>Call with comments</title>
+<link rel="related" href="https://ex.se/rel"/><!-- c --><link href="https://ex.se/u/1"/>
+<category term="a"/><category term="b"/><updated>2026-10-02T10:00:00Z</updated></entry>
+</feed>"""
+
+FEEDS = {
+    "rss2": RSS2,
+    "rss1": RSS1,
+    "rss091": RSS091,
+    "atom": ATOM,
+    "odd": ODD,
+    "odd-atom": ODD_ATOM,
+}
 
 
 def items(body: str, *, slow: bool, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
