@@ -4,9 +4,12 @@ with the plain absolute ones (most) given back at once."""
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
 from watcher.text import is_plain_absolute_url, join_url
+
+NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 BASES = [
     "https://www.esf.se/feed/",
@@ -112,3 +115,41 @@ def test_plain_links_of_real_feeds() -> None:
         assert join_url("https://base.example/", link) == link
     for link in ("/relative/path", "https://host/a;b", "https://host/a b", "https://host/?"):
         assert not is_plain_absolute_url(link)
+
+
+def test_an_entrys_html_summary_is_read_once(monkeypatch) -> None:
+    """The adapter reads an HTML summary as text to find its dates, and normalising reads
+    it again: the second time is the first one's text, not another parse."""
+    import lxml.html
+
+    from sources.rss import RssAdapter
+    from watcher.config import SourceConfig
+    from watcher.pipeline.normalise import normalise
+    from watcher.text import html_to_text
+    from watcher.types import Page
+
+    entries = "".join(
+        f"<item><guid>g{i}</guid><title>Utlysning {i}</title><description><![CDATA[<p>Sista "
+        f"ansökningsdag <b>{i + 1} mars 2027</b>.</p><ul><li>ESF+</li></ul>]]></description>"
+        "</item>"
+        for i in range(20)
+    )
+    body = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{entries}</channel></rss>'
+    parse = lxml.html.fragment_fromstring
+    parsed: list[str] = []
+
+    def counting(markup: str, **kw: object) -> object:
+        parsed.append(markup)
+        return parse(markup, **kw)
+
+    monkeypatch.setattr(lxml.html, "fragment_fromstring", counting)
+    html_to_text.cache_clear()
+    source = SourceConfig(id="s", name="s", kind="rss", url="https://ex.se/feed.xml")
+    items = [
+        normalise(raw, source, NOW)
+        for raw in RssAdapter(source).parse(Page(source.url, body.encode()))
+    ]
+    assert len(items) == 20
+    assert len(parsed) == 20  # once each, not twice
+    assert items[3].summary == "Sista ansökningsdag 4 mars 2027.\n\nESF+"
+    assert items[3].deadlines

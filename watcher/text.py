@@ -72,8 +72,11 @@ _BLOCK_TAGS = (
 )
 
 
+@functools.lru_cache(maxsize=512)
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML fragment, paragraphs and list items kept apart."""
+    """Visible text of an HTML fragment, paragraphs and list items kept apart. Kept for
+    the last fragments asked for: an adapter reads an entry's summary as text to find its
+    dates, and normalising the entry reads it again."""
     if "<" not in markup and "&" not in markup:
         return clean_text(markup)
     # Imported on first use: a polling process whose workers parse never loads lxml (6 MiB
