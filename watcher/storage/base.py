@@ -245,6 +245,19 @@ def insert_rows(
     return out
 
 
+_SQLITE_TEXTS: dict[Any, str] = {}
+
+
+def sqlite_text(stmt: Any, conn: Connection) -> str:
+    """The text SQLite runs for ``stmt``, a statement kept for the life of the process
+    (module level), compiled on first use: for ``sqlite_run``, with the values in the
+    order the statement binds them (``?`` parameters)."""
+    found = _SQLITE_TEXTS.get(stmt)
+    if found is None:
+        found = _SQLITE_TEXTS[stmt] = str(stmt.compile(dialect=conn.dialect))
+    return found
+
+
 def sqlite_run(
     conn: Connection, sql: str, params: Sequence[Any], *, many: bool = False
 ) -> list[tuple[Any, ...]]:

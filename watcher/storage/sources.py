@@ -37,10 +37,6 @@ _KNOWN_SLICES = (
     .where(item_sources.c.source_id == bindparam("source_id"))
     .order_by(item_sources.c.id)
 )
-_KNOWN_SLICES_SQLITE = (
-    'SELECT item_id, "key", content_hash, "values" FROM item_sources'
-    " WHERE source_id = ? ORDER BY id"
-)
 
 
 # Up to this many source ids a read names them (IN); above, it reads every row and keeps
@@ -197,21 +193,22 @@ class SourcesRoom(StorageCore):
             return self._known_slices_in(conn, source_id)
 
     def _known_slices_in(self, conn: Connection, source_id: str) -> dict[str, StoredSlice]:
+        found: Iterable[tuple[int, str, str, Any]]
         if conn.dialect.name == "sqlite":
-            # The statement straight to the driver (``base.sqlite_run``): every poll that
-            # parses asks, and a first poll of 2,000 sources spent a few per cent of its
-            # writer's time in SQLAlchemy's execution of it, for no rows.
-            found = base.sqlite_run(conn, _KNOWN_SLICES_SQLITE, (source_id,))
-            return {
-                key: StoredSlice(
-                    item_id, source_id, key, content_hash, (values and json.loads(values)) or {}
+            # The statement's text straight to the driver (``base.sqlite_run``): every
+            # poll that parses asks, and a first poll of 2,000 sources spent a few per
+            # cent of its writer's time in SQLAlchemy's execution of it, for no rows.
+            found = [
+                (item_id, key, content_hash, values and json.loads(values))
+                for item_id, key, content_hash, values in base.sqlite_run(
+                    conn, base.sqlite_text(_KNOWN_SLICES, conn), (source_id,)
                 )
-                for item_id, key, content_hash, values in found
-            }
-        found_rows = conn.execute(_KNOWN_SLICES, {"source_id": source_id}).all()
+            ]
+        else:
+            found = conn.execute(_KNOWN_SLICES, {"source_id": source_id}).all()
         return {
-            r.key: StoredSlice(r.item_id, source_id, r.key, r.content_hash, r.values or {})
-            for r in found_rows
+            key: StoredSlice(item_id, source_id, key, content_hash, values or {})
+            for item_id, key, content_hash, values in found
         }
 
     @base.translate_errors
