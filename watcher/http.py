@@ -1018,10 +1018,9 @@ class HttpClient:
         # without a body as it goes on the wire, not as httpx's Request (see
         # ``Outgoing``); a body is httpx's to encode. The response they give then has no
         # ``request``: nothing here reads its ``request`` or ``url``.
-        wire = self._transport if isinstance(self._transport, PoolPerServer) else None
-        raw = (
-            None if wire is None or content or method not in ("GET", "HEAD") else _raw_headers(sent)
-        )
+        plain = method in ("GET", "HEAD") and not content
+        wire = self._transport if plain and isinstance(self._transport, PoolPerServer) else None
+        raw = _raw_headers(sent) if wire is not None else None
         failure: httpx.ConnectError | None = None
         for ip in target.addresses:
             self.stats.requests += 1
