@@ -1,5 +1,6 @@
-"""``watcher.text.join_url``: feeds' links joined as ``urllib.parse.urljoin`` joins them,
-with the plain absolute ones (most) given back at once."""
+"""``watcher.text``: feeds' links joined as ``urllib.parse.urljoin`` joins them, with the
+plain absolute ones (most) given back at once (``join_url``), and an entry's HTML summary
+read as text once (``html_to_text``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import random
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
-from watcher.text import is_plain_absolute_url, join_url
+import lxml.html
+import pytest
+
+from sources.rss import RssAdapter
+from watcher.config import SourceConfig
+from watcher.pipeline.normalise import normalise
+from watcher.text import html_to_text, is_plain_absolute_url, join_url
+from watcher.types import Page
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
@@ -117,17 +125,9 @@ def test_plain_links_of_real_feeds() -> None:
         assert not is_plain_absolute_url(link)
 
 
-def test_an_entrys_html_summary_is_read_once(monkeypatch) -> None:
+def test_an_entrys_html_summary_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The adapter reads an HTML summary as text to find its dates, and normalising reads
     it again: the second time is the first one's text, not another parse."""
-    import lxml.html
-
-    from sources.rss import RssAdapter
-    from watcher.config import SourceConfig
-    from watcher.pipeline.normalise import normalise
-    from watcher.text import html_to_text
-    from watcher.types import Page
-
     entries = "".join(
         f"<item><guid>g{i}</guid><title>Utlysning {i}</title><description><![CDATA[<p>Sista "
         f"ansökningsdag <b>{i + 1} mars 2027</b>.</p><ul><li>ESF+</li></ul>]]></description>"
