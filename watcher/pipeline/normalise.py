@@ -153,15 +153,20 @@ _WORD = re.compile(r"\w+")
 _BEYOND_LATIN1 = re.compile(r"[^\W\x00-\xff]")
 
 
+def _expression_counts(text: str) -> tuple[int, int, int]:
+    """Swedish, Norwegian and English markers in ``text``, by the three expressions."""
+    return (
+        len(_SV_MARKERS.findall(text)),
+        len(_NO_MARKERS.findall(text)),
+        len(_EN_MARKERS.findall(text)),
+    )
+
+
 def _marker_counts(text: str) -> tuple[int, int, int]:
     """Swedish, Norwegian and English markers in ``text``, as the three expressions
     count them."""
     if not text.isascii() and _BEYOND_LATIN1.search(text):
-        return (
-            len(_SV_MARKERS.findall(text)),
-            len(_NO_MARKERS.findall(text)),
-            len(_EN_MARKERS.findall(text)),
-        )
+        return _expression_counts(text)
     sv = no = en = 0
     for word in _WORD.findall(text.lower()):
         if word.isascii():
