@@ -1039,6 +1039,36 @@ async def test_a_worker_process_parses_and_its_items_stay_packed_until_written(
     assert ("theme", "arbetsmarknad") in with_workers["Utlysning: kompetensförsörjning"]
 
 
+async def test_worker_processes_start_only_for_a_round_that_parses(
+    make_app, tmp_path: Path, loopback: LoopbackServer
+):
+    """The worker pool is made when the first task goes to it: a round in which every source
+    answers "not modified" (a new `watcher poll` on the same database) starts no worker
+    and no resource tracker; a round with something to parse starts them."""
+    import multiprocessing
+
+    loopback.add("/good.xml", GOOD, content_type="application/rss+xml", etag='"g"')
+    config = {
+        "watcher": {"workers": 1, "database_url": f"sqlite:///{tmp_path}/pool.db"},
+        "fetch": fetch_settings(loopback),
+        "sources": [src("good", loopback.url("/good.xml"))],
+    }
+    first = make_app(config)
+    assert first.executor is not None and not first.executor.started
+    [r] = await first.poll()
+    assert (r.status.value, r.new) == ("ok", 2)
+    assert first.executor.started
+    first.close()
+    assert multiprocessing.active_children() == []
+
+    again = make_app(config)
+    [r] = await again.poll()
+    assert r.status.value == "not_modified"
+    assert again.executor is not None and not again.executor.started
+    assert multiprocessing.active_children() == []
+    again.close()  # shutting down a pool never made is a no-op
+
+
 def test_polling_processes_keep_their_start_out_of_the_collectors_way(make_app, loopback):
     """The worker processes start with ``settle_heap``: the collector runs after 50,000
     allocations, not Python's 700 (a first poll of 2,000 sources spent 1.1 s of its main

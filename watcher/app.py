@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,7 +81,7 @@ class App:
         self.config_error: ConfigError | None = None
         self._config_mtime = self._mtime()
         self._rules: RulesClassifier | None = None
-        self._executor: ProcessPoolExecutor | None = None
+        self._executor: WorkerPool | None = None
         # One writer per event loop, shared by all polls on it (scheduled ones included).
         self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BatchWriter] = (
             weakref.WeakKeyDictionary()
@@ -265,16 +266,20 @@ class App:
         return changed
 
     @property
-    def executor(self) -> ProcessPoolExecutor | None:
-        """Worker processes for the CPU work of polls (``[watcher] workers``), started on
-        first use. They are spawned, not forked: the service has threads."""
+    def executor(self) -> WorkerPool | None:
+        """Worker processes for the CPU work of polls (``[watcher] workers``), started when
+        the first task is given to them (``WorkerPool``): a poll round that parses nothing
+        starts none. They are spawned, not forked: the service has threads."""
         if self._executor is None and self._config.watcher.workers > 0:
             from watcher.pipeline.work import start_worker
 
-            self._executor = ProcessPoolExecutor(
-                max_workers=self._config.watcher.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=start_worker,
+            workers = self._config.watcher.workers
+            self._executor = WorkerPool(
+                lambda: ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=start_worker,
+                )
             )
         return self._executor
 
@@ -303,3 +308,34 @@ class App:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         self.storage.close()
+
+
+class WorkerPool(Executor):
+    """A process pool made when the first task is submitted to it. Until then nothing runs:
+    no worker, and not multiprocessing's resource tracker, a process of its own that a pool
+    starts as it is made. `watcher poll` hands its pool to the poller before it knows
+    whether any source will need parsing; in a round where every source answers "not
+    modified" (the usual round), making the pool cost the main process imports and a
+    process start for nothing."""
+
+    def __init__(self, make: Callable[[], ProcessPoolExecutor]) -> None:
+        self._make = make
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._make()
+            pool = self._pool
+        return pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            pool = self._pool
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
