@@ -862,7 +862,16 @@ async def test_polls_waiting_for_their_write_are_bounded(make_app, loopback, mon
         polls = await asyncio.gather(*(app.poll([f"s{n}"]) for n in range(12)))
         results = [r for one in polls for r in one]
     assert [r.status.value for r in results] == ["ok"] * 12
-    assert HeldWriter.peak == 3  # max(MAX_WAITING, 2 × global_concurrency)
+    assert HeldWriter.peak == 3  # max(MAX_WAITING, global_concurrency)
+
+
+def test_the_bound_on_waiting_polls_is_what_can_be_in_flight_at_once():
+    """Every response the fetch limit lets be in flight at once may land together and find
+    a place at the writer, and no more than that (nor fewer than ``MAX_WAITING``)."""
+    from watcher.storage.writer import MAX_WAITING, waiting_bound
+
+    assert waiting_bound(1) == MAX_WAITING
+    assert waiting_bound(MAX_WAITING + 100) == MAX_WAITING + 100
 
 
 class _FetchesAtOnce:
