@@ -1,6 +1,7 @@
 """``watcher.text``: feeds' links joined as ``urllib.parse.urljoin`` joins them, with the
-plain absolute ones (most) given back at once (``join_url``), and an entry's HTML summary
-read as text once (``html_to_text``)."""
+plain absolute ones (most) given back at once (``join_url``), an entry's HTML summary
+read as text once (``html_to_text``), and call identifiers found piece by piece as on the
+whole text (``identifier_tokens``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import pytest
 from sources.rss import RssAdapter
 from watcher.config import SourceConfig
 from watcher.pipeline.normalise import normalise
-from watcher.text import html_to_text, is_plain_absolute_url, join_url
+from watcher.text import (
+    _IDENTIFIER_RE,
+    html_to_text,
+    identifier_tokens,
+    is_plain_absolute_url,
+    join_url,
+)
 from watcher.types import Page
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
@@ -153,3 +160,61 @@ def test_an_entrys_html_summary_is_read_once(monkeypatch: pytest.MonkeyPatch) ->
     assert len(parsed) == 20  # once each, not twice
     assert items[3].summary == "Sista ansökningsdag 4 mars 2027.\n\nESF+"
     assert items[3].deadlines
+
+
+def _identifiers_in_whole_text(text: str) -> set[str]:
+    """What ``identifier_tokens`` answered when it ran its pattern over the whole text."""
+    return {m.group(0).upper() for m in _IDENTIFIER_RE.finditer(text) if len(m.group(0)) >= 8}
+
+
+# Pieces of texts around identifiers: boundaries of every kind (whitespace of several
+# sorts, punctuation, hyphens, underscores, letters beyond ASCII), dates, short and long.
+ID_PIECES = [
+    "HORIZON-CL5-2027-01-D3-02",
+    "ERASMUS-EDU-2027-PI-ALL-INNO",
+    "A-B-C",
+    "AB-CD-EF",
+    "LIFE-2027-SAP",
+    "x-y",
+    "2027-03-16",
+    "EU-medel",
+    "-",
+    "--",
+    "_",
+    "é",
+    "Å-B-C-D-E",
+    "(",
+    ")",
+    ",",
+    ".",
+    ":",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\u00a0",
+    "\u2003",
+    "\x1c",
+    "\u3000",
+    "call",
+    "Utlysning",
+    "DIGITAL-2027-AI-05",
+    "horizon-cl5-2027-01-d3-02",
+    "9ABC-DEF-GHI",
+]
+
+
+def test_identifiers_found_piece_by_piece_are_those_of_the_whole_text() -> None:
+    """On 20,000 made-up texts and on texts beyond the pieces' alphabet, the identifiers
+    found in the whitespace-separated pieces with two hyphens are those the pattern finds
+    in the whole text."""
+    rng = random.Random(14)
+    texts = ["", "-", "--", "A-B", "HORIZON-CL5-2027-01-D3-02", " HORIZON-CL5-2027-01 "]
+    for _ in range(20_000):
+        texts.append("".join(rng.choice(ID_PIECES) for _ in range(rng.randint(1, 12))))
+    found = 0
+    for text in texts:
+        expected = _identifiers_in_whole_text(text)
+        assert identifier_tokens(text) == expected, text
+        found += bool(expected)
+    assert found > 5_000  # the texts do name identifiers, at every kind of boundary
