@@ -32,10 +32,8 @@ MAX_WAITING = 100  # polls between their response and their write, at least (``w
 def waiting_bound(global_concurrency: int) -> int:
     """How many polls may hold a response waiting to be parsed and written at once: every
     response that can be in flight at once (``global_concurrency``) may land together and
-    take a place, and no fewer than ``MAX_WAITING``. (It was twice the concurrency from
-    when a place was taken as the request went out, not once the response was in: the
-    second half only let more parsed items wait in memory. A first poll of 2,000 sources:
-    peak RSS 98.8 → 96.4 MiB, the same wall time.)"""
+    take a place, and no fewer than ``MAX_WAITING``. More would only let more parsed
+    items wait in memory (``docs/design.md``, polling)."""
     return max(MAX_WAITING, global_concurrency)
 
 
