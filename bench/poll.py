@@ -23,6 +23,7 @@ Medians over ``--runs`` are printed as the issue's table, with the targets next 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -34,12 +35,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -114,20 +117,43 @@ def farm_specs(args: argparse.Namespace) -> list[Spec]:
     return [Spec(n, n % args.hosts, f"/s{n}", kinds[n % len(kinds)]) for n in range(args.sources)]
 
 
+@dataclass
+class FarmRound:
+    """What the farm saw since the last read: responses by status (robots.txt included),
+    and when (``time.monotonic``, the machine's clock, the same in every process) the
+    first request arrived and the last response was ready."""
+
+    counts: dict[int, int]
+    first_request: float | None
+    last_response: float | None
+
+
 class Counts:
-    """Responses the farm sent, by status, since the last read (thread-safe)."""
+    """Responses the farm sent, by status, and the first and last of them in time, since
+    the last read (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[int] = Counter()
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def arrived(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._first is None:
+                self._first = now
 
     def add(self, status: int) -> None:
+        now = time.monotonic()
         with self._lock:
             self._counts[status] += 1
+            self._last = now
 
-    def take(self) -> dict[int, int]:
+    def take(self) -> FarmRound:
         with self._lock:
-            out, self._counts = dict(self._counts), Counter()
+            out = FarmRound(dict(self._counts), self._first, self._last)
+            self._counts, self._first, self._last = Counter(), None, None
         return out
 
 
@@ -143,6 +169,7 @@ def polite_handler(
     host (the rest wait their turn), 304 to a matching If-None-Match."""
 
     def handle(request: RecordedRequest) -> Reply:
+        counts.arrived()
         with gate:
             time.sleep(latency)
         inm = request.header("if-none-match")
@@ -201,10 +228,10 @@ class Farm:
     def url(self, spec: Spec) -> str:
         return f"http://127.0.0.{2 + spec.host}:{self.ports[spec.host]}{spec.path}"
 
-    def counts(self) -> dict[int, int]:
-        """Responses by status since the last call (robots.txt included)."""
+    def counts(self) -> FarmRound:
+        """Responses by status since the last call (robots.txt included), and when."""
         self._conn.send("counts")
-        counts: dict[int, int] = self._conn.recv()
+        counts: FarmRound = self._conn.recv()
         return counts
 
     def stop(self) -> None:
@@ -261,6 +288,8 @@ class Measured:
     tree_mib: float  # sum of every process's peak, as last sampled
     processes: int
     exit_code: int
+    started: float  # time.monotonic() at spawn and at exit, to set beside the farm's times
+    ended: float
 
 
 def measure(cmd: Sequence[str], cwd: Path, env: dict[str, str], out: Path) -> Measured:
@@ -280,12 +309,14 @@ def measure(cmd: Sequence[str], cwd: Path, env: dict[str, str], out: Path) -> Me
                 return
 
     with out.open("wb") as sink:
+        started = time.monotonic()
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
         sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        ended = time.monotonic()
         proc.returncode = os.waitstatus_to_exitcode(status)
         done.set()
         sampler.join()
@@ -297,6 +328,8 @@ def measure(cmd: Sequence[str], cwd: Path, env: dict[str, str], out: Path) -> Me
         tree_mib=sum(peaks.values()) / 1024,
         processes=len(peaks),
         exit_code=proc.returncode,
+        started=started,
+        ended=ended,
     )
 
 
@@ -365,7 +398,7 @@ class WatcherRound:
     errors: list[str]  # "source: code: message" per failed source
     new: int
     stored: int
-    farm: dict[int, int]  # responses the farm sent, by status
+    farm: FarmRound  # what the farm sent, and when
 
 
 def db_round(db: Path, after_id: int) -> tuple[int, dict[str, int], list[str], int, int]:
@@ -432,7 +465,7 @@ def urlwatch_bin() -> Path:
 class UrlwatchRound:
     measured: Measured
     errors: int  # jobs its report lists as ERROR
-    farm: dict[int, int]
+    farm: FarmRound
 
 
 def run_urlwatch(farm: Farm, exe: Path) -> dict[str, UrlwatchRound]:
@@ -469,6 +502,87 @@ def run_urlwatch(farm: Farm, exe: Path) -> dict[str, UrlwatchRound]:
         return rounds
 
 
+# -- a bare client: what the farm itself allows ---------------------------------------------
+
+
+async def _bare_get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str, etag: bool
+) -> int:
+    """One keep-alive GET, read to its end (the farm sends a Content-Length or no body)."""
+    head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+    if etag:
+        head += f'If-None-Match: "{path}"\r\n'
+    writer.write((head + "\r\n").encode())
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return int(lines[0].split()[1])
+
+
+async def _bare_host(
+    host: str, port: int, paths: list[str], per_host: int, robots: bool, etag: bool
+) -> Counter[int]:
+    """One host's requests over ``per_host`` keep-alive connections that take the next
+    path as they come free; robots.txt first when ``robots``, as a first poll asks it."""
+    statuses: Counter[int] = Counter()
+    todo = deque(paths)
+    conns = [await asyncio.open_connection(host, port) for _ in range(min(per_host, len(todo)))]
+    if robots:
+        statuses[await _bare_get(*conns[0], host, "/robots.txt", False)] += 1
+
+    async def lane(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while todo:
+            statuses[await _bare_get(reader, writer, host, todo.popleft(), etag)] += 1
+
+    await asyncio.gather(*(lane(*c) for c in conns))
+    for _, writer in conns:
+        writer.close()
+    return statuses
+
+
+def bare_round(urls: list[str], per_host: int, robots: bool, etag: bool) -> dict[int, int]:
+    """Every URL once with a bare HTTP/1.1 client, no parsing or storage: the farm's own
+    floor (its latency, its per-host limit, its turnaround), to set beside a watcher
+    round. Runs in its own process."""
+    by_host: dict[tuple[str, int], list[str]] = {}
+    for url in urls:
+        parts = urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None
+        by_host.setdefault((parts.hostname, parts.port), []).append(parts.path)
+
+    async def main() -> Counter[int]:
+        found = await asyncio.gather(
+            *(_bare_host(h, p, paths, per_host, robots, etag) for (h, p), paths in by_host.items())
+        )
+        return sum(found, Counter())
+
+    return dict(asyncio.run(main()))
+
+
+def run_bare(
+    args: argparse.Namespace, farm: Farm, pool: ProcessPoolExecutor
+) -> dict[str, FarmRound]:
+    """A bare client's first round (robots.txt, then every feed) and unchanged round (every
+    feed with its ETag, as the watcher, which keeps robots.txt a day), as the farm saw them."""
+    urls = [farm.url(spec) for spec in farm.specs]
+    rounds: dict[str, FarmRound] = {}
+    farm.counts()
+    for label, robots, etag in (("first", True, False), ("unchanged", False, True)):
+        statuses = pool.submit(bare_round, urls, args.per_host, robots, etag).result()
+        seen = farm.counts()
+        if seen.counts != statuses:
+            sys.exit(
+                f"the bare client's {label} round: it got {statuses}, the farm sent {seen.counts}"
+            )
+        rounds[label] = seen
+    return rounds
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -481,6 +595,19 @@ def not_modified_share(counts: dict[int, int]) -> float:
     return counts.get(304, 0) / total if total else 0.0
 
 
+def farm_at(r: WatcherRound, which: str) -> float:
+    """When the farm saw the round's first request or last response (monotonic)."""
+    at = r.farm.first_request if which == "first" else r.farm.last_response
+    assert at is not None, "the farm saw no request in a watcher round"
+    return at
+
+
+def farm_span(seen: FarmRound) -> float:
+    """From the first request the farm saw to its last response."""
+    assert seen.first_request is not None and seen.last_response is not None
+    return seen.last_response - seen.first_request
+
+
 @dataclass
 class Summary:
     sources: int
@@ -489,6 +616,7 @@ class Summary:
     politeness_limit: float
     watcher: dict[str, float] = field(default_factory=dict)
     urlwatch: dict[str, float] = field(default_factory=dict)
+    bare: dict[str, float] = field(default_factory=dict)  # a bare client's requests, by round
     checks: dict[str, Any] = field(default_factory=dict)
 
 
@@ -496,6 +624,7 @@ def summarise(
     args: argparse.Namespace,
     w_runs: list[dict[str, WatcherRound]],
     u_runs: list[dict[str, UrlwatchRound]],
+    b_runs: list[dict[str, FarmRound]],
 ) -> Summary:
     limit = args.sources / args.hosts * args.latency / args.per_host
     s = Summary(args.sources, args.hosts, args.runs, limit)
@@ -517,14 +646,29 @@ def summarise(
             label,
             lambda r: r.statuses.get("not_modified", 0) / max(1, sum(r.statuses.values())),
         )
-        s.watcher[f"{label}_farm_304"] = wm(label, lambda r: not_modified_share(r.farm))
+        s.watcher[f"{label}_farm_304"] = wm(label, lambda r: not_modified_share(r.farm.counts))
+        # Where the round's time went, by the farm's clock: until its first request came
+        # in, its requests, and from its last response to the process's exit.
+        s.watcher[f"{label}_to_first_request"] = wm(
+            label, lambda r: farm_at(r, "first") - r.measured.started
+        )
+        s.watcher[f"{label}_requests"] = wm(
+            label, lambda r: farm_at(r, "last") - farm_at(r, "first")
+        )
+        s.watcher[f"{label}_after_last_response"] = wm(
+            label, lambda r: r.measured.ended - farm_at(r, "last")
+        )
+        if b_runs:
+            s.bare[f"{label}_requests"] = median([farm_span(b[label]) for b in b_runs])
         if u_runs:
             ur = [r[label] for r in u_runs]
             s.urlwatch[f"{label}_wall"] = median([r.measured.wall for r in ur])
             s.urlwatch[f"{label}_cpu"] = median([r.measured.cpu for r in ur])
             s.urlwatch[f"{label}_maxrss_mib"] = median([r.measured.maxrss_mib for r in ur])
             s.urlwatch[f"{label}_errors"] = median([r.errors for r in ur])
-            s.urlwatch[f"{label}_farm_304"] = median([not_modified_share(r.farm) for r in ur])
+            s.urlwatch[f"{label}_farm_304"] = median(
+                [not_modified_share(r.farm.counts) for r in ur]
+            )
     targets = TARGETS.get((args.sources, args.hosts), {})
     peak = max(s.watcher["first_maxrss_mib"], s.watcher["unchanged_maxrss_mib"])
     peak_tree = max(s.watcher["first_tree_mib"], s.watcher["unchanged_tree_mib"])
@@ -580,6 +724,23 @@ def table(args: argparse.Namespace, s: Summary) -> str:
             "",
         ),
     ]
+    for label in ("first", "unchanged"):
+        rows.append(
+            (
+                f"`watcher poll` {label} round: to its first request · requests · to exit",
+                f"{w[f'{label}_to_first_request']:.2f} s · {w[f'{label}_requests']:.2f} s · "
+                f"{w[f'{label}_after_last_response']:.2f} s",
+                "",
+            )
+        )
+    if s.bare:
+        rows.append(
+            (
+                "bare HTTP/1.1 client, same farm: requests, first / unchanged round",
+                f"{s.bare['first_requests']:.2f} s / {s.bare['unchanged_requests']:.2f} s",
+                "",
+            )
+        )
     peak = max(w["first_maxrss_mib"], w["unchanged_maxrss_mib"])
     peak_tree = max(w["first_tree_mib"], w["unchanged_tree_mib"])
     watcher_rss = f"{peak:.0f} MiB (all {w['first_processes']:.0f} processes: {peak_tree:.0f} MiB)"
@@ -616,6 +777,12 @@ def details(args: argparse.Namespace, s: Summary) -> str:
         "the critical path of a first round, one core",
         "peak RSS: the largest single process (wait4 ru_maxrss); 'all processes': the sum of "
         "each process's peak (VmHWM sampled every 50 ms: main, workers, resource tracker)",
+        "to its first request · requests · to exit: by the farm's clock, from spawn to the "
+        "first request it received, from then to its last response, and from then to exit",
+        "bare HTTP/1.1 client: keep-alive GETs and nothing else (no parsing, no storage), "
+        f"{args.per_host} connections per host, robots.txt first on the first round, ETags on "
+        "the unchanged one, in its own process after each watcher run: the farm's own floor "
+        "for the requests, to set beside the watcher's",
     ]
     if u:
         lines += [
@@ -680,6 +847,8 @@ def main() -> None:
     farm = Farm(args)
     w_runs: list[dict[str, WatcherRound]] = []
     u_runs: list[dict[str, UrlwatchRound]] = []
+    b_runs: list[dict[str, FarmRound]] = []
+    bare = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     try:
         for i in range(args.runs):
             w_runs.append(run_watcher(args, farm))
@@ -687,16 +856,20 @@ def main() -> None:
             if exe is not None:
                 u_runs.append(run_urlwatch(farm, exe))
                 progress(i, "urlwatch", u_runs[-1])
+            if not args.profile:
+                b_runs.append(run_bare(args, farm, bare))
     finally:
+        bare.shutdown()
         farm.stop()
 
-    s = summarise(args, w_runs, u_runs)
+    s = summarise(args, w_runs, u_runs, b_runs)
     if args.json:
         out = {
             **asdict(s),
             "config": {k: v for k, v in vars(args).items() if k != "json"},
             "watcher_runs": [{k: asdict(v) for k, v in r.items()} for r in w_runs],
             "urlwatch_runs": [{k: asdict(v) for k, v in r.items()} for r in u_runs],
+            "bare_runs": [{k: asdict(v) for k, v in r.items()} for r in b_runs],
         }
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return
