@@ -946,11 +946,15 @@ async def test_a_cycle_that_will_parse_starts_its_workers_before_the_first_respo
     make_app, loopback
 ):
     """A cycle with sources never polled (or without validators) starts the worker
-    processes as it starts, not when its first response is parsed; one where every source
-    can answer "not modified" starts none."""
+    processes as it starts, not when its first response is parsed, and without holding its
+    first requests back while it reads the rules the workers are sent; one where every
+    source can answer "not modified" starts none."""
     from concurrent.futures import ThreadPoolExecutor
 
     from watcher.polling import Poller
+
+    request_in = threading.Event()  # the server has seen a feed request
+    warm_up_sent = threading.Event()
 
     class Recording(ThreadPoolExecutor):
         def __init__(self) -> None:
@@ -959,16 +963,47 @@ async def test_a_cycle_that_will_parse_starts_its_workers_before_the_first_respo
 
         def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
             self.calls.append(fn.__name__)
+            if fn.__name__ == "warm_up":
+                warm_up_sent.set()
             return super().submit(fn, *args, **kwargs)
 
+    class SlowRules:
+        """The classifier, whose rules are read only once a request has reached the server:
+        a start that read them on the event loop would hold every request back."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.read_after_a_request: list[bool] = []
+
+        @property
+        def version(self) -> str:
+            return str(self.inner.version)
+
+        def __call__(self, item: Any, source: Any) -> Any:
+            return self.inner(item, source)
+
+        def spec(self) -> Any:
+            self.read_after_a_request.append(request_in.wait(10))
+            return self.inner.spec()
+
+    def feed_handler(request: Any) -> Reply:
+        request_in.set()
+        if request.header("if-none-match") == '"v1"':
+            return Reply(304, {"ETag": '"v1"'})
+        # No answer before the workers were asked to start (the start does not wait for one).
+        if not warm_up_sent.wait(10):
+            return Reply(503)
+        return Reply(200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, GOOD.encode())
+
     for name in ("a", "b"):
-        loopback.add(f"/{name}.xml", GOOD, content_type="application/rss+xml", etag='"v1"')
+        loopback.add_handler(f"/{name}.xml", feed_handler)
     app = make_app(
         {
             "fetch": fetch_settings(loopback),
             "sources": [src(n, loopback.url(f"/{n}.xml")) for n in ("a", "b")],
         }
     )
+    rules = SlowRules(app.classifier)
 
     async def cycle(executor: Recording) -> list[str]:
         http = app.new_http_client()
@@ -976,7 +1011,7 @@ async def test_a_cycle_that_will_parse_starts_its_workers_before_the_first_respo
             storage=app.storage,
             http=http,
             tz=app.config.tz,
-            classifier=app.classifier,
+            classifier=rules,
             executor=executor,
         )
         try:
@@ -989,6 +1024,7 @@ async def test_a_cycle_that_will_parse_starts_its_workers_before_the_first_respo
     first = Recording()
     assert await cycle(first) == ["ok", "ok"]
     assert first.calls == ["warm_up", "process_packed", "process_packed"]
+    assert rules.read_after_a_request[0] is True
     again = Recording()
     assert await cycle(again) == ["not_modified", "not_modified"]
     assert again.calls == []
