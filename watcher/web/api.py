@@ -20,7 +20,7 @@ from watcher.config import AREAS, THEMES
 from watcher.config_edit import redact_url
 from watcher.storage import ItemFilter
 from watcher.types import Kind, SourceState, StoredItem
-from watcher.web.render import app_of
+from watcher.web.render import app_of, page
 
 router = APIRouter(prefix="/api")
 
@@ -191,7 +191,7 @@ def _when(value: str | None, tz: Any, *, end: bool = False) -> datetime | None:
 
 
 @router.get("/items", response_model=ItemPage, tags=["items"])
-def list_items(
+async def list_items(
     request: Request,
     q: str | None = Query(
         None,
@@ -242,6 +242,12 @@ def list_items(
         limit=limit,
         offset=offset,
     )
+    return await page(request, lambda: _item_page(request, f), searching=bool(q))
+
+
+def _item_page(request: Request, f: ItemFilter) -> ItemPage:
+    app = app_of(request)
+    limit, offset = f.limit, f.offset
     found = app.storage.list_items(f)
     total, more = app.storage.count_up_to(f, len(found), limit + COUNT_LIMIT)
     nxt = None
@@ -264,8 +270,12 @@ def list_items(
     tags=["items"],
     responses={404: {"description": "no such item"}},
 )
-def get_item(request: Request, item_id: int) -> ItemDetail:
+async def get_item(request: Request, item_id: int) -> ItemDetail:
     """One item with its change history and tag history."""
+    return await page(request, lambda: _item_detail(request, item_id))
+
+
+def _item_detail(request: Request, item_id: int) -> ItemDetail:
     app = app_of(request)
     item = app.storage.get_item(item_id)
     if item is None:
@@ -292,8 +302,12 @@ def get_item(request: Request, item_id: int) -> ItemDetail:
 
 
 @router.get("/sources", response_model=list[SourceOut], tags=["sources"])
-def list_sources(request: Request) -> list[SourceOut]:
+async def list_sources(request: Request) -> list[SourceOut]:
     """Every configured source with its health."""
+    return await page(request, lambda: _sources(request))
+
+
+def _sources(request: Request) -> list[SourceOut]:
     app = app_of(request)
     now = app.now()
     states = app.storage.source_states()

@@ -39,6 +39,7 @@ from watcher.web.render import (
     Kept,
     app_of,
     local_path,
+    page,
     render,
     request_lang,
 )
@@ -254,11 +255,15 @@ def _source_names(app: App) -> dict[str, str]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def item_list(request: Request) -> HTMLResponse:
+async def item_list(request: Request) -> HTMLResponse:
     """The item list: full-text search, filters, sort, pages."""
-    app = app_of(request)
-    names = _source_names(app)
+    names = _source_names(app_of(request))
     query = ListQuery.from_params(request.query_params, list(names))
+    return await page(request, lambda: _item_list(request, names, query), searching=bool(query.q))
+
+
+def _item_list(request: Request, names: dict[str, str], query: ListQuery) -> HTMLResponse:
+    app = app_of(request)
     now = app.now()
     f = query.item_filter(now, app.config.tz)
     found = app.storage.list_items(f, with_evidence=False)
@@ -287,9 +292,11 @@ def item_list(request: Request) -> HTMLResponse:
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse)
-def item_page(request: Request, item_id: str) -> HTMLResponse:
+async def item_page(request: Request, item_id: str) -> HTMLResponse:
     """One item: the call record, every source link, change history, tags and why."""
-    return render(request, "item.html", item_context(request, item_id, admin=False))
+    return await page(
+        request, lambda: render(request, "item.html", item_context(request, item_id, admin=False))
+    )
 
 
 def item_context(request: Request, item_id: str, *, admin: bool) -> dict[str, Any]:
@@ -379,8 +386,12 @@ def _deadline_chart(
 
 
 @router.get("/deadlines", response_class=HTMLResponse)
-def deadlines(request: Request) -> HTMLResponse:
+async def deadlines(request: Request) -> HTMLResponse:
     """Upcoming deadlines, week by week."""
+    return await page(request, lambda: _deadlines(request))
+
+
+def _deadlines(request: Request) -> HTMLResponse:
     app = app_of(request)
     params = request.query_params
     area = params.get("area", "") if params.get("area") in AREAS else ""
