@@ -645,3 +645,23 @@ def test_a_record_another_process_stored_first_is_skipped_not_doubled(any_storag
         "Utlysning två",
     ]
     assert len(any_storage.item_history(stored.new_ids[0])) == 1  # one "new", not two
+
+
+def test_reads_belong_on_the_event_loop_only_on_sqlite_in_wal_mode(
+    any_storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``reads_here``: on SQLite in WAL mode, where a read never waits for a writer, an
+    event loop runs reads itself; on PostgreSQL, and on a SQLite file that is not in WAL
+    mode (a reader there waits for a writer, up to the busy timeout), they go to a
+    thread."""
+    from watcher.storage import base
+
+    assert any_storage.reads_here is (any_storage.dialect == "sqlite")
+    # A file system where WAL cannot be used: the journal stays a rollback journal.
+    monkeypatch.setattr(base, "_wal", lambda cur: cur.execute("PRAGMA journal_mode=DELETE"))
+    plain = Storage(f"sqlite:///{tmp_path / 'no-wal.db'}")
+    try:
+        plain.upgrade()
+        assert plain.reads_here is False
+    finally:
+        plain.close()

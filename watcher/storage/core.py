@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import select
@@ -67,15 +68,22 @@ class StorageCore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    @property
+    @cached_property
     def reads_here(self) -> bool:
         """Whether an event loop should run reads in its own thread rather than hand them to
-        another: on SQLite, yes. Its reads are CPU work in this process (WAL: they never wait
-        for a writer), and a thread would only add hand-offs of the GIL (the item page at
-        100,000 items, four clients at once: p95 19–29 ms from the thread pool, 8–13 ms
-        here). PostgreSQL's reads wait for the network: the loop goes on while a thread
-        waits. Writes always go to a thread: they may wait for another process's lock."""
-        return self.dialect == "sqlite"
+        another: on SQLite in WAL mode, yes. Its reads are CPU work in this process that
+        never wait for a writer, and a thread would only add hand-offs of the GIL (the item
+        page at 100,000 items, four clients at once: p95 19–29 ms from the thread pool, 8–13
+        ms here). A SQLite file that could not be put in WAL mode (a file system without
+        shared memory, say) makes a reader wait for a writer, up to the busy timeout, which
+        must not stop a loop; PostgreSQL's reads wait for the network. Those go to a thread,
+        and the loop goes on meanwhile. Writes always go to a thread: they may wait for
+        another process's lock."""
+        if self.dialect != "sqlite":
+            return False
+        with self.engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        return str(mode).lower() == "wal"
 
     def close(self) -> None:
         self.engine.dispose()
