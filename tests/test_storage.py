@@ -665,3 +665,31 @@ def test_reads_belong_on_the_event_loop_only_on_sqlite_in_wal_mode(
         assert plain.reads_here is False
     finally:
         plain.close()
+
+
+def test_a_plain_list_reads_few_rows_and_a_search_or_a_scan_does_not() -> None:
+    """``ItemFilter.reads_few_rows``: the newest first, or by deadline from a day on, walk
+    their index a page deep; a search, a filter that scans or joins, a date range over
+    the newest, or a deep page read many rows (``Storage.reads_here`` sends those to a
+    thread)."""
+    few = [
+        ItemFilter(relevant=True, limit=50),
+        ItemFilter(relevant=None, include_held=False, limit=50, offset=1950),
+        ItemFilter(relevant=True, order="deadline", deadline_from=T0, limit=50),
+    ]
+    many = [
+        ItemFilter(text="kompetens"),
+        ItemFilter(programme="ESF"),
+        ItemFilter(kind="call"),
+        ItemFilter(area="fonder-program"),
+        ItemFilter(theme="arbetsmarknad"),
+        ItemFilter(status="open"),
+        ItemFilter(source="esf"),
+        ItemFilter(since=T0),
+        ItemFilter(deadline_from=T0, deadline_to=T0 + timedelta(days=30)),
+        ItemFilter(order="deadline", deadline_from=T0, deadline_to=T0 + timedelta(days=30)),
+        ItemFilter(order="relevance"),
+        ItemFilter(limit=50, offset=10_000),
+    ]
+    assert [f.reads_few_rows for f in few] == [True] * len(few)
+    assert [f.reads_few_rows for f in many] == [False] * len(many)

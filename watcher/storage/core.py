@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import select
@@ -44,6 +43,7 @@ class StorageCore:
         # this process may see them meanwhile.
         self._write_lock = threading.RLock()
         self._noted = threading.local()  # .flag: this thread's transaction fed the index
+        self._reads_here: bool | None = None
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -68,17 +68,26 @@ class StorageCore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    @cached_property
+    @property
     def reads_here(self) -> bool:
-        """Whether an event loop should run reads in its own thread rather than hand them to
-        another: on SQLite in WAL mode, yes. Its reads are CPU work in this process that
-        never wait for a writer, and a thread would only add hand-offs of the GIL (the item
-        page at 100,000 items, four clients at once: p95 19–29 ms from the thread pool, 8–13
-        ms here). A SQLite file that could not be put in WAL mode (a file system without
-        shared memory, say) makes a reader wait for a writer, up to the busy timeout, which
-        must not stop a loop; PostgreSQL's reads wait for the network. Those go to a thread,
-        and the loop goes on meanwhile. Writes always go to a thread: they may wait for
-        another process's lock."""
+        """Whether an event loop should run short reads in its own thread rather than hand
+        them to another: on SQLite in WAL mode, yes. Its reads are CPU work in this process
+        that never wait for a writer, and a thread would only add hand-offs of the GIL (the
+        item page at 100,000 items, four clients at once: p95 19–29 ms from the thread
+        pool, 8–13 ms here). A SQLite file that could not be put in WAL mode (a file system
+        without shared memory, say) makes a reader wait for a writer, up to the busy
+        timeout, which must not stop a loop; PostgreSQL's reads wait for the network. Those
+        go to a thread, and the loop goes on meanwhile. So do long reads anywhere (a search,
+        a filter that scans: ``ItemFilter.reads_few_rows``), most of which is the database's
+        own work, which lets go of the GIL. Writes always go to a thread: they may wait for
+        another process's lock. Asked of the database once, by ``ensure_schema`` as a
+        process starts (or else on first use)."""
+        if self._reads_here is None:
+            self._reads_here = self._in_wal_mode()
+        return self._reads_here
+
+    @base.translate_errors
+    def _in_wal_mode(self) -> bool:
         if self.dialect != "sqlite":
             return False
         with self.engine.connect() as conn:
@@ -103,6 +112,7 @@ class StorageCore:
         upgrade (or to refuse a revision it does not know)."""
         if self.revision() != base.HEAD_REVISION:
             self.upgrade()
+        self._reads_here = self._in_wal_mode()  # before an event loop asks (``reads_here``)
 
     @base.translate_errors
     def ping(self) -> bool:

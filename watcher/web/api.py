@@ -242,7 +242,7 @@ async def list_items(
         limit=limit,
         offset=offset,
     )
-    return await page(request, lambda: _item_page(request, f), searching=bool(q))
+    return await page(request, lambda: _item_page(request, f), costly=not f.reads_few_rows)
 
 
 def _item_page(request: Request, f: ItemFilter) -> ItemPage:
@@ -302,12 +302,8 @@ def _item_detail(request: Request, item_id: int) -> ItemDetail:
 
 
 @router.get("/sources", response_model=list[SourceOut], tags=["sources"])
-async def list_sources(request: Request) -> list[SourceOut]:
+def list_sources(request: Request) -> list[SourceOut]:
     """Every configured source with its health."""
-    return await page(request, lambda: _sources(request))
-
-
-def _sources(request: Request) -> list[SourceOut]:
     app = app_of(request)
     now = app.now()
     states = app.storage.source_states()

@@ -257,15 +257,20 @@ def _source_names(app: App) -> dict[str, str]:
 @router.get("/", response_class=HTMLResponse)
 async def item_list(request: Request) -> HTMLResponse:
     """The item list: full-text search, filters, sort, pages."""
-    names = _source_names(app_of(request))
-    query = ListQuery.from_params(request.query_params, list(names))
-    return await page(request, lambda: _item_list(request, names, query), searching=bool(query.q))
-
-
-def _item_list(request: Request, names: dict[str, str], query: ListQuery) -> HTMLResponse:
     app = app_of(request)
+    names = _source_names(app)
+    query = ListQuery.from_params(request.query_params, list(names))
     now = app.now()
     f = query.item_filter(now, app.config.tz)
+    return await page(
+        request, lambda: _item_list(request, names, query, now, f), costly=not f.reads_few_rows
+    )
+
+
+def _item_list(
+    request: Request, names: dict[str, str], query: ListQuery, now: datetime, f: ItemFilter
+) -> HTMLResponse:
+    app = app_of(request)
     found = app.storage.list_items(f, with_evidence=False)
     total, more = app.storage.count_up_to(f, len(found), COUNT_LIMIT)
     pages = max(1, -(-total // PAGE_SIZE))
@@ -387,11 +392,9 @@ def _deadline_chart(
 
 @router.get("/deadlines", response_class=HTMLResponse)
 async def deadlines(request: Request) -> HTMLResponse:
-    """Upcoming deadlines, week by week."""
-    return await page(request, lambda: _deadlines(request))
-
-
-def _deadlines(request: Request) -> HTMLResponse:
+    """Upcoming deadlines, week by week. The timeline is kept for a while
+    (``TimelineCache``); building it reads and lays out hundreds of calls, so a page that
+    must build it is costly (``render.page``)."""
     app = app_of(request)
     params = request.query_params
     area = params.get("area", "") if params.get("area") in AREAS else ""
@@ -403,8 +406,12 @@ def _deadlines(request: Request) -> HTMLResponse:
     lang = request_lang(request)
     timeline = request.app.state.timeline_cache
     key = (lang, area, theme, weeks)
-    data = timeline.get(key, lambda now: {key: _timeline(app, now, lang, area, theme, weeks)})
-    return render(request, "deadlines.html", data)
+
+    def make() -> HTMLResponse:
+        data = timeline.get(key, lambda now: {key: _timeline(app, now, lang, area, theme, weeks)})
+        return render(request, "deadlines.html", data)
+
+    return await page(request, make, costly=timeline.fresh(key) is None)
 
 
 def _timeline(

@@ -456,15 +456,17 @@ def base_context(request: Request) -> dict[str, Any]:
 R = TypeVar("R")
 
 
-async def page(request: Request, make: Callable[[], R], *, searching: bool = False) -> R:
+async def page(request: Request, make: Callable[[], R], *, costly: bool = False) -> R:
     """What a page of reads makes (``make``: its reads and its rendering), for a route on
-    the event loop: made right here where the storage's reads belong on the loop's own
+    the event loop: made right here when its reads are short and belong on the loop's own
     thread (``Storage.reads_here``: SQLite in WAL mode), else in the thread pool, where a
-    route that is not async runs. A full-text search (``searching``) always goes to the pool: most of it
-    is the database's own work, which lets go of the GIL, so two searches run at once on
-    two cores (at 100,000 items on SQLite, four clients at once, a search's median was
-    64 ms from the pool and 100 ms on the loop, where they queued)."""
-    if app_of(request).storage.reads_here and not searching:
+    route that is not async runs. A ``costly`` page always goes to the pool: a search, a
+    filter that scans (``ItemFilter.reads_few_rows``), a timeline to build. Most of its
+    time is the database's own work, which lets go of the GIL, so two such pages run at
+    once on two cores and the loop goes on meanwhile; on the loop they queued (at 100,000
+    items on SQLite, four clients at once, a search's median was 64 ms from the pool and
+    100 ms on the loop)."""
+    if not costly and app_of(request).storage.reads_here:
         return make()
     return await run_in_threadpool(make)
 
