@@ -41,20 +41,24 @@ def titles(html: str) -> list[str]:
     ]
 
 
+# The open ESF+ call every stocked page shows.
+K1 = raw(
+    "k1",
+    "Utlysning: kompetensförsörjning i Västsverige",
+    summary="ESF+ stöd för arbetsmarknad och kompetens.",
+    deadlines=("2026-11-20",),
+    status="open",
+    programme="ESF+",
+)
+
+
 @pytest.fixture
 def stocked(web_app: App) -> App:
     seed(
         web_app,
         "esf",
         [
-            raw(
-                "k1",
-                "Utlysning: kompetensförsörjning i Västsverige",
-                summary="ESF+ stöd för arbetsmarknad och kompetens.",
-                deadlines=("2026-11-20",),
-                status="open",
-                programme="ESF+",
-            ),
+            K1,
             raw(
                 "k2",
                 "Interreg ÖKS: tredje utlysningen",
@@ -404,16 +408,7 @@ def test_pages_read_on_the_event_loop_on_sqlite_and_in_threads_on_postgresql(
     seed(
         app,
         "esf",
-        [
-            raw(
-                "k1",
-                "Utlysning: kompetensförsörjning i Västsverige",
-                summary="ESF+ stöd för arbetsmarknad och kompetens.",
-                deadlines=("2026-11-20",),
-                status="open",
-                programme="ESF+",
-            )
-        ],
+        [K1],
     )
     item_id = app.storage.list_items(ItemFilter())[0].id
     on_loop: list[bool] = []
