@@ -127,6 +127,11 @@ class FarmRound:
     first_request: float | None
     last_response: float | None
 
+    def window(self) -> tuple[float, float]:
+        """The first request's arrival and the last response's time (the farm saw some)."""
+        assert self.first_request is not None and self.last_response is not None
+        return self.first_request, self.last_response
+
 
 class Counts:
     """Responses the farm sent, by status, and the first and last of them in time, since
@@ -595,19 +600,6 @@ def not_modified_share(counts: dict[int, int]) -> float:
     return counts.get(304, 0) / total if total else 0.0
 
 
-def farm_at(r: WatcherRound, which: str) -> float:
-    """When the farm saw the round's first request or last response (monotonic)."""
-    at = r.farm.first_request if which == "first" else r.farm.last_response
-    assert at is not None, "the farm saw no request in a watcher round"
-    return at
-
-
-def farm_span(seen: FarmRound) -> float:
-    """From the first request the farm saw to its last response."""
-    assert seen.first_request is not None and seen.last_response is not None
-    return seen.last_response - seen.first_request
-
-
 @dataclass
 class Summary:
     sources: int
@@ -650,16 +642,18 @@ def summarise(
         # Where the round's time went, by the farm's clock: until its first request came
         # in, its requests, and from its last response to the process's exit.
         s.watcher[f"{label}_to_first_request"] = wm(
-            label, lambda r: farm_at(r, "first") - r.measured.started
+            label, lambda r: r.farm.window()[0] - r.measured.started
         )
         s.watcher[f"{label}_requests"] = wm(
-            label, lambda r: farm_at(r, "last") - farm_at(r, "first")
+            label, lambda r: r.farm.window()[1] - r.farm.window()[0]
         )
         s.watcher[f"{label}_after_last_response"] = wm(
-            label, lambda r: r.measured.ended - farm_at(r, "last")
+            label, lambda r: r.measured.ended - r.farm.window()[1]
         )
         if b_runs:
-            s.bare[f"{label}_requests"] = median([farm_span(b[label]) for b in b_runs])
+            s.bare[f"{label}_requests"] = median(
+                [b[label].window()[1] - b[label].window()[0] for b in b_runs]
+            )
         if u_runs:
             ur = [r[label] for r in u_runs]
             s.urlwatch[f"{label}_wall"] = median([r.measured.wall for r in ur])

@@ -37,9 +37,7 @@ def join_url(base: str, link: str) -> str:
     """``urljoin(base, link)``: a link that is already a plain absolute http(s) URL (most
     links in feeds) comes back at once, as urljoin would give it; ``tests/test_text.py``
     holds the two equal."""
-    if _PLAIN_ABSOLUTE_URL.fullmatch(link):
-        return link
-    return urljoin(base, link)
+    return link if is_plain_absolute_url(link) else urljoin(base, link)
 
 
 def is_plain_absolute_url(link: str) -> bool:

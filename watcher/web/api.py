@@ -242,10 +242,10 @@ async def list_items(
         limit=limit,
         offset=offset,
     )
-    return await page(request, lambda: _item_page(request, f), costly=not f.reads_few_rows)
+    return await page(request, lambda: _listed(request, f), costly=not f.reads_few_rows)
 
 
-def _item_page(request: Request, f: ItemFilter) -> ItemPage:
+def _listed(request: Request, f: ItemFilter) -> ItemPage:
     app = app_of(request)
     limit, offset = f.limit, f.offset
     found = app.storage.list_items(f)
