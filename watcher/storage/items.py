@@ -40,7 +40,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.selectable import Alias
-from sqlalchemy.sql.util import ClauseAdapter
 
 from watcher.storage import base, rows
 from watcher.storage.core import StorageCore
@@ -51,7 +50,7 @@ from watcher.types import ItemChange, SourceLink, StoredItem, StoredTag
 # SQLite's FTS5 index of the items (migration 0008); its rowid is the item's id.
 items_fts = table("items_fts", column("rowid"), column("title"), column("search_text"))
 ORDERS = ("relevance", "newest", "deadline")
-# A search by relevance on PostgreSQL ranks at most this many matches (``_ranked_candidates``).
+# A search by relevance ranks at most this many matches, the newest (``_ranked_candidates``).
 RANKED_CANDIDATES = 1000
 _WORD_RE = re.compile(r"\w")
 # What a stored item is made of: not the search columns, the widest of a row (and the
@@ -99,6 +98,20 @@ def _fts_match(terms: list[str]) -> str | None:
     if not indexed:
         return None
     return " ".join('"' + t.replace('"', '""') + '"*' for t in indexed)
+
+
+@dataclass(frozen=True)
+class _Selected:
+    """The query of the items a filter selects (``ItemsRoom._filtered``): ``q`` selects
+    their ids (and rank, when asked); ``t`` is what it reads the items' columns from, to
+    order by: ``items``, or on SQLite, when a search leads, ``items`` through
+    ``ix_items_search_keys``; ``newest`` orders them newest first (descending) as the
+    query can walk it: on SQLite a ranked search's FTS rowid (FTS5 reads its index
+    backwards), else the items' id."""
+
+    q: Any
+    t: Any
+    newest: Any
 
 
 @dataclass(frozen=True)
@@ -157,69 +170,78 @@ FEW_ROWS = 5_000
 class ItemsRoom(StorageCore):
     # -- reading items ---------------------------------------------------------------------
 
-    def _filtered(self, f: ItemFilter, *, ranked: bool = False, walk: bool = False) -> Any:
-        """The ids of the items ``f`` selects; ``ranked``: with a ``rank`` column, the
+    def _filtered(self, f: ItemFilter, *, ranked: bool = False, walk: bool = False) -> _Selected:
+        """The query of the items ``f`` selects. ``ranked``: with a ``rank`` column, the
         search's relevance (smaller is better), 0 without a search; ``walk``: the search
         probes each item found in the sort order's index instead of leading the query
         (SQLite, see ``_walk_order``)."""
-        q = select(items.c.id)
+        t: Any = items
+        terms = _terms_of(f)
+        if self.dialect == "sqlite" and not walk and _fts_match(terms):
+            # The FTS index finds the items: the filter and order columns of every match are
+            # read (to rank, sort or count them) from the narrow index rather than the wide
+            # rows, which SQLite would otherwise pick.
+            t = _SEARCH_KEYS
+        q = select(t.c.id)
         rank: Any = literal(0.0)
-        if f.text and (terms := search_terms(f.text)):
-            q, rank = self._searched(q, terms, ranked, walk)
+        newest: Any = t.c.id
+        if terms:
+            q, rank, newest = self._searched(q, t, terms, ranked, walk)
         if ranked:
             q = q.add_columns(rank.label("rank"))
         if f.source:
             q = q.where(
-                items.c.id.in_(
+                t.c.id.in_(
                     select(item_sources.c.item_id).where(item_sources.c.source_id == f.source)
                 )
             )
         if f.since:
-            q = q.where(items.c.first_seen >= f.since)
+            q = q.where(t.c.first_seen >= f.since)
         if f.changed_since:
-            q = q.where(items.c.changed_at >= f.changed_since)
+            q = q.where(t.c.changed_at >= f.changed_since)
         for kind, tag in (("area", f.area), ("theme", f.theme)):
             if tag:
                 # A probe of the tags' primary key (item, kind, tag) per item: an area holds a
                 # large share of the items, so the list's order, not the tag, leads.
                 q = q.where(
                     select(tags.c.item_id)
-                    .where(tags.c.item_id == items.c.id, tags.c.kind == kind, tags.c.tag == tag)
+                    .where(tags.c.item_id == t.c.id, tags.c.kind == kind, tags.c.tag == tag)
                     .exists()
                 )
         if f.status:
-            q = q.where(items.c.status == f.status)
+            q = q.where(t.c.status == f.status)
         if f.programme:
-            q = q.where(
-                func.lower(items.c.programme).contains(f.programme.lower(), autoescape=True)
-            )
+            q = q.where(func.lower(t.c.programme).contains(f.programme.lower(), autoescape=True))
         if f.kind:
-            q = q.where(items.c.kind == f.kind)
+            q = q.where(t.c.kind == f.kind)
         if f.deadline_from:
-            q = q.where(items.c.deadline >= f.deadline_from)
+            q = q.where(t.c.deadline >= f.deadline_from)
         if f.deadline_to:
-            q = q.where(items.c.deadline <= f.deadline_to)
+            q = q.where(t.c.deadline <= f.deadline_to)
         if f.relevant is not None:
-            q = q.where(items.c.relevant == f.relevant)
+            q = q.where(t.c.relevant == f.relevant)
         if not f.include_held:
-            q = q.where(items.c.held.is_(False))
-        return q
+            q = q.where(t.c.held.is_(False))
+        return _Selected(q, t, newest)
 
-    def _searched(self, q: Any, terms: list[str], ranked: bool, walk: bool) -> tuple[Any, Any]:
-        """``q`` narrowed to the items containing every term, and their rank."""
+    def _searched(
+        self, q: Any, t: Any, terms: list[str], ranked: bool, walk: bool
+    ) -> tuple[Any, Any, Any]:
+        """``q`` (reading ``t``) narrowed to the items containing every term, their rank,
+        and the column that orders them newest first (``_Selected.newest``)."""
         if self.dialect == "sqlite":
-            for t in terms:
-                if not _WORD_RE.search(t):  # no word to look up ("%", "–")
-                    q = q.where(items.c.search_text.contains(t, autoescape=True))
+            for term in terms:
+                if not _WORD_RE.search(term):  # no word to look up ("%", "–")
+                    q = q.where(t.c.search_text.contains(term, autoescape=True))
             match = _fts_match(terms)
             if match is None:
-                return q, literal(0.0)
+                return q, literal(0.0), t.c.id
             if not ranked:
                 found = select(items_fts.c.rowid).where(text("items_fts MATCH :match"))
                 # ``id + 0`` is no column SQLite can look up by: the search becomes a set
                 # each item of the sort order's index is probed in (``_walk_order``).
-                key = items.c.id + 0 if walk else items.c.id
-                return q.where(key.in_(found.params(match=match))), literal(0.0)
+                key = t.c.id + 0 if walk else t.c.id
+                return q.where(key.in_(found.params(match=match))), literal(0.0), t.c.id
             # bm25 is smaller for better matches; a word in the title counts 4 times.
             score = func.bm25(literal_column("items_fts"), 4.0, 1.0)
             ranks = (
@@ -227,13 +249,14 @@ class ItemsRoom(StorageCore):
                 .where(text("items_fts MATCH :match").bindparams(match=match))
                 .subquery()
             )
-            return q.join(ranks, ranks.c.id == items.c.id), ranks.c.rank
+            return q.join(ranks, ranks.c.id == t.c.id), ranks.c.rank, ranks.c.id
         vector: Any = literal_column("items.search_vector")
         trigrams = self._has_trigrams()
-        for t in terms:
-            parts = re.findall(r"\w+", t)
-            like = items.c.search_text.like(
-                "%" + t.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%", escape="/"
+        for term in terms:
+            parts = re.findall(r"\w+", term)
+            like = t.c.search_text.like(
+                "%" + term.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%",
+                escape="/",
             )
             if not parts:
                 q = q.where(like)
@@ -243,7 +266,7 @@ class ItemsRoom(StorageCore):
             # tsvector left it out.
             cond = or_(func.numnode(each) == 0, vector.op("@@")(each))
             q = q.where(or_(cond, like) if trigrams else cond)
-        return q, _ts_rank(vector, terms) if ranked else literal(0.0)
+        return q, _ts_rank(vector, terms) if ranked else literal(0.0), t.c.id
 
     def _has_trigrams(self) -> bool:
         """Whether PostgreSQL has the trigram index (``pg_trgm`` could be created)."""
@@ -305,44 +328,51 @@ class ItemsRoom(StorageCore):
     def _page(self, f: ItemFilter, order: str, *, walk: bool = False) -> Any:
         """The ids of the page of items ``f`` asks for, in ``order``: only the columns
         filters and order read, so the wide rows are read for the page alone."""
-        if order == "relevance" and self.dialect == "postgresql":
-            return self._ranked_candidates(f)
-        q = self._filtered(f, ranked=order == "relevance", walk=walk)
         if order == "relevance":
-            # Equal ranks go to the latest deadline (the call still open), then the newest.
-            q = q.order_by(
-                literal_column("rank").asc(),
-                items.c.deadline.desc().nulls_last(),
-                items.c.first_seen.desc(),
-                items.c.id.desc(),
-            )
-        elif order == "deadline":
-            q = q.order_by(items.c.deadline.asc().nulls_last(), items.c.id.desc())
+            return self._ranked_candidates(f)
+        found = self._filtered(f, walk=walk)
+        t, q = found.t, found.q
+        if order == "deadline":
+            q = q.order_by(t.c.deadline.asc().nulls_last(), t.c.id.desc())
         else:
-            q = q.order_by(items.c.first_seen.desc(), items.c.id.desc())
-        return self._led_by_search(q.limit(f.limit).offset(f.offset), f, walk)
+            q = q.order_by(t.c.first_seen.desc(), t.c.id.desc())
+        return q.limit(f.limit).offset(f.offset)
 
     def _ranked_candidates(self, f: ItemFilter) -> Any:
-        """A search by relevance on PostgreSQL: the ids of the page, ranked among the newest
-        ``RANKED_CANDIDATES`` matches (the highest ids; or as many as the page's end needs),
-        with the same ties (the latest deadline, then the newest).
+        """A search by relevance: the ids of the page, ranked among the newest
+        ``RANKED_CANDIDATES`` matches (the highest ids; or as many as the page's end
+        needs); equal ranks go to the latest deadline (the call still open), then the
+        newest. With no more matches than the bound the order is exactly the ranking's;
+        beyond it, an older match is not shown however well it ranks.
 
-        ``ts_rank`` costs about 10 µs a match and a bitmap of matches reads every match's
-        row: at 1,000,000 items a common word matches 130,000, far past 150 ms. The newest
-        matches are found by walking the primary key backwards (the rows in about the order
-        they lie on disk) when the words match many items, and from the bitmap when few.
-        With no more matches than the bound the order is exactly the ranking's; beyond it,
-        an older match is not shown however well it ranks."""
+        Ranking costs for every match: SQLite's ``bm25`` about 1.5 µs and PostgreSQL's
+        ``ts_rank`` about 10 µs, beside a bitmap of matches that reads every match's row
+        there. A common word matches 13,000 of 100,000 items and 130,000 of 1,000,000: 20
+        ms on SQLite, far past 150 ms on PostgreSQL. The newest matches are found on SQLite
+        by reading the FTS index backwards, each probed in ``ix_items_search_keys`` for the
+        filters and ties, and ranked as they are read; on PostgreSQL by walking the primary
+        key backwards (the rows in about the order they lie on disk) when the words match
+        many items, and from the bitmap when few, then ranked."""
         bound = max(RANKED_CANDIDATES, f.offset + f.limit)
-        vector: Any = literal_column("items.search_vector")
-        found = (
-            self._filtered(f)
-            .add_columns(items.c.deadline, items.c.first_seen, vector.label("vector"))
-            .order_by(items.c.id.desc())
-            .limit(bound)
-            .subquery("candidates")
-        )
-        rank = _ts_rank(found.c.vector, _terms_of(f)).label("rank")
+        if self.dialect == "sqlite":
+            s = self._filtered(f, ranked=True)
+            found = (
+                s.q.add_columns(s.t.c.deadline, s.t.c.first_seen)
+                .order_by(s.newest.desc())
+                .limit(bound)
+                .subquery("candidates")
+            )
+            rank = found.c.rank
+        else:
+            vector: Any = literal_column("items.search_vector")
+            found = (
+                self._filtered(f)
+                .q.add_columns(items.c.deadline, items.c.first_seen, vector.label("vector"))
+                .order_by(items.c.id.desc())
+                .limit(bound)
+                .subquery("candidates")
+            )
+            rank = _ts_rank(found.c.vector, _terms_of(f)).label("rank")
         return (
             select(found.c.id, rank)
             .order_by(
@@ -354,16 +384,6 @@ class ItemsRoom(StorageCore):
             .limit(f.limit)
             .offset(f.offset)
         )
-
-    def _led_by_search(self, q: Any, f: ItemFilter, walk: bool) -> Any:
-        """``q`` (complete, on ``items``) reading the items the FTS index found through
-        ``ix_items_search_keys`` on SQLite: the filter and order columns of every match are
-        read (to rank, sort or count them), from the narrow index rather than the wide
-        rows, which SQLite would otherwise pick. Not when the order's index leads
-        (``walk``)."""
-        if self.dialect != "sqlite" or walk or not _fts_match(_terms_of(f)):
-            return q
-        return ClauseAdapter(_SEARCH_KEYS).traverse(q)
 
     def _read(
         self,
@@ -391,10 +411,9 @@ class ItemsRoom(StorageCore):
     def count_items(self, f: ItemFilter = ItemFilter(), *, limit: int | None = None) -> int:
         """How many items ``f`` selects (its order, limit and offset aside); with ``limit``,
         counting stops there: ``min(count, limit)``, as cheap as ``limit`` is small."""
-        q = self._filtered(f)
+        q = self._filtered(f).q
         if limit is not None:
             q = q.limit(limit)
-        q = self._led_by_search(q, f, walk=False)
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
 
