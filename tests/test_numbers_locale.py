@@ -8,15 +8,22 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from babel import dates
+from babel import dates, numbers
 
 from notifications.alerts import DIGEST_MISSED, SOURCE_FAILING, alert_text
 from notifications.digest import Digest, Entry
-from notifications.labels import format_date, format_datetime, format_number
+from notifications.labels import (
+    format_date,
+    format_datetime,
+    format_day,
+    format_number,
+    format_time,
+)
 from notifications.render import render_digest, subject_for
 from notifications.subscriptions import describe
 from tests.conftest import T0
 from watcher.config import validate_data
+from watcher.dates import STOCKHOLM
 from watcher.storage.events import AdminEvent
 from watcher.storage.subscriptions import Choice
 from watcher.web.render import Formatter, environment
@@ -93,6 +100,30 @@ def test_a_time_of_day_is_joined_as_each_language_writes_it():
     assert format_datetime(summer, "sv") == "30 juni 2027 kl. 17:00"
     whole_day = datetime(2027, 6, 30, 21, 59, tzinfo=UTC)  # 23:59 CEST marks a whole day
     assert format_datetime(whole_day, "en") == "30 June 2027"
+
+
+def test_kept_answers_are_babels_own_for_every_hour_day_and_number():
+    # format_day, format_time and format_number keep their recent answers: each must be
+    # what Babel says for those arguments, asked again and after other arguments, across
+    # both changes of daylight saving time, in both languages and for ints and floats.
+    start = datetime(2027, 3, 27, 0, 7, tzinfo=UTC)  # a day before summer time
+    instants = [start + timedelta(minutes=53 * i) for i in range(200)]
+    instants += [
+        datetime(2027, 10, 30, 22, tzinfo=UTC) + timedelta(minutes=30 * i) for i in range(12)
+    ]
+    for _ in range(2):
+        for language, locale in (("sv", "sv_SE"), ("en", "en_GB"), ("fr", "sv_SE")):
+            for when in instants:
+                local = when.astimezone(STOCKHOLM)
+                expected = dates.format_time(when, "short", tzinfo=STOCKHOLM, locale=locale)
+                assert format_time(when, language) == expected
+                assert format_day(local.date(), language) == dates.format_date(
+                    local.date(), "long", locale=locale
+                )
+            for value in (0, 1, 1.0, 2, 2.5, 1234, 1234.0, 1234567.5, -3):
+                assert format_number(value, language) == numbers.format_decimal(
+                    value, locale=locale
+                )
 
 
 def test_the_web_number_filter_and_formatter_follow_the_page_language():
