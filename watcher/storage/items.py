@@ -236,12 +236,21 @@ class ItemsRoom(StorageCore):
             match = _fts_match(terms)
             if match is None:
                 return q, literal(0.0), t.c.id
-            if not ranked:
+            if walk:
                 found = select(items_fts.c.rowid).where(text("items_fts MATCH :match"))
                 # ``id + 0`` is no column SQLite can look up by: the search becomes a set
                 # each item of the sort order's index is probed in (``_walk_order``).
-                key = t.c.id + 0 if walk else t.c.id
-                return q.where(key.in_(found.params(match=match))), literal(0.0), t.c.id
+                return q.where((t.c.id + 0).in_(found.params(match=match))), literal(0.0), t.c.id
+            if not ranked:
+                # The FTS index leads, each match probed in ``t`` as it is read, so a count
+                # that stops stops reading matches (``IN`` would first gather every one:
+                # 5.6 against 1.9 ms to count 1,001 of 17,000 matches with an area).
+                hits = (
+                    select(items_fts.c.rowid.label("id"))
+                    .where(text("items_fts MATCH :match").bindparams(match=match))
+                    .subquery()
+                )
+                return q.join(hits, hits.c.id == t.c.id), literal(0.0), hits.c.id
             # bm25 is smaller for better matches; a word in the title counts 4 times.
             score = func.bm25(literal_column("items_fts"), 4.0, 1.0)
             ranks = (
