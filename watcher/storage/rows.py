@@ -39,7 +39,13 @@ def item_of(
 ) -> StoredItem:
     """An items row as a ``StoredItem``, with its tags and source links. Columns a reader
     leaves out (identifier, published, budget, regions, topics, ``extra``, ``incomplete``:
-    a digest's selection reads thousands of rows without them) read as empty."""
+    a digest's selection reads thousands of rows without them) read as empty. (A missing
+    key is asked with ``in``: ``RowMapping.get`` finds it missing by raising and catching
+    ``KeyError``, 1.9 µs against 0.3 µs, nine times for each of a digest's 80,000 rows.)"""
+
+    def get(key: str) -> Any:
+        return r[key] if key in r else None  # noqa: SIM401 (not r.get: see above)
+
     return StoredItem(
         id=r["id"],
         uid=r["uid"],
@@ -51,25 +57,25 @@ def item_of(
         kind=Kind(r["kind"]),
         status=Status(r["status"]) if r["status"] else None,
         programme=r["programme"],
-        identifier=r.get("identifier"),
-        published=r.get("published"),
+        identifier=get("identifier"),
+        published=get("published"),
         opening=r["opening"],
         deadline=r["deadline"],
         deadlines=tuple(d for d in (from_iso(x) for x in (r["deadlines"] or [])) if d),
-        budget=r.get("budget"),
-        budget_amount=r.get("budget_amount"),
-        currency=r.get("currency"),
-        regions=tuple(r.get("regions") or ()),
-        topics=tuple(r.get("topics") or ()),
+        budget=get("budget"),
+        budget_amount=get("budget_amount"),
+        currency=get("currency"),
+        regions=tuple(get("regions") or ()),
+        topics=tuple(get("topics") or ()),
         relevant=bool(r["relevant"]),
         first_seen=r["first_seen"],
         last_seen=r["last_seen"],
         changed_at=r["changed_at"],
         baseline=bool(r["baseline"]),
         held=bool(r["held"]),
-        extra=r.get("extra") or {},
+        extra=get("extra") or {},
         released_at=r["released_at"],
-        incomplete=Incomplete.from_dict(r.get("incomplete")),
+        incomplete=Incomplete.from_dict(get("incomplete")),
         tags=tuple(tags),
         sources=tuple(sources),
     )
