@@ -11,7 +11,7 @@ helper (``format_number``), so a count reads the same in an email and on a page.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -214,6 +214,8 @@ def format_date(dt: datetime | None, language: str = "sv", tz: tzinfo = STOCKHOL
 
 def format_time(dt: datetime, language: str = "sv", tz: tzinfo = STOCKHOLM) -> str:
     """The time of day in Stockholm time, Babel's short time (``17:00``)."""
+    if dt.tzinfo is None:  # as Babel reads a naive instant: UTC
+        dt = dt.replace(tzinfo=UTC)
     local = dt.astimezone(tz)
     return _short_time(local.hour, local.minute, lang_of(language))
 
@@ -253,11 +255,18 @@ def format_datetime(
     return _datetime_join(lang).replace("{0}", format_time(dt, lang, tz)).replace("{1}", day)
 
 
-@lru_cache(maxsize=4096, typed=True)
 def format_number(value: float, language: str = "sv") -> str:
     """A count or a quantity as the reader's language writes it: ``1 234`` (a no-break
-    space) and ``2,5`` in Swedish, ``1,234`` and ``2.5`` in English."""
+    space) and ``2,5`` in Swedish, ``1,234`` and ``2.5`` in English. Counts (ints) are
+    kept; a float is not (``-0.0`` equals ``0.0`` but is written ``-0``)."""
+    if type(value) is int:
+        return _count(value, lang_of(language))
     return numbers.format_decimal(value, locale=locale_of(language))
+
+
+@lru_cache(maxsize=4096)
+def _count(value: int, lang: str) -> str:
+    return numbers.format_decimal(value, locale=LOCALES[lang])
 
 
 def format_change_value(note_field: str, value: Any, language: str) -> str:

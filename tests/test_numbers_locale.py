@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel import dates, numbers
@@ -105,25 +106,31 @@ def test_a_time_of_day_is_joined_as_each_language_writes_it():
 def test_kept_answers_are_babels_own_for_every_hour_day_and_number():
     # format_day, format_time and format_number keep their recent answers: each must be
     # what Babel says for those arguments, asked again and after other arguments, across
-    # both changes of daylight saving time, in both languages and for ints and floats.
+    # both changes of daylight saving time, in several zones (half and three-quarter hours
+    # too), for a naive instant (Babel reads it as UTC), in both languages, and for ints and
+    # floats (-0.0 equals 0.0 but is written "-0").
     start = datetime(2027, 3, 27, 0, 7, tzinfo=UTC)  # a day before summer time
     instants = [start + timedelta(minutes=53 * i) for i in range(200)]
     instants += [
         datetime(2027, 10, 30, 22, tzinfo=UTC) + timedelta(minutes=30 * i) for i in range(12)
     ]
+    instants.append(datetime(2027, 6, 30, 12, 5))  # naive
+    zones = [STOCKHOLM, UTC] + [
+        ZoneInfo(z) for z in ("America/New_York", "Asia/Kolkata", "Asia/Kathmandu")
+    ]
     for _ in range(2):
         for language, locale in (("sv", "sv_SE"), ("en", "en_GB"), ("fr", "sv_SE")):
-            for when in instants:
-                local = when.astimezone(STOCKHOLM)
-                expected = dates.format_time(when, "short", tzinfo=STOCKHOLM, locale=locale)
-                assert format_time(when, language) == expected
-                assert format_day(local.date(), language) == dates.format_date(
-                    local.date(), "long", locale=locale
-                )
-            for value in (0, 1, 1.0, 2, 2.5, 1234, 1234.0, 1234567.5, -3):
+            for tz in zones:
+                for when in instants:
+                    expected = dates.format_time(when, "short", tzinfo=tz, locale=locale)
+                    assert format_time(when, language, tz) == expected, (when, tz)
+            for when in instants[:-1]:
+                day = when.astimezone(STOCKHOLM).date()
+                assert format_day(day, language) == dates.format_date(day, "long", locale=locale)
+            for value in (0, -0.0, 0.0, 1, 1.0, 2, 2.5, 1234, 1234.0, 1234567.5, -3):
                 assert format_number(value, language) == numbers.format_decimal(
                     value, locale=locale
-                )
+                ), value
 
 
 def test_the_web_number_filter_and_formatter_follow_the_page_language():

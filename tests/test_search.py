@@ -4,7 +4,7 @@ deletions)."""
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -202,7 +202,7 @@ def test_a_search_by_relevance_ranks_the_newest_matches(
     any_storage: Storage, monkeypatch: pytest.MonkeyPatch
 ):
     # Both databases rank the newest matches (the highest ids), at most RANKED_CANDIDATES
-    # of them (or as many as the page's end needs), so the same search gives the same page.
+    # of them, so the same search gives the same page; older matches follow, newest first.
     monkeypatch.setattr(items_module, "RANKED_CANDIDATES", 2)
     poll_into(
         any_storage,
@@ -217,9 +217,16 @@ def test_a_search_by_relevance_ranks_the_newest_matches(
     f = ItemFilter(text="klimatanpassning", order="relevance", limit=2)
     keys = [i.sources[0].key for i in any_storage.list_items(f)]
     assert keys == ["u", "v"]  # "t", older than both, ranks above "v" but is not ranked
-    # A page past the bound is ranked among as many matches as its end needs.
-    page = ItemFilter(text="klimatanpassning", order="relevance", limit=1, offset=2)
-    assert [i.sources[0].key for i in any_storage.list_items(page)] == ["v"]
+
+    # Every match has one place whatever the page's size: paging on shows each match once.
+    def page(offset: int, limit: int) -> list[str]:
+        return [
+            i.sources[0].key for i in any_storage.list_items(replace(f, offset=offset, limit=limit))
+        ]
+
+    assert [k for n in range(5) for k in page(n, 1)] == ["u", "v", "t", "s"]
+    assert page(1, 2) == ["v", "t"]  # a page across the bound: ranked, then newest
+    assert page(2, 5) == ["t", "s"]
     assert any_storage.count_items(f) == 4
     # The bound counts the matches that pass the filters: newer matches of another source
     # do not take the places of this source's.
@@ -233,7 +240,7 @@ def test_a_search_by_relevance_ranks_the_newest_matches(
         now=T0 + timedelta(hours=1),
     )
     assert {i.sources[0].key for i in any_storage.list_items(f)} == {"x", "y"}
-    ours = dataclasses.replace(f, source=SRC.id)
+    ours = replace(f, source=SRC.id)
     assert [i.sources[0].key for i in any_storage.list_items(ours)] == ["u", "v"]
 
 
