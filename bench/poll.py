@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from tests.loopback import LoopbackServer, RecordedRequest, Reply  # noqa: E402
 
 URLWATCH_VERSION = "2.29"
@@ -271,15 +272,6 @@ def peak_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of the process itself so far (/proc/PID/stat), None when gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

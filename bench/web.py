@@ -42,6 +42,7 @@ import tomlkit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.procstat import cpu_seconds  # noqa: E402
 from watcher.app import App  # noqa: E402
 from watcher.config import validate_data  # noqa: E402
 from watcher.pipeline.normalise import normalise  # noqa: E402
@@ -307,11 +308,18 @@ def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
+def servers_cpu(pids: list[int]) -> float:
+    """The CPU the server processes have used so far (user + system, /proc)."""
+    return sum(cpu_seconds(pid) or 0.0 for pid in pids)
+
+
 async def run_scenario(
-    bases: list[str], path: str, requests: int, concurrency: int
+    bases: list[str], path: str, requests: int, concurrency: int, pids: list[int]
 ) -> dict[str, float]:
     """``requests`` GETs of ``path`` from ``concurrency`` clients; with several servers
-    (``bases``) each request goes to the next one in turn, as a proxy's round robin."""
+    (``bases``) each request goes to the next one in turn, as a proxy's round robin. Also
+    the servers' CPU per request (``pids``; not a database server's): on a loaded or
+    noisy host latency varies from run to run far more than the work a request costs."""
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     clients = [httpx.AsyncClient(base_url=b, limits=limits, timeout=30) for b in bases]
@@ -330,9 +338,11 @@ async def run_scenario(
                 latencies.append(time.perf_counter() - t0)
                 r.raise_for_status()
 
+        cpu = servers_cpu(pids)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu = servers_cpu(pids) - cpu
     finally:
         for client in clients:
             await client.aclose()
@@ -342,6 +352,7 @@ async def run_scenario(
         "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000,
         "max_ms": latencies[-1] * 1000,
         "req_per_s": len(latencies) / elapsed,
+        "server_cpu_ms": cpu * 1000 / len(latencies),
     }
 
 
@@ -382,7 +393,11 @@ def main() -> None:
             results = {
                 name: asyncio.run(
                     run_scenario(
-                        bases, path.format(item_id=item_id), args.requests, args.concurrency
+                        bases,
+                        path.format(item_id=item_id),
+                        args.requests,
+                        args.concurrency,
+                        [proc.pid for proc in procs],
                     )
                 )
                 for name, path in SCENARIOS.items()
@@ -402,12 +417,19 @@ def main() -> None:
         f"per scenario from {args.concurrency} concurrent clients on loopback, "
         f"{args.processes} server process(es)"
     )
-    print(f"{'scenario':34} {'median ms':>10} {'p95 ms':>9} {'max ms':>9} {'req/s':>8}")
+    print(
+        f"{'scenario':34} {'median ms':>10} {'p95 ms':>9} {'max ms':>9} {'req/s':>8} "
+        f"{'server CPU ms/req':>18}"
+    )
     for name, r in results.items():
         print(
             f"{name:34} {r['median_ms']:10.1f} {r['p95_ms']:9.1f} {r['max_ms']:9.1f} "
-            f"{r['req_per_s']:8.1f}"
+            f"{r['req_per_s']:8.1f} {r['server_cpu_ms']:18.1f}"
         )
+    print(
+        "server CPU ms/req: user + system CPU of the `watcher run` process(es) over the "
+        "scenario's requests, per request (not the database server's, on PostgreSQL)"
+    )
 
 
 if __name__ == "__main__":
