@@ -106,8 +106,8 @@ class _Selected:
     their ids (and rank, when asked); ``t`` is what it reads the items' columns from, to
     order by: ``items``, or on SQLite, when a search leads, ``items`` through
     ``ix_items_search_keys``; ``newest`` orders them newest first (descending) as the
-    query can walk it: on SQLite a ranked search's FTS rowid (FTS5 reads its index
-    backwards), else the items' id."""
+    query can walk it: on SQLite, where the FTS index leads a search, its rowid (FTS5 reads
+    its index backwards), else the items' id."""
 
     q: Any
     t: Any
