@@ -209,7 +209,9 @@ async def list_items(
     since: str | None = Query(None, description="first seen on or after (date or datetime)"),
     include_irrelevant: bool = Query(False, description="also items not relevant to networks"),
     sort: Literal["relevance", "newest", "deadline"] | None = Query(
-        None, description="relevance (the default with q: best match first), newest, deadline"
+        None,
+        description="relevance (the default with q: the 1,000 newest matches best first, "
+        "then older matches newest first), newest, deadline",
     ),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=1_000_000),
