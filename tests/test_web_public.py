@@ -426,7 +426,7 @@ def test_pages_read_on_the_event_loop_on_sqlite_and_in_threads_on_postgresql(
 
         monkeypatch.setattr(app.storage, name, spy)
 
-    for name in ("list_items", "get_item", "source_states"):
+    for name in ("list_items", "list_counted", "get_item", "source_states"):
         watched(name)
     here = any_storage.dialect == "sqlite"
     pages = {

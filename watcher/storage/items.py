@@ -326,36 +326,90 @@ class ItemsRoom(StorageCore):
     ) -> list[StoredItem]:
         """The items ``f`` selects, in its order; ``with_evidence=False``: their tags
         without what the rules matched (a list shows the tags only)."""
-        order = f.order if f.order in ORDERS else "newest"
-        if order == "relevance" and not (f.text and search_terms(f.text)):
-            order = "newest"
         with self.engine.connect() as conn:
-            if order == "relevance":
-                ids = self._ranked_ids(conn, f)
-            else:
-                walk = bool(f.text) and self._walk_order(conn, f)
-                ids = [r[0] for r in conn.execute(self._page(f, order, walk=walk)).all()]
+            ids, _ = self._page_ids(conn, f)
             return self._read(
                 conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
             )
 
-    def _ranked_ids(self, conn: Connection, f: ItemFilter) -> list[int]:
+    @base.translate_errors
+    def list_counted(
+        self, f: ItemFilter, past: int, *, with_tags: bool = True, with_evidence: bool = True
+    ) -> tuple[list[StoredItem], int, bool]:
+        """``list_items`` and ``count_up_to`` together (a list page and its count). A
+        search by relevance counts from its ranking: the newest ``RANKED_CANDIDATES``
+        matches it ranked are every match when they are fewer, and otherwise only the
+        matches older than the oldest of them are counted, as many as the count needs (one
+        for the web's first page). Counting every match again read the same rows twice: on
+        PostgreSQL at 1,000,000 items, 30 ms each for a common word."""
+        with self.engine.connect() as conn:
+            ids, ranked = self._page_ids(conn, f)
+            found = self._read(
+                conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
+            )
+            if ranked is None:
+                total, more = self._count_up_to(conn, f, len(found), past)
+            else:
+                total, more = self._count_past_ranking(conn, f, past, *ranked)
+        return found, total, more
+
+    def _page_ids(
+        self, conn: Connection, f: ItemFilter
+    ) -> tuple[list[int], tuple[int, int] | None]:
+        """The ids of ``f``'s page in its order, and for a search by relevance whose page
+        began among the ranked matches, how many were ranked and the oldest (lowest) id
+        among them."""
+        order = f.order if f.order in ORDERS else "newest"
+        if order == "relevance" and not (f.text and search_terms(f.text)):
+            order = "newest"
+        if order == "relevance":
+            return self._ranked_ids(conn, f)
+        walk = bool(f.text) and self._walk_order(conn, f)
+        return [r[0] for r in conn.execute(self._page(f, order, walk=walk)).all()], None
+
+    def _ranked_ids(
+        self, conn: Connection, f: ItemFilter
+    ) -> tuple[list[int], tuple[int, int] | None]:
         """The ids of a page of a search by relevance: the newest ``RANKED_CANDIDATES``
         matches best first (``_ranked_candidates``), then the older matches, newest first.
         Each match has one place, whatever the page's size, so paging on shows every match
-        once; a page that spans the bound takes its two parts from the two orders."""
+        once; a page that spans the bound takes its two parts from the two orders. Also,
+        when the page began among the ranked matches, how many were ranked and the lowest
+        id among them."""
         bound = RANKED_CANDIDATES
         ids: list[int] = []
+        ranked: tuple[int, int] | None = None
         if f.offset < bound:
-            ranked = replace(f, limit=min(f.limit, bound - f.offset))
-            ids = [r[0] for r in conn.execute(self._ranked_candidates(ranked)).all()]
+            page = replace(f, limit=min(f.limit, bound - f.offset))
+            found = conn.execute(self._ranked_candidates(page)).all()
+            ids = [r[0] for r in found]
+            if found:
+                ranked = (found[0][2], found[0][3])
         end = f.offset + f.limit
         if end > bound:
             start = max(f.offset, bound)
             older = self._filtered(f)
             q = older.q.order_by(older.newest.desc()).limit(end - start).offset(start)
             ids += [r[0] for r in conn.execute(q).all()]
-        return ids
+        return ids, ranked
+
+    def _count_past_ranking(
+        self, conn: Connection, f: ItemFilter, past: int, ranked: int, oldest: int
+    ) -> tuple[int, bool]:
+        """``count_up_to`` for a search by relevance that ranked ``ranked`` matches, the
+        oldest with id ``oldest``: fewer than the bound are every match; with as many,
+        only the older matches the count still needs are counted."""
+        cap = f.offset + past
+        if ranked < RANKED_CANDIDATES:
+            return min(ranked, cap), ranked > cap
+        if cap < ranked:
+            return cap, True
+        older = self._filtered(f)
+        q = older.q.where(older.newest < oldest).limit(cap - ranked + 1)
+        total = ranked + int(
+            conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        )
+        return min(total, cap), total > cap
 
     def _page(self, f: ItemFilter, order: str, *, walk: bool = False) -> Any:
         """The ids of the page of items ``f`` asks for, newest first or by deadline: only
@@ -404,7 +458,12 @@ class ItemsRoom(StorageCore):
             )
             rank = _ts_rank(found.c.vector, _terms_of(f)).label("rank")
         return (
-            select(found.c.id, rank)
+            select(
+                found.c.id,
+                rank,
+                func.count().over().label("ranked"),
+                func.min(found.c.id).over().label("oldest"),
+            )
             .order_by(
                 rank.asc(),
                 found.c.deadline.desc().nulls_last(),
@@ -441,20 +500,30 @@ class ItemsRoom(StorageCore):
     def count_items(self, f: ItemFilter = ItemFilter(), *, limit: int | None = None) -> int:
         """How many items ``f`` selects (its order, limit and offset aside); with ``limit``,
         counting stops there: ``min(count, limit)``, as cheap as ``limit`` is small."""
+        with self.engine.connect() as conn:
+            return self._count_in(conn, f, limit=limit)
+
+    def _count_in(self, conn: Connection, f: ItemFilter, *, limit: int | None = None) -> int:
         q = self._filtered(f).q
         if limit is not None:
             q = q.limit(limit)
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
 
+    @base.translate_errors
     def count_up_to(self, f: ItemFilter, shown: int, past: int) -> tuple[int, bool]:
         """How many items ``f`` selects, counted at most ``past`` beyond its offset, and
         whether there are more; ``shown``: how many its page held (a first page that is
         not full is the count, with no second scan)."""
+        with self.engine.connect() as conn:
+            return self._count_up_to(conn, f, shown, past)
+
+    def _count_up_to(
+        self, conn: Connection, f: ItemFilter, shown: int, past: int
+    ) -> tuple[int, bool]:
         if f.offset == 0 and shown < f.limit:
             return shown, False
         cap = f.offset + past
-        total = self.count_items(f, limit=cap + 1)
+        total = self._count_in(conn, f, limit=cap + 1)
         return min(total, cap), total > cap
 
     @base.translate_errors

@@ -250,8 +250,7 @@ async def list_items(
 def _listed(request: Request, f: ItemFilter) -> ItemPage:
     app = app_of(request)
     limit, offset = f.limit, f.offset
-    found = app.storage.list_items(f)
-    total, more = app.storage.count_up_to(f, len(found), limit + COUNT_LIMIT)
+    found, total, more = app.storage.list_counted(f, limit + COUNT_LIMIT)
     nxt = None
     if offset + limit < total:
         nxt = str(request.url.include_query_params(offset=offset + limit))

@@ -271,8 +271,7 @@ def _item_list(
     request: Request, names: dict[str, str], query: ListQuery, now: datetime, f: ItemFilter
 ) -> HTMLResponse:
     app = app_of(request)
-    found = app.storage.list_items(f, with_evidence=False)
-    total, more = app.storage.count_up_to(f, len(found), COUNT_LIMIT)
+    found, total, more = app.storage.list_counted(f, COUNT_LIMIT, with_evidence=False)
     pages = max(1, -(-total // PAGE_SIZE))
     fmt = Formatter(request_lang(request), app.config.tz, now)
     feeds = []
