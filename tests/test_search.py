@@ -196,6 +196,10 @@ def test_search_text_with_quotes_and_wildcards_is_taken_literally(any_storage: S
     assert found(any_storage, "100%") == ['Programmet "Kreativa Europa" 100% digitalt']
     assert found(any_storage, "europa OR x") == []  # not FTS5 or tsquery syntax
     assert found(any_storage, "!(europa") == ['Programmet "Kreativa Europa" 100% digitalt']
+    # By relevance (the web's order with a search) too, with no word to rank by at all.
+    for q in ("%", "100%", "–"):
+        hits = found(any_storage, q, order="relevance")
+        assert hits == (['Programmet "Kreativa Europa" 100% digitalt'] if q != "–" else []), q
 
 
 def test_a_search_by_relevance_ranks_the_newest_matches(

@@ -83,9 +83,12 @@ def _ts_rank(vector: Any, terms: list[str]) -> Any:
     """PostgreSQL's rank of ``vector`` for the search terms, negated: ``ts_rank`` is larger
     for better matches, and smaller is better on both databases. The rank's query: each
     term's words as prefixes of Swedish stems, any of them (\\w+ only: nothing of the
-    user's reaches tsquery syntax)."""
+    user's reaches tsquery syntax). Terms without a word ("%", "–") rank every match the
+    same: an empty tsquery would be a syntax error."""
     words = [w for t in terms for w in re.findall(r"\w+", t)]
-    tsquery = func.to_tsquery("swedish", " | ".join(f"{w}:*" for w in words) or "''")
+    if not words:
+        return literal(0.0)
+    tsquery = func.to_tsquery("swedish", " | ".join(f"{w}:*" for w in words))
     return -func.ts_rank(vector, tsquery)
 
 
