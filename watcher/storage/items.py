@@ -350,7 +350,7 @@ class ItemsRoom(StorageCore):
             found = self._read(
                 conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
             )
-            if ranked is None:
+            if ranked is None or (f.offset == 0 and len(found) < f.limit):
                 total, more = self._count_up_to(conn, f, len(found), past)
             else:
                 total, more = self._count_past_ranking(conn, f, past, *ranked)
@@ -408,7 +408,9 @@ class ItemsRoom(StorageCore):
         if cap < ranked:
             return cap, True
         older = self._filtered(f)
-        q = older.q.where(older.newest < oldest).limit(cap - ranked + 1)
+        # Walked on from the oldest ranked match, backwards, as the ranking walked.
+        q = older.q.where(older.newest < oldest).order_by(older.newest.desc())
+        q = q.limit(cap - ranked + 1)
         total = ranked + int(
             conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
         )
