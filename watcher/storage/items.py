@@ -330,31 +330,39 @@ class ItemsRoom(StorageCore):
         """The items ``f`` selects, in its order; ``with_evidence=False``: their tags
         without what the rules matched (a list shows the tags only)."""
         with self.engine.connect() as conn:
-            ids, _ = self._page_ids(conn, f)
-            return self._read(
-                conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
-            )
+            return self._listed(conn, f, with_tags, with_evidence)[0]
 
     @base.translate_errors
     def list_counted(
         self, f: ItemFilter, past: int, *, with_tags: bool = True, with_evidence: bool = True
     ) -> tuple[list[StoredItem], int, bool]:
-        """``list_items`` and ``count_up_to`` together (a list page and its count). A
-        search by relevance counts from its ranking: the newest ``RANKED_CANDIDATES``
+        """``list_items``, and how many items ``f`` selects, counted at most ``past`` beyond
+        its offset, and whether there are more (a list page and its count; a first page
+        that is not full is the count, with no second scan). A search by relevance counts
+        from its ranking: the newest ``RANKED_CANDIDATES``
         matches it ranked are every match when they are fewer, and otherwise only the
         matches older than the oldest of them are counted, as many as the count needs (one
         for the web's first page). Counting every match again read the same rows twice: on
         PostgreSQL at 1,000,000 items, 30 ms each for a common word."""
         with self.engine.connect() as conn:
-            ids, ranked = self._page_ids(conn, f)
-            found = self._read(
-                conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
-            )
-            if ranked is None or (f.offset == 0 and len(found) < f.limit):
-                total, more = self._count_up_to(conn, f, len(found), past)
-            else:
-                total, more = self._count_past_ranking(conn, f, past, *ranked)
-        return found, total, more
+            found, ranked = self._listed(conn, f, with_tags, with_evidence)
+            if f.offset == 0 and len(found) < f.limit:
+                return found, len(found), False
+            if ranked is not None:
+                return found, *self._count_past_ranking(conn, f, past, *ranked)
+            cap = f.offset + past
+            total = self._count_in(conn, f, limit=cap + 1)
+            return found, min(total, cap), total > cap
+
+    def _listed(
+        self, conn: Connection, f: ItemFilter, with_tags: bool, with_evidence: bool
+    ) -> tuple[list[StoredItem], tuple[int, int] | None]:
+        """The page's items, and what its ranking tells a count (``_page_ids``)."""
+        ids, ranked = self._page_ids(conn, f)
+        found = self._read(
+            conn, ids, with_tags=with_tags, with_sources=with_tags, with_evidence=with_evidence
+        )
+        return found, ranked
 
     def _page_ids(
         self, conn: Connection, f: ItemFilter
@@ -391,15 +399,22 @@ class ItemsRoom(StorageCore):
         end = f.offset + f.limit
         if end > bound:
             start = max(f.offset, bound)
-            older = self._filtered(f)
-            q = older.q.order_by(older.newest.desc()).limit(end - start).offset(start)
+            q = self._newest_first(f).limit(end - start).offset(start)
             ids += [r[0] for r in conn.execute(q).all()]
         return ids, ranked
+
+    def _newest_first(self, f: ItemFilter, *, older_than: int | None = None) -> Any:
+        """The ids of the items ``f`` selects, newest first as the query walks them (a
+        search's FTS index backwards on SQLite, the primary key on PostgreSQL); with
+        ``older_than``, only those below that id."""
+        s = self._filtered(f)
+        q = s.q if older_than is None else s.q.where(s.newest < older_than)
+        return q.order_by(s.newest.desc())
 
     def _count_past_ranking(
         self, conn: Connection, f: ItemFilter, past: int, ranked: int, oldest: int
     ) -> tuple[int, bool]:
-        """``count_up_to`` for a search by relevance that ranked ``ranked`` matches, the
+        """``list_counted``'s count for a search by relevance that ranked ``ranked`` matches, the
         oldest with id ``oldest``: fewer than the bound are every match; with as many,
         only the older matches the count still needs are counted."""
         cap = f.offset + past
@@ -407,10 +422,8 @@ class ItemsRoom(StorageCore):
             return min(ranked, cap), ranked > cap
         if cap < ranked:
             return cap, True
-        older = self._filtered(f)
         # Walked on from the oldest ranked match, backwards, as the ranking walked.
-        q = older.q.where(older.newest < oldest).order_by(older.newest.desc())
-        q = q.limit(cap - ranked + 1)
+        q = self._newest_first(f, older_than=oldest).limit(cap - ranked + 1)
         total = ranked + int(
             conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
         )
@@ -442,26 +455,18 @@ class ItemsRoom(StorageCore):
         filters and ties, and ranked as they are read; on PostgreSQL by walking the primary
         key backwards (the rows in about the order they lie on disk) when the words match
         many items, and from the bitmap when few, then ranked."""
-        bound = RANKED_CANDIDATES
-        if self.dialect == "sqlite":
-            s = self._filtered(f, ranked=True)
-            found = (
-                s.q.add_columns(s.t.c.deadline, s.t.c.first_seen)
-                .order_by(s.newest.desc())
-                .limit(bound)
-                .subquery("candidates")
-            )
-            rank = found.c.rank
-        else:
-            vector: Any = literal_column("items.search_vector")
-            found = (
-                self._filtered(f)
-                .q.add_columns(items.c.deadline, items.c.first_seen, vector.label("vector"))
-                .order_by(items.c.id.desc())
-                .limit(bound)
-                .subquery("candidates")
-            )
-            rank = _ts_rank(found.c.vector, _terms_of(f)).label("rank")
+        sqlite = self.dialect == "sqlite"
+        s = self._filtered(f, ranked=sqlite)  # SQLite ranks as it reads; PostgreSQL after
+        kept = [s.t.c.deadline, s.t.c.first_seen]
+        if not sqlite:
+            kept.append(literal_column("items.search_vector").label("vector"))
+        found = (
+            s.q.add_columns(*kept)
+            .order_by(s.newest.desc())
+            .limit(RANKED_CANDIDATES)
+            .subquery("candidates")
+        )
+        rank = found.c.rank if sqlite else _ts_rank(found.c.vector, _terms_of(f)).label("rank")
         return (
             select(
                 found.c.id,
@@ -513,23 +518,6 @@ class ItemsRoom(StorageCore):
         if limit is not None:
             q = q.limit(limit)
         return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar_one())
-
-    @base.translate_errors
-    def count_up_to(self, f: ItemFilter, shown: int, past: int) -> tuple[int, bool]:
-        """How many items ``f`` selects, counted at most ``past`` beyond its offset, and
-        whether there are more; ``shown``: how many its page held (a first page that is
-        not full is the count, with no second scan)."""
-        with self.engine.connect() as conn:
-            return self._count_up_to(conn, f, shown, past)
-
-    def _count_up_to(
-        self, conn: Connection, f: ItemFilter, shown: int, past: int
-    ) -> tuple[int, bool]:
-        if f.offset == 0 and shown < f.limit:
-            return shown, False
-        cap = f.offset + past
-        total = self._count_in(conn, f, limit=cap + 1)
-        return min(total, cap), total > cap
 
     @base.translate_errors
     def get_item(self, item_id: int) -> StoredItem | None:
