@@ -133,6 +133,11 @@ class FarmRound:
         assert self.first_request is not None and self.last_response is not None
         return self.first_request, self.last_response
 
+    def span(self) -> float:
+        """From the first request's arrival to the last response."""
+        first, last = self.window()
+        return last - first
+
 
 class Counts:
     """Responses the farm sent, by status, and the first and last of them in time, since
@@ -636,16 +641,12 @@ def summarise(
         s.watcher[f"{label}_to_first_request"] = wm(
             label, lambda r: r.farm.window()[0] - r.measured.started
         )
-        s.watcher[f"{label}_requests"] = wm(
-            label, lambda r: r.farm.window()[1] - r.farm.window()[0]
-        )
+        s.watcher[f"{label}_requests"] = wm(label, lambda r: r.farm.span())
         s.watcher[f"{label}_after_last_response"] = wm(
             label, lambda r: r.measured.ended - r.farm.window()[1]
         )
         if b_runs:
-            s.bare[f"{label}_requests"] = median(
-                [b[label].window()[1] - b[label].window()[0] for b in b_runs]
-            )
+            s.bare[f"{label}_requests"] = median([b[label].span() for b in b_runs])
         if u_runs:
             ur = [r[label] for r in u_runs]
             s.urlwatch[f"{label}_wall"] = median([r.measured.wall for r in ur])
