@@ -197,7 +197,7 @@ def insert_rows(
     returning: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
     """Insert many rows; ``skip_taken``: the unique key whose taken rows are skipped (``ON
-    CONFLICT DO NOTHING``); ``returning``: columns of the inserted rows to return.
+    CONFLICT DO NOTHING``); ``returning``: columns of the inserted rows to return (in no set order).
 
     On SQLite the rows go to the driver as tuples, converted by the columns' own bind
     processors (the same values SQLAlchemy would send): SQLAlchemy's per-row work (a
@@ -234,6 +234,13 @@ def insert_rows(
         if not returning:
             sqlite_run(conn, head + one + tail, values, many=True)
             continue
+        if len(skip_taken) == 1:
+            out.extend(
+                _sqlite_insert_new(
+                    conn, table, plan, head + one + tail, values, skip_taken[0], returning
+                )
+            )
+            continue
         # Several rows per statement, each statement's new rows returned.
         tail += " RETURNING " + ", ".join(f'"{c}"' for c in returning)
         per = max(1, _SQLITE_VARIABLES // len(plan.columns))
@@ -243,6 +250,33 @@ def insert_rows(
             flat = tuple(v for row in chunk for v in row)
             out.extend(sqlite_run(conn, sql, flat))
     return out
+
+
+def _sqlite_insert_new(
+    conn: Connection,
+    table: Table,
+    plan: _Plan,
+    sql: str,
+    values: list[tuple[Any, ...]],
+    key: str,
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """``insert_rows`` on SQLite, with ``skip_taken`` one column and ``returning``: the
+    keys already taken, read first; one executemany (``sql``, ``ON CONFLICT DO NOTHING``);
+    then the rows made, read by their keys. A third less CPU than statements of many rows
+    each with ``RETURNING`` (a first poll of 2,000 sources inserts 30,000 items). Exact,
+    because SQLite's write transactions here are ``BEGIN IMMEDIATE``: nobody else writes
+    between the three statements. The rows come back in the key index's order."""
+    at = plan.columns.index(key)
+    keys = list(dict.fromkeys(row[at] for row in values))
+    by_keys = f'SELECT {{}} FROM "{table.name}" WHERE "{key}" IN (SELECT value FROM json_each(?))'
+    taken = {k for (k,) in sqlite_run(conn, by_keys.format(f'"{key}"'), (json.dumps(keys),))}
+    sqlite_run(conn, sql, values, many=True)
+    fresh = [k for k in keys if k not in taken]
+    if not fresh:
+        return []
+    wanted = ", ".join(f'"{c}"' for c in returning)
+    return sqlite_run(conn, by_keys.format(wanted), (json.dumps(fresh),))
 
 
 _SQLITE_TEXTS: dict[Any, str] = {}

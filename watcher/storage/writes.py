@@ -274,9 +274,9 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         another process got there first: the statements skip it rather than fail)."""
         if not writes:
             return []
-        # One INSERT … ON CONFLICT DO NOTHING RETURNING per batch of rows (many rows per
-        # statement): the rows it skipped return nothing. Half the time of a select of the
-        # taken keys, a plain executemany and a select of the new ids.
+        # Rows whose keys are taken are skipped and return nothing (``insert_rows``: on
+        # PostgreSQL INSERT … ON CONFLICT DO NOTHING RETURNING, on SQLite an executemany
+        # between reads of the keys).
         inserted = base.insert_rows(
             conn, items, [w.values for w in writes], skip_taken=["uid"], returning=["id", "uid"]
         )
