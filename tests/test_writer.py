@@ -20,7 +20,7 @@ from tests.conftest import T0
 from watcher.config import SourceConfig
 from watcher.exceptions import StorageError
 from watcher.pipeline.track import candidate_keys, decide
-from watcher.storage import Storage, Transaction
+from watcher.storage import ItemFilter, Storage, Transaction
 from watcher.storage.schema import UtcDateTime
 from watcher.storage.writer import BatchWriter
 from watcher.types import (
@@ -442,3 +442,40 @@ async def test_polls_answered_not_modified_are_written_together(any_storage: Sto
     assert writer.batches == 1
     assert statements.count("UPDATE") == 1 and statements.count("INSERT") == 1
     assert [len(any_storage.poll_history(f"s{n}")) for n in range(6)] == [2] * 6
+
+
+def test_a_batch_indexes_its_new_items_for_search_even_when_a_later_poll_takes_one_over(
+    any_storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch puts its new items into SQLite's full-text index when it ends, in one
+    statement; a poll later in the same batch that takes over one of them (its title
+    changes, which a trigger re-indexes) must find it indexed already, or the index would
+    be corrupt. Both polls' items are found by their words once the batch is written."""
+
+    def poll(source: SourceConfig, raw: RawItem, minutes: int) -> Any:
+        def job(txn: Transaction) -> Any:
+            its = items(source, raw, now=T0 + timedelta(minutes=minutes))
+            cands = txn.duplicate_candidates(source.id, *candidate_keys(its))
+            intents = decide(its, txn.known_slices(source.id), cands)
+            result = PollResult(source.id, PollStatus.OK, parsed=len(its))
+            return txn.apply(source.id, intents, result, T0 + timedelta(minutes=minutes))
+
+        return job
+
+    third = SourceConfig(id="esf", name="ESF", kind="rss", url="https://esf.example/")
+    news, takeover, plain = any_storage.run_batch(
+        [poll(SRC, NEWS, 0), poll(OTHER, CALL_ITSELF, 1), poll(third, CALL, 2)]
+    )
+    assert not isinstance(news, Exception) and not isinstance(takeover, Exception)
+    assert not isinstance(plain, Exception)
+    assert takeover.merged_ids == news.new_ids  # in the batch, not after it
+    assert "one by one" not in caplog.text  # the batch was written whole, not job by job
+    if any_storage.engine.dialect.name == "sqlite":
+        with any_storage.engine.begin() as conn:  # raises when the index is corrupt
+            conn.exec_driver_sql("INSERT INTO items_fts (items_fts) VALUES ('integrity-check')")
+
+    def found(text: str) -> list[int]:
+        return [i.id for i in any_storage.list_items(ItemFilter(text=text))]
+
+    assert found("hydrogen valleys") == list(news.new_ids)
+    assert found("kompetensförsörjning") == list(plain.new_ids)

@@ -56,14 +56,16 @@ class DailyPolls:
 @dataclass
 class Deferred:
     """Writes of a batch's polls that nothing in the batch reads back: each source's state
-    row and its poll log row. ``SourcesRoom._write_deferred`` writes them together when the
-    batch's transaction ends: a few executemany statements instead of two per source."""
+    row and its poll log row, and (SQLite) the new items' entries in the full-text index.
+    ``_write_deferred`` writes them together when the batch's transaction ends: a few
+    statements instead of two or three per source."""
 
     states: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     polls: list[dict[str, Any]] = field(default_factory=list)
+    search: list[int] = field(default_factory=list)  # new items not yet in the index
 
     def __bool__(self) -> bool:
-        return bool(self.states or self.polls)
+        return bool(self.states or self.polls or self.search)
 
 
 class SourcesRoom(StorageCore):

@@ -127,6 +127,13 @@ class Transaction:
 class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
     """Write jobs in batches, polls' intents, and statuses that follow the calendar."""
 
+    def _write_deferred(self, conn: Connection, deferred: Deferred) -> None:
+        """A batch's deferred writes: its new items into the full-text index, then the
+        sources' states and poll log (``SourcesRoom``)."""
+        if deferred.search:
+            self._index_for_search(conn, deferred.search)
+        super()._write_deferred(conn, deferred)
+
     def run_batch(self, jobs: Sequence[Callable[[Transaction], T]]) -> list[T | Exception]:
         """Run write jobs in order, all in one transaction; each job's result or error, in
         order. When the shared transaction fails, each job runs again in a transaction of
@@ -200,7 +207,7 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         """``apply`` in a transaction of the caller's. What to write for each intent is
         ``merge``'s decision; this only executes it."""
         fresh_all = [i for i in intents if isinstance(i, NewItem)]
-        inserted = self._insert_new(conn, [merge(None, i, now) for i in fresh_all])
+        inserted = self._insert_new(conn, [merge(None, i, now) for i in fresh_all], deferred)
         # A record another process stored under the same key meanwhile is not this poll's.
         fresh = [i for i, (item_id, _w) in zip(fresh_all, inserted, strict=True) if item_id]
         new_ids = [item_id for item_id, _w in inserted if item_id]
@@ -219,6 +226,11 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         merged_ids: list[int] = []
         by_record: list[int] = []  # records several sources made: tagged from the record
         touched = [i for i in intents if isinstance(i, Linked | Updated)]
+        if touched and deferred is not None and deferred.search:
+            # An update of a record's title or text takes its old words out of the
+            # full-text index (a trigger): a record this batch made must be in it first.
+            self._index_for_search(conn, deferred.search)
+            deferred.search.clear()
         records = self._records_in(conn, [i.item_id for i in touched])
         for intent in touched:
             stored = records[intent.item_id]
@@ -266,12 +278,14 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         )
 
     def _insert_new(
-        self, conn: Connection, writes: Sequence[RecordWrite]
+        self, conn: Connection, writes: Sequence[RecordWrite], deferred: Deferred | None = None
     ) -> list[tuple[int | None, RecordWrite]]:
         """New records, their links and "new" history rows in a few executemany calls (a
         first poll of a big source is thousands of rows); each write with its new id, or
         None when a record with its key was already there (a poll of the same source in
-        another process got there first: the statements skip it rather than fail)."""
+        another process got there first: the statements skip it rather than fail). With
+        ``deferred`` (a batch's), the records enter the full-text index when the batch
+        ends, in one statement for all its polls, not one each."""
         if not writes:
             return []
         # Rows whose keys are taken are skipped and return nothing (``insert_rows``: on
@@ -285,7 +299,10 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         if not todo:
             return [(None, w) for w in writes]
         ids = [id_by_uid[w.values["uid"]] for w in todo]
-        self._index_for_search(conn, ids)
+        if deferred is not None:
+            deferred.search.extend(ids)
+        else:
+            self._index_for_search(conn, ids)
         base.insert_rows(
             conn,
             item_sources,
