@@ -462,7 +462,7 @@ def test_a_batch_indexes_its_new_items_for_search_even_when_a_later_poll_takes_o
 
         return job
 
-    third = SourceConfig(id="esf", name="ESF", kind="rss", url="https://esf.example/")
+    third = SourceConfig(id="region", name="Region", kind="rss", url="https://region.example/")
     news, takeover, plain = any_storage.run_batch(
         [poll(SRC, NEWS, 0), poll(OTHER, CALL_ITSELF, 1), poll(third, CALL, 2)]
     )
