@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -300,6 +301,87 @@ def test_a_search_by_date_gives_the_same_page_whichever_index_leads(any_storage:
     assert any_storage.count_items(ItemFilter(text="utlysning"), limit=5) == 5
     assert any_storage.count_items(ItemFilter(text="utlysning"), limit=50) == 12
     assert any_storage.count_items(ItemFilter(), limit=3) == 3
+
+
+def test_a_search_gives_the_same_page_whichever_step_finds_it(
+    any_storage: Storage, monkeypatch: pytest.MonkeyPatch
+):
+    # PostgreSQL reads a search by relevance or deadline in steps (``_searched_in_steps``):
+    # the first items of the order, when they hold the page; else the matches through the
+    # search indexes, when few; else the query as one. Windows of 3 items and the bound on
+    # "few" moved make each step answer in turn: every page is the same whichever did (on
+    # SQLite, which has no steps, the same pages too).
+    poll_into(
+        any_storage, SRC, [raw("old", "Vätgasdalar i Västsverige", deadlines=("2027-06-01",))]
+    )
+    poll_into(
+        any_storage,
+        OTHER,
+        [
+            raw(
+                f"u{i}",
+                f"Utlysning {i}",
+                deadlines=(f"2027-0{1 + i % 4}-1{i % 3}",) if i % 5 else (),
+            )
+            for i in range(10)
+        ]
+        + [raw("n", "Nyhet om vätgas", deadlines=("2027-02-01",))],
+        now=T0 + timedelta(hours=1),
+    )
+    steps: list[str | None] = []  # the steps each search ran, in order
+    in_steps = Storage._searched_in_steps
+
+    def spy(self: Storage, conn: Any, order: str, query: Any, *a: Any) -> Any:
+        def run(step: str | None) -> Any:
+            steps.append(step)
+            return query(step)
+
+        return in_steps(self, conn, order, run, *a)
+
+    monkeypatch.setattr(Storage, "_searched_in_steps", spy)
+
+    def pages() -> list[list[str]]:
+        out = []
+        for text_ in ("utlysning", "vätgas", "västsverige"):
+            for order in ("relevance", "deadline"):
+                for source in (None, OTHER.id):
+                    for offset in (0, 2):
+                        f = ItemFilter(
+                            text=text_, order=order, source=source, offset=offset, limit=3
+                        )
+                        out.append([i.sources[0].key for i in any_storage.list_items(f)])
+        return out
+
+    answers = {}
+    for label, windows, few in (
+        ("window", {"id": 100, "deadline": 100}, 5_000),
+        ("indexed", {"id": 3, "deadline": 3}, 10**6),
+        ("one query", {"id": 3, "deadline": 3}, -1),
+    ):
+        monkeypatch.setattr(items_module, "SEARCH_WINDOWS", windows)
+        monkeypatch.setattr(items_module, "FEW_MATCHES", few)
+        steps.clear()
+        answers[label] = pages()
+        if any_storage.dialect != "sqlite":  # each search began with the window
+            assert steps.count("window") == len(answers[label]) == 24
+            last = {"window": "window", "indexed": "indexed", "one query": None}[label]
+            assert set(steps) == {"window", last}
+    assert answers["indexed"] == answers["window"] == answers["one query"]
+    # By deadline: the earliest first, none last, then the newest.
+    every = any_storage.list_items(ItemFilter(text="utlysning", limit=100))
+    expected = sorted(every, key=lambda i: (i.deadline is None, i.deadline or T0, -i.id))
+    got = any_storage.list_items(ItemFilter(text="utlysning", order="deadline", limit=100))
+    assert [i.id for i in got] == [i.id for i in expected]
+
+
+def test_postgresql_sessions_run_without_jit(any_storage: Storage):
+    # Compiling a search's plan cost more than running it (``base.make_engine``); the
+    # URL's own options (here the test's search_path) still hold.
+    if any_storage.dialect == "sqlite":
+        pytest.skip("SQLite has no JIT")
+    with any_storage.engine.connect() as conn:
+        assert conn.execute(text("SHOW jit")).scalar_one() == "off"
+        assert conn.execute(text("SHOW search_path")).scalar_one().startswith("t_")
 
 
 def test_lists_can_leave_the_evidence_out(any_storage: Storage):

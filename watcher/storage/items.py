@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    Integer,
+    any_,
+    cast,
     column,
     func,
     literal,
@@ -52,6 +56,12 @@ items_fts = table("items_fts", column("rowid"), column("title"), column("search_
 ORDERS = ("relevance", "newest", "deadline")
 # A search by relevance ranks at most this many matches, the newest (``_ranked_candidates``).
 RANKED_CANDIDATES = 1000
+# PostgreSQL: a search reads the first this many items of its order first (by id: the rows
+# lie in that order on disk; by deadline, each row is a page read of its own: 200 ms for
+# 20,000), and when the matches it needs are not all there, reads them through the search
+# indexes if it expects at most ``FEW_MATCHES`` in all (``ItemsRoom._searched_in_steps``).
+SEARCH_WINDOWS = {"id": 20_000, "deadline": 5_000}
+FEW_MATCHES = 5_000
 _WORD_RE = re.compile(r"\w")
 # What a stored item is made of: not the search columns, the widest of a row (and the
 # content hash), which only merge and search read.
@@ -73,6 +83,43 @@ def _indexed_by(element: _IndexedBy, compiler: Any, **kw: Any) -> str:
 
 
 _SEARCH_KEYS = _IndexedBy._construct(items, name="k")
+
+
+def _order_of(t: Any, order: str) -> list[Any]:
+    """A list's order over ``t``: newest first (by when first seen), by deadline (the
+    earliest first, none last), or by id, newest first (``"id"``, a search's candidates)."""
+    if order == "deadline":
+        return [t.c.deadline.asc().nulls_last(), t.c.id.desc()]
+    if order == "newest":
+        return [t.c.first_seen.desc(), t.c.id.desc()]
+    return [t.c.id.desc()]
+
+
+def _window(order: str) -> Any:
+    """PostgreSQL: the first ``SEARCH_WINDOWS[order]`` items in ``order``, read along the order's
+    index, as a table named ``items`` (its ``search_vector`` too, so that a search's
+    conditions read the same names as on the table). A query over it reads at most that many
+    rows, and stops as soon as it has what it asks for."""
+    vector: Any = literal_column("items.search_vector").label("search_vector")
+    narrow = [items.c[name] for name in _WINDOW_COLUMNS]  # not the wide texts: it sorts them
+    first = select(*narrow, vector).order_by(*_order_of(items, order))
+    first = first.limit(SEARCH_WINDOWS[order])
+    return first.subquery("items")
+
+
+# What the filters, orders and ranking of a search read of an item (``_window``).
+_WINDOW_COLUMNS = (
+    "id",
+    "first_seen",
+    "changed_at",
+    "deadline",
+    "status",
+    "programme",
+    "kind",
+    "relevant",
+    "held",
+    "search_text",
+)
 
 
 def _terms_of(f: ItemFilter) -> list[str]:
@@ -173,12 +220,22 @@ FEW_ROWS = 5_000
 class ItemsRoom(StorageCore):
     # -- reading items ---------------------------------------------------------------------
 
-    def _filtered(self, f: ItemFilter, *, ranked: bool = False, walk: bool = False) -> _Selected:
+    def _filtered(
+        self,
+        f: ItemFilter,
+        *,
+        ranked: bool = False,
+        walk: bool = False,
+        step: tuple[str, str] | None = None,
+    ) -> _Selected:
         """The query of the items ``f`` selects. ``ranked``: with a ``rank`` column, the
         search's relevance on SQLite (smaller is better; 0 without a search, and on
         PostgreSQL, which ranks in ``_ranked_candidates``); ``walk``: the search
         probes each item found in the sort order's index instead of leading the query
-        (SQLite, see ``_walk_order``)."""
+        (SQLite, see ``_walk_order``); ``step``: a search's step on PostgreSQL and the
+        order it is for (``_searched_in_steps``): ``("window", order)`` reads only the
+        order's first items, ``("indexed", order)`` finds the matches through the search
+        indexes first."""
         t: Any = items
         terms = _terms_of(f)
         if self.dialect == "sqlite" and not walk and _fts_match(terms):
@@ -186,10 +243,20 @@ class ItemsRoom(StorageCore):
             # read (to rank, sort or count them) from the narrow index rather than the wide
             # rows, which SQLite would otherwise pick.
             t = _SEARCH_KEYS
+        if terms and step is not None and step[0] == "window":
+            t = _window(step[1])
         q = select(t.c.id)
         rank: Any = literal(0.0)
         newest: Any = t.c.id
-        if terms:
+        if terms and step is not None and step[0] == "indexed":
+            # The matches' ids, gathered once through the search indexes (``_searched`` over
+            # the table alone), then the filters and the order over those rows only.
+            found, _rank, _newest = self._searched(
+                select(func.array_agg(items.c.id)), items, terms, False, False
+            )
+            ids = cast(found.correlate(None).scalar_subquery(), ARRAY(Integer))  # one array
+            q = q.where(t.c.id == any_(ids))
+        elif terms:
             q, rank, newest = self._searched(q, t, terms, ranked, walk)
         if ranked:
             q = q.add_columns(rank.label("rank"))
@@ -375,8 +442,53 @@ class ItemsRoom(StorageCore):
             order = "newest"
         if order == "relevance":
             return self._ranked_ids(conn, f)
+        if self.dialect != "sqlite" and order == "deadline" and _terms_of(f):
+            # (Newest first, the order's index is the date alone: the window would sort the
+            # items that share a date, every item where a poll stored them all at once.)
+            found = self._searched_in_steps(
+                conn,
+                "deadline",
+                lambda step: self._page(f, order, step=step),
+                f.offset + f.limit,
+                lambda rows: f.offset + len(rows),
+            )
+            return [r[0] for r in found], None
         walk = bool(f.text) and self._walk_order(conn, f)
         return [r[0] for r in conn.execute(self._page(f, order, walk=walk)).all()], None
+
+    def _searched_in_steps(
+        self,
+        conn: Connection,
+        order: str,
+        query: Callable[[str | None], Any],
+        needed: int,
+        matched: Callable[[Sequence[Any]], int],
+    ) -> Sequence[Any]:
+        """A search on PostgreSQL, in steps. Its planner cannot tell how many items a
+        search's words match (a word it has no statistics for is 2 % of the items to it, one
+        in no item too), and at 1,000,000 items its guesses cost seconds: walking an order's
+        index through every row for words that match a few items (1.5 s by relevance, 4 s
+        by deadline), or reading every match to sort them for words that match many (0.4 to
+        0.9 s newest first). So:
+
+        1. the first ``SEARCH_WINDOWS[order]`` items (``query("window")``): when they
+           hold the ``needed`` matches, those are the answer (words that match many);
+        2. else, when there are more items than that and the matches in the window
+           (``matched`` of its rows) promise at most ``FEW_MATCHES`` in all, the matches
+           are found through the search indexes first (``query("indexed")``);
+        3. else the query as one (``query(None)``), as the planner sees fit.
+        """
+        rows = conn.execute(query("window")).all()
+        seen = matched(rows)
+        if seen >= needed:
+            return rows
+        window = SEARCH_WINDOWS[order]
+        size = conn.execute(select(func.max(items.c.id))).scalar_one() or 0
+        if size <= window:  # the window was every item
+            return rows
+        if seen * size <= FEW_MATCHES * window:
+            return conn.execute(query("indexed")).all()
+        return conn.execute(query(None)).all()
 
     def _ranked_ids(
         self, conn: Connection, f: ItemFilter
@@ -392,7 +504,19 @@ class ItemsRoom(StorageCore):
         ranked: tuple[int, int] | None = None
         if f.offset < bound:
             page = replace(f, limit=min(f.limit, bound - f.offset))
-            found = conn.execute(self._ranked_candidates(page)).all()
+            found: Sequence[Any]
+            if self.dialect == "sqlite":
+                found = conn.execute(self._ranked_candidates(page)).all()
+            else:
+                found = self._searched_in_steps(
+                    conn,
+                    "id",
+                    lambda step: self._ranked_candidates(page, step),
+                    bound,
+                    # How many matches the window held: counted beside each row (none
+                    # beyond the page's start when it has no row).
+                    lambda rows: int(rows[0][2]) if rows else f.offset,
+                )
             ids = [r[0] for r in found]
             if found:
                 ranked = (found[0][2], found[0][3])
@@ -429,18 +553,17 @@ class ItemsRoom(StorageCore):
         )
         return min(total, cap), total > cap
 
-    def _page(self, f: ItemFilter, order: str, *, walk: bool = False) -> Any:
+    def _page(
+        self, f: ItemFilter, order: str, *, walk: bool = False, step: str | None = None
+    ) -> Any:
         """The ids of the page of items ``f`` asks for, newest first or by deadline: only
-        the columns filters and order read, so the wide rows are read for the page alone."""
-        found = self._filtered(f, walk=walk)
-        t, q = found.t, found.q
-        if order == "deadline":
-            q = q.order_by(t.c.deadline.asc().nulls_last(), t.c.id.desc())
-        else:
-            q = q.order_by(t.c.first_seen.desc(), t.c.id.desc())
-        return q.limit(f.limit).offset(f.offset)
+        the columns filters and order read, so the wide rows are read for the page alone.
+        ``step``: see ``_filtered`` (PostgreSQL)."""
+        order = "deadline" if order == "deadline" else "newest"
+        found = self._filtered(f, walk=walk, step=(step, order) if step else None)
+        return found.q.order_by(*_order_of(found.t, order)).limit(f.limit).offset(f.offset)
 
-    def _ranked_candidates(self, f: ItemFilter) -> Any:
+    def _ranked_candidates(self, f: ItemFilter, step: str | None = None) -> Any:
         """A search by relevance: the ids of the page (which ends within the bound), ranked
         among the newest ``RANKED_CANDIDATES`` matches (the highest ids); equal ranks go to
         the latest deadline (the call still open), then the newest. With no more matches
@@ -454,9 +577,11 @@ class ItemsRoom(StorageCore):
         by reading the FTS index backwards, each probed in ``ix_items_search_keys`` for the
         filters and ties, and ranked as they are read; on PostgreSQL by walking the primary
         key backwards (the rows in about the order they lie on disk) when the words match
-        many items, and from the bitmap when few, then ranked."""
+        many items, and from the bitmap when few, then ranked (``_searched_in_steps``
+        chooses; ``step``: see ``_filtered``)."""
         sqlite = self.dialect == "sqlite"
-        s = self._filtered(f, ranked=sqlite)  # SQLite ranks as it reads; PostgreSQL after
+        # SQLite ranks as it reads; PostgreSQL after.
+        s = self._filtered(f, ranked=sqlite, step=(step, "id") if step else None)
         kept = [s.t.c.deadline, s.t.c.first_seen]
         if not sqlite:
             kept.append(literal_column("items.search_vector").label("vector"))
