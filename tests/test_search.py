@@ -306,7 +306,7 @@ def test_a_search_by_date_gives_the_same_page_whichever_index_leads(any_storage:
 def test_a_search_gives_the_same_page_whichever_step_finds_it(
     any_storage: Storage, monkeypatch: pytest.MonkeyPatch
 ):
-    # PostgreSQL reads a search by relevance or deadline in steps (``_searched_in_steps``):
+    # PostgreSQL reads a search in steps (``_searched_in_steps``):
     # the first items of the order, when they hold the page; else the matches through the
     # search indexes, when few; else the query as one. Windows of 3 items and the bound on
     # "few" moved make each step answer in turn: every page is the same whichever did (on
@@ -343,7 +343,7 @@ def test_a_search_gives_the_same_page_whichever_step_finds_it(
     def pages() -> list[list[str]]:
         out = []
         for text_ in ("utlysning", "vätgas", "västsverige"):
-            for order in ("relevance", "deadline"):
+            for order in ("relevance", "newest", "deadline"):
                 for source in (None, OTHER.id):
                     for offset in (0, 2):
                         f = ItemFilter(
@@ -354,16 +354,16 @@ def test_a_search_gives_the_same_page_whichever_step_finds_it(
 
     answers = {}
     for label, windows, few in (
-        ("window", {"id": 100, "deadline": 100}, 5_000),
-        ("indexed", {"id": 3, "deadline": 3}, 10**6),
-        ("one query", {"id": 3, "deadline": 3}, -1),
+        ("window", dict.fromkeys(("id", "newest", "deadline"), 100), 5_000),
+        ("indexed", dict.fromkeys(("id", "newest", "deadline"), 3), 10**6),
+        ("one query", dict.fromkeys(("id", "newest", "deadline"), 3), -1),
     ):
         monkeypatch.setattr(items_module, "SEARCH_WINDOWS", windows)
         monkeypatch.setattr(items_module, "FEW_MATCHES", few)
         steps.clear()
         answers[label] = pages()
         if any_storage.dialect != "sqlite":  # each search began with the window
-            assert steps.count("window") == len(answers[label]) == 24
+            assert steps.count("window") == len(answers[label]) == 36
             last = {"window": "window", "indexed": "indexed", "one query": None}[label]
             assert set(steps) == {"window", last}
     assert answers["indexed"] == answers["window"] == answers["one query"]
@@ -372,6 +372,8 @@ def test_a_search_gives_the_same_page_whichever_step_finds_it(
     expected = sorted(every, key=lambda i: (i.deadline is None, i.deadline or T0, -i.id))
     got = any_storage.list_items(ItemFilter(text="utlysning", order="deadline", limit=100))
     assert [i.id for i in got] == [i.id for i in expected]
+    every = any_storage.list_items(ItemFilter(text="vätgas", order="newest", limit=100))
+    assert [i.sources[0].key for i in every] == ["n", "old"]  # the later poll's first
 
 
 def test_postgresql_sessions_run_without_jit(any_storage: Storage):

@@ -31,7 +31,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # ``ensure_schema`` compares the database's revision with this and loads Alembic only to
 # upgrade. tests/test_startup.py holds it equal to Alembic's head: a new migration must
 # update it.
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 
 

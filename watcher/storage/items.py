@@ -56,11 +56,12 @@ items_fts = table("items_fts", column("rowid"), column("title"), column("search_
 ORDERS = ("relevance", "newest", "deadline")
 # A search by relevance ranks at most this many matches, the newest (``_ranked_candidates``).
 RANKED_CANDIDATES = 1000
-# PostgreSQL: a search reads the first this many items of its order first (by id: the rows
-# lie in that order on disk; by deadline, each row is a page read of its own: 200 ms for
-# 20,000), and when the matches it needs are not all there, reads them through the search
-# indexes if it expects at most ``FEW_MATCHES`` in all (``ItemsRoom._searched_in_steps``).
-SEARCH_WINDOWS = {"id": 20_000, "deadline": 5_000}
+# PostgreSQL: a search reads the first this many items of its order first (by id and
+# newest first, the rows lie about in that order on disk; by deadline each row is a page
+# read of its own, 200 ms for 20,000), and when the matches it needs are not all there,
+# reads them through the search indexes if it expects at most ``FEW_MATCHES`` in all
+# (``ItemsRoom._searched_in_steps``).
+SEARCH_WINDOWS = {"id": 20_000, "newest": 20_000, "deadline": 5_000}
 FEW_MATCHES = 5_000
 _WORD_RE = re.compile(r"\w")
 # What a stored item is made of: not the search columns, the widest of a row (and the
@@ -442,12 +443,11 @@ class ItemsRoom(StorageCore):
             order = "newest"
         if order == "relevance":
             return self._ranked_ids(conn, f)
-        if self.dialect != "sqlite" and order == "deadline" and _terms_of(f):
-            # (Newest first, the order's index is the date alone: the window would sort the
-            # items that share a date, every item where a poll stored them all at once.)
+        if self.dialect != "sqlite" and _terms_of(f):
+            order = "deadline" if order == "deadline" else "newest"
             found = self._searched_in_steps(
                 conn,
-                "deadline",
+                order,
                 lambda step: self._page(f, order, step=step),
                 f.offset + f.limit,
                 lambda rows: f.offset + len(rows),

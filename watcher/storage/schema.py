@@ -148,7 +148,7 @@ items = Table(
     Column("topics", JSON, nullable=False, default=list),
     Column("content_hash", String(64), nullable=False),
     Column("relevant", Boolean, nullable=False, default=True),
-    Column("first_seen", UtcDateTime, nullable=False, index=True),
+    Column("first_seen", UtcDateTime, nullable=False),
     Column("last_seen", UtcDateTime, nullable=False),
     Column("changed_at", UtcDateTime, index=True),  # last notable update
     Column("baseline", Boolean, nullable=False, default=False),  # seen in a first poll: silent
@@ -181,6 +181,11 @@ Index(
 Index("ix_items_relevant_first_seen_id", items.c.relevant, items.c.first_seen, items.c.id).ddl_if(
     dialect="postgresql"
 )
+# Newest first, then the highest id: SQLite's index on the date ends in the id already; a
+# PostgreSQL B-tree needs the id (migration 0014: a search newest first reads the first
+# items of this order, ``items.py``).
+Index("ix_items_first_seen", items.c.first_seen).ddl_if(dialect="sqlite")
+Index("ix_items_first_seen_id", items.c.first_seen, items.c.id).ddl_if(dialect="postgresql")
 # Search indexes are not tables here (migration 0008, ``items.py``): on SQLite the FTS5
 # table items_fts and its triggers, on PostgreSQL the generated column items.search_vector.
 
