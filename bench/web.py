@@ -56,6 +56,10 @@ SCENARIOS = {
     "list, by deadline": "/?sort=deadline",
     "search 'kompetensförsörjning'": "/?q=kompetensf%C3%B6rs%C3%B6rjning",
     "search + area + sort": "/?q=utlysning&area=fonder-program&sort=deadline",
+    "search, newest first": "/?q=utlysning&sort=newest",
+    "search, few matches": "/?q=9904",  # one item in 10,000 (a title's number)
+    "search, no match": "/?q=v%C3%A4tgasdal",
+    "search by deadline, no match": "/?q=v%C3%A4tgasdal&sort=deadline",
     "api search, 50 items": "/api/items?q=innovation&limit=50",
     "item page": "/items/{item_id}",
     "deadline timeline, 12 weeks": "/deadlines",

@@ -5,7 +5,7 @@ deletions)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -303,6 +303,9 @@ def test_a_search_by_date_gives_the_same_page_whichever_index_leads(any_storage:
     assert any_storage.count_items(ItemFilter(), limit=3) == 3
 
 
+FEBRUARY = datetime(2027, 2, 1, tzinfo=UTC)
+
+
 def test_a_search_gives_the_same_page_whichever_step_finds_it(
     any_storage: Storage, monkeypatch: pytest.MonkeyPatch
 ):
@@ -331,12 +334,12 @@ def test_a_search_gives_the_same_page_whichever_step_finds_it(
     steps: list[str | None] = []  # the steps each search ran, in order
     in_steps = Storage._searched_in_steps
 
-    def spy(self: Storage, conn: Any, order: str, query: Any, *a: Any) -> Any:
+    def spy(self: Storage, conn: Any, f: ItemFilter, order: str, query: Any, *a: Any) -> Any:
         def run(step: str | None) -> Any:
             steps.append(step)
             return query(step)
 
-        return in_steps(self, conn, order, run, *a)
+        return in_steps(self, conn, f, order, run, *a)
 
     monkeypatch.setattr(Storage, "_searched_in_steps", spy)
 
@@ -344,10 +347,19 @@ def test_a_search_gives_the_same_page_whichever_step_finds_it(
         out = []
         for text_ in ("utlysning", "vätgas", "västsverige"):
             for order in ("relevance", "newest", "deadline"):
-                for source in (None, OTHER.id):
+                # Filters that bound the order's own column: the window begins there.
+                for source, bound in ((None, None), (OTHER.id, None), (None, FEBRUARY)):
                     for offset in (0, 2):
                         f = ItemFilter(
-                            text=text_, order=order, source=source, offset=offset, limit=3
+                            text=text_,
+                            order=order,
+                            source=source,
+                            offset=offset,
+                            limit=3,
+                            deadline_from=bound if order == "deadline" else None,
+                            since=bound and T0 + timedelta(minutes=30)
+                            if order == "newest"
+                            else None,
                         )
                         out.append([i.sources[0].key for i in any_storage.list_items(f)])
         return out
@@ -363,7 +375,7 @@ def test_a_search_gives_the_same_page_whichever_step_finds_it(
         steps.clear()
         answers[label] = pages()
         if any_storage.dialect != "sqlite":  # each search began with the window
-            assert steps.count("window") == len(answers[label]) == 36
+            assert steps.count("window") == len(answers[label]) == 54
             last = {"window": "window", "indexed": "indexed", "one query": None}[label]
             assert set(steps) == {"window", last}
     assert answers["indexed"] == answers["window"] == answers["one query"]

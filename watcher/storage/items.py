@@ -96,14 +96,21 @@ def _order_of(t: Any, order: str) -> list[Any]:
     return [t.c.id.desc()]
 
 
-def _window(order: str) -> Any:
+def _window(order: str, f: ItemFilter) -> Any:
     """PostgreSQL: the first ``SEARCH_WINDOWS[order]`` items in ``order``, read along the order's
     index, as a table named ``items`` (its ``search_vector`` too, so that a search's
     conditions read the same names as on the table). A query over it reads at most that many
-    rows, and stops as soon as it has what it asks for."""
+    rows, and stops as soon as it has what it asks for. Where ``f`` bounds the order's
+    own column (deadlines from or to a day, first seen since), the window begins there."""
     vector: Any = literal_column("items.search_vector").label("search_vector")
     narrow = [items.c[name] for name in _WINDOW_COLUMNS]  # not the wide texts: it sorts them
     first = select(*narrow, vector).order_by(*_order_of(items, order))
+    if order == "deadline" and f.deadline_from:
+        first = first.where(items.c.deadline >= f.deadline_from)
+    if order == "deadline" and f.deadline_to:
+        first = first.where(items.c.deadline <= f.deadline_to)
+    if order == "newest" and f.since:
+        first = first.where(items.c.first_seen >= f.since)
     first = first.limit(SEARCH_WINDOWS[order])
     return first.subquery("items")
 
@@ -189,6 +196,25 @@ class ItemFilter:
     offset: int = 0
 
     @property
+    def narrowed(self) -> bool:
+        """Whether the filter asks more of an item than its words, its relevance and its
+        being shown (an area, a source, a status, dates …)."""
+        return any(
+            (
+                self.source,
+                self.since,
+                self.changed_since,
+                self.area,
+                self.theme,
+                self.status,
+                self.programme,
+                self.kind,
+                self.deadline_from,
+                self.deadline_to,
+            )
+        )
+
+    @property
     def reads_few_rows(self) -> bool:
         """Whether listing (and counting) these items reads few rows: the newest first, or
         by deadline from a day on, each by walking its index, at most ``FEW_ROWS`` deep,
@@ -245,7 +271,7 @@ class ItemsRoom(StorageCore):
             # rows, which SQLite would otherwise pick.
             t = _SEARCH_KEYS
         if terms and step is not None and step[0] == "window":
-            t = _window(step[1])
+            t = _window(step[1], f)
         q = select(t.c.id)
         rank: Any = literal(0.0)
         newest: Any = t.c.id
@@ -447,6 +473,7 @@ class ItemsRoom(StorageCore):
             order = "deadline" if order == "deadline" else "newest"
             found = self._searched_in_steps(
                 conn,
+                f,
                 order,
                 lambda step: self._page(f, order, step=step),
                 f.offset + f.limit,
@@ -459,6 +486,7 @@ class ItemsRoom(StorageCore):
     def _searched_in_steps(
         self,
         conn: Connection,
+        f: ItemFilter,
         order: str,
         query: Callable[[str | None], Any],
         needed: int,
@@ -477,6 +505,11 @@ class ItemsRoom(StorageCore):
            (``matched`` of its rows) promise at most ``FEW_MATCHES`` in all, the matches
            are found through the search indexes first (``query("indexed")``);
         3. else the query as one (``query(None)``), as the planner sees fit.
+
+        Step 2 reads every item the words match, whatever else ``f`` asks: with another
+        filter (an area, a source …) the window's matches tell too little of how many
+        that is ("utlysning" in one area: 170,000 items read, 4 s), so the newest items'
+        matches of the words alone are counted for it (``_word_share``).
         """
         rows = conn.execute(query("window")).all()
         seen = matched(rows)
@@ -486,9 +519,18 @@ class ItemsRoom(StorageCore):
         size = conn.execute(select(func.max(items.c.id))).scalar_one() or 0
         if size <= window:  # the window was every item
             return rows
+        if f.narrowed:
+            seen, window = self._word_share(conn, f), SEARCH_WINDOWS["id"]
         if seen * size <= FEW_MATCHES * window:
             return conn.execute(query("indexed")).all()
         return conn.execute(query(None)).all()
+
+    def _word_share(self, conn: Connection, f: ItemFilter) -> int:
+        """PostgreSQL: how many of the newest ``SEARCH_WINDOWS["id"]`` items hold the words
+        of ``f``, whatever its other filters ask."""
+        words = self._filtered(ItemFilter(text=f.text), step=("window", "id"))
+        count = select(func.count()).select_from(words.q.subquery())
+        return int(conn.execute(count).scalar_one())
 
     def _ranked_ids(
         self, conn: Connection, f: ItemFilter
@@ -510,6 +552,7 @@ class ItemsRoom(StorageCore):
             else:
                 found = self._searched_in_steps(
                     conn,
+                    f,
                     "id",
                     lambda step: self._ranked_candidates(page, step),
                     bound,
