@@ -509,7 +509,8 @@ class ItemsRoom(StorageCore):
         Step 2 reads every item the words match, whatever else ``f`` asks: with another
         filter (an area, a source …) the window's matches tell too little of how many
         that is ("utlysning" in one area: 170,000 items read, 4 s), so the newest items'
-        matches of the words alone are counted for it (``_word_share``).
+        matches of the words alone are counted for it (``_word_share``), unless the filter
+        only bounds the order's own column, where the window begins.
         """
         rows = conn.execute(query("window")).all()
         seen = matched(rows)
@@ -519,7 +520,13 @@ class ItemsRoom(StorageCore):
         size = conn.execute(select(func.max(items.c.id))).scalar_one() or 0
         if size <= window:  # the window was every item
             return rows
-        if f.narrowed:
+        # The filter's bounds on the order's own column bound the window too (``_window``).
+        rest = f
+        if order == "deadline":
+            rest = replace(f, deadline_from=None, deadline_to=None)
+        elif order == "newest":
+            rest = replace(f, since=None)
+        if rest.narrowed:
             seen, window = self._word_share(conn, f), SEARCH_WINDOWS["id"]
         if seen * size <= FEW_MATCHES * window:
             return conn.execute(query("indexed")).all()
