@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from tests.conftest import DATA, fetch_settings, write_config
 from tests.loopback import LoopbackServer
 from watcher.cli import main
+from watcher.storage.base import HEAD_REVISION
 
 FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>
 <item><guid>1</guid><title>Utlysning: &lt;b&gt;kompetensförsörjning&lt;/b&gt; i Västsverige</title>
@@ -147,7 +148,7 @@ def test_check_config_and_db_upgrade(tmp_path):
     res = runner.invoke(main, ["--config", str(good), "check-config"])
     assert res.exit_code == 0 and "OK" in res.output
     res = runner.invoke(main, ["--config", str(good), "db", "upgrade"])
-    assert res.exit_code == 0 and "revision 0013" in res.output
+    assert res.exit_code == 0 and f"revision {HEAD_REVISION}" in res.output
     res = runner.invoke(main, ["--config", str(tmp_path / "missing.toml"), "check-config"])
     assert res.exit_code == 1 and "does not exist" in res.output
 
