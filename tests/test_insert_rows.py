@@ -96,6 +96,51 @@ def test_taken_keys_are_skipped_and_only_new_rows_return(any_storage: Storage) -
     assert len(total) == 2_500
 
 
+def test_no_other_process_stores_a_key_between_the_read_and_the_insert(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite the new rows are told from the taken ones by reading the keys first. A
+    # transaction that has only read so far holds no lock (the driver begins one at the
+    # first write), so the read takes the write lock first: another process that tries to
+    # store the same key in between waits, and fails here (a short busy timeout), instead
+    # of having its row reported as this transaction's.
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    ours, other = Storage(url), Storage(url, busy_timeout=0.2)
+    ours.upgrade()
+    run = base.sqlite_run
+    tried: list[str] = []
+
+    def between(conn: Any, sql: str, params: Any, *, many: bool = False) -> Any:
+        found = run(conn, sql, params, many=many)
+        if sql.startswith('SELECT "uid"') and not tried:
+            try:
+                with other.engine.begin() as theirs:
+                    base.insert_rows(theirs, items, [record("a")])
+                tried.append("stored")
+            except Exception as e:  # the database is locked: ours holds the write lock
+                tried.append(type(e).__name__)
+        return found
+
+    monkeypatch.setattr(base, "sqlite_run", between)
+    try:
+        with ours.engine.begin() as conn:
+            conn.execute(select(items.c.id)).all()  # a read first, as a poll's job reads
+            got = base.insert_rows(
+                conn, items, [record("a"), record("b")], skip_taken=["uid"], returning=["uid"]
+            )
+        assert tried == ["OperationalError"]
+        assert sorted(got) == [("a",), ("b",)]  # both are ours
+        assert len(stored_uids(ours)) == 2
+    finally:
+        ours.close()
+        other.close()
+
+
+def stored_uids(storage: Storage) -> list[str]:
+    with storage.engine.connect() as conn:
+        return list(conn.execute(select(items.c.uid)).scalars())
+
+
 def test_rows_with_different_keys_each_get_their_defaults(any_storage: Storage) -> None:
     with any_storage.engine.begin() as conn:
         (item_id,) = base.insert_rows(conn, items, [record("a")], returning=["id"])[0]

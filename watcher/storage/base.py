@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,8 +267,15 @@ def _sqlite_insert_new(
     keys already taken, read first; one executemany (``sql``, ``ON CONFLICT DO NOTHING``);
     then the rows made, read by their keys. A third less CPU than statements of many rows
     each with ``RETURNING`` (a first poll of 2,000 sources inserts 30,000 items). Exact,
-    because SQLite's write transactions here are ``BEGIN IMMEDIATE``: nobody else writes
-    between the three statements. The rows come back in the key index's order."""
+    because the transaction holds the write lock from before the first read: nobody else
+    writes between the three statements. (The driver begins a transaction only at its
+    first write, so one that has only read so far, its reads in autocommit, takes the
+    lock here with ``BEGIN IMMEDIATE``: another process could otherwise store a taken key
+    between the read and the insert, and its row would come back as this one's.) The rows
+    come back in the key index's order."""
+    driver = conn.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
     at = plan.columns.index(key)
     keys = list(dict.fromkeys(row[at] for row in values))
     by_keys = f'SELECT {{}} FROM "{table.name}" WHERE "{key}" IN (SELECT value FROM json_each(?))'
@@ -409,7 +417,7 @@ def make_engine(
         # that run in a few. Added to the URL's own ``options``, unless they set it.
         given = make_url(url).query.get("options", "")
         given = given if isinstance(given, str) else " ".join(given)
-        options = given if "jit" in given else f"{given} -c jit=off".strip()
+        options = given if re.search(r"\bjit\s*=", given) else f"{given} -c jit=off".strip()
         connect_args = {"options": options}
         return create_engine(
             url,

@@ -103,7 +103,8 @@ def _window(order: str, f: ItemFilter) -> Any:
     rows, and stops as soon as it has what it asks for. Where ``f`` bounds the order's
     own column (deadlines from or to a day, first seen since), the window begins there."""
     vector: Any = literal_column("items.search_vector").label("search_vector")
-    narrow = [items.c[name] for name in _WINDOW_COLUMNS]  # not the wide texts: it sorts them
+    # Not the item's wide texts (title, summary, extra …): the window sorts what it reads.
+    narrow = [items.c[name] for name in _WINDOW_COLUMNS]
     first = select(*narrow, vector).order_by(*_order_of(items, order))
     if order == "deadline" and f.deadline_from:
         first = first.where(items.c.deadline >= f.deadline_from)
@@ -115,7 +116,8 @@ def _window(order: str, f: ItemFilter) -> Any:
     return first.subquery("items")
 
 
-# What the filters, orders and ranking of a search read of an item (``_window``).
+# What the filters, orders and ranking of a search read of an item (``_window``);
+# ``search_text`` for the trigram match inside words.
 _WINDOW_COLUMNS = (
     "id",
     "first_seen",
