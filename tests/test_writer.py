@@ -479,3 +479,36 @@ def test_a_batch_indexes_its_new_items_for_search_even_when_a_later_poll_takes_o
 
     assert found("hydrogen valleys") == list(news.new_ids)
     assert found("kompetensförsörjning") == list(plain.new_ids)
+
+
+def test_a_write_transaction_holds_sqlites_write_lock_from_its_first_read(tmp_path: Path) -> None:
+    """What a poll's write reads first (what its source already stores, the duplicates of
+    its items) must not change in another process before the write: on SQLite the driver
+    begins a transaction only at its first write, so the transaction takes the write lock
+    from the start. Another process that writes in between waits (here: fails, with a short
+    busy timeout) instead of storing the same call a second time."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    ours, other = Storage(url), Storage(url, busy_timeout=0.2)
+    ours.upgrade()
+    meanwhile: list[str] = []
+
+    def job(txn: Transaction) -> Any:
+        its = items(SRC, CALL)
+        known = txn.known_slices(SRC.id)  # the transaction's first statement: a read
+        cands = txn.duplicate_candidates(SRC.id, *candidate_keys(its))
+        try:
+            poll_into(other, OTHER, [replace(CALL, key="x")])  # the same call, elsewhere
+            meanwhile.append("stored")
+        except StorageError as e:
+            meanwhile.append(e.code)
+        intents = decide(its, known, cands)
+        return txn.apply(SRC.id, intents, PollResult(SRC.id, PollStatus.OK, parsed=1), T0)
+
+    try:
+        (outcome,) = ours.run_batch([job])
+        assert meanwhile == ["db_busy"]
+        assert not isinstance(outcome, Exception) and len(outcome.new_ids) == 1
+        assert ours.count_items() == 1
+    finally:
+        ours.close()
+        other.close()

@@ -54,6 +54,12 @@ class StorageCore:
                 self._noted.flag = False
             try:
                 with self.engine.begin() as conn:
+                    if outer and conn.dialect.name == "sqlite":
+                        # The write lock from the start: the driver would begin only at
+                        # the first write, and what a write transaction reads before it
+                        # (what a poll already stores, the duplicates of its items) must
+                        # not change under it in another process meanwhile.
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
                     yield conn
             except BaseException:
                 if self._noted.flag:
