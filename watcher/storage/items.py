@@ -14,8 +14,10 @@ column on PostgreSQL: migration 0008).
 At size (100,000 items and more) a list is read in two steps: the page's ids first (a
 narrow query over the filter and sort columns, ``LIMIT``/``OFFSET``), then those rows with
 their tags and links; counts can stop at a cap (``count_items(limit=…)``); area and theme
-are ``EXISTS`` probes of the tags' primary key; and a search sorted by date on SQLite
-walks the date index when the words match many items (see ``_walk_order``)."""
+are ``EXISTS`` probes of the tags' primary key; a search sorted by date on SQLite
+walks the date index when the words match many items (see ``_walk_order``); and a search on
+PostgreSQL reads the first items of its order before it reads more (see
+``_searched_in_steps``)."""
 
 from __future__ import annotations
 
