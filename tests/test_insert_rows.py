@@ -99,11 +99,11 @@ def test_taken_keys_are_skipped_and_only_new_rows_return(any_storage: Storage) -
 def test_no_other_process_stores_a_key_between_the_read_and_the_insert(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # On SQLite the new rows are told from the taken ones by reading the keys first. A
-    # transaction that has only read so far holds no lock (the driver begins one at the
-    # first write), so the read takes the write lock first: another process that tries to
-    # store the same key in between waits, and fails here (a short busy timeout), instead
-    # of having its row reported as this transaction's.
+    # On SQLite the new rows are told from the taken ones by reading the keys first. The
+    # driver would begin a transaction only at its first write, so a write transaction
+    # (``Storage.begin``) holds the write lock from its start: another process that tries
+    # to store the same key in between waits, and fails here (a short busy timeout),
+    # instead of having its row reported as this transaction's.
     url = f"sqlite:///{tmp_path / 'w.db'}"
     ours, other = Storage(url), Storage(url, busy_timeout=0.2)
     ours.upgrade()
@@ -123,7 +123,7 @@ def test_no_other_process_stores_a_key_between_the_read_and_the_insert(
 
     monkeypatch.setattr(base, "sqlite_run", between)
     try:
-        with ours.engine.begin() as conn:
+        with ours.begin() as conn:
             conn.execute(select(items.c.id)).all()  # a read first, as a poll's job reads
             got = base.insert_rows(
                 conn, items, [record("a"), record("b")], skip_taken=["uid"], returning=["uid"]

@@ -266,16 +266,12 @@ def _sqlite_insert_new(
     """``insert_rows`` on SQLite, with ``skip_taken`` one column and ``returning``: the
     keys already taken, read first; one executemany (``sql``, ``ON CONFLICT DO NOTHING``);
     then the rows made, read by their keys. A third less CPU than statements of many rows
-    each with ``RETURNING`` (a first poll of 2,000 sources inserts 30,000 items). Exact,
-    because the transaction holds the write lock from before the first read: nobody else
-    writes between the three statements. (The driver begins a transaction only at its
-    first write, so one that has only read so far, its reads in autocommit, takes the
-    lock here with ``BEGIN IMMEDIATE``: another process could otherwise store a taken key
-    between the read and the insert, and its row would come back as this one's.) The rows
-    come back in the key index's order."""
-    driver = conn.connection.driver_connection
-    if driver is not None and not driver.in_transaction:
-        driver.execute("BEGIN IMMEDIATE")
+    each with ``RETURNING`` (a first poll of 2,000 sources inserts 30,000 items). Exact in
+    a transaction that holds the write lock from its start, as ``StorageCore.begin``'s do
+    (``BEGIN IMMEDIATE``): nobody else writes between the three statements. (Begun by the
+    driver, at its first write, another process could store a taken key between the read
+    and the insert, and its row would come back as this one's.) The rows come back in the
+    key index's order."""
     at = plan.columns.index(key)
     keys = list(dict.fromkeys(row[at] for row in values))
     by_keys = f'SELECT {{}} FROM "{table.name}" WHERE "{key}" IN (SELECT value FROM json_each(?))'

@@ -65,6 +65,9 @@ RANKED_CANDIDATES = 1000
 # (``ItemsRoom._searched_in_steps``).
 SEARCH_WINDOWS = {"id": 20_000, "newest": 20_000, "deadline": 5_000}
 FEW_MATCHES = 5_000
+# The filters that bound an order's own column: a walk along that order's index begins
+# where they say (``ItemFilter.narrowed``, ``_window``).
+ORDER_BOUNDS = {"deadline": ("deadline_from", "deadline_to"), "newest": ("since",)}
 _WORD_RE = re.compile(r"\w")
 # What a stored item is made of: not the search columns, the widest of a row (and the
 # content hash), which only merge and search read.
@@ -98,6 +101,21 @@ def _order_of(t: Any, order: str) -> list[Any]:
     return [t.c.id.desc()]
 
 
+def _date_bounds(t: Any, f: ItemFilter) -> dict[str, Any]:
+    """The filter's bounds on an item's dates, each a condition on ``t``, by the filter's
+    field (first seen since, changed since, deadlines from or to a day)."""
+    bounds: dict[str, Any] = {}
+    if f.since:
+        bounds["since"] = t.c.first_seen >= f.since
+    if f.changed_since:
+        bounds["changed_since"] = t.c.changed_at >= f.changed_since
+    if f.deadline_from:
+        bounds["deadline_from"] = t.c.deadline >= f.deadline_from
+    if f.deadline_to:
+        bounds["deadline_to"] = t.c.deadline <= f.deadline_to
+    return bounds
+
+
 def _window(order: str, f: ItemFilter) -> Any:
     """PostgreSQL: the first ``SEARCH_WINDOWS[order]`` items in ``order``, read along the order's
     index, as a table named ``items`` (its ``search_vector`` too, so that a search's
@@ -107,15 +125,10 @@ def _window(order: str, f: ItemFilter) -> Any:
     vector: Any = literal_column("items.search_vector").label("search_vector")
     # Not the item's wide texts (title, summary, extra …): the window sorts what it reads.
     narrow = [items.c[name] for name in _WINDOW_COLUMNS]
-    first = select(*narrow, vector).order_by(*_order_of(items, order))
-    if order == "deadline" and f.deadline_from:
-        first = first.where(items.c.deadline >= f.deadline_from)
-    if order == "deadline" and f.deadline_to:
-        first = first.where(items.c.deadline <= f.deadline_to)
-    if order == "newest" and f.since:
-        first = first.where(items.c.first_seen >= f.since)
-    first = first.limit(SEARCH_WINDOWS[order])
-    return first.subquery("items")
+    own = ORDER_BOUNDS.get(order, ())
+    bounds = [c for name, c in _date_bounds(items, f).items() if name in own]
+    first = select(*narrow, vector).where(*bounds).order_by(*_order_of(items, order))
+    return first.limit(SEARCH_WINDOWS[order]).subquery("items")
 
 
 # What the filters, orders and ranking of a search read of an item (``_window``);
@@ -199,24 +212,13 @@ class ItemFilter:
     limit: int = 100
     offset: int = 0
 
-    @property
-    def narrowed(self) -> bool:
+    def narrowed(self, within: str | None = None) -> bool:
         """Whether the filter asks more of an item than its words, its relevance and its
-        being shown (an area, a source, a status, dates …)."""
-        return any(
-            (
-                self.source,
-                self.since,
-                self.changed_since,
-                self.area,
-                self.theme,
-                self.status,
-                self.programme,
-                self.kind,
-                self.deadline_from,
-                self.deadline_to,
-            )
-        )
+        being shown: an area, a source, a status, dates …; ``within`` an order, not
+        counting the bounds on that order's own column (``ORDER_BOUNDS``), where a walk
+        along its index begins."""
+        own = ORDER_BOUNDS.get(within or "", ())
+        return any(getattr(self, name) for name in _NARROWING if name not in own)
 
     @property
     def reads_few_rows(self) -> bool:
@@ -227,20 +229,25 @@ class ItemFilter:
         theme, status, source or dates, or a deep page take 6 to 80 ms, mostly in the
         database's own code (``Storage.reads_here``: those go to a thread)."""
         walked = self.order == "newest" or (self.order == "deadline" and not self.deadline_to)
-        filtered = (
-            self.text,
-            self.programme,
-            self.kind,
-            self.area,
-            self.theme,
-            self.status,
-            self.source,
-            self.since,
-            self.changed_since,
-            self.deadline_to,
-            self.deadline_from if self.order != "deadline" else None,
-        )
-        return walked and not any(filtered) and self.offset + self.limit <= FEW_ROWS
+        # Newest first walks from the newest item, so a bound on when first seen counts.
+        within = "deadline" if self.order == "deadline" else None
+        narrowed = bool(self.text) or self.narrowed(within)
+        return walked and not narrowed and self.offset + self.limit <= FEW_ROWS
+
+
+# What ``ItemFilter.narrowed`` asks about: every filter but the words, relevance and held.
+_NARROWING = (
+    "source",
+    "since",
+    "changed_since",
+    "area",
+    "theme",
+    "status",
+    "programme",
+    "kind",
+    "deadline_from",
+    "deadline_to",
+)
 
 
 # How deep a page of a plain list may be for ``ItemFilter.reads_few_rows`` (at 100,000 items
@@ -257,16 +264,16 @@ class ItemsRoom(StorageCore):
         *,
         ranked: bool = False,
         walk: bool = False,
-        step: tuple[str, str] | None = None,
+        step: str | None = None,
+        order: str = "id",
     ) -> _Selected:
         """The query of the items ``f`` selects. ``ranked``: with a ``rank`` column, the
         search's relevance on SQLite (smaller is better; 0 without a search, and on
         PostgreSQL, which ranks in ``_ranked_candidates``); ``walk``: the search
         probes each item found in the sort order's index instead of leading the query
-        (SQLite, see ``_walk_order``); ``step``: a search's step on PostgreSQL and the
-        order it is for (``_searched_in_steps``): ``("window", order)`` reads only the
-        order's first items, ``("indexed", order)`` finds the matches through the search
-        indexes first."""
+        (SQLite, see ``_walk_order``); ``step``: a search's step on PostgreSQL
+        (``_searched_in_steps``): ``"window"`` reads only the first items of ``order``,
+        ``"indexed"`` finds the matches through the search indexes first."""
         t: Any = items
         terms = _terms_of(f)
         if self.dialect == "sqlite" and not walk and _fts_match(terms):
@@ -274,12 +281,12 @@ class ItemsRoom(StorageCore):
             # read (to rank, sort or count them) from the narrow index rather than the wide
             # rows, which SQLite would otherwise pick.
             t = _SEARCH_KEYS
-        if terms and step is not None and step[0] == "window":
-            t = _window(step[1], f)
+        if terms and step == "window":
+            t = _window(order, f)
         q = select(t.c.id)
         rank: Any = literal(0.0)
         newest: Any = t.c.id
-        if terms and step is not None and step[0] == "indexed":
+        if terms and step == "indexed":
             # The matches' ids, gathered once through the search indexes (``_searched`` over
             # the table alone), then the filters and the order over those rows only.
             found, _rank, _newest = self._searched(
@@ -297,10 +304,7 @@ class ItemsRoom(StorageCore):
                     select(item_sources.c.item_id).where(item_sources.c.source_id == f.source)
                 )
             )
-        if f.since:
-            q = q.where(t.c.first_seen >= f.since)
-        if f.changed_since:
-            q = q.where(t.c.changed_at >= f.changed_since)
+        q = q.where(*_date_bounds(t, f).values())
         for kind, tag in (("area", f.area), ("theme", f.theme)):
             if tag:
                 # A probe of the tags' primary key (item, kind, tag) per item: an area holds a
@@ -316,10 +320,6 @@ class ItemsRoom(StorageCore):
             q = q.where(func.lower(t.c.programme).contains(f.programme.lower(), autoescape=True))
         if f.kind:
             q = q.where(t.c.kind == f.kind)
-        if f.deadline_from:
-            q = q.where(t.c.deadline >= f.deadline_from)
-        if f.deadline_to:
-            q = q.where(t.c.deadline <= f.deadline_to)
         if f.relevant is not None:
             q = q.where(t.c.relevant == f.relevant)
         if not f.include_held:
@@ -474,7 +474,6 @@ class ItemsRoom(StorageCore):
         if order == "relevance":
             return self._ranked_ids(conn, f)
         if self.dialect != "sqlite" and _terms_of(f):
-            order = "deadline" if order == "deadline" else "newest"
             found = self._searched_in_steps(
                 conn,
                 f,
@@ -525,12 +524,7 @@ class ItemsRoom(StorageCore):
         if size <= window:  # the window was every item
             return rows
         # The filter's bounds on the order's own column bound the window too (``_window``).
-        rest = f
-        if order == "deadline":
-            rest = replace(f, deadline_from=None, deadline_to=None)
-        elif order == "newest":
-            rest = replace(f, since=None)
-        if rest.narrowed:
+        if f.narrowed(within=order):
             seen, window = self._word_share(conn, f), SEARCH_WINDOWS["id"]
         if seen * size <= FEW_MATCHES * window:
             return conn.execute(query("indexed")).all()
@@ -539,7 +533,7 @@ class ItemsRoom(StorageCore):
     def _word_share(self, conn: Connection, f: ItemFilter) -> int:
         """PostgreSQL: how many of the newest ``SEARCH_WINDOWS["id"]`` items hold the words
         of ``f``, whatever its other filters ask."""
-        words = self._filtered(ItemFilter(text=f.text), step=("window", "id"))
+        words = self._filtered(ItemFilter(text=f.text), step="window")
         count = select(func.count()).select_from(words.q.subquery())
         return int(conn.execute(count).scalar_one())
 
@@ -613,8 +607,7 @@ class ItemsRoom(StorageCore):
         """The ids of the page of items ``f`` asks for, newest first or by deadline: only
         the columns filters and order read, so the wide rows are read for the page alone.
         ``step``: see ``_filtered`` (PostgreSQL)."""
-        order = "deadline" if order == "deadline" else "newest"
-        found = self._filtered(f, walk=walk, step=(step, order) if step else None)
+        found = self._filtered(f, walk=walk, step=step, order=order)
         return found.q.order_by(*_order_of(found.t, order)).limit(f.limit).offset(f.offset)
 
     def _ranked_candidates(self, f: ItemFilter, step: str | None = None) -> Any:
@@ -635,7 +628,7 @@ class ItemsRoom(StorageCore):
         chooses; ``step``: see ``_filtered``)."""
         sqlite = self.dialect == "sqlite"
         # SQLite ranks as it reads; PostgreSQL after.
-        s = self._filtered(f, ranked=sqlite, step=(step, "id") if step else None)
+        s = self._filtered(f, ranked=sqlite, step=step)
         kept = [s.t.c.deadline, s.t.c.first_seen]
         if not sqlite:
             kept.append(literal_column("items.search_vector").label("vector"))

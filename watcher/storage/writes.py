@@ -130,9 +130,14 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
     def _write_deferred(self, conn: Connection, deferred: Deferred) -> None:
         """A batch's deferred writes: its new items into the full-text index, then the
         sources' states and poll log (``SourcesRoom``)."""
+        self._index_deferred(conn, deferred)
+        super()._write_deferred(conn, deferred)
+
+    def _index_deferred(self, conn: Connection, deferred: Deferred) -> None:
+        """The new items a batch has made so far into the full-text index, now."""
         if deferred.search:
             self._index_for_search(conn, deferred.search)
-        super()._write_deferred(conn, deferred)
+            deferred.search.clear()
 
     def run_batch(self, jobs: Sequence[Callable[[Transaction], T]]) -> list[T | Exception]:
         """Run write jobs in order, all in one transaction; each job's result or error, in
@@ -226,11 +231,10 @@ class WritesRoom(SourcesRoom, TagsRoom, ItemsRoom):
         merged_ids: list[int] = []
         by_record: list[int] = []  # records several sources made: tagged from the record
         touched = [i for i in intents if isinstance(i, Linked | Updated)]
-        if touched and deferred is not None and deferred.search:
+        if touched and deferred is not None:
             # An update of a record's title or text takes its old words out of the
             # full-text index (a trigger): a record this batch made must be in it first.
-            self._index_for_search(conn, deferred.search)
-            deferred.search.clear()
+            self._index_deferred(conn, deferred)
         records = self._records_in(conn, [i.item_id for i in touched])
         for intent in touched:
             stored = records[intent.item_id]
